@@ -1,0 +1,49 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "shmtop",
+    products: [
+        /// The Swift library: create, attach and allocate in a shared cache file.
+        .library(name: "ShmAlloc", targets: ["ShmAlloc"]),
+        /// The C face: `libshm_alloc.so` with `shm_alloc.h`.
+        .library(name: "shm_alloc", type: .dynamic, targets: ["ShmAllocC"]),
+        /// The inspector and its command line.
+        .executable(name: "shmtop", targets: ["shmtop"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
+    ],
+    targets: [
+        // File format and buddy-tree math: pure, no I/O. Shared by the allocator and the inspector.
+        .target(name: "ShmFormat"),
+        // The read-write side: creating, mapping and allocating in a cache file.
+        .target(
+            name: "ShmAlloc",
+            dependencies: ["ShmFormat", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        // `shm_alloc.h` (and the load-time initialiser of the C library).
+        .target(name: "CShmAlloc"),
+        // `@_cdecl` exports: the C ABI over `ShmAlloc`.
+        .target(name: "ShmAllocC", dependencies: ["ShmAlloc", "CShmAlloc"]),
+        .executableTarget(
+            name: "shmtop",
+            dependencies: [
+                "ShmFormat", "ShmAlloc",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Worker processes for the multi-process tests (stress, creation races, signals, heap counting).
+        .executableTarget(
+            name: "shm-test-helper",
+            dependencies: [
+                "ShmFormat", "ShmAlloc",
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            ]
+        ),
+        .testTarget(name: "ShmFormatTests", dependencies: ["ShmFormat"]),
+        .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "shm-test-helper", "shmtop"]),
+    ]
+)

@@ -1,0 +1,116 @@
+// A mapped cache file: the object every allocation goes through.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ShmFormat
+import Synchronization
+
+/// An offset from a cache's user base. `0` is ``ShmOffset/null``: it lies in the read-only null
+/// page and is never returned by an allocation. Offsets mean the same in every process that maps
+/// the file, so they (unlike pointers) can be stored inside the cache.
+public struct ShmOffset: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt64
+    @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// The offset that is never allocated, `SHM_NULL` in C.
+    public static let null = ShmOffset(rawValue: 0)
+    /// True for ``null``.
+    @inlinable public var isNull: Bool { rawValue == 0 }
+
+    @inlinable public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+    public var description: String { "0x" + String(rawValue, radix: 16) }
+}
+
+/// A cache file mapped read-write into this process: allocate, free and translate offsets.
+///
+/// Open one with ``init(path:policy:address:creationTimeout:)``. Every method may be called from any
+/// thread, from any process mapping the same file, and from signal handlers: `allocate` and `free`
+/// take no locks, allocate no memory and make no system calls; each changes a block with one
+/// compare-and-swap on its 64-bit buddy word.
+///
+/// The mapping lives as long as the object. Offsets stay valid across processes and restarts.
+public final class SharedCache: @unchecked Sendable {
+    // @unchecked: every stored property is immutable; the pointees are shared memory, touched only
+    // through atomics (words, counters) or by the owner of an allocation (data).
+
+    /// The path the cache was opened with.
+    public let path: String
+    /// The header as it was when the file was opened (counters and hint move on since).
+    public let header: FileHeader
+    /// The file's layout (regions, null page).
+    public let layout: FileLayout
+    /// The file's geometry.
+    public let geometry: Geometry
+
+    /// The first byte of the mapped file (the header page).
+    public let fileBase: UnsafeMutableRawPointer
+    /// The user base: the first byte of the data region, where offset 0 points (read-only).
+    public let base: UnsafeMutableRawPointer
+
+    let tree: BuddyTree
+    let words: UnsafeMutablePointer<Atomic<UInt64>>
+    let searchHint: UnsafeMutablePointer<Atomic<UInt64>>
+    let invalidFreeCount: UnsafeMutablePointer<Atomic<UInt64>>
+    let failedAllocationCount: UnsafeMutablePointer<Atomic<UInt64>>
+    /// The first block after the null region.
+    let firstBlock: Int
+    let blockCount: Int
+    let blockShift: Int
+    let minShift: Int
+
+    init(path: String, header: FileHeader, mapping: UnsafeMutableRawPointer) {
+        self.path = path
+        self.header = header
+        self.layout = header.layout
+        self.geometry = header.geometry
+        self.fileBase = mapping
+        self.base = mapping + layout.dataOffset
+        self.tree = geometry.tree
+        self.words = (mapping + layout.wordsOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+        func counter(_ field: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+            (mapping + field).assumingMemoryBound(to: Atomic<UInt64>.self)
+        }
+        self.searchHint = counter(FileHeader.Field.searchHint)
+        self.invalidFreeCount = counter(FileHeader.Field.invalidFrees)
+        self.failedAllocationCount = counter(FileHeader.Field.failedAllocations)
+        self.firstBlock = layout.nullBlockCount
+        self.blockCount = geometry.blockCount
+        self.blockShift = geometry.maxShift
+        self.minShift = geometry.minShift
+    }
+
+    deinit { Mapping.unmap(fileBase, length: layout.fileSize) }
+
+    // MARK: - Offsets and pointers
+
+    /// The address of `offset` in this process, or `nil` for ``ShmOffset/null`` and offsets past the end.
+    @inlinable
+    public func pointer(to offset: ShmOffset) -> UnsafeMutableRawPointer? {
+        guard !offset.isNull, offset.rawValue < UInt64(geometry.capacity) else { return nil }
+        return base + Int(offset.rawValue)
+    }
+
+    /// The offset of `pointer`, or `nil` when it does not point into the data region.
+    @inlinable
+    public func offset(of pointer: UnsafeRawPointer) -> ShmOffset? {
+        let distance = pointer - UnsafeRawPointer(base)
+        guard distance >= 0, distance < geometry.capacity else { return nil }
+        return ShmOffset(rawValue: UInt64(distance))
+    }
+
+    // MARK: - Live counters
+
+    /// Frees refused since the file was created (double, bogus or corrupted), by any process.
+    public var invalidFrees: UInt64 { invalidFreeCount.pointee.load(ordering: .relaxed) }
+    /// Allocations that found no room since the file was created, by any process.
+    public var failedAllocations: UInt64 { failedAllocationCount.pointee.load(ordering: .relaxed) }
+
+    /// Block `index`'s buddy word, read atomically.
+    public func word(ofBlock index: Int) -> UInt64 {
+        precondition((0..<blockCount).contains(index), "block \(index) out of 0..<\(blockCount)")
+        return words[index].load(ordering: .acquiring)
+    }
+}
