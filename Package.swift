@@ -35,6 +35,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The benchmark suite: `swift run -c release shmbench`.
+        .executableTarget(
+            name: "shmbench",
+            dependencies: [
+                "ShmFormat", "ShmAlloc",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Worker processes for the multi-process tests (stress, creation races, signals, heap counting).
         .executableTarget(
             name: "shm-test-helper",

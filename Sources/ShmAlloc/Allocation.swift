@@ -97,7 +97,7 @@ extension SharedCache {
             if exchanged { break }
             word = current
         }
-        didFree(block: block)
+        didFree(block: block, before: word, after: word & ~mask)
     }
 
     // MARK: - Pointer wrappers

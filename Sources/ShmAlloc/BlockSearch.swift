@@ -1,27 +1,68 @@
-// Where an allocation looks for room: the one interface between the hot paths and the search.
+// Where an allocation looks for room, and how frees advertise it: the one interface between the
+// hot paths and the free-space index.
 //
-// This version scans blocks from a shared hint, wrapping around once, as the original did:
-// O(blocks) when the cache is nearly full. The hint is only advisory; the CAS on a block's word
-// is the only point where ownership changes, so a stale hint costs time, never correctness.
+// 1. Locality first: each thread slot of each process remembers the block it last allocated in
+//    (in process memory, not in the file), and tries it first: one load and one CAS, no shared
+//    state touched but the block's word. Processes and threads fill different blocks, so they do
+//    not fight over one word.
+// 2. Otherwise best fit: search the index class by class, from the request's order up to whole
+//    blocks, so small requests pack into partly used blocks and empty blocks stay whole for large
+//    ones. Each process starts its searches at its own origin, again to keep processes apart.
+//
+// Claims do not update the index: a block may stay listed under a class it has left (the next
+// search that finds it there re-files it). Frees do, since a block whose free space grew must be
+// findable under its new class. The index is advisory either way; the CAS on the block's word is
+// the only point where ownership changes.
 
 import ShmFormat
 import Synchronization
 
 extension SharedCache {
+    /// The number of per-process cursors; threads map onto them by their stack address.
+    static let cursorSlots = 16
+    /// A cursor holds `block | pid << cursorPIDShift`, so a child of `fork` ignores its parent's.
+    static let cursorPIDShift = 40
+
+    /// This thread's cursor slot: threads run on different stacks, so the stack address (in 1 MiB
+    /// granules) tells them apart without a system call or thread-local storage.
+    @inline(__always)
+    private func cursorSlot() -> Int {
+        var marker: UInt8 = 0
+        let address = withUnsafeMutablePointer(to: &marker) { UInt(bitPattern: $0) }
+        return Int(truncatingIfNeeded: (address &>> 20) &* 0x9E37_79B9) & (Self.cursorSlots - 1)
+    }
+
     /// Finds a block with a free node of `order` and claims the node with one CAS.
     ///
     /// - Returns: the block and the claimed node, or `nil` when no block has room.
     @inline(__always)
     func claimNode(order: Int) -> (block: Int, node: Int)? {
-        let hint = Int(truncatingIfNeeded: searchHint.pointee.load(ordering: .relaxed))
-        var block = (firstBlock..<blockCount).contains(hint) ? hint : firstBlock
-        for _ in firstBlock..<blockCount {
-            if let node = claim(order: order, inBlock: block) {
-                if block != hint { searchHint.pointee.store(UInt64(block), ordering: .relaxed) }
-                return (block, node)
+        let slot = cursorSlot()
+        let pid = UInt64(UInt32(bitPattern: ProcessIdentity.pid))
+        let remembered = cursors[slot].load(ordering: .relaxed)
+        if remembered &>> UInt64(Self.cursorPIDShift) == pid {
+            let block = Int(truncatingIfNeeded: remembered & ((1 &<< UInt64(Self.cursorPIDShift)) &- 1))
+            if let node = claim(order: order, inBlock: block) { return (block, node) }
+        }
+        return searchIndex(order: order, slot: slot, pid: pid)
+    }
+
+    /// The best-fit search through the index (the slow path of `claimNode`).
+    @inline(never)
+    private func searchIndex(order: Int, slot: Int, pid: UInt64) -> (block: Int, node: Int)? {
+        // A per-process, per-slot origin spreads concurrent searchers over the cache.
+        let span = UInt64(blockCount &- firstBlock)
+        let origin = firstBlock &+ Int(truncatingIfNeeded: (pid &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(slot) &* 0x85EB_CA6B) % span)
+        for blockClass in order..<geometry.orderCount {
+            while let block = index.first(class: blockClass, from: origin) {
+                let node = claim(order: order, inBlock: block)
+                // Either way the block's class is likely not `blockClass` any more: file it where it is.
+                refile(block)
+                if let node {
+                    cursors[slot].store(UInt64(block) | pid &<< UInt64(Self.cursorPIDShift), ordering: .relaxed)
+                    return (block, node)
+                }
             }
-            block &+= 1
-            if block == blockCount { block = firstBlock }
         }
         return nil
     }
@@ -41,8 +82,31 @@ extension SharedCache {
         return nil
     }
 
-    /// Called after a node of `block` was freed. The scan needs no bookkeeping; a free-space index
-    /// would record here that `block` has room again.
+    /// Advertises a free: `block`'s word went from `before` to `after`. Files the block under its
+    /// new class when the free made its largest free node larger.
     @inline(__always)
-    func didFree(block: Int) {}
+    func didFree(block: Int, before: UInt64, after: UInt64) {
+        let oldClass = tree.largestFreeOrder(before)
+        guard let newClass = tree.largestFreeOrder(after), newClass != oldClass else { return }
+        index.insert(block, class: newClass)
+        if let oldClass { index.remove(block, class: oldClass) }
+        // Another thread may have changed the word while we filed it, and filed it out of order.
+        if tree.largestFreeOrder(words[block].load(ordering: .sequentiallyConsistent)) != newClass { refile(block) }
+    }
+
+    /// Lists `block` under exactly the class its word has now, repeating until the word holds
+    /// still across the update, so racing re-filings of one block converge.
+    func refile(_ block: Int) {
+        var word = words[block].load(ordering: .sequentiallyConsistent)
+        while true {
+            let current = tree.largestFreeOrder(word)
+            if let current { index.insert(block, class: current) }
+            for blockClass in 0..<geometry.orderCount where blockClass != current && index.lists(block, class: blockClass) {
+                index.remove(block, class: blockClass)
+            }
+            let now = words[block].load(ordering: .sequentiallyConsistent)
+            if now == word { return }
+            word = now
+        }
+    }
 }

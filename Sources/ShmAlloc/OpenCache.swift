@@ -203,6 +203,11 @@ extension SharedCache {
         for block in 0..<layout.nullBlockCount {
             words[block].store(geometry.tree.fullWord, ordering: .relaxed)
         }
+        // Every other block is empty: listed under the top class. Plain stores are enough here,
+        // the file is not visible as ready before the release store below.
+        let indexWords = (mapping + layout.indexOffset).assumingMemoryBound(to: UInt64.self)
+        layout.freeIndex.initialise(
+            UnsafeMutableBufferPointer(start: indexWords, count: layout.freeIndex.totalWords), firstBlock: layout.nullBlockCount)
         // Publishes the words and every header field written above.
         let state = (mapping + FileHeader.Field.stateWord).assumingMemoryBound(to: Atomic<UInt64>.self)
         state.pointee.store(FileHeader.stateWord(.ready, pid: header.creatorPID), ordering: .releasing)

@@ -52,7 +52,9 @@ public final class SharedCache: @unchecked Sendable {
 
     let tree: BuddyTree
     let words: UnsafeMutablePointer<Atomic<UInt64>>
-    let searchHint: UnsafeMutablePointer<Atomic<UInt64>>
+    let index: FreeSpaceIndex
+    /// Per-process memory (not in the file): each thread slot's last block, see `claimNode`.
+    let cursors: UnsafeMutablePointer<Atomic<UInt64>>
     let invalidFreeCount: UnsafeMutablePointer<Atomic<UInt64>>
     let failedAllocationCount: UnsafeMutablePointer<Atomic<UInt64>>
     /// The first block after the null region.
@@ -73,7 +75,10 @@ public final class SharedCache: @unchecked Sendable {
         func counter(_ field: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
             (mapping + field).assumingMemoryBound(to: Atomic<UInt64>.self)
         }
-        self.searchHint = counter(FileHeader.Field.searchHint)
+        self.index = FreeSpaceIndex(
+            layout: layout.freeIndex, words: (mapping + layout.indexOffset).assumingMemoryBound(to: Atomic<UInt64>.self))
+        self.cursors = .allocate(capacity: Self.cursorSlots)
+        for slot in 0..<Self.cursorSlots { (cursors + slot).initialize(to: Atomic(0)) }
         self.invalidFreeCount = counter(FileHeader.Field.invalidFrees)
         self.failedAllocationCount = counter(FileHeader.Field.failedAllocations)
         self.firstBlock = layout.nullBlockCount
@@ -82,7 +87,11 @@ public final class SharedCache: @unchecked Sendable {
         self.minShift = geometry.minShift
     }
 
-    deinit { Mapping.unmap(fileBase, length: layout.fileSize) }
+    deinit {
+        Mapping.unmap(fileBase, length: layout.fileSize)
+        cursors.deinitialize(count: Self.cursorSlots)
+        cursors.deallocate()
+    }
 
     // MARK: - Offsets and pointers
 

@@ -1,9 +1,9 @@
 // The cache file: where each region lives, and the header page that describes them.
 //
-//   0            headerSize    wordsOffset+wordsLength                dataOffset
-//   ┌────────────┬─────────────┬──────────────────────────────────────┬────────────────────────────┐
-//   │ header page│ buddy words │ free-space index (length 0 in v1)    │ data: null page, blocks …  │
-//   └────────────┴─────────────┴──────────────────────────────────────┴────────────────────────────┘
+//   0            headerSize    indexOffset                      dataOffset
+//   ┌────────────┬─────────────┬────────────────────────────────┬─────────────────────────────────┐
+//   │ header page│ buddy words │ free-space index (FreeIndex)   │ data: null page, blocks …       │
+//   └────────────┴─────────────┴────────────────────────────────┴─────────────────────────────────┘
 //
 // Every region starts on a page boundary. The header is all a reader needs: the geometry and
 // every offset are stored in it, and a reader recomputes the layout and refuses a file whose
@@ -37,8 +37,10 @@ public struct FileLayout: Hashable, Sendable {
     public var wordsLength: Int { roundedUpToPage(geometry.blockCount * 8) }
     /// Where the free-space index starts.
     public var indexOffset: Int { wordsOffset + wordsLength }
-    /// The free-space index's length (none in format version 1).
-    public var indexLength: Int { 0 }
+    /// The free-space index's shape.
+    public var freeIndex: FreeIndexLayout { FreeIndexLayout(geometry: geometry) }
+    /// The free-space index's length, rounded up to whole pages.
+    public var indexLength: Int { roundedUpToPage(freeIndex.totalWords * 8) }
     /// Where the data region (the user base, offset 0) starts.
     public var dataOffset: Int { indexOffset + indexLength }
     /// The data region's length: every block, the null region included.
@@ -102,14 +104,13 @@ public struct FileHeader: Hashable, Sendable {
         public static let dataLength = 104
         public static let fileSize = 112
         public static let nullBlockCount = 120
-        /// Atomic `UInt64`: the block where the next search starts. Alone on its cache line.
-        public static let searchHint = 128
-        /// Atomic `UInt64`: frees refused because the offset was no allocation.
-        public static let invalidFrees = 192
+        /// Atomic `UInt64`: frees refused because the offset was no allocation. On its own cache
+        /// line, away from the read-mostly fields above.
+        public static let invalidFrees = 128
         /// Atomic `UInt64`: allocations that found no room.
-        public static let failedAllocations = 200
+        public static let failedAllocations = 136
         /// The first byte past the last field; the rest of the page is zero.
-        public static let end = 208
+        public static let end = 144
     }
 
     public let formatVersion: UInt32
@@ -119,8 +120,6 @@ public struct FileHeader: Hashable, Sendable {
     /// When the file was initialised, in nanoseconds since the Unix epoch.
     public let createdAtNanoseconds: UInt64
     public let layout: FileLayout
-    /// The search hint at the time the header was read.
-    public let searchHint: UInt64
     public let invalidFrees: UInt64
     public let failedAllocations: UInt64
 
@@ -133,7 +132,6 @@ public struct FileHeader: Hashable, Sendable {
         self.creatorPID = creatorPID
         self.createdAtNanoseconds = createdAtNanoseconds
         self.layout = layout
-        self.searchHint = UInt64(layout.nullBlockCount)
         self.invalidFrees = 0
         self.failedAllocations = 0
     }
@@ -200,7 +198,6 @@ public struct FileHeader: Hashable, Sendable {
             throw .fileSizeMismatch(actual: fileSize, expected: layout.fileSize)
         }
         createdAtNanoseconds = u64(Field.createdAtNanoseconds)
-        searchHint = u64(Field.searchHint)
         invalidFrees = u64(Field.invalidFrees)
         failedAllocations = u64(Field.failedAllocations)
     }
@@ -228,7 +225,6 @@ public struct FileHeader: Hashable, Sendable {
         put(layout.dataLength, Field.dataLength)
         put(layout.fileSize, Field.fileSize)
         put(layout.nullBlockCount, Field.nullBlockCount)
-        put(searchHint, Field.searchHint)
         put(invalidFrees, Field.invalidFrees)
         put(failedAllocations, Field.failedAllocations)
     }

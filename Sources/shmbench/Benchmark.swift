@@ -1,0 +1,85 @@
+// `shmbench`: the allocator's benchmark suite. Build and run it in release:
+//
+//     swift run -c release shmbench            # the table
+//     swift run -c release shmbench --json     # the same figures for machines
+//
+// Every figure is the median of several runs; glibc's malloc/free runs the same workload in the
+// same process, so ratios compare like with like on whatever machine this runs on.
+
+import ArgumentParser
+import Foundation
+import ShmAlloc
+import ShmFormat
+
+@main
+struct ShmBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shmbench",
+        abstract: "Benchmark the shared-memory allocator against glibc malloc.",
+        subcommands: [Run.self, PairWorker.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+extension ShmBench {
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the suite and print the table.")
+
+        @Flag(help: "Print JSON instead of a table.")
+        var json = false
+        @Option(help: "Runs per figure (the median is reported).")
+        var runs = 5
+        @Option(help: "Directory for the cache files (tmpfs is best).")
+        var directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+        @Flag(help: "Skip the 4 GiB aged-cache figures (they need about 4 GiB of memory and a few seconds).")
+        var skipLarge = false
+
+        func run() throws {
+            var table = ResultTable()
+            let scratch = Scratch(directory: directory)
+            defer { scratch.removeAll() }
+
+            try PairBenchmarks(runs: runs, scratch: scratch).run(into: &table)
+            try ScalingBenchmark(runs: runs, scratch: scratch).run(into: &table)
+            var capacities = [64 << 20]
+            if !skipLarge { capacities.append(4 << 30) }
+            for capacity in capacities {
+                try AgedCacheBenchmark(capacity: capacity, runs: runs, scratch: scratch).run(into: &table)
+            }
+            try PlacementBenchmark(runs: runs, scratch: scratch).run(into: &table)
+            print(json ? table.json() : table.text(machine: MachineDescription.current))
+        }
+    }
+}
+
+/// Cache files made for one run, removed at the end.
+final class Scratch {
+    let directory: String
+    private var paths: [String] = []
+    init(directory: String) { self.directory = directory }
+
+    /// A fresh cache of `capacity` bytes with the default block geometry.
+    func cache(capacity: Int) throws -> SharedCache {
+        let path = "\(directory)/shmbench-\(getpid())-\(paths.count).shm"
+        paths.append(path)
+        unlink(path)
+        let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: capacity)
+        return try SharedCache(path: path, policy: .require(geometry))
+    }
+
+    /// Removes one cache file now (its pages go back to the system once unmapped).
+    func remove(_ cache: SharedCache) { unlink(cache.path) }
+
+    func removeAll() { paths.forEach { unlink($0) } }
+}
+
+/// What the table says about the machine it ran on.
+enum MachineDescription {
+    static var current: String {
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("model name") }?
+            .split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+        let memory = ProcessInfo.processInfo.physicalMemory >> 30
+        return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(memory) GiB"
+    }
+}
