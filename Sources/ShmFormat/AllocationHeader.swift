@@ -37,8 +37,8 @@ public struct AllocationHeader: Hashable, Sendable {
     @inlinable
     public var rawValue: UInt64 {
         let body = UInt64(UInt32(bitPattern: ownerPID))
-            | UInt64(truncatingIfNeeded: requestedSize) & 0xF_FFFF &<< 32
-            | UInt64(truncatingIfNeeded: order) & 0xF &<< 52
+            | (UInt64(truncatingIfNeeded: requestedSize) & 0xF_FFFF) &<< 32
+            | (UInt64(truncatingIfNeeded: order) & 0xF) &<< 52
         return body | Self.checkByte(body) &<< 56
     }
 
@@ -48,8 +48,8 @@ public struct AllocationHeader: Hashable, Sendable {
         let body = rawValue & 0x00FF_FFFF_FFFF_FFFF
         guard rawValue &>> 56 == Self.checkByte(body) else { return nil }
         ownerPID = Int32(bitPattern: UInt32(truncatingIfNeeded: body))
-        requestedSize = Int(body &>> 32 & 0xF_FFFF)
-        order = Int(body &>> 52 & 0xF)
+        requestedSize = Int((body &>> 32) & 0xF_FFFF)
+        order = Int((body &>> 52) & 0xF)
     }
 
     /// A multiplicative hash of the body folded to 8 bits, offset so that an all-zero word fails.
