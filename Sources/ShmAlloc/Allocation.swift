@@ -85,7 +85,7 @@ extension SharedCache {
         let offsetInBlock = nodeStart & (geometry.blockSize &- 1)
         guard offsetInBlock & (geometry.nodeSize(ofOrder: header.order) &- 1) == 0 else { throw .misaligned(offset) }
         let node = tree.node(order: header.order, position: offsetInBlock &>> (minShift &+ header.order))
-        let mask = tree.setMask(ofNode: node)
+        let mask = setMasks[node]
 
         var word = words[block].load(ordering: .relaxed)
         while true {
@@ -97,7 +97,7 @@ extension SharedCache {
             if exchanged { break }
             word = current
         }
-        didFree(block: block, before: word, after: word & ~mask)
+        didFree(block: block, after: word & ~mask)
     }
 
     // MARK: - Pointer wrappers

@@ -9,10 +9,11 @@
 //    blocks, so small requests pack into partly used blocks and empty blocks stay whole for large
 //    ones. Each process starts its searches at its own origin, again to keep processes apart.
 //
-// Claims do not update the index: a block may stay listed under a class it has left (the next
-// search that finds it there re-files it). Frees do, since a block whose free space grew must be
-// findable under its new class. The index is advisory either way; the CAS on the block's word is
-// the only point where ownership changes.
+// Claims do not update the index, and frees only add listings: a block may stay listed under a
+// class it has left (the next search that meets it there re-files it). What must never happen is a
+// block missing from the class its free space has reached, and every free lists it there. The
+// index is advisory either way; the CAS on the block's word is the only point where ownership
+// changes.
 
 import ShmFormat
 import Synchronization
@@ -42,7 +43,7 @@ extension SharedCache {
         let remembered = cursors[slot].load(ordering: .relaxed)
         if remembered &>> UInt64(Self.cursorPIDShift) == pid {
             let block = Int(truncatingIfNeeded: remembered & ((1 &<< UInt64(Self.cursorPIDShift)) &- 1))
-            if let node = claim(order: order, inBlock: block) { return (block, node) }
+            if let (node, _) = claim(order: order, inBlock: block) { return (block, node) }
         }
         return searchIndex(order: order, slot: slot, pid: pid)
     }
@@ -53,15 +54,16 @@ extension SharedCache {
         // A per-process, per-slot origin spreads concurrent searchers over the cache.
         let span = UInt64(blockCount &- firstBlock)
         let origin = firstBlock &+ Int(truncatingIfNeeded: (pid &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(slot) &* 0x85EB_CA6B) % span)
-        for blockClass in order..<geometry.orderCount {
+        for blockClass in order..<index.classCount {
             while let block = index.first(class: blockClass, from: origin) {
-                let node = claim(order: order, inBlock: block)
-                // Either way the block's class is likely not `blockClass` any more: file it where it is.
-                refile(block)
-                if let node {
-                    cursors[slot].store(UInt64(block) | pid &<< UInt64(Self.cursorPIDShift), ordering: .relaxed)
-                    return (block, node)
+                guard let (node, word) = claim(order: order, inBlock: block) else {
+                    // Listed under a class it has left: file it where it is now, and look on.
+                    refile(block)
+                    continue
                 }
+                if tree.largestFreeOrder(word) != blockClass { refile(block) }
+                cursors[slot].store(UInt64(block) | pid &<< UInt64(Self.cursorPIDShift), ordering: .relaxed)
+                return (block, node)
             }
         }
         return nil
@@ -69,29 +71,29 @@ extension SharedCache {
 
     /// Claims the best-fitting free node of `order` in `block`, retrying while other claims race
     /// on the same word and a free node remains.
+    ///
+    /// - Returns: the node and the block's word right after the claim, or `nil` when no node of
+    ///   `order` is free.
     @inline(__always)
-    func claim(order: Int, inBlock block: Int) -> Int? {
+    func claim(order: Int, inBlock block: Int) -> (node: Int, word: UInt64)? {
         var word = words[block].load(ordering: .relaxed)
         while let node = tree.bestFitNode(word, order: order) {
+            let claimed = word | setMasks[node]
             let (exchanged, current) = words[block].compareExchange(
-                expected: word, desired: word | tree.setMask(ofNode: node),
-                successOrdering: .acquiring, failureOrdering: .relaxed)
-            if exchanged { return node }
+                expected: word, desired: claimed, successOrdering: .acquiring, failureOrdering: .relaxed)
+            if exchanged { return (node, claimed) }
             word = current
         }
         return nil
     }
 
-    /// Advertises a free: `block`'s word went from `before` to `after`. Files the block under its
-    /// new class when the free made its largest free node larger.
+    /// Advertises a free: `block`'s word became `after`. Lists the block under the class the free
+    /// left it in. Listings only ever get added here, so racing frees cannot hide a block from
+    /// one another; a listing the block has outgrown is removed by the next search that meets it.
     @inline(__always)
-    func didFree(block: Int, before: UInt64, after: UInt64) {
-        let oldClass = tree.largestFreeOrder(before)
-        guard let newClass = tree.largestFreeOrder(after), newClass != oldClass else { return }
-        index.insert(block, class: newClass)
-        if let oldClass { index.remove(block, class: oldClass) }
-        // Another thread may have changed the word while we filed it, and filed it out of order.
-        if tree.largestFreeOrder(words[block].load(ordering: .sequentiallyConsistent)) != newClass { refile(block) }
+    func didFree(block: Int, after: UInt64) {
+        // A free always leaves a free node, so the block has a class.
+        index.insert(block, class: tree.largestFreeOrder(after) ?? 0)
     }
 
     /// Lists `block` under exactly the class its word has now, repeating until the word holds
@@ -101,7 +103,7 @@ extension SharedCache {
         while true {
             let current = tree.largestFreeOrder(word)
             if let current { index.insert(block, class: current) }
-            for blockClass in 0..<geometry.orderCount where blockClass != current && index.lists(block, class: blockClass) {
+            for blockClass in 0..<index.classCount where blockClass != current && index.lists(block, class: blockClass) {
                 index.remove(block, class: blockClass)
             }
             let now = words[block].load(ordering: .sequentiallyConsistent)

@@ -11,9 +11,43 @@ import ShmFormat
 import Synchronization
 
 /// The free-space index of a mapped cache: per class, a hierarchical bitmap over blocks.
+///
+/// Kept to a few words (the level table lives in `SharedCache`'s process memory), so the hot paths
+/// pass it in registers instead of copying a layout around.
 struct FreeSpaceIndex {
-    let layout: FreeIndexLayout
     let words: UnsafeMutablePointer<Atomic<UInt64>>
+    /// Per level: the word offset within a class (`levelCount` entries), then the level's bit count.
+    private let levels: UnsafeMutablePointer<Int>
+    let levelCount: Int
+    private let wordsPerClass: Int
+    let classCount: Int
+
+    /// Maps the index described by `layout` at `words`; the level table is allocated here and
+    /// released by `deallocate()`.
+    init(layout: FreeIndexLayout, words: UnsafeMutablePointer<Atomic<UInt64>>) {
+        self.words = words
+        levelCount = layout.levelCount
+        wordsPerClass = layout.wordsPerClass
+        classCount = layout.classCount
+        levels = .allocate(capacity: 2 * levelCount)
+        var offset = 0
+        for level in 0..<levelCount {
+            levels[level] = offset
+            levels[levelCount + level] = bitCount(level: level)
+            offset += layout.wordCount(level: level)
+        }
+    }
+
+    /// Releases the level table.
+    func deallocate() { levels.deallocate() }
+
+    @inline(__always)
+    private func wordIndex(class blockClass: Int, level: Int, bit: Int) -> Int {
+        blockClass &* wordsPerClass &+ levels[level] &+ bit &>> 6
+    }
+
+    @inline(__always)
+    private func bitCount(level: Int) -> Int { levels[levelCount &+ level] }
 
     @inline(__always)
     private func bitMask(_ bit: Int) -> UInt64 { 1 &<< UInt64(bit & 63) }
@@ -21,14 +55,14 @@ struct FreeSpaceIndex {
     /// True when `block` is listed under `blockClass` (a relaxed read: advisory).
     @inline(__always)
     func lists(_ block: Int, class blockClass: Int) -> Bool {
-        words[layout.wordIndex(class: blockClass, level: 0, bit: block)].load(ordering: .relaxed) & bitMask(block) != 0
+        words[wordIndex(class: blockClass, level: 0, bit: block)].load(ordering: .relaxed) & bitMask(block) != 0
     }
 
     /// Lists `block` under `blockClass`, setting summary bits up the levels as words become non-empty.
     func insert(_ block: Int, class blockClass: Int) {
         var bit = block
-        for level in 0..<layout.levelCount {
-            let word = layout.wordIndex(class: blockClass, level: level, bit: bit)
+        for level in 0..<levelCount {
+            let word = wordIndex(class: blockClass, level: level, bit: bit)
             // Already set: an earlier insert owns the summary above (or a remove will restore it).
             if words[word].load(ordering: .relaxed) & bitMask(bit) != 0 { return }
             let before = words[word].bitwiseOr(bitMask(bit), ordering: .sequentiallyConsistent).oldValue
@@ -41,10 +75,10 @@ struct FreeSpaceIndex {
     func remove(_ block: Int, class blockClass: Int) { removeBit(block, class: blockClass, level: 0) }
 
     private func removeBit(_ bit: Int, class blockClass: Int, level: Int) {
-        let word = layout.wordIndex(class: blockClass, level: level, bit: bit)
+        let word = wordIndex(class: blockClass, level: level, bit: bit)
         if words[word].load(ordering: .relaxed) & bitMask(bit) == 0 { return }
         let after = words[word].bitwiseAnd(~bitMask(bit), ordering: .sequentiallyConsistent).newValue
-        guard after == 0, level + 1 < layout.levelCount else { return }
+        guard after == 0, level + 1 < levelCount else { return }
         removeBit(bit &>> 6, class: blockClass, level: level + 1)
         // An insert may have refilled the word after it emptied and before its summary bit went.
         if words[word].load(ordering: .sequentiallyConsistent) != 0 {
@@ -55,8 +89,8 @@ struct FreeSpaceIndex {
     /// Sets a summary bit (and, if its word was empty, the bits above it).
     private func insertSummary(_ bit: Int, class blockClass: Int, level: Int) {
         var bit = bit
-        for level in level..<layout.levelCount {
-            let word = layout.wordIndex(class: blockClass, level: level, bit: bit)
+        for level in level..<levelCount {
+            let word = wordIndex(class: blockClass, level: level, bit: bit)
             let before = words[word].bitwiseOr(bitMask(bit), ordering: .sequentiallyConsistent).oldValue
             if before != 0 { return }
             bit &>>= 6
@@ -76,16 +110,16 @@ struct FreeSpaceIndex {
         var bit = start
         while true {
             // Climb until a word holds a set bit at or after `bit`.
-            guard bit < layout.bitCount(level: level) else {
-                if level + 1 == layout.levelCount { return nil }
+            guard bit < bitCount(level: level) else {
+                if level + 1 == levelCount { return nil }
                 bit = (bit &>> 6) &+ 1
                 level &+= 1
                 continue
             }
-            let word = layout.wordIndex(class: blockClass, level: level, bit: bit)
+            let word = wordIndex(class: blockClass, level: level, bit: bit)
             let candidates = words[word].load(ordering: .sequentiallyConsistent) & (UInt64.max &<< UInt64(bit & 63))
             guard candidates != 0 else {
-                if level + 1 == layout.levelCount { return nil }
+                if level + 1 == levelCount { return nil }
                 bit = (bit &>> 6) &+ 1
                 level &+= 1
                 continue
@@ -93,7 +127,7 @@ struct FreeSpaceIndex {
             // Descend along first set bits.
             var found = (bit & ~63) | candidates.trailingZeroBitCount
             while level > 0 {
-                let child = words[layout.wordIndex(class: blockClass, level: level - 1, bit: found &<< 6)]
+                let child = words[wordIndex(class: blockClass, level: level - 1, bit: found &<< 6)]
                     .load(ordering: .sequentiallyConsistent)
                 if child == 0 { break }   // a stale summary bit: resume after it, one level up
                 level &-= 1

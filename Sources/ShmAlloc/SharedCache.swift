@@ -55,6 +55,8 @@ public final class SharedCache: @unchecked Sendable {
     let index: FreeSpaceIndex
     /// Per-process memory (not in the file): each thread slot's last block, see `claimNode`.
     let cursors: UnsafeMutablePointer<Atomic<UInt64>>
+    /// `tree.setMask(ofNode:)` for every node, computed once: one load instead of a loop per call.
+    let setMasks: UnsafeMutablePointer<UInt64>
     let invalidFreeCount: UnsafeMutablePointer<Atomic<UInt64>>
     let failedAllocationCount: UnsafeMutablePointer<Atomic<UInt64>>
     /// The first block after the null region.
@@ -77,6 +79,9 @@ public final class SharedCache: @unchecked Sendable {
         }
         self.index = FreeSpaceIndex(
             layout: layout.freeIndex, words: (mapping + layout.indexOffset).assumingMemoryBound(to: Atomic<UInt64>.self))
+        self.setMasks = .allocate(capacity: tree.nodeCount + 1)
+        setMasks[0] = 0
+        for node in 1...tree.nodeCount { setMasks[node] = tree.setMask(ofNode: node) }
         self.cursors = .allocate(capacity: Self.cursorSlots)
         for slot in 0..<Self.cursorSlots { (cursors + slot).initialize(to: Atomic(0)) }
         self.invalidFreeCount = counter(FileHeader.Field.invalidFrees)
@@ -89,6 +94,8 @@ public final class SharedCache: @unchecked Sendable {
 
     deinit {
         Mapping.unmap(fileBase, length: layout.fileSize)
+        index.deallocate()
+        setMasks.deallocate()
         cursors.deinitialize(count: Self.cursorSlots)
         cursors.deallocate()
     }

@@ -16,7 +16,7 @@
 /// overwrote from one that never was a header.
 public struct AllocationHeader: Hashable, Sendable {
     /// The header's size in bytes; every allocation's usable bytes start this far into its node.
-    public static let size = 8
+    @inlinable public static var size: Int { 8 }
 
     /// The process that allocated the node.
     public let ownerPID: Int32

@@ -34,43 +34,43 @@ public struct BuddyTree: Hashable, Sendable {
     /// The number of nodes: 2^(depth+1) − 1 (63 for the default geometry).
     @inlinable public var nodeCount: Int { (2 &<< depth) &- 1 }
     /// The number of leaves: 2^depth.
-    @inlinable public var leafCount: Int { 1 &<< depth }
+    @inlinable @inline(__always) public var leafCount: Int { 1 &<< depth }
     /// The bits a word may use: 1 ... nodeCount.
     @inlinable public var usedBits: UInt64 { (UInt64(1) &<< UInt64(nodeCount &+ 1)) &- 2 }
     /// All leaves of a leaf-aligned mask.
-    @inlinable public var allLeaves: UInt64 { (UInt64(1) &<< UInt64(leafCount)) &- 1 }
+    @inlinable @inline(__always) public var allLeaves: UInt64 { (UInt64(1) &<< UInt64(leafCount)) &- 1 }
     /// The word of a block whose every node is taken (the null region's blocks).
     @inlinable public var fullWord: UInt64 { usedBits }
 
     /// The level (0 = root) of node `node`.
-    @inlinable public func level(ofNode node: Int) -> Int { Int.bitWidth &- 1 &- node.leadingZeroBitCount }
+    @inlinable @inline(__always) public func level(ofNode node: Int) -> Int { Int.bitWidth &- 1 &- node.leadingZeroBitCount }
     /// The order (0 = leaf) of node `node`.
-    @inlinable public func order(ofNode node: Int) -> Int { depth &- level(ofNode: node) }
+    @inlinable @inline(__always) public func order(ofNode node: Int) -> Int { depth &- level(ofNode: node) }
     /// The position of node `node` within its level, counted from the left.
-    @inlinable public func position(ofNode node: Int) -> Int { node &- (1 &<< level(ofNode: node)) }
+    @inlinable @inline(__always) public func position(ofNode node: Int) -> Int { node &- (1 &<< level(ofNode: node)) }
     /// The node of `order` at `position` within its level.
-    @inlinable public func node(order: Int, position: Int) -> Int { (1 &<< (depth &- order)) &+ position }
+    @inlinable @inline(__always) public func node(order: Int, position: Int) -> Int { (1 &<< (depth &- order)) &+ position }
     /// The node of `order` whose first leaf is `leaf` (which must be a multiple of 2^order).
-    @inlinable public func node(order: Int, firstLeaf leaf: Int) -> Int { node(order: order, position: leaf &>> order) }
+    @inlinable @inline(__always) public func node(order: Int, firstLeaf leaf: Int) -> Int { node(order: order, position: leaf &>> order) }
     /// The byte offset of node `node` from the start of its block.
-    @inlinable public func byteOffset(ofNode node: Int, minSize: Int) -> Int {
+    @inlinable @inline(__always) public func byteOffset(ofNode node: Int, minSize: Int) -> Int {
         (position(ofNode: node) &<< order(ofNode: node)) &* minSize
     }
 
     // MARK: - Masks
 
     /// The bits of one level, shifted down: bit p is the node at position p of that level.
-    @inlinable
+    @inlinable @inline(__always)
     public func levelBits(_ word: UInt64, level: Int) -> UInt64 {
         let width = UInt64(1) &<< UInt64(level)
         return (word &>> width) & ((UInt64(1) &<< width) &- 1)
     }
 
     /// The leaves of a word as a leaf-aligned mask: bit j set when leaf j is taken.
-    @inlinable public func leaves(_ word: UInt64) -> UInt64 { levelBits(word, level: depth) }
+    @inlinable @inline(__always) public func leaves(_ word: UInt64) -> UInt64 { levelBits(word, level: depth) }
 
     /// The node and all its descendants: what allocating `node` sets and freeing it clears.
-    @inlinable
+    @inlinable @inline(__always)
     public func setMask(ofNode node: Int) -> UInt64 {
         var mask: UInt64 = 0
         var first = UInt64(node)
@@ -84,7 +84,7 @@ public struct BuddyTree: Hashable, Sendable {
     }
 
     /// The leaf-aligned bits where a node of `order` may start: every 2^order-th leaf.
-    @inlinable
+    @inlinable @inline(__always)
     public func startMask(order: Int) -> UInt64 {
         let pattern: UInt64
         switch order {
@@ -129,10 +129,10 @@ public struct BuddyTree: Hashable, Sendable {
     }
 
     /// True when `node` and all its descendants are clear, so it can be allocated.
-    @inlinable public func isFree(_ word: UInt64, node: Int) -> Bool { word & setMask(ofNode: node) == 0 }
+    @inlinable @inline(__always) public func isFree(_ word: UInt64, node: Int) -> Bool { word & setMask(ofNode: node) == 0 }
 
     /// True when `node` is set and its parent is clear: the exact test for "an allocation starts here".
-    @inlinable
+    @inlinable @inline(__always)
     public func isAllocation(_ word: UInt64, node: Int) -> Bool {
         let parentBit = UInt64(1) &<< UInt64(node &>> 1)   // node 1's "parent" is the unused bit 0
         return word & (UInt64(1) &<< UInt64(node)) != 0 && word & parentBit == 0
@@ -145,7 +145,7 @@ public struct BuddyTree: Hashable, Sendable {
     // MARK: - Free space
 
     /// `leaves` folded so that bit j is set when any leaf in j ..< j + 2^order is taken.
-    @inlinable
+    @inlinable @inline(__always)
     func takenRuns(_ word: UInt64, order: Int) -> UInt64 {
         var taken = leaves(word)
         var shift: UInt64 = 1
@@ -181,8 +181,10 @@ public struct BuddyTree: Hashable, Sendable {
 
     /// The free node of `order` to allocate by best fit: the first one inside the smallest maximal
     /// free chunk that can hold it, so larger free chunks stay whole. `nil` when none is free.
-    @inlinable
+    @inlinable @inline(__always)
     public func bestFitNode(_ word: UInt64, order: Int) -> Int? {
+        // An empty block is the common case of a fresh or drained cache: its first node fits best.
+        if word == 0 { return node(order: order, position: 0) }
         var taken = takenRuns(word, order: order)
         var free = ~taken & startMask(order: order)
         guard free != 0 else { return nil }
@@ -199,7 +201,7 @@ public struct BuddyTree: Hashable, Sendable {
     }
 
     /// The order of the largest free node, or `nil` when the block is full.
-    @inlinable
+    @inlinable @inline(__always)
     public func largestFreeOrder(_ word: UInt64) -> Int? {
         var taken = leaves(word)
         if taken & allLeaves == allLeaves { return nil }

@@ -55,27 +55,27 @@ public struct Geometry: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The block size, which is also the largest allocation node.
-    @inline(__always) public var blockSize: Int { maxSize }
+    @inlinable @inline(__always) public var blockSize: Int { maxSize }
     /// The data region's size in bytes: `blockCount × blockSize`.
     public var capacity: Int { blockCount &* maxSize }
     /// log2 of `minSize`.
-    @inline(__always) public var minShift: Int { minSize.trailingZeroBitCount }
+    @inlinable @inline(__always) public var minShift: Int { minSize.trailingZeroBitCount }
     /// log2 of `maxSize`.
-    @inline(__always) public var maxShift: Int { maxSize.trailingZeroBitCount }
+    @inlinable @inline(__always) public var maxShift: Int { maxSize.trailingZeroBitCount }
     /// The number of orders (size classes) a block offers: `minSize, 2·minSize, …, maxSize`.
-    @inline(__always) public var orderCount: Int { maxShift - minShift + 1 }
+    @inlinable @inline(__always) public var orderCount: Int { maxShift - minShift + 1 }
     /// The buddy tree every block holds.
-    @inline(__always) public var tree: BuddyTree { BuddyTree(depth: maxShift - minShift) }
+    @inlinable @inline(__always) public var tree: BuddyTree { BuddyTree(depth: maxShift - minShift) }
 
     /// The node size of an order: order 0 is `minSize`, order `orderCount - 1` is the block.
-    @inline(__always) public func nodeSize(ofOrder order: Int) -> Int { minSize &<< order }
+    @inlinable @inline(__always) public func nodeSize(ofOrder order: Int) -> Int { minSize &<< order }
 
     /// The largest request `allocate` accepts: the block minus the allocation header.
-    @inline(__always) public var largestRequest: Int { maxSize - AllocationHeader.size }
+    @inlinable @inline(__always) public var largestRequest: Int { maxSize - AllocationHeader.size }
 
     /// The order of the smallest node that holds `requestedBytes` plus the allocation header, or
     /// `nil` when even a whole block is too small.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func order(forRequest requestedBytes: Int) -> Int? {
         guard requestedBytes >= 0, requestedBytes <= largestRequest else { return nil }
         let needed = requestedBytes &+ AllocationHeader.size

@@ -33,20 +33,24 @@ extension ShmBench {
         var directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         @Flag(help: "Skip the 4 GiB aged-cache figures (they need about 4 GiB of memory and a few seconds).")
         var skipLarge = false
+        @Option(help: "Run only these groups (pairs, scaling, aged, placement); all by default.")
+        var only: [Group] = Group.allCases
+
+        enum Group: String, CaseIterable, ExpressibleByArgument { case pairs, scaling, aged, placement }
 
         func run() throws {
             var table = ResultTable()
             let scratch = Scratch(directory: directory)
             defer { scratch.removeAll() }
 
-            try PairBenchmarks(runs: runs, scratch: scratch).run(into: &table)
-            try ScalingBenchmark(runs: runs, scratch: scratch).run(into: &table)
-            var capacities = [64 << 20]
-            if !skipLarge { capacities.append(4 << 30) }
-            for capacity in capacities {
-                try AgedCacheBenchmark(capacity: capacity, runs: runs, scratch: scratch).run(into: &table)
+            if only.contains(.pairs) { try PairBenchmarks(runs: runs, scratch: scratch).run(into: &table) }
+            if only.contains(.scaling) { try ScalingBenchmark(runs: runs, scratch: scratch).run(into: &table) }
+            if only.contains(.aged) {
+                for capacity in skipLarge ? [64 << 20] : [64 << 20, 4 << 30] {
+                    try AgedCacheBenchmark(capacity: capacity, runs: runs, scratch: scratch).run(into: &table)
+                }
             }
-            try PlacementBenchmark(runs: runs, scratch: scratch).run(into: &table)
+            if only.contains(.placement) { try PlacementBenchmark(runs: runs, scratch: scratch).run(into: &table) }
             print(json ? table.json() : table.text(machine: MachineDescription.current))
         }
     }
