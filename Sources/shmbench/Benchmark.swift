@@ -51,7 +51,24 @@ extension ShmBench {
                 }
             }
             if only.contains(.placement) { try PlacementBenchmark(runs: runs, scratch: scratch).run(into: &table) }
+            Self.addMetadataOverhead(to: &table)
             print(json ? table.json() : table.text(machine: MachineDescription.current))
+        }
+    }
+}
+
+extension ShmBench.Run {
+    /// Header, buddy words and free-space index as a share of capacity, at the default block
+    /// geometry, for a small and a large cache.
+    static func addMetadataOverhead(to table: inout ResultTable) {
+        for capacity in [64 << 20, 512 << 20, 64 << 30] {
+            let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: capacity)
+            let layout = try! FileLayout(geometry: geometry, pageSize: 4096)
+            let metadata = layout.dataOffset
+            table.add(ResultRow(
+                section: "memory", workload: "metadata (header, words, index), \(ByteCount(capacity))",
+                value: Double(metadata) * 100 / Double(capacity), unit: "%", target: "≤ 1 %",
+                met: Double(metadata) <= Double(capacity) / 100))
         }
     }
 }
