@@ -33,7 +33,7 @@ struct FreeSpaceIndex {
         var offset = 0
         for level in 0..<levelCount {
             levels[level] = offset
-            levels[levelCount + level] = bitCount(level: level)
+            levels[levelCount + level] = layout.bitCount(level: level)
             offset += layout.wordCount(level: level)
         }
     }
