@@ -58,10 +58,10 @@ extension SharedCache {
             while let block = index.first(class: blockClass, from: origin) {
                 guard let (node, word) = claim(order: order, inBlock: block) else {
                     // Listed under a class it has left: file it where it is now, and look on.
-                    refile(block)
+                    refile(block, listedUnder: blockClass)
                     continue
                 }
-                if tree.largestFreeOrder(word) != blockClass { refile(block) }
+                if tree.largestFreeOrder(word) != blockClass { refile(block, listedUnder: blockClass) }
                 cursors[slot].store(UInt64(block) | pid &<< UInt64(Self.cursorPIDShift), ordering: .relaxed)
                 return (block, node)
             }
@@ -96,15 +96,23 @@ extension SharedCache {
         index.insert(block, class: tree.largestFreeOrder(after) ?? 0)
     }
 
-    /// Lists `block` under exactly the class its word has now, repeating until the word holds
-    /// still across the update, so racing re-filings of one block converge.
-    func refile(_ block: Int) {
+    /// Moves `block` from `listed`, a class it was found under, to the class its word has now;
+    /// repeats until the word holds still across the update. Only the two classes involved are
+    /// touched (two cache lines), which matters in a large cache where each is a miss.
+    ///
+    /// A free that races with this cannot be hidden by the removal: a free that changed the word
+    /// before the last re-read is seen and its class inserted here; one after it inserts its class
+    /// itself, after this removal.
+    func refile(_ block: Int, listedUnder listed: Int) {
         var word = words[block].load(ordering: .sequentiallyConsistent)
+        var removed = false
         while true {
             let current = tree.largestFreeOrder(word)
+            if current == listed, !removed { return }
             if let current { index.insert(block, class: current) }
-            for blockClass in 0..<index.classCount where blockClass != current && index.lists(block, class: blockClass) {
-                index.remove(block, class: blockClass)
+            if current != listed, !removed {
+                index.remove(block, class: listed)
+                removed = true
             }
             let now = words[block].load(ordering: .sequentiallyConsistent)
             if now == word { return }
