@@ -36,7 +36,8 @@ public struct BuddyTree: Hashable, Sendable {
     /// The number of leaves: 2^depth.
     @inlinable @inline(__always) public var leafCount: Int { 1 &<< depth }
     /// The bits a word may use: 1 ... nodeCount.
-    @inlinable public var usedBits: UInt64 { (UInt64(1) &<< UInt64(nodeCount &+ 1)) &- 2 }
+    /// (Shifting ones down, not 1 up: at depth 5 the tree has 63 nodes and `1 &<< 64` would wrap to 1.)
+    @inlinable public var usedBits: UInt64 { (~UInt64(0) &>> UInt64(63 &- nodeCount)) & ~1 }
     /// All leaves of a leaf-aligned mask.
     @inlinable @inline(__always) public var allLeaves: UInt64 { (UInt64(1) &<< UInt64(leafCount)) &- 1 }
     /// The word of a block whose every node is taken (the null region's blocks).
