@@ -28,10 +28,15 @@ let package = Package(
         .target(name: "CShmAlloc"),
         // `@_cdecl` exports: the C ABI over `ShmAlloc`.
         .target(name: "ShmAllocC", dependencies: ["ShmAlloc", "CShmAlloc"]),
+        // The read-only inspector: snapshots, statistics, text and JSON reports. Never writes a file.
+        .target(
+            name: "ShmInspect",
+            dependencies: ["ShmFormat", .product(name: "SystemPackage", package: "swift-system")]
+        ),
         .executableTarget(
             name: "shmtop",
             dependencies: [
-                "ShmFormat", "ShmAlloc",
+                "ShmFormat", "ShmAlloc", "ShmInspect",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -52,6 +57,12 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ShmFormatTests", dependencies: ["ShmFormat"]),
+        // Allocates a given sequence in a cache and exits without freeing: fixtures for the inspector tests.
+        .executableTarget(name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc"]),
+        .testTarget(
+            name: "ShmInspectTests",
+            dependencies: ["ShmFormat", "ShmInspect", "ShmAlloc", "shmtop", "shm-inspect-fixture"]
+        ),
         .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "shm-test-helper", "shmtop"]),
     ]
 )

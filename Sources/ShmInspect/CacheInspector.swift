@@ -1,0 +1,239 @@
+// The read-only attachment to a cache file.
+//
+// Why `pread` and not a mapping: a mapping of a file that another process truncates raises SIGBUS
+// on the next access past the new end, and a Swift program cannot recover from that signal. `pread`
+// reports the same situation as a short read. So the inspector never maps the file: it opens it
+// `O_RDONLY` (it cannot write a byte even by mistake) and copies the header page, the buddy words
+// and, for the allocation scan, the used blocks with `pread`.
+//
+// Atomicity of the words: writers change a word only with 8-byte compare-and-swap on an aligned
+// address; the kernel copies page-cache data to user space in aligned chunks of at least 8 bytes
+// on x86-64 and arm64, so each word arrives whole. The copy as a whole is not one instant: words
+// read early and words read late may straddle a writer's operation, which is what a snapshot of a
+// live cache means. Every statistic is computed from the one copy, so figures agree with each other.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ShmFormat
+import SystemPackage
+
+/// A cache file opened read-only for inspection.
+///
+/// Attach with ``init(path:)``; take a ``CacheSnapshot`` with ``snapshot(readingAllocations:)`` as
+/// often as needed, and look inside a block with ``blockDetail(_:)``. Every call checks that the
+/// path still names the attached file at its full size and throws ``InspectError/truncated(path:size:expected:)``,
+/// ``InspectError/deleted(path:)`` or ``InspectError/replaced(path:)`` when it does not. Nothing the
+/// inspector does writes to the file. Safe to use from several threads (`pread` keeps no offset).
+public final class CacheInspector: Sendable {
+    /// The path the inspector attached to.
+    public let path: String
+    /// The header as read when attaching (geometry and layout never change; counters do).
+    public let header: FileHeader
+
+    private let descriptor: FileDescriptor
+    private let device: UInt64
+    private let inode: UInt64
+
+    /// The file's layout.
+    public var layout: FileLayout { header.layout }
+    /// The file's geometry.
+    public var geometry: Geometry { header.geometry }
+
+    /// Opens `path` read-only and validates its header.
+    ///
+    /// - Throws: ``InspectError``: the file is missing, unreadable, not a regular file, or not a
+    ///   valid cache file of this format version (empty, random bytes, truncated header …).
+    public init(path: String) throws(InspectError) {
+        self.path = path
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
+        } catch let error as Errno {
+            throw .system(path: path, operation: "open", errno: error)
+        } catch {
+            throw .system(path: path, operation: "open", errno: .ioError)
+        }
+        do {
+            let status: Stat
+            do { status = try descriptor.stat() } catch { throw InspectError.system(path: path, operation: "fstat", errno: error) }
+            guard status.type == .regular else { throw InspectError.notRegularFile(path: path) }
+            header = try Self.readHeader(descriptor, path: path, fileSize: Int(status.size))
+            device = UInt64(status.deviceID.rawValue)
+            inode = UInt64(status.inode.rawValue)
+        } catch let error as InspectError {
+            try? descriptor.close()
+            throw error
+        } catch {
+            try? descriptor.close()
+            throw .system(path: path, operation: "open", errno: .ioError)
+        }
+        self.descriptor = descriptor
+    }
+
+    deinit { try? descriptor.close() }
+
+    // MARK: - Snapshots
+
+    /// Copies the header and the buddy words, and (when `readingAllocations`) scans the headers of
+    /// all allocations for their owners and requested sizes.
+    ///
+    /// The word copy costs one `pread` of 8 bytes per block; the allocation scan reads every block
+    /// that holds an allocation, so a caller refreshing many times a second may scan less often.
+    public func snapshot(readingAllocations: Bool = true) throws(InspectError) -> CacheSnapshot {
+        let started = ContinuousClock.now
+        let wallClock = Self.wallClockNanoseconds()
+        try checkFile()
+        let current = try Self.readHeader(descriptor, path: path, fileSize: nil)
+        guard current.layout == header.layout else { throw .replaced(path: path) }
+        let blockCount = geometry.blockCount
+        let words = try [UInt64](unsafeUninitializedCapacity: blockCount) { buffer, initialised throws(InspectError) in
+            try read(into: UnsafeMutableRawBufferPointer(buffer), at: layout.wordsOffset)
+            #if _endian(big)
+            for index in buffer.indices { buffer[index] = UInt64(littleEndian: buffer[index]) }
+            #endif
+            initialised = blockCount
+        }
+        let allocations = readingAllocations ? try scanAllocations(words) : nil
+        return CacheSnapshot(
+            path: path, header: current, words: words, allocations: allocations,
+            takenAt: started, wallClockNanoseconds: wallClock)
+    }
+
+    /// Reads block `block` now and describes its tree and its allocations (header fields and first
+    /// bytes). The word is read afresh, so the detail may be newer than the last snapshot.
+    public func blockDetail(_ block: Int, previewLength: Int = BlockDetail.defaultPreviewLength) throws(InspectError) -> BlockDetail {
+        precondition((0..<geometry.blockCount).contains(block), "block \(block) out of 0..<\(geometry.blockCount)")
+        try checkFile()
+        var word: UInt64 = 0
+        try withUnsafeMutableBytes(of: &word) { buffer throws(InspectError) in
+            try read(into: buffer, at: layout.wordsOffset + block * 8)
+        }
+        word = UInt64(littleEndian: word)
+        let data = try [UInt8](unsafeUninitializedCapacity: geometry.blockSize) { buffer, initialised throws(InspectError) in
+            try read(into: UnsafeMutableRawBufferPointer(buffer), at: layout.dataOffset + block * geometry.blockSize)
+            initialised = buffer.count
+        }
+        return data.withUnsafeBytes { bytes in
+            BlockDetail(block: block, word: word, layout: layout, blockBytes: bytes, previewLength: previewLength)
+        }
+    }
+
+    /// Throws when the path no longer names the attached file, or the file is shorter than its header says.
+    public func checkFile() throws(InspectError) {
+        let named: Stat
+        do { named = try FilePath(path).stat() } catch {
+            if error == .noSuchFileOrDirectory { throw .deleted(path: path) }
+            throw .system(path: path, operation: "stat", errno: error)
+        }
+        guard UInt64(named.deviceID.rawValue) == device, UInt64(named.inode.rawValue) == inode else {
+            throw .replaced(path: path)
+        }
+        let attached: Stat
+        do { attached = try descriptor.stat() } catch { throw .system(path: path, operation: "fstat", errno: error) }
+        if attached.size < layout.fileSize {
+            throw .truncated(path: path, size: Int(attached.size), expected: layout.fileSize)
+        }
+    }
+
+    // MARK: - Reading
+
+    /// Fills `buffer` from `offset`; a short read means the file shrank under us.
+    private func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(InspectError) {
+        let count: Int
+        do { count = try Self.readFully(descriptor, into: buffer, at: offset) } catch {
+            throw .system(path: path, operation: "read", errno: error)
+        }
+        if count < buffer.count {
+            let size = (try? descriptor.stat().size).map(Int.init) ?? offset + count
+            throw .truncated(path: path, size: size, expected: layout.fileSize)
+        }
+    }
+
+    /// `pread` until `buffer` is full or the file ends; returns the bytes read.
+    private static func readFully(
+        _ descriptor: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, at offset: Int
+    ) throws(Errno) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let count: Int
+            do {
+                count = try descriptor.read(
+                    fromAbsoluteOffset: Int64(offset + done), into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
+            } catch let error as Errno { throw error } catch { throw .ioError }
+            if count == 0 { break }
+            done += count
+        }
+        return done
+    }
+
+    /// Reads and validates the header page's fields.
+    private static func readHeader(_ descriptor: FileDescriptor, path: String, fileSize: Int?) throws(InspectError) -> FileHeader {
+        do {
+            return try withUnsafeTemporaryAllocation(byteCount: FileHeader.Field.end, alignment: 8) { buffer throws(InspectError) in
+                let count: Int
+                do throws(Errno) { count = try readFully(descriptor, into: buffer, at: 0) } catch {
+                    throw .system(path: path, operation: "read", errno: error)
+                }
+                do throws(FormatError) {
+                    return try FileHeader(decoding: UnsafeRawBufferPointer(rebasing: buffer[..<count]), fileSize: fileSize)
+                } catch { throw .format(path: path, error) }
+            }
+        }
+    }
+
+    // MARK: - Allocation scan
+
+    /// The most bytes one `pread` of the data region asks for.
+    static let scanChunkBytes = 1 << 20
+
+    /// Reads the header of every allocation in `words` (runs of non-empty blocks at a time) and
+    /// sums them per owner and per order; owners are then checked for liveness.
+    private func scanAllocations(_ words: [UInt64]) throws(InspectError) -> AllocationCensus {
+        let tree = geometry.tree
+        var builder = AllocationCensus.Builder(geometry: geometry)
+        let blocksPerChunk = max(1, Self.scanChunkBytes / geometry.blockSize)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blocksPerChunk * geometry.blockSize, alignment: 8)
+        defer { buffer.deallocate() }
+
+        var block = layout.nullBlockCount
+        while block < words.count {
+            guard words[block] != 0 else { block += 1; continue }
+            var end = block + 1
+            while end < words.count, end - block < blocksPerChunk, words[end] != 0 { end += 1 }
+            let run = UnsafeMutableRawBufferPointer(rebasing: buffer[..<((end - block) * geometry.blockSize)])
+            try read(into: run, at: layout.dataOffset + block * geometry.blockSize)
+            for index in block..<end {
+                var nodes = tree.allocations(words[index]) & ~1   // bit 0 is no node
+                while nodes != 0 {
+                    let node = nodes.trailingZeroBitCount
+                    nodes &= nodes &- 1
+                    let offsetInRun = (index - block) * geometry.blockSize + tree.byteOffset(ofNode: node, minSize: geometry.minSize)
+                    let raw = UInt64(littleEndian: run.loadUnaligned(fromByteOffset: offsetInRun, as: UInt64.self))
+                    builder.add(rawHeader: raw, order: tree.order(ofNode: node))
+                }
+            }
+            block = end
+        }
+        return builder.census(isAlive: ProcessLiveness.isAlive)
+    }
+
+    /// Nanoseconds since the Unix epoch.
+    static func wallClockNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+    }
+}
+
+/// Whether the processes that own allocations still run.
+public enum ProcessLiveness {
+    /// True when a process with this pid exists, even one this process may not signal
+    /// (`kill(pid, 0)` failing with `EPERM`).
+    public static func isAlive(_ pid: Int32) -> Bool {
+        guard pid > 0 else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+}

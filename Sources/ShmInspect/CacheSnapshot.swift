@@ -1,0 +1,160 @@
+// One consistent copy of a cache's state: the thing every figure is computed from.
+
+import ShmFormat
+
+/// A copy of a cache file's header and buddy words, taken at one moment, plus (optionally) what
+/// the allocation headers said. A value: keep as many as you like, compare two for rates.
+public struct CacheSnapshot: Sendable {
+    /// The file the snapshot was taken of.
+    public let path: String
+    /// The header as read for this snapshot (its counters are current).
+    public let header: FileHeader
+    /// Every block's buddy word, the null region's blocks included (index = block number).
+    public let words: [UInt64]
+    /// Owners and requested sizes from the allocation headers; `nil` when the snapshot skipped the scan.
+    public let allocations: AllocationCensus?
+    /// When the copy started, for rates.
+    public let takenAt: ContinuousClock.Instant
+    /// When the copy started, in nanoseconds since the Unix epoch, for display.
+    public let wallClockNanoseconds: UInt64
+
+    /// A snapshot from parts (the inspector builds them; tests and tools may too).
+    public init(
+        path: String, header: FileHeader, words: [UInt64], allocations: AllocationCensus?,
+        takenAt: ContinuousClock.Instant, wallClockNanoseconds: UInt64
+    ) {
+        precondition(words.count == header.geometry.blockCount, "one word per block")
+        self.path = path
+        self.header = header
+        self.words = words
+        self.allocations = allocations
+        self.takenAt = takenAt
+        self.wallClockNanoseconds = wallClockNanoseconds
+    }
+
+    /// The file's layout.
+    public var layout: FileLayout { header.layout }
+    /// The file's geometry.
+    public var geometry: Geometry { header.geometry }
+    /// The shape of every block's tree.
+    public var tree: BuddyTree { header.geometry.tree }
+
+    /// The blocks that can hold allocations (all but the null region).
+    public var usableBlocks: Range<Int> { layout.nullBlockCount..<geometry.blockCount }
+
+    /// True for the blocks under the null page: reserved, never allocated.
+    public func isNullBlock(_ block: Int) -> Bool { block < layout.nullBlockCount }
+
+    /// The share of block `block`'s bytes taken by allocations, 0...1 (1 for null blocks).
+    public func fill(ofBlock block: Int) -> Double {
+        Double(tree.takenLeafCount(words[block])) / Double(tree.leafCount)
+    }
+
+    /// The mean fill of `blocks` (what one heatmap cell shows when it stands for several blocks).
+    public func meanFill(ofBlocks blocks: Range<Int>) -> Double {
+        guard !blocks.isEmpty else { return 0 }
+        var taken = 0
+        for block in blocks { taken += tree.takenLeafCount(words[block]) }
+        return Double(taken) / Double(blocks.count * tree.leafCount)
+    }
+
+    /// Splits all blocks into `cellCount` consecutive groups of (nearly) equal size, for a heatmap
+    /// of that many cells: cell i covers `heatmapGroup(i, of: cellCount)`.
+    public func heatmapGroup(_ cell: Int, of cellCount: Int) -> Range<Int> {
+        let blocks = geometry.blockCount
+        let cells = max(1, min(cellCount, blocks))
+        return (cell * blocks / cells)..<((cell + 1) * blocks / cells)
+    }
+
+    /// The mean fill of every heatmap cell, for a heatmap of at most `cellCount` cells.
+    public func heatmap(cellCount: Int) -> [Double] {
+        let cells = max(1, min(cellCount, geometry.blockCount))
+        return (0..<cells).map { meanFill(ofBlocks: heatmapGroup($0, of: cells)) }
+    }
+}
+
+/// What the allocation headers of one snapshot said, summed.
+///
+/// A header is *readable* when its check byte matches and its order and requested size fit the
+/// node it sits in. A node claimed a moment before the copy may not have its header written yet;
+/// such nodes (and any overwritten by user code) are counted in ``unreadableHeaders``.
+public struct AllocationCensus: Hashable, Sendable {
+    /// Requested bytes per order, over readable headers.
+    public let requestedBytesByOrder: [Int]
+    /// Allocations per owner, largest holder first (ties by pid).
+    public let owners: [OwnerAllocations]
+    /// Allocation nodes whose header could not be read.
+    public let unreadableHeaders: Int
+
+    /// Requested bytes over all readable headers.
+    public var requestedBytes: Int { requestedBytesByOrder.reduce(0, +) }
+
+    /// Sums headers one at a time; `census(isAlive:)` finishes.
+    public struct Builder {
+        let geometry: Geometry
+        var requestedBytesByOrder: [Int]
+        var byOwner: [Int32: OwnerAllocations] = [:]
+        var unreadable = 0
+
+        /// A builder for headers of a cache of `geometry`.
+        public init(geometry: Geometry) {
+            self.geometry = geometry
+            requestedBytesByOrder = Array(repeating: 0, count: geometry.orderCount)
+        }
+
+        /// Adds the raw header found at an allocation node of `order`.
+        public mutating func add(rawHeader: UInt64, order: Int) {
+            let nodeSize = geometry.nodeSize(ofOrder: order)
+            guard let header = AllocationHeader(rawValue: rawHeader), header.order == order,
+                  header.requestedSize <= nodeSize - AllocationHeader.size
+            else {
+                unreadable += 1
+                return
+            }
+            requestedBytesByOrder[order] += header.requestedSize
+            byOwner[header.ownerPID, default: OwnerAllocations(pid: header.ownerPID)]
+                .add(nodeSize: nodeSize, requestedSize: header.requestedSize)
+        }
+
+        /// The census, with each owner marked alive or dead by `isAlive`.
+        public func census(isAlive: (Int32) -> Bool) -> AllocationCensus {
+            let owners = byOwner.values.map { owner in
+                var owner = owner
+                owner.alive = isAlive(owner.pid)
+                return owner
+            }
+            return AllocationCensus(
+                requestedBytesByOrder: requestedBytesByOrder,
+                owners: owners.sorted { ($0.bytes, $1.pid) > ($1.bytes, $0.pid) },
+                unreadableHeaders: unreadable)
+        }
+    }
+}
+
+/// The allocations one process holds.
+public struct OwnerAllocations: Hashable, Sendable, Codable {
+    /// The owner's pid, from the allocation headers.
+    public let pid: Int32
+    /// Whether a process with that pid existed when the snapshot was taken (`kill(pid, 0)`).
+    public internal(set) var alive: Bool
+    /// The number of allocations.
+    public private(set) var allocations: Int
+    /// Their node bytes (rounded sizes, headers included).
+    public private(set) var bytes: Int
+    /// The bytes their callers asked for.
+    public private(set) var requestedBytes: Int
+
+    init(pid: Int32) {
+        self.pid = pid
+        alive = false
+        allocations = 0
+        bytes = 0
+        requestedBytes = 0
+    }
+
+    mutating func add(nodeSize: Int, requestedSize: Int) {
+        allocations += 1
+        bytes += nodeSize
+        requestedBytes += requestedSize
+    }
+}

@@ -1,0 +1,158 @@
+// Everything the inspector reports about one snapshot, as one value.
+
+import ShmFormat
+
+/// The statistics of one ``CacheSnapshot``: memory, blocks, size classes, fragmentation, owners.
+///
+/// Byte figures follow one invariant, true of every snapshot of a healthy cache:
+/// `allocatedBytes + freeBytes + reservedBytes == managedBytes` (the file's size). Allocated bytes
+/// count whole nodes (the header and the rounding included); requested bytes count what callers
+/// asked for; their difference is the internal fragmentation.
+public struct CacheStatistics: Hashable, Sendable {
+    /// One size class (order) of the buddy trees.
+    public struct SizeClass: Hashable, Sendable {
+        /// The order: 0 is `minSize`.
+        public let order: Int
+        /// The node size of this class in bytes.
+        public let size: Int
+        /// Live allocations of this size.
+        public let allocations: Int
+        /// Requested bytes of those allocations (from their headers); `nil` without a header scan.
+        public let requestedBytes: Int?
+        /// Maximal free chunks of this size (free nodes whose parent is not free): a buddyinfo column.
+        public let freeChunks: Int
+        /// Blocks whose largest free chunk has this size: how many blocks can take a request of
+        /// this size but none larger.
+        public let blocksWithLargestFreeChunk: Int
+        /// The kernel's unusable free space index for this order, 0...1 (see ``FragmentationIndices``).
+        public let unusableFreeIndex: Double
+        /// The kernel's fragmentation index for this order: −1 when a chunk this large is free,
+        /// else 0...1 (see ``FragmentationIndices``).
+        public let fragmentationIndex: Double
+
+        /// Node bytes of this class's live allocations.
+        public var allocatedBytes: Int { allocations * size }
+    }
+
+    /// How many blocks are in which state (also the report's `blocks` object).
+    public struct BlockCounts: Hashable, Sendable, Codable {
+        /// Usable blocks with nothing allocated.
+        public let empty: Int
+        /// Usable blocks partly allocated.
+        public let partial: Int
+        /// Usable blocks with every byte allocated.
+        public let full: Int
+        /// Blocks under the null page (reserved, never allocated).
+        public let null: Int
+
+        /// Block counts from their fields.
+        public init(empty: Int, partial: Int, full: Int, null: Int) {
+            self.empty = empty
+            self.partial = partial
+            self.full = full
+            self.null = null
+        }
+    }
+
+    /// The geometry of the cache.
+    public let geometry: Geometry
+    /// The file's format version.
+    public let formatVersion: UInt32
+    /// The file's size: every byte the cache manages.
+    public let managedBytes: Int
+    /// Header page, words, index and null region: bytes that can never be allocated.
+    public let reservedBytes: Int
+    /// Node bytes of all live allocations (taken leaves × `minSize`).
+    public let allocatedBytes: Int
+    /// Bytes in free nodes of usable blocks.
+    public let freeBytes: Int
+    /// Bytes requested by the callers of the live allocations; `nil` without a header scan.
+    public let requestedBytes: Int?
+    /// Live allocations (allocation nodes in the words).
+    public let liveAllocations: Int
+    /// The size of the largest free chunk, 0 when nothing is free.
+    public let largestFreeChunk: Int
+    /// Block counts.
+    public let blocks: BlockCounts
+    /// Per size class, smallest first.
+    public let sizeClasses: [SizeClass]
+    /// Owners of the allocations, largest holder first; `nil` without a header scan.
+    public let owners: [OwnerAllocations]?
+    /// Allocation nodes whose header could not be read; `nil` without a header scan.
+    public let unreadableHeaders: Int?
+    /// Words that break the buddy invariant: 0 in a healthy cache.
+    public let invalidWords: Int
+    /// The header's count of allocations that found no room, since creation.
+    public let failedAllocations: UInt64
+    /// The header's count of refused frees, since creation.
+    public let invalidFrees: UInt64
+    /// The census of the usable blocks' words, for any figure not listed here.
+    public let census: BuddyCensus
+
+    /// Computes the statistics of `snapshot`.
+    public init(_ snapshot: CacheSnapshot) {
+        let census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer {
+            BuddyCensus(tree: snapshot.tree, words: $0)
+        }
+        self.init(census: census, snapshot: snapshot)
+    }
+
+    /// Statistics from a census already computed for `snapshot`'s usable blocks (e.g. kept up to
+    /// date incrementally from the blocks that changed).
+    public init(census: BuddyCensus, snapshot: CacheSnapshot) {
+        let geometry = snapshot.geometry
+        let layout = snapshot.layout
+        self.geometry = geometry
+        self.census = census
+        formatVersion = snapshot.header.formatVersion
+        managedBytes = layout.fileSize
+        reservedBytes = layout.reservedBytes
+        allocatedBytes = census.takenLeaves * geometry.minSize
+        freeBytes = census.freeLeaves * geometry.minSize
+        requestedBytes = snapshot.allocations?.requestedBytes
+        liveAllocations = census.allocationsByOrder.reduce(0, +)
+        largestFreeChunk = census.largestFreeOrder.map(geometry.nodeSize(ofOrder:)) ?? 0
+        blocks = BlockCounts(
+            empty: census.emptyWords, partial: census.partialWords, full: census.fullWords, null: layout.nullBlockCount)
+        let maximalFree = census.maximalFreeByOrder
+        let indices = FragmentationIndices(freeChunksByOrder: maximalFree)
+        sizeClasses = (0..<geometry.orderCount).map { order in
+            SizeClass(
+                order: order, size: geometry.nodeSize(ofOrder: order),
+                allocations: census.allocationsByOrder[order],
+                requestedBytes: snapshot.allocations?.requestedBytesByOrder[order],
+                freeChunks: maximalFree[order],
+                blocksWithLargestFreeChunk: census.wordsByLargestFreeOrder[order + 1],
+                unusableFreeIndex: indices.unusableFreeIndex(order: order),
+                fragmentationIndex: indices.fragmentationIndex(order: order))
+        }
+        owners = snapshot.allocations?.owners
+        unreadableHeaders = snapshot.allocations?.unreadableHeaders
+        invalidWords = census.invalidWords
+        failedAllocations = snapshot.header.failedAllocations
+        invalidFrees = snapshot.header.invalidFrees
+    }
+
+    // MARK: - Derived figures
+
+    /// Bytes the allocations spend beyond what was requested (headers and rounding).
+    public var internalFragmentationBytes: Int? { requestedBytes.map { allocatedBytes - $0 } }
+
+    /// External fragmentation: `1 − largest free chunk / free bytes`; 0 when nothing is free.
+    /// 0 means all free memory is one chunk; near 1, it is scattered in small pieces.
+    public var externalFragmentation: Double {
+        freeBytes == 0 ? 0 : 1 - Double(largestFreeChunk) / Double(freeBytes)
+    }
+
+    /// The share of the usable bytes that is allocated, 0...1.
+    public var utilisation: Double {
+        let usable = allocatedBytes + freeBytes
+        return usable == 0 ? 0 : Double(allocatedBytes) / Double(usable)
+    }
+
+    /// Node bytes held by owners that no longer run: leaked; `nil` without a header scan.
+    public var leakedBytes: Int? { owners.map { $0.filter { !$0.alive }.reduce(0) { $0 + $1.bytes } } }
+
+    /// Owners that were alive when the snapshot was taken; `nil` without a header scan.
+    public var aliveOwnerCount: Int? { owners.map { $0.filter(\.alive).count } }
+}

@@ -1,0 +1,309 @@
+// The snapshot as text for people: aligned tables, a buddyinfo row, a heatmap and block trees.
+// The same text is what `shmtop snapshot` prints and what the live view saves with `s`.
+
+import Foundation
+import ShmFormat
+
+/// Renders a snapshot and its statistics as text.
+public struct SnapshotText: Sendable {
+    /// The characters the text draws with.
+    public struct Glyphs: Hashable, Sendable {
+        /// Heatmap ramp from empty (first) to full (last).
+        public let ramp: [Character]
+        /// Block tree node glyphs.
+        public let allocation, insideAllocation, split, maximalFree, free, invalid: Character
+        /// The separator between nodes of a tree row.
+        public let separator: Character
+
+        /// Block elements: `░▒▓█`.
+        public static let unicode = Glyphs(
+            ramp: [" ", "░", "▒", "▓", "█"], allocation: "█", insideAllocation: "▓", split: "─",
+            maximalFree: "░", free: " ", invalid: "!", separator: "│")
+        /// Plain ASCII: ` .:-=+*#%@`.
+        public static let ascii = Glyphs(
+            ramp: [" ", ".", ":", "-", "=", "+", "*", "#", "%", "@"], allocation: "#", insideAllocation: "=",
+            split: "-", maximalFree: ".", free: " ", invalid: "!", separator: "|")
+
+        /// The glyph of a fill fraction: the first for exactly empty, the last for exactly full,
+        /// the ones between in equal steps.
+        public func glyph(forFill fill: Double) -> Character {
+            if fill <= 0 { return ramp[0] }
+            if fill >= 1 { return ramp[ramp.count - 1] }
+            let steps = ramp.count - 2
+            return ramp[1 + min(steps - 1, Int(fill * Double(steps)))]
+        }
+
+        /// The glyph of a node state.
+        public func glyph(for state: NodeState) -> Character {
+            switch state {
+            case .allocation: allocation
+            case .insideAllocation: insideAllocation
+            case .split: split
+            case .maximalFree: maximalFree
+            case .free: free
+            case .invalid: invalid
+            }
+        }
+
+        /// The legend of the heatmap ramp.
+        public var rampLegend: String {
+            let steps = ramp.count - 2
+            var parts = ["'\(ramp[0])' empty"]
+            for step in 0..<steps {
+                let low = Int((Double(step) / Double(steps) * 100).rounded())
+                let high = Int((Double(step + 1) / Double(steps) * 100).rounded())
+                parts.append("\(ramp[step + 1]) \(low)–\(high) %")
+            }
+            parts.append("\(ramp[ramp.count - 1]) full")
+            return parts.joined(separator: "  ")
+        }
+    }
+
+    /// Drawing characters.
+    public let glyphs: Glyphs
+    /// Heatmap cells per row.
+    public let width: Int
+    /// Heatmap rows at most; blocks are grouped per cell when they outnumber `width × maxRows`.
+    public let maxRows: Int
+
+    /// A renderer; `ascii` picks the ASCII glyphs.
+    public init(ascii: Bool, width: Int = 64, maxRows: Int = 16) {
+        glyphs = ascii ? .ascii : .unicode
+        self.width = max(8, width)
+        self.maxRows = max(1, maxRows)
+    }
+
+    /// True when the environment's locale (`LC_ALL`, `LC_CTYPE`, `LANG`, first set wins) is UTF-8.
+    public static func localeIsUTF8(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        let locale = ["LC_ALL", "LC_CTYPE", "LANG"].lazy.compactMap { environment[$0] }.first { !$0.isEmpty } ?? ""
+        let upper = locale.uppercased()
+        return upper.contains("UTF-8") || upper.contains("UTF8")
+    }
+
+    // MARK: - The whole text
+
+    /// The full text: header, memory, blocks, size classes with the buddyinfo row, owners,
+    /// health counters, heatmap, then one tree per detail in `blocks`.
+    public func render(_ snapshot: CacheSnapshot, _ statistics: CacheStatistics, blocks: [BlockDetail] = []) -> String {
+        var sections = [
+            title(snapshot), memory(statistics), blockCounts(statistics), sizeClasses(statistics),
+            owners(statistics), health(statistics), heatmap(snapshot),
+        ]
+        sections += blocks.map(tree)
+        return sections.filter { !$0.isEmpty }.joined(separator: "\n")
+    }
+
+    /// File, geometry and time.
+    public func title(_ snapshot: CacheSnapshot) -> String {
+        let header = snapshot.header
+        let layout = snapshot.layout
+        return finish("""
+            \(snapshot.path)
+              format v\(header.formatVersion) · \(snapshot.geometry) · page \(ByteCount(layout.pageSize)) · \
+            file \(ByteCount(layout.fileSize))
+              created \(Self.timestamp(header.createdAtNanoseconds)) by pid \(header.creatorPID) · \
+            snapshot \(Self.timestamp(snapshot.wallClockNanoseconds))
+
+            """)
+    }
+
+    /// Where the file's bytes are.
+    public func memory(_ statistics: CacheStatistics) -> String {
+        let managed = statistics.managedBytes
+        func share(_ bytes: Int, of total: Int) -> String { Self.percent(Double(bytes), of: Double(total)) }
+        var table = TextTable(["Memory", "bytes", "", "share"])
+        table.add(["managed (file)", "\(managed)", "\(ByteCount(managed))", "100.0 %"])
+        table.add(["reserved", "\(statistics.reservedBytes)", "\(ByteCount(statistics.reservedBytes))", share(statistics.reservedBytes, of: managed)])
+        table.add(["allocated", "\(statistics.allocatedBytes)", "\(ByteCount(statistics.allocatedBytes))", share(statistics.allocatedBytes, of: managed)])
+        table.add(["free", "\(statistics.freeBytes)", "\(ByteCount(statistics.freeBytes))", share(statistics.freeBytes, of: managed)])
+        if let requested = statistics.requestedBytes, let overhead = statistics.internalFragmentationBytes {
+            table.add(["requested", "\(requested)", "\(ByteCount(requested))", share(requested, of: managed)])
+            table.add(["internal fragmentation", "\(overhead)", "\(ByteCount(overhead))",
+                       share(overhead, of: statistics.allocatedBytes) + " of allocated"])
+        }
+        return finish(table.text + """
+            utilisation \(Self.percent(statistics.utilisation, of: 1)) · live allocations \(statistics.liveAllocations) · \
+            largest free chunk \(ByteCount(statistics.largestFreeChunk)) · \
+            external fragmentation \(Self.fixed(statistics.externalFragmentation))
+
+            """)
+    }
+
+    /// Empty, partial, full and null blocks.
+    public func blockCounts(_ statistics: CacheStatistics) -> String {
+        let blocks = statistics.blocks
+        var table = TextTable(["Blocks", "empty", "partial", "full", "null", "total"])
+        table.add(["count", "\(blocks.empty)", "\(blocks.partial)", "\(blocks.full)", "\(blocks.null)",
+                   "\(statistics.geometry.blockCount)"])
+        return table.text
+    }
+
+    /// One column per size class, with the buddyinfo row and the kernel's indices.
+    public func sizeClasses(_ statistics: CacheStatistics) -> String {
+        let classes = statistics.sizeClasses
+        var table = TextTable(["Size class"] + classes.map { "\(ByteCount($0.size))" })
+        table.add(["allocations"] + classes.map { "\($0.allocations)" })
+        table.add(["allocated bytes"] + classes.map { "\($0.allocatedBytes)" })
+        if classes.allSatisfy({ $0.requestedBytes != nil }) {
+            table.add(["requested bytes"] + classes.map { "\($0.requestedBytes ?? 0)" })
+        }
+        table.add(["free chunks (buddyinfo)"] + classes.map { "\($0.freeChunks)" })
+        table.add(["blocks by largest free"] + classes.map { "\($0.blocksWithLargestFreeChunk)" })
+        table.add(["unusable free index"] + classes.map { Self.fixed($0.unusableFreeIndex) })
+        table.add(["fragmentation index"] + classes.map { Self.fixed($0.fragmentationIndex) })
+        let buddyinfo = "buddyinfo \(statistics.geometry.blockCount - statistics.blocks.null) blocks " +
+            classes.map { String($0.freeChunks) }.joined(separator: " ")
+        return finish(table.text + buddyinfo + "\n")
+    }
+
+    /// Owners with liveness and the leak of dead ones.
+    public func owners(_ statistics: CacheStatistics) -> String {
+        guard let owners = statistics.owners else { return "" }
+        var table = TextTable(["Owner pid", "state", "allocations", "bytes", "requested"])
+        for owner in owners {
+            table.add(["\(owner.pid)", owner.alive ? "alive" : "dead", "\(owner.allocations)", "\(owner.bytes)", "\(owner.requestedBytes)"])
+        }
+        if owners.isEmpty { table.add(["(none)", "", "", "", ""]) }
+        let leaked = statistics.leakedBytes ?? 0
+        return finish(table.text) + "leaked by dead owners: \(leaked) bytes (\(ByteCount(leaked)))\n"
+    }
+
+    /// Counters that should stay at zero, and the allocator's failure counters.
+    public func health(_ statistics: CacheStatistics) -> String {
+        var line = "Health: invalid words \(statistics.invalidWords)"
+        if let unreadable = statistics.unreadableHeaders { line += " · unreadable headers \(unreadable)" }
+        line += " · failed allocations \(statistics.failedAllocations) · invalid frees \(statistics.invalidFrees)"
+        return finish(line + "\n")
+    }
+
+    /// The fill of every block (or group of blocks), row by row, with a legend.
+    public func heatmap(_ snapshot: CacheSnapshot) -> String {
+        let blockCount = snapshot.geometry.blockCount
+        let cellCount = min(blockCount, width * maxRows)
+        let fills = snapshot.heatmap(cellCount: cellCount)
+        let perCell = Double(blockCount) / Double(cellCount)
+        let perCellText = perCell == perCell.rounded() ? "\(Int(perCell))" : String(format: "%.1f", perCell)
+        var text = "Heatmap: \(cellCount) cells, \(perCellText) block\(perCell == 1 ? "" : "s") per cell, mean fill; "
+            + "blocks 0..<\(snapshot.layout.nullBlockCount) are the null region\n"
+        text += "  " + finish(glyphs.rampLegend) + "\n"
+        for rowStart in stride(from: 0, to: fills.count, by: width) {
+            let row = fills[rowStart..<min(fills.count, rowStart + width)]
+            let firstBlock = snapshot.heatmapGroup(rowStart, of: cellCount).lowerBound
+            text += Self.padded("\(firstBlock)", to: 8) + " " + String(glyphs.separator)
+                + String(row.map(glyphs.glyph(forFill:))) + String(glyphs.separator) + "\n"
+        }
+        return text
+    }
+
+    /// One block's tree, one row per level, and its allocations.
+    public func tree(_ detail: BlockDetail) -> String {
+        let tree = detail.tree
+        let minSize = detail.offsets.count >> tree.depth
+        let rowWidth = max(2 << tree.depth, 16)
+        var text = "Block \(detail.block) · offsets 0x\(String(detail.offsets.lowerBound, radix: 16))..<0x\(String(detail.offsets.upperBound, radix: 16))"
+        text += detail.isNullBlock ? " · null region" : ""
+        text += " · word 0x\(String(detail.word, radix: 16)) · \(detail.isValid ? "valid" : "INVALID")\n"
+        text += "  bits " + Self.binary(detail.word) + "\n"
+        for (level, states) in detail.levels.enumerated() {
+            let nodeWidth = rowWidth >> level
+            var row = String(glyphs.separator)
+            for state in states {
+                row += String(repeating: glyphs.glyph(for: state), count: nodeWidth - 1) + String(glyphs.separator)
+            }
+            text += Self.padded("\(ByteCount(minSize << (tree.depth - level)))", to: 8) + " " + row + "\n"
+        }
+        text += "  legend: \(glyphs.allocation) allocation  \(glyphs.insideAllocation) inside an allocation  "
+            + "\(glyphs.split) split  \(glyphs.maximalFree) free chunk  '\(glyphs.free)' free inside a chunk  "
+            + "\(glyphs.invalid) invalid\n"
+        var table = TextTable(["  offset", "node", "requested", "owner", "state", "first bytes", "hex"])
+        for allocation in detail.allocations {
+            let header = allocation.header
+            table.add([
+                "  0x" + String(allocation.offset, radix: 16), "\(ByteCount(allocation.nodeSize))",
+                header.map { "\($0.requestedSize)" } ?? "?", header.map { "\($0.ownerPID)" } ?? "?",
+                allocation.ownerAlive.map { $0 ? "alive" : "dead" } ?? "no header",
+                Self.printable(allocation.firstBytes.prefix(24)),
+                allocation.firstBytes.prefix(12).map { Self.hexByte($0) }.joined(separator: " "),
+            ])
+        }
+        if detail.allocations.isEmpty { table.add(["  (no allocations)", "", "", "", "", "", ""]) }
+        return finish(text + table.text)
+    }
+
+    // MARK: - Formatting helpers
+
+    /// The text as drawn: with ASCII glyphs, the few typographic characters of the labels become
+    /// ASCII too, so `--ascii` output is pure ASCII (except what the cache's own bytes contain,
+    /// which `printable` already limits to ASCII).
+    func finish(_ text: String) -> String {
+        guard glyphs == .ascii else { return text }
+        return text.replacingOccurrences(of: "·", with: "-").replacingOccurrences(of: "×", with: "x")
+            .replacingOccurrences(of: "–", with: "-")
+    }
+
+    static func timestamp(_ nanoseconds: UInt64) -> String {
+        let date = Date(timeIntervalSince1970: Double(nanoseconds) / 1e9)
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS 'UTC'"
+        return formatter.string(from: date)
+    }
+
+    static func percent(_ part: Double, of whole: Double) -> String {
+        whole == 0 ? "–" : String(format: "%.1f %%", part / whole * 100)
+    }
+
+    static func fixed(_ value: Double) -> String { String(format: "%.3f", value) }
+
+    static func padded(_ text: String, to width: Int) -> String {
+        String(repeating: " ", count: max(0, width - text.count)) + text
+    }
+
+    static func binary(_ word: UInt64) -> String {
+        let digits = String(word, radix: 2)
+        let full = String(repeating: "0", count: 64 - digits.count) + digits
+        return stride(from: 0, to: 64, by: 8).map { start in
+            let from = full.index(full.startIndex, offsetBy: start)
+            return String(full[from..<full.index(from, offsetBy: 8)])
+        }.joined(separator: " ")
+    }
+
+    static func hexByte(_ byte: UInt8) -> String {
+        let digits = String(byte, radix: 16)
+        return digits.count == 1 ? "0" + digits : digits
+    }
+
+    static func printable(_ bytes: some Sequence<UInt8>) -> String {
+        String(bytes.map { (0x20..<0x7F).contains($0) ? Character(Unicode.Scalar($0)) : "." })
+    }
+}
+
+/// A table with a header row; the first column is left-aligned, the others right-aligned.
+struct TextTable {
+    private var rows: [[String]]
+
+    init(_ header: [String]) { rows = [header] }
+
+    mutating func add(_ row: [String]) { rows.append(row) }
+
+    var text: String {
+        let columns = rows.map(\.count).max() ?? 0
+        let widths = (0..<columns).map { column in rows.map { column < $0.count ? $0[column].count : 0 }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                let padding = String(repeating: " ", count: widths[column] - cell.count)
+                return column == 0 ? cell + padding : padding + cell
+            }.joined(separator: "  ").trimmingTrailingSpaces
+        }.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    /// The string without trailing spaces (table rows whose last cells are empty).
+    fileprivate var trimmingTrailingSpaces: String {
+        var text = self
+        while text.last == " " { text.removeLast() }
+        return text
+    }
+}

@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ArgumentParser
+import Foundation
+import ShmAlloc
+import ShmFormat
+import ShmInspect
+
+extension Shmtop {
+    /// `shmtop demo`: a cache, writers on it, and a live view (a snapshot a second until the TUI exists).
+    struct Demo: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a cache, run `load` on it, and show it live.",
+            discussion: """
+                Without --file the cache is a temporary file (default geometry) removed at the end. Prints a \
+                snapshot every --interval seconds. Ctrl-C, or `q` and Enter, stops the writers and exits.
+                """
+        )
+
+        @Option(help: ArgumentHelp("The cache file to create or reuse (default: a temporary file).", valueName: "path"))
+        var file: String?
+        @Option(help: "Writer processes.")
+        var writers = 2
+        @Option(help: "Seconds between snapshots.")
+        var interval: Double = 1
+        @Option(help: "Stop after this many seconds; 0 runs until Ctrl-C or q.")
+        var seconds: Double = 0
+        @Flag(help: "Draw with ASCII characters only.")
+        var ascii = false
+
+        func validate() throws {
+            guard (1...256).contains(writers) else { throw ValidationError("--writers must be in 1...256") }
+            guard interval > 0 else { throw ValidationError("--interval must be positive") }
+        }
+
+        func run() throws {
+            StopSignals.install()
+            let temporary = file == nil
+            let path = file ?? NSTemporaryDirectory() + "shmtop-demo-\(getpid()).shm"
+            _ = try failingWithOneLine { () throws(CacheError) in try SharedCache(path: path, policy: .createIfNeeded(.default)) }
+            defer { if temporary { unlink(path) } }
+
+            let load: ChildProcess
+            do {
+                load = try ChildProcess.spawn(
+                    ChildProcess.currentExecutable, ["load", path, "--writers", "\(writers)", "--seconds", "0"],
+                    blocking: StopSignals.signals)
+            } catch {
+                printError("shmtop: \(path): cannot start the load: \(error)")
+                throw ExitCode.failure
+            }
+            defer {
+                load.send(SIGINT)
+                _ = load.wait()
+            }
+            let inspector = try failingWithOneLine { () throws(InspectError) in try CacheInspector(path: path) }
+            let text = SnapshotText(ascii: ascii || !SnapshotText.localeIsUTF8(), width: 64, maxRows: 8)
+            let start = ContinuousClock.now
+            var previous: CacheSnapshot?
+            while !StopSignals.requested, !quitTyped(), load.poll() == nil {
+                if seconds > 0, ContinuousClock.now - start >= .milliseconds(Int(seconds * 1000)) { break }
+                let snapshot = try failingWithOneLine { () throws(InspectError) in try inspector.snapshot() }
+                let statistics = CacheStatistics(snapshot)
+                var frame = "\u{1B}[H\u{1B}[2J" + text.title(snapshot) + text.memory(statistics) + text.sizeClasses(statistics)
+                frame += text.owners(statistics) + text.health(statistics)
+                if let previous {
+                    let rates = SnapshotRates(from: previous, to: snapshot)
+                    frame += String(
+                        format: "Rates: %.0f allocations/s · %.0f frees/s · net %@/s · %d blocks changed\n",
+                        rates.allocationsPerSecond, rates.freesPerSecond,
+                        "\(ByteCount(Int(rates.netBytesPerSecond)))", rates.blocksChanged)
+                }
+                frame += text.heatmap(snapshot) + "Ctrl-C or q+Enter stops.\n"
+                print(frame, terminator: "")
+                fflush(nil)  // all streams: `stdout` itself is shared mutable state to Swift 6
+                previous = snapshot
+                StopSignals.sleep(seconds: interval)
+            }
+        }
+
+        /// True when a line starting with `q` is waiting on standard input (checked without blocking).
+        private func quitTyped() -> Bool {
+            var descriptor = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 0) == 1, descriptor.revents & Int16(POLLIN) != 0 else { return false }
+            var byte: UInt8 = 0
+            guard read(STDIN_FILENO, &byte, 1) == 1 else { return false }
+            return byte == UInt8(ascii: "q")
+        }
+    }
+}

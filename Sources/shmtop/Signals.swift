@@ -1,0 +1,47 @@
+// Ctrl-C and SIGTERM for the long-running commands: a flag the main loops poll.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Synchronization
+
+/// Set by the SIGINT / SIGTERM handler; polled by `load`, `demo` and the workers. An atomic store
+/// is all the handler does, which is async-signal-safe.
+let stopRequested = Atomic<Bool>(false)
+
+enum StopSignals {
+    /// Makes SIGINT and SIGTERM set ``stopRequested`` instead of killing the process, then unblocks
+    /// them (a parent, e.g. a test runner or `load`, may have left them blocked).
+    static func install() {
+        for signal in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { _ in stopRequested.store(true, ordering: .relaxed) }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0
+            sigaction(signal, &action, nil)
+        }
+        // Only now unblock: a signal that arrived while the process started (its parent spawned it
+        // with these blocked) has been pending and reaches the handler instead of killing us.
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
+    /// The signals that request a stop.
+    static let signals = [SIGINT, SIGTERM]
+
+    /// True once SIGINT or SIGTERM arrived.
+    static var requested: Bool { stopRequested.load(ordering: .relaxed) }
+
+    /// Sleeps `seconds` or until a stop is requested, whichever is first.
+    static func sleep(seconds: Double) {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while !requested, ContinuousClock.now < deadline {
+            var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+            nanosleep(&pause, nil)
+        }
+    }
+}

@@ -1,0 +1,82 @@
+// The inspector against real writer processes: `shmtop load` on a live cache.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import ShmAlloc
+import ShmFormat
+import ShmInspect
+import Testing
+
+@Suite("Live multi-writer runs", .serialized)
+struct LiveLoadTests {
+    /// Starts `shmtop load` with stdout on a pipe.
+    func startLoad(_ path: String, _ options: [String]) throws -> (ChildProcess, Int32) {
+        let output = try ChildProcess.makePipe()
+        let load = try ChildProcess.spawn(Executable.shmtop, ["load", path] + options, standardOutput: output.write)
+        close(output.write)
+        return (load, output.read)
+    }
+
+    @Test("allocated + free + reserved == managed bytes on every snapshot of a live run; no verification errors")
+    func invariantUnderLoad() throws {
+        let file = TemporaryFile("live")
+        defer { file.remove() }
+        let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 8 << 20)
+        _ = try file.createCache(geometry)
+        let (load, output) = try startLoad(file.path, ["--writers", "2", "--seconds", "2", "--rate", "40000", "--period", "1", "--fill", "0.9"])
+        let inspector = try CacheInspector(path: file.path)
+        var snapshots = 0, sawAllocations = false, sawWriters = false
+        var previous: CacheSnapshot?
+        var allocationsSeen = 0
+        while load.poll() == nil || snapshots == 0 {
+            let snapshot = try inspector.snapshot()
+            let statistics = CacheStatistics(snapshot)
+            #expect(statistics.allocatedBytes + statistics.freeBytes + statistics.reservedBytes == statistics.managedBytes)
+            #expect(statistics.invalidWords == 0)
+            #expect(statistics.sizeClasses.map(\.allocatedBytes).reduce(0, +) == statistics.allocatedBytes)
+            #expect(statistics.sizeClasses.map { $0.freeChunks * $0.size }.reduce(0, +) == statistics.freeBytes)
+            #expect((statistics.owners ?? []).map(\.bytes).reduce(0, +) <= statistics.allocatedBytes)
+            sawAllocations = sawAllocations || statistics.liveAllocations > 0
+            sawWriters = sawWriters || statistics.aliveOwnerCount == 2
+            if let previous { allocationsSeen += SnapshotRates(from: previous, to: snapshot).allocations }
+            previous = snapshot
+            snapshots += 1
+            usleep(20_000)
+        }
+        let termination = load.wait()
+        let text = String(decoding: ChildProcess.readAll(output), as: UTF8.self)
+        close(output)
+        #expect(termination.isSuccess, "\(text)")
+        #expect(snapshots >= 10)
+        #expect(sawAllocations)
+        #expect(sawWriters)
+        #expect(allocationsSeen > 0)
+        #expect(text.contains("verificationErrors=0 invalidFrees=0"), "\(text)")
+        // Writers free everything they hold when they finish.
+        #expect(CacheStatistics(try inspector.snapshot()).liveAllocations == 0)
+    }
+
+    @Test("SIGINT stops load: writers free what they hold, the summary is printed, exit status 0")
+    func interruptStopsWriters() throws {
+        let file = TemporaryFile("interrupt")
+        defer { file.remove() }
+        _ = try file.createCache(try Geometry(minSize: 32, maxSize: 1024, capacity: 4 << 20))
+        let (load, output) = try startLoad(file.path, ["--writers", "3", "--seconds", "0"])
+        let inspector = try CacheInspector(path: file.path)
+        // Wait until the writers hold something.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while CacheStatistics(try inspector.snapshot()).liveAllocations == 0, ContinuousClock.now < deadline { usleep(10_000) }
+        load.send(SIGINT)
+        let termination = load.wait()
+        let text = String(decoding: ChildProcess.readAll(output), as: UTF8.self)
+        close(output)
+        #expect(termination.isSuccess, "\(text)")
+        #expect(text.contains("load: allocations="), "\(text)")
+        #expect(text.contains("verificationErrors=0"), "\(text)")
+        let statistics = CacheStatistics(try inspector.snapshot())
+        #expect(statistics.liveAllocations == 0)
+        #expect(statistics.owners == [])
+    }
+}
