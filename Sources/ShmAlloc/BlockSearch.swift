@@ -9,11 +9,12 @@
 //    blocks, so small requests pack into partly used blocks and empty blocks stay whole for large
 //    ones. Each process starts its searches at its own origin, again to keep processes apart.
 //
-// Claims do not update the index, and frees only add listings: a block may stay listed under a
-// class it has left (the next search that meets it there re-files it). What must never happen is a
-// block missing from the class its free space has reached, and every free lists it there. The
-// index is advisory either way; the CAS on the block's word is the only point where ownership
-// changes.
+// Claims barely touch the index (a search withdraws a block it filled), and frees only add
+// listings: a block may stay listed under a class it has left, and the next search that meets it
+// there re-files it. Being listed too high costs a searcher one look; being listed too low could
+// fail a request that fits, so that is what must never happen, and every free lists its block
+// under the class it reached. The index is advisory either way; the CAS on the block's word is
+// the only point where ownership changes.
 
 import ShmFormat
 import Synchronization
@@ -61,7 +62,9 @@ extension SharedCache {
                     refile(block, listedUnder: blockClass)
                     continue
                 }
-                if tree.largestFreeOrder(word) != blockClass { refile(block, listedUnder: blockClass) }
+                // A block that is still partly free may stay listed here; a full one leaves at once,
+                // so that searches in a nearly full cache do not wade through full blocks.
+                if tree.leaves(word) == tree.allLeaves { refile(block, listedUnder: blockClass) }
                 cursors[slot].store(UInt64(block) | pid &<< UInt64(Self.cursorPIDShift), ordering: .relaxed)
                 return (block, node)
             }
