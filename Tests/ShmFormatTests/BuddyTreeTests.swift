@@ -81,7 +81,7 @@ struct BuddyTreeTests {
     func randomSequences(depth: Int) {
         let tree = BuddyTree(depth: depth)
         var random = SplitMix64(seed: 0x5EED_0000 + UInt64(depth))
-        for _ in 0..<(depth <= 3 ? 20 : 40) {
+        for _ in 0..<(depth <= 3 ? 20 : 10) {
             var model = BuddyModel(depth: depth)
             var word: UInt64 = 0
             var live: [Int] = []
