@@ -25,6 +25,15 @@ func writeLine(_ text: String, to descriptor: Int32 = STDOUT_FILENO) {
     _ = line.withCString { write(descriptor, $0, strlen($0)) }
 }
 
+/// How many problem lines a worker has printed; after 20 it only counts them.
+let problemLines = Atomic<Int>(0)
+
+/// Prints one problem line to stderr, unless 20 were printed already (the counts in the result
+/// line tell the whole story).
+func reportProblem(_ message: String) {
+    if problemLines.add(1, ordering: .relaxed).newValue <= 20 { writeLine(message, to: STDERR_FILENO) }
+}
+
 /// Reports a problem and exits with status 1.
 func fail(_ message: String) -> Never {
     writeLine("shm-test-helper: \(message)", to: STDERR_FILENO)
@@ -149,11 +158,11 @@ func stress(path: String, seconds: Double, threadCount: Int, window: Int) {
         func release(_ allocation: LiveAllocation) {
             if !patternMatches(cache.base + Int(allocation.offset.rawValue), count: allocation.size, tag: allocation.tag) {
                 mismatches.add(1, ordering: .relaxed)
-                writeLine("pattern mismatch at \(allocation.offset), size \(allocation.size)", to: STDERR_FILENO)
+                reportProblem("pattern mismatch at \(allocation.offset), size \(allocation.size)")
             }
             do { try cache.free(allocation.offset) } catch {
                 errors.add(1, ordering: .relaxed)
-                writeLine("free: \(error)", to: STDERR_FILENO)
+                reportProblem("free: \(error)")
             }
         }
 
@@ -174,7 +183,7 @@ func stress(path: String, seconds: Double, threadCount: Int, window: Int) {
                     if !live.isEmpty { release(live.removeLast()) }
                 } catch {
                     errors.add(1, ordering: .relaxed)
-                    writeLine("allocate(\(size)): \(error)", to: STDERR_FILENO)
+                    reportProblem("allocate(\(size)): \(error)")
                 }
             } else {
                 let index = random.below(live.count)

@@ -104,10 +104,10 @@ extension MultiProcessTests {
             ["gcc", "-Wall", "-Werror", source, "-I", include, "-L", BuiltProducts.directory, "-lshm_alloc",
              "-Wl,-rpath," + BuiltProducts.directory, "-o", executable],
             in: scratch)
-        try #require(compile.termination == .exited(0), "gcc failed: \(compile.output)")
+        try #require(compile.termination == .exited(0), "gcc failed: \(compile.outputTail)")
 
         let run = try runToEnd(executable, [scratch.file("c.shm")], in: scratch, timeout: .seconds(30))
-        #expect(run.termination == .exited(0), "\(run.output)")
+        #expect(run.termination == .exited(0), "\(run.outputTail)")
         #expect(run.output == "ok\n")
     }
 }

@@ -24,10 +24,10 @@ extension MultiProcessTests {
         let path = scratch.file("signals.shm")
         let cache = try makeCache(at: path, geometry: geometry)
         let run = try runToEnd(helper, ["signals", path, "1.5"], in: scratch, timeout: .seconds(30))
-        #expect(run.termination == .exited(0), "\(run.output)", sourceLocation: sourceLocation)
+        #expect(run.termination == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)
         #expect(run.result("handlerFailures") == 0, sourceLocation: sourceLocation)
         #expect(run.result("mismatches") == 0, sourceLocation: sourceLocation)
-        #expect(run.result("handlerRuns") > 1000, "the timer must have interrupted the loop often: \(run.output)",
+        #expect(run.result("handlerRuns") > 1000, "the timer must have interrupted the loop often: \(run.outputTail)",
                 sourceLocation: sourceLocation)
         #expect(run.result("loops") > 1000, sourceLocation: sourceLocation)
         #expect(cache.invalidBlocks == [], sourceLocation: sourceLocation)
@@ -41,11 +41,11 @@ extension MultiProcessTests {
         let path = scratch.file("heap.shm")
         let cache = try makeCache(at: path, geometry: geometry)
         let run = try runToEnd(helper, ["heap", path, "1000000"], in: scratch, timeout: .seconds(60))
-        #expect(run.termination == .exited(0), "\(run.output)", sourceLocation: sourceLocation)
-        #expect(run.result("control") == 1, "the counter must see a malloc: \(run.output)", sourceLocation: sourceLocation)
+        #expect(run.termination == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)
+        #expect(run.result("control") == 1, "the counter must see a malloc: \(run.outputTail)", sourceLocation: sourceLocation)
         #expect(run.result("pairs") == 1_000_000, sourceLocation: sourceLocation)
         #expect(run.result("failures") == 0, sourceLocation: sourceLocation)
-        #expect(run.result("mallocs") == 0, "\(run.output)", sourceLocation: sourceLocation)
+        #expect(run.result("mallocs") == 0, "\(run.outputTail)", sourceLocation: sourceLocation)
         #expect(cache.usedBlocks == [], sourceLocation: sourceLocation)
     }
 
@@ -95,7 +95,7 @@ enum ReleaseHelper {
             ["swift", "build", "-c", "release", "--product", "shm-test-helper",
              "--package-path", BuiltProducts.packageRoot, "--scratch-path", releaseScratch],
             in: scratch, timeout: .seconds(540))
-        guard run.termination == .exited(0) else { throw BuildFailed(output: run.output) }
+        guard run.termination == .exited(0) else { throw BuildFailed(output: run.outputTail) }
         return releaseScratch + "/release/shm-test-helper"
     }
 }

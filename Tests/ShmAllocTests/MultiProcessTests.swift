@@ -31,10 +31,10 @@ struct MultiProcessTests {
         let workers = try Self.startStress(4, path: path, seconds: 3, window: 1024, in: scratch)
         for worker in workers {
             let termination = worker.wait(timeout: .seconds(60))
-            #expect(termination == .exited(0), "\(worker.output)")
+            #expect(termination == .exited(0), "\(worker.outputTail)")
             #expect(worker.result("mismatches") == 0)
             #expect(worker.result("errors") == 0)
-            #expect(worker.result("allocations") > 1000, "the worker must actually have worked: \(worker.output)")
+            #expect(worker.result("allocations") > 1000, "the worker must actually have worked: \(worker.outputTail)")
         }
         #expect(cache.invalidBlocks == [])
         #expect(cache.usedBlocks == [], "every allocation was freed, so every word must be zero again")
@@ -49,7 +49,7 @@ struct MultiProcessTests {
         let workers = try Self.startStress(4, path: path, seconds: 1, window: 256, in: scratch)
         var outOfSpace = 0
         for worker in workers {
-            #expect(worker.wait(timeout: .seconds(60)) == .exited(0), "\(worker.output)")
+            #expect(worker.wait(timeout: .seconds(60)) == .exited(0), "\(worker.outputTail)")
             outOfSpace += max(0, worker.result("outOfSpace"))
         }
         #expect(outOfSpace > 0, "8 × 256 live allocations cannot fit 252 blocks of 1 KiB")
@@ -71,7 +71,7 @@ struct MultiProcessTests {
                                  ["open", path, "\(geometry.minSize)", "\(geometry.maxSize)", "\(geometry.capacity)", "\(start)"],
                                  outputPath: scratch.file("race-\(round)-\(index)"))
             }
-            for racer in racers { #expect(racer.wait(timeout: .seconds(30)) == .exited(0), "\(racer.output)") }
+            for racer in racers { #expect(racer.wait(timeout: .seconds(30)) == .exited(0), "\(racer.outputTail)") }
             let reports = racers.map(\.results)
             let creators = Set(reports.map { $0["creator"] ?? "?" })
             #expect(creators.count == 1, "every process must see the same creator: \(reports)")
@@ -103,13 +103,13 @@ struct MultiProcessTests {
             usleep(UInt32(20_000 + round * 30_000))
             for writer in writers {
                 writer.killNow()
-                #expect(writer.termination == .signalled(SIGKILL), "\(writer.output)")
+                #expect(writer.termination == .signalled(SIGKILL), "\(writer.outputTail)")
             }
             #expect(cache.invalidBlocks == [], "round \(round)")
         }
         // What the dead left behind is leaked, not broken: a fresh writer still works correctly.
         let survivor = try Self.startStress(1, path: path, seconds: 0.5, window: 256, in: scratch)[0]
-        #expect(survivor.wait(timeout: .seconds(60)) == .exited(0), "\(survivor.output)")
+        #expect(survivor.wait(timeout: .seconds(60)) == .exited(0), "\(survivor.outputTail)")
         #expect(survivor.result("mismatches") == 0)
         #expect(cache.invalidBlocks == [])
     }

@@ -144,6 +144,9 @@ final class ChildProcess {
     /// Everything the child wrote to stdout and stderr.
     var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
+    /// The last lines of the output, for failure messages (a failing worker can print thousands).
+    var outputTail: String { output.split(separator: "\n").suffix(20).joined(separator: "\n") }
+
     /// The `key=value` words of the child's last output line that has any.
     var results: [String: String] {
         let line = output.split(separator: "\n").last { $0.contains("=") } ?? ""
