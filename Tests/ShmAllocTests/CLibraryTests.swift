@@ -4,6 +4,7 @@
 // links against that copy; the README's command line is the same with `.build/release`.
 
 import Foundation
+import ShmAlloc
 import Testing
 
 extension MultiProcessTests {
@@ -106,8 +107,15 @@ extension MultiProcessTests {
             in: scratch)
         try #require(compile.termination == .exited(0), "gcc failed: \(compile.outputTail)")
 
-        let run = try runToEnd(executable, [scratch.file("c.shm")], in: scratch, timeout: .seconds(30))
+        let cachePath = scratch.file("c.shm")
+        let run = try runToEnd(executable, [cachePath], in: scratch, timeout: .seconds(30))
         #expect(run.termination == .exited(0), "\(run.outputTail)")
         #expect(run.output == "ok\n")
+
+        // What the program left: everything freed, and its three refused frees counted in the header.
+        let cache = try SharedCache(path: cachePath, policy: .attach)
+        #expect(cache.invalidFrees == 3)
+        #expect(cache.usedBlocks == [])
+        #expect(cache.invalidBlocks == [])
     }
 }
