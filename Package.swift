@@ -33,10 +33,14 @@ let package = Package(
             name: "ShmInspect",
             dependencies: ["ShmFormat", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // ncursesw (wide characters) with shims for what Swift cannot import; see its shim.h.
+        .systemLibrary(name: "CNcurses"),
+        // `shmtop watch`: the live ncurses view. Renders what ShmInspect computes; never reads the format itself.
+        .target(name: "ShmTUI", dependencies: ["CNcurses", "ShmFormat", "ShmInspect"]),
         .executableTarget(
             name: "shmtop",
             dependencies: [
-                "ShmFormat", "ShmAlloc", "ShmInspect",
+                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmTUI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -63,6 +67,8 @@ let package = Package(
             name: "ShmInspectTests",
             dependencies: ["ShmFormat", "ShmInspect", "ShmAlloc", "shmtop", "shm-inspect-fixture"]
         ),
+        // The live view: pure rendering, and `shmtop watch` driven in tmux.
+        .testTarget(name: "ShmTUITests", dependencies: ["ShmTUI", "ShmInspect", "ShmFormat", "shmtop", "shm-inspect-fixture"]),
         .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "shm-test-helper", "shmtop"]),
     ]
 )

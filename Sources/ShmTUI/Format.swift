@@ -1,0 +1,93 @@
+// Numbers as the live view prints them: short, fixed-width friendly, and exact where it matters.
+
+import Foundation
+import ShmFormat
+
+/// Number formatting for the live view.
+public enum Format {
+    /// A byte count: `0 B`, `32 B`, `1.5 KiB`, `512 MiB`.
+    public static func bytes(_ bytes: Int) -> String { ByteCount(bytes).description }
+
+    /// A count with a metric suffix past four digits: `999`, `1234`, `12.3k`, `1.2M`.
+    public static func count(_ value: Double) -> String {
+        let magnitude = abs(value)
+        let sign = value < 0 ? "-" : ""
+        switch magnitude {
+        case ..<10: return sign + (magnitude == magnitude.rounded() ? "\(Int(magnitude))" : String(format: "%.1f", magnitude))
+        case ..<10_000: return sign + "\(Int(magnitude.rounded()))"
+        case ..<1_000_000: return sign + String(format: "%.1fk", magnitude / 1e3)
+        case ..<1_000_000_000: return sign + String(format: "%.1fM", magnitude / 1e6)
+        default: return sign + String(format: "%.1fG", magnitude / 1e9)
+        }
+    }
+
+    /// A byte rate: `0 B/s`, `1.5 MiB/s`, with a sign when `signed` (`+12 KiB/s`, `-3 MiB/s`).
+    public static func byteRate(_ bytesPerSecond: Double, signed: Bool = false) -> String {
+        let rounded = Int(bytesPerSecond.rounded())
+        let sign = signed ? (rounded > 0 ? "+" : rounded < 0 ? "-" : "±") : ""
+        return sign + bytes(abs(rounded)) + "/s"
+    }
+
+    /// A fraction as a percentage with one decimal: `53.1%`.
+    public static func percent(_ fraction: Double) -> String { String(format: "%.1f%%", fraction * 100) }
+
+    /// A number with `digits` decimals: the kernel's indices (−1, or 0...1) are printed this way.
+    public static func fixed(_ value: Double, digits: Int) -> String { String(format: "%.\(digits)f", value) }
+
+    /// A user offset in hex, at least 8 digits: `0x00134808`.
+    public static func offset(_ offset: Int) -> String {
+        let digits = String(offset, radix: 16)
+        return "0x" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+    }
+
+    /// A word as 16 hex digits in groups of four: `0x0000_0000_dead_beef`.
+    public static func hexWord(_ word: UInt64) -> String {
+        let digits = String(word, radix: 16)
+        let full = String(repeating: "0", count: 16 - digits.count) + digits
+        return "0x" + stride(from: 0, to: 16, by: 4).map { start in
+            String(full.dropFirst(start).prefix(4))
+        }.joined(separator: "_")
+    }
+
+    /// A word as 64 binary digits in groups of eight, most significant first.
+    public static func binaryWord(_ word: UInt64) -> String {
+        let digits = String(word, radix: 2)
+        let full = String(repeating: "0", count: 64 - digits.count) + digits
+        return stride(from: 0, to: 64, by: 8).map { String(full.dropFirst($0).prefix(8)) }.joined(separator: " ")
+    }
+
+    /// Bytes as text: printable ASCII as is, anything else as `.`.
+    public static func printable(_ bytes: some Sequence<UInt8>) -> String {
+        String(String.UnicodeScalarView(bytes.map { (0x20..<0x7F).contains($0) ? Unicode.Scalar($0) : "." }))
+    }
+
+    /// Bytes as two-digit hex separated by spaces.
+    public static func hexBytes(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: " ")
+    }
+
+    /// A refresh rate: `10 Hz`, `2 Hz`, `0.5 Hz`.
+    public static func hertz(interval: Duration) -> String {
+        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        let hertz = 1 / seconds
+        return hertz == hertz.rounded() ? "\(Int(hertz)) Hz" : String(format: "%.1f Hz", hertz)
+    }
+
+    /// A duration in seconds for "n s ago" texts: `0.4 s`, `12 s`, `3 min`.
+    public static func age(_ duration: Duration) -> String {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        if seconds < 10 { return String(format: "%.1f s", seconds) }
+        if seconds < 120 { return "\(Int(seconds)) s" }
+        return "\(Int(seconds / 60)) min"
+    }
+
+    /// `text` padded on the left to `width` characters (right-aligned).
+    public static func right(_ text: String, _ width: Int) -> String {
+        String(repeating: " ", count: max(0, width - text.unicodeScalars.count)) + text
+    }
+
+    /// `text` padded on the right to `width` characters (left-aligned).
+    public static func left(_ text: String, _ width: Int) -> String {
+        text + String(repeating: " ", count: max(0, width - text.unicodeScalars.count))
+    }
+}

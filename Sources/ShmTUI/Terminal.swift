@@ -1,0 +1,213 @@
+// The terminal: ncurses set up and torn down, keys read, canvases painted.
+//
+// Restoring the terminal is the one thing that must never be skipped. `Terminal.restore()` is
+// idempotent and called by `deinit`, by the watch loop on every exit path (q, a signal, an error),
+// and the signals that end the program (SIGINT, SIGTERM, SIGHUP) only set a flag that the loop
+// reads: ncurses is never called from a signal handler.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CNcurses
+import Synchronization
+
+/// The signal that asked the program to stop, or 0. Written by the signal handler (an atomic
+/// store is async-signal-safe), read by the watch loop.
+let pendingTerminationSignal = Atomic<Int32>(0)
+
+/// SIGINT, SIGTERM and SIGHUP as a flag for the watch loop.
+enum TerminationSignals {
+    static let handled = [SIGINT, SIGTERM, SIGHUP]
+
+    /// Makes the handled signals set ``pendingTerminationSignal`` and unblocks them (a parent such
+    /// as a test runner may have left them blocked; SIGWINCH too, for resizes). Without
+    /// `SA_RESTART`, a signal interrupts the key read at once instead of after its timeout.
+    static func install() {
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        for signal in handled + [SIGWINCH] { sigaddset(&unblocked, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &unblocked, nil)
+        for signal in handled {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { signal in pendingTerminationSignal.store(signal, ordering: .relaxed) }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0
+            sigaction(signal, &action, nil)
+        }
+    }
+
+    /// The signal received since the last call, or `nil`.
+    static func take() -> Int32? {
+        let signal = pendingTerminationSignal.exchange(0, ordering: .relaxed)
+        return signal == 0 ? nil : signal
+    }
+}
+
+/// One input event.
+public enum KeyPress: Hashable, Sendable {
+    case character(Character)
+    case up, down, left, right, pageUp, pageDown, home, end
+    case enter, escape, backspace, tab, backTab
+    /// The terminal changed size.
+    case resize
+    /// A mouse click at a screen position.
+    case click(row: Int, column: Int)
+}
+
+/// Why the terminal could not be used.
+public enum TerminalError: Error, CustomStringConvertible, Sendable {
+    /// Standard input or output is not a terminal.
+    case notATerminal
+    /// ncurses could not set up the terminal (unknown `TERM`, …).
+    case setupFailed(term: String)
+
+    public var description: String {
+        switch self {
+        case .notATerminal:
+            "watch needs a terminal, and standard input or output is not one; for text output use `shmtop snapshot PATH` (or --json)"
+        case .setupFailed(let term):
+            "cannot set up the terminal (TERM=\(term)); for text output use `shmtop snapshot PATH`"
+        }
+    }
+}
+
+/// The terminal in full-screen mode. Create one at a time; `restore()` (or `deinit`) gives the
+/// terminal back as it was.
+public final class Terminal {
+    /// The number of colours the terminal reports.
+    public let colorCount: Int
+    /// True when the locale is UTF-8 and block elements can be drawn.
+    public let unicode: Bool
+    private var active = true
+    private var palette: Palette?
+
+    /// Takes over the terminal: locale, full screen, no echo, keys and mouse, colours.
+    public init() throws(TerminalError) {
+        guard isatty(STDIN_FILENO) == 1, isatty(STDOUT_FILENO) == 1 else { throw .notATerminal }
+        TerminationSignals.install()
+        // Wide characters (░▒▓█) need the environment's locale before initscr.
+        let locale = setlocale(LC_ALL, "").map { String(cString: $0) } ?? "C"
+        unicode = locale.uppercased().contains("UTF-8") || locale.uppercased().contains("UTF8")
+        // newterm instead of initscr: initscr exits the process on failure, newterm returns nil.
+        guard shm_newterm_stdio() != nil else {
+            throw .setupFailed(term: getenv("TERM").map { String(cString: $0) } ?? "")
+        }
+        cbreak()
+        noecho()
+        nonl()
+        keypad(shm_stdscr(), true)
+        curs_set(0)
+        set_escdelay(25)
+        mousemask(shm_mouse_click_mask(), nil)
+        mouseinterval(0)
+        if has_colors() {
+            start_color()
+            use_default_colors()
+            colorCount = Int(shm_colors())
+        } else {
+            colorCount = 0
+        }
+    }
+
+    deinit { restore() }
+
+    /// Leaves full-screen mode; safe to call more than once.
+    public func restore() {
+        guard active else { return }
+        active = false
+        mousemask(0, nil)
+        curs_set(1)
+        endwin()
+    }
+
+    /// The terminal's size in cells.
+    public var size: (width: Int, height: Int) { (Int(shm_cols()), Int(shm_lines())) }
+
+    /// Defines the colour pairs of `palette` (once per mode change).
+    private func apply(_ palette: Palette) {
+        guard self.palette != palette else { return }
+        self.palette = palette
+        guard colorCount > 0 else { return }
+        for role in Palette.roles {
+            let look = palette.look(role)
+            init_pair(Palette.pairNumber(role), look.foreground, look.background)
+        }
+    }
+
+    /// Draws `canvas` (sized to the terminal) and shows it.
+    public func paint(_ canvas: Canvas, palette: Palette) {
+        apply(palette)
+        for row in 0..<canvas.height {
+            var column = 0
+            while column < canvas.width {
+                let style = canvas[row, column].style
+                var run = String.UnicodeScalarView()
+                let start = column
+                while column < canvas.width, canvas[row, column].style == style {
+                    run.append(canvas[row, column].character)
+                    column += 1
+                }
+                setAttributes(style, palette: palette)
+                // The bottom-right cell makes addstr report an error (the cursor cannot advance);
+                // the character is drawn all the same.
+                _ = mvaddstr(Int32(row), Int32(start), String(run))
+            }
+        }
+        shm_set_attributes(shm_attr_normal(), 0)
+        refresh()
+    }
+
+    private func setAttributes(_ style: CellStyle, palette: Palette) {
+        let look = palette.look(style.role)
+        var attributes = shm_attr_normal()
+        if style.bold || look.bold { attributes |= shm_attr_bold() }
+        if look.dim { attributes |= shm_attr_dim() }
+        if style.reverse != look.reverse { attributes |= shm_attr_reverse() }
+        if style.underline { attributes |= shm_attr_underline() }
+        let pair = colorCount > 0 && palette.mode != .monochrome ? Palette.pairNumber(style.role) : 0
+        shm_set_attributes(attributes, pair)
+    }
+
+    /// Waits up to `milliseconds` for a key; `nil` on timeout or when a signal interrupted the wait.
+    public func readKey(timeoutMilliseconds milliseconds: Int) -> KeyPress? {
+        timeout(Int32(max(0, milliseconds)))
+        var code: Int32 = 0
+        var isFunctionKey: Int32 = 0
+        guard shm_read_key(&code, &isFunctionKey) != ERR else { return nil }
+        if isFunctionKey != 0 { return functionKey(code) }
+        switch code {
+        case 9: return .tab
+        case 10, 13: return .enter
+        case 27: return .escape
+        case 8, 127: return .backspace
+        default: return Unicode.Scalar(UInt32(code)).map { .character(Character($0)) }
+        }
+    }
+
+    private func functionKey(_ code: Int32) -> KeyPress? {
+        switch code {
+        case KEY_UP: .up
+        case KEY_DOWN: .down
+        case KEY_LEFT: .left
+        case KEY_RIGHT: .right
+        case KEY_PPAGE: .pageUp
+        case KEY_NPAGE: .pageDown
+        case KEY_HOME: .home
+        case KEY_END: .end
+        case KEY_ENTER: .enter
+        case KEY_BACKSPACE: .backspace
+        case KEY_BTAB: .backTab
+        case KEY_RESIZE: .resize
+        case KEY_MOUSE: mouseClick()
+        default: nil
+        }
+    }
+
+    private func mouseClick() -> KeyPress? {
+        var event = MEVENT()
+        guard getmouse(&event) == OK, shm_is_click(event.bstate) != 0 else { return nil }
+        return .click(row: Int(event.y), column: Int(event.x))
+    }
+}
