@@ -14,22 +14,22 @@ public struct BuddyCensus: Hashable, Sendable {
     /// The tree every counted word belongs to.
     public let tree: BuddyTree
     /// The number of words counted.
-    public private(set) var wordCount = 0
+    public internal(set) var wordCount = 0
     /// Leaves taken by allocations, over all words (× `minSize` = allocated bytes).
-    public private(set) var takenLeaves = 0
+    public internal(set) var takenLeaves = 0
     /// Allocations per order (index 0 = `minSize` nodes … `depth` = whole blocks).
-    public private(set) var allocationsByOrder: [Int]
+    public internal(set) var allocationsByOrder: [Int]
     /// Free nodes per order, maximal or not: a free node of order o+1 has two free children of order o.
-    public private(set) var freeNodesByOrder: [Int]
+    public internal(set) var freeNodesByOrder: [Int]
     /// Words with no leaf taken.
-    public private(set) var emptyWords = 0
+    public internal(set) var emptyWords = 0
     /// Words with every leaf taken.
-    public private(set) var fullWords = 0
+    public internal(set) var fullWords = 0
     /// Words breaking the buddy invariant: stray bits, or a set node with a clear child.
-    public private(set) var invalidWords = 0
+    public internal(set) var invalidWords = 0
     /// Words per largest free order: index 0 counts full words, index o+1 the words whose largest
     /// free node has order o (so index `depth + 1` counts the empty words).
-    public private(set) var wordsByLargestFreeOrder: [Int]
+    public internal(set) var wordsByLargestFreeOrder: [Int]
 
     /// An empty census for words of `tree`.
     public init(tree: BuddyTree) {
@@ -95,7 +95,7 @@ public struct BuddyCensus: Hashable, Sendable {
         return difference
     }
 
-    private mutating func merge(_ other: Self, sign: Int) {
+    mutating func merge(_ other: Self, sign: Int) {
         precondition(tree == other.tree, "censuses of different trees")
         wordCount += sign * other.wordCount
         takenLeaves += sign * other.takenLeaves
@@ -115,6 +115,15 @@ public struct BuddyCensus: Hashable, Sendable {
 
     /// Adds `words` to the census.
     ///
+    /// Trees of depth 5 (the default 32 B … 1 KiB) take the byte-table pass of
+    /// `addDepth5(_:)`; other depths, and any batch there that holds an invalid word, take the exact
+    /// pass `addExactly(_:)`.
+    public mutating func add(_ words: UnsafeBufferPointer<UInt64>) {
+        if tree.depth == 5 { addDepth5(words) } else { addExactly(words) }
+    }
+
+    /// Adds `words` to the census, exactly for any word, valid or not.
+    ///
     /// Per word (numbers for the default depth 5): the nodes under a set parent come from one bit
     /// spread of the internal levels (`BuddyTree.childrenOfSetNodes`); allocations are set nodes
     /// without them. Bit counts of the allocation mask and of the leaves are summed per byte with
@@ -123,11 +132,11 @@ public struct BuddyCensus: Hashable, Sendable {
     /// are split by their 2-bit and 4-bit partial sums. Free nodes per order come from folding the
     /// leaves (`takenRuns`): order-1 counts share the leaves' SWAR pass, the sparser orders are
     /// summed with one multiply each. All-zero words (empty blocks) take a shortcut.
-    public mutating func add(_ words: UnsafeBufferPointer<UInt64>) {
+    mutating func addExactly(_ words: UnsafeBufferPointer<UInt64>) {
         let depth = tree.depth
         let leafShift = UInt64(tree.leafCount)            // the leaves are bits leafCount ..< 2·leafCount
         let allLeaves = tree.allLeaves
-        let usedBits = Self.nodeBits(tree)
+        let usedBits = tree.usedBits
         let internalBits = depth == 0 ? 0 : (UInt64(1) &<< leafShift) &- 2
         // The start masks of orders 1...5, zero beyond this tree's depth.
         func start(_ order: Int) -> UInt64 { order <= depth ? tree.startMask(order: order) : 0 }
@@ -226,13 +235,6 @@ public struct BuddyCensus: Hashable, Sendable {
         emptyWords += largest[depth + 1] + zeroWords
         for index in 0...(depth + 1) { wordsByLargestFreeOrder[index] += largest[index] }
         wordsByLargestFreeOrder[depth + 1] += zeroWords
-    }
-
-    /// The bits a word of `tree` may use, 1 ... nodeCount. (Computed here without a shift by 64,
-    /// which `&<<` would turn into a shift by 0: for depth 5 every bit but bit 0 is a node.)
-    @inline(__always)
-    static func nodeBits(_ tree: BuddyTree) -> UInt64 {
-        (UInt64.max &>> UInt64(63 &- tree.nodeCount)) & ~1
     }
 
     /// Words per batch between lane reductions: a byte lane gains at most 8 per word, so 31 words

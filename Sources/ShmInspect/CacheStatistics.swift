@@ -1,6 +1,8 @@
 // Everything the inspector reports about one snapshot, as one value.
 
+import Foundation
 import ShmFormat
+import Synchronization
 
 /// The statistics of one ``CacheSnapshot``: memory, blocks, size classes, fragmentation, owners.
 ///
@@ -90,12 +92,49 @@ public struct CacheStatistics: Hashable, Sendable {
     public let census: BuddyCensus
 
     /// Computes the statistics of `snapshot`.
-    public init(_ snapshot: CacheSnapshot) {
-        let census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer {
-            BuddyCensus(tree: snapshot.tree, words: $0)
+    ///
+    /// - Parameter threads: how many threads share the census pass; large caches (≥ 2^16 blocks)
+    ///   are split into that many ranges whose censuses add up. 1 keeps it on the calling thread.
+    public init(_ snapshot: CacheSnapshot, threads: Int = Self.defaultThreads) {
+        let tree = snapshot.tree
+        let words = snapshot.words
+        let usable = snapshot.usableBlocks
+        @Sendable func censusOfPart(_ part: Int, of parts: Int) -> BuddyCensus {
+            let range = (usable.lowerBound + part * usable.count / parts)..<(usable.lowerBound + (part + 1) * usable.count / parts)
+            return words[range].withUnsafeBufferPointer { BuddyCensus(tree: tree, words: $0) }
+        }
+        let parts = usable.count < 1 << 16 ? 1 : max(1, threads)
+        let census: BuddyCensus
+        if parts == 1 {
+            census = censusOfPart(0, of: 1)
+        } else {
+            let results = Mutex<[BuddyCensus]>([])
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let partial = censusOfPart(part, of: parts)
+                results.withLock { $0.append(partial) }
+            }
+            census = results.withLock { $0.reduce(BuddyCensus(tree: tree), +) }
         }
         self.init(census: census, snapshot: snapshot)
     }
+
+    /// The statistics of `snapshot`, computed from those of an `earlier` snapshot of the same
+    /// cache by recounting only the blocks whose word changed: a live view refreshing many times a
+    /// second pays for a comparison of the words plus the changed blocks, not a full census.
+    public init(_ snapshot: CacheSnapshot, updating previous: CacheStatistics, of earlier: CacheSnapshot) {
+        precondition(snapshot.layout == earlier.layout, "snapshots of different caches")
+        var removed: [UInt64] = [], added: [UInt64] = []
+        for block in snapshot.usableBlocks where earlier.words[block] != snapshot.words[block] {
+            removed.append(earlier.words[block])
+            added.append(snapshot.words[block])
+        }
+        let tree = snapshot.tree
+        let census = previous.census - BuddyCensus(tree: tree, words: removed) + BuddyCensus(tree: tree, words: added)
+        self.init(census: census, snapshot: snapshot)
+    }
+
+    /// The threads a census pass uses by default: one per processor, at most 4.
+    public static var defaultThreads: Int { min(4, ProcessInfo.processInfo.activeProcessorCount) }
 
     /// Statistics from a census already computed for `snapshot`'s usable blocks (e.g. kept up to
     /// date incrementally from the blocks that changed).

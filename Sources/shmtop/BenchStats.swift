@@ -58,8 +58,9 @@ extension Shmtop {
             table.append(("snapshot, words only (pread)", wordsSnapshot))
             table.append(("snapshot with allocation header scan", scanTime))
             for (name, seconds) in table {
-                print(String(format: "%-40@ %9.3f ms  %6.2f ns/block  %6.2f× memcpy", name as NSString, seconds * 1e3,
-                             seconds * 1e9 / Double(words), seconds / copy))
+                let padded = name.padding(toLength: 42, withPad: " ", startingAt: 0)
+                print(padded + String(format: "%9.3f ms  %6.2f ns/block  %6.2fx memcpy", seconds * 1e3,
+                                      seconds * 1e9 / Double(words), seconds / copy))
             }
             print("allocations held: \(held), live allocations counted: \(census.allocationsByOrder.reduce(0, +)), invalid words: \(census.invalidWords)")
         }

@@ -120,6 +120,16 @@ struct CensusTests {
         expectCensusMatchesModel(words, depth: depth)
     }
 
+    @Test("depth 5: valid words with invalid ones sprinkled in (the byte-table pass and its exact fallback)")
+    func mixedBatches() {
+        var random = SystemRandomNumberGenerator()
+        var words = (0..<3000).map { _ in randomValidWord(depth: 5, allocations: Int.random(in: 0...30, using: &random), using: &random) }
+        for _ in 0..<20 { words[Int.random(in: 0..<words.count, using: &random)] = UInt64.random(in: 0...UInt64.max, using: &random) }
+        words += Array(repeating: 0, count: 40) + Array(repeating: BuddyTree(depth: 5).setMask(ofNode: 1), count: 40)
+        expectCensusMatchesModel(words, depth: 5)
+        expectCensusMatchesModel(words.shuffled(using: &random), depth: 5)
+    }
+
     @Test("censuses add and subtract like the sets of words they count")
     func arithmetic() {
         var random = SystemRandomNumberGenerator()

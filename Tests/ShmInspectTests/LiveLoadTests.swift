@@ -23,12 +23,13 @@ struct LiveLoadTests {
     func invariantUnderLoad() throws {
         let file = TemporaryFile("live")
         defer { file.remove() }
-        let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 8 << 20)
+        // 128 Ki blocks: large enough for the census to be split across threads.
+        let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 128 << 20)
         _ = try file.createCache(geometry)
         let (load, output) = try startLoad(file.path, ["--writers", "2", "--seconds", "2", "--rate", "40000", "--period", "1", "--fill", "0.9"])
         let inspector = try CacheInspector(path: file.path)
         var snapshots = 0, sawAllocations = false, sawWriters = false
-        var previous: CacheSnapshot?
+        var previous: (snapshot: CacheSnapshot, statistics: CacheStatistics)?
         var allocationsSeen = 0
         while load.poll() == nil || snapshots == 0 {
             let snapshot = try inspector.snapshot()
@@ -40,8 +41,13 @@ struct LiveLoadTests {
             #expect((statistics.owners ?? []).map(\.bytes).reduce(0, +) <= statistics.allocatedBytes)
             sawAllocations = sawAllocations || statistics.liveAllocations > 0
             sawWriters = sawWriters || statistics.aliveOwnerCount == 2
-            if let previous { allocationsSeen += SnapshotRates(from: previous, to: snapshot).allocations }
-            previous = snapshot
+            #expect(CacheStatistics(snapshot, threads: 1) == statistics)
+            if let previous {
+                allocationsSeen += SnapshotRates(from: previous.snapshot, to: snapshot).allocations
+                // Recounting only the changed blocks gives the same statistics as a full pass.
+                #expect(CacheStatistics(snapshot, updating: previous.statistics, of: previous.snapshot) == statistics)
+            }
+            previous = (snapshot, statistics)
             snapshots += 1
             usleep(20_000)
         }
