@@ -159,7 +159,7 @@ public struct SnapshotText: Sendable {
     /// Owners with liveness and the leak of dead ones.
     public func owners(_ statistics: CacheStatistics) -> String {
         guard let owners = statistics.owners else { return "" }
-        var table = TextTable(["Owner pid", "state", "allocations", "bytes", "requested"])
+        var table = TextTable(["Owner pid", "state", "allocations", "bytes", "requested"], leftAligned: [1])
         for owner in owners {
             table.add(["\(owner.pid)", owner.alive ? "alive" : "dead", "\(owner.allocations)", "\(owner.bytes)", "\(owner.requestedBytes)"])
         }
@@ -215,7 +215,7 @@ public struct SnapshotText: Sendable {
         text += "  legend: \(glyphs.allocation) allocation  \(glyphs.insideAllocation) inside an allocation  "
             + "\(glyphs.split) split  \(glyphs.maximalFree) free chunk  '\(glyphs.free)' free inside a chunk  "
             + "\(glyphs.invalid) invalid\n"
-        var table = TextTable(["  offset", "node", "requested", "owner", "state", "first bytes", "hex"])
+        var table = TextTable(["  offset", "node", "requested", "owner", "state", "first bytes", "hex"], leftAligned: [4, 5, 6])
         for allocation in detail.allocations {
             let header = allocation.header
             table.add([
@@ -279,11 +279,16 @@ public struct SnapshotText: Sendable {
     }
 }
 
-/// A table with a header row; the first column is left-aligned, the others right-aligned.
+/// A table with a header row; the first column (and any listed in `leftAligned`) is left-aligned,
+/// the others (numbers) right-aligned.
 struct TextTable {
     private var rows: [[String]]
+    private let leftAligned: Set<Int>
 
-    init(_ header: [String]) { rows = [header] }
+    init(_ header: [String], leftAligned: Set<Int> = [0]) {
+        rows = [header]
+        self.leftAligned = leftAligned.union([0])
+    }
 
     mutating func add(_ row: [String]) { rows.append(row) }
 
@@ -293,7 +298,7 @@ struct TextTable {
         return rows.map { row in
             row.enumerated().map { column, cell in
                 let padding = String(repeating: " ", count: widths[column] - cell.count)
-                return column == 0 ? cell + padding : padding + cell
+                return leftAligned.contains(column) ? cell + padding : padding + cell
             }.joined(separator: "  ").trimmingTrailingSpaces
         }.joined(separator: "\n") + "\n"
     }
