@@ -52,7 +52,7 @@ extension BuddyCensus {
     /// The census pass for depth-5 words (see the top of this file).
     mutating func addDepth5(_ words: UnsafeBufferPointer<UInt64>) {
         precondition(tree.depth == 5, "the byte-table pass is for depth-5 trees")
-        var zeroWords = 0, counted = 0
+        var counted = 0
         var levelSets = (0, 0, 0, 0, 0, 0)          // set nodes per level 0...5 (level 5 = taken leaves)
         var freeTotals = (0, 0, 0, 0, 0)            // free nodes of orders 1...5
         var largestFree = (0, 0, 0, 0, 0, 0, 0)     // full, then largest free order 0...5
@@ -66,11 +66,12 @@ extension BuddyCensus {
                     let end = min(words.count, start &+ Self.depth5Batch)
                     var leafSums: UInt64 = 0, level3Sums: UInt64 = 0, level4Sums: UInt64 = 0, lowSums: UInt64 = 0
                     var largestLanes: UInt64 = 0      // 8-bit lanes: words per largest-free class
-                    var free4 = 0, free5 = 0, zeros = 0
+                    var free4 = 0, free5 = 0
                     var bad: UInt64 = 0
                     for index in start..<end {
+                        // No shortcut for empty blocks: the tables count a zero word right, and a
+                        // branch on it would be mispredicted wherever empty and used blocks mix.
                         let word = words[index]
-                        if word == 0 { zeros &+= 1; continue }
                         let low = UInt32(truncatingIfNeeded: word), leaves = UInt32(truncatingIfNeeded: word &>> 32)
                         let byte0 = Int(low & 0xFE), byte1 = Int(low &>> 8 & 0xFF)
                         let byte2 = Int(low &>> 16 & 0xFF), byte3 = Int(low &>> 24)
@@ -108,8 +109,7 @@ extension BuddyCensus {
                         Int(truncatingIfNeeded: sums &>> offset & ((1 &<< width) &- 1))
                     }
                     func lane(_ lanes: UInt64, _ index: UInt64) -> Int { Int(truncatingIfNeeded: lanes &>> (index &* 8) & 0xFF) }
-                    counted &+= end &- start &- zeros
-                    zeroWords &+= zeros
+                    counted &+= end &- start
                     levelSets.0 &+= field(lowSums, ByteField.level0, 4)
                     levelSets.1 &+= field(lowSums, ByteField.level1, 5)
                     levelSets.2 &+= field(lowSums, ByteField.level2, 6)
@@ -133,21 +133,20 @@ extension BuddyCensus {
             }
         }
 
-        // Fold the valid words' totals in; each all-zero word is one free root.
+        // Fold the valid words' totals in.
         let sets = [levelSets.0, levelSets.1, levelSets.2, levelSets.3, levelSets.4, levelSets.5]
         let freeAbove = [freeTotals.0, freeTotals.1, freeTotals.2, freeTotals.3, freeTotals.4]
         let largest = [largestFree.0, largestFree.1, largestFree.2, largestFree.3, largestFree.4, largestFree.5, largestFree.6]
-        wordCount += counted + zeroWords
+        wordCount += counted
         takenLeaves += sets[5]
         for order in 0...5 {
             let level = 5 - order
             allocationsByOrder[order] += sets[level] - (level > 0 ? 2 * sets[level - 1] : 0)
             let free = order == 0 ? counted * 32 - sets[5] : freeAbove[order - 1]
-            freeNodesByOrder[order] += free + zeroWords * (32 >> order)
+            freeNodesByOrder[order] += free
         }
         fullWords += largest[0]
-        emptyWords += largest[6] + zeroWords
+        emptyWords += largest[6]
         for index in 0...6 { wordsByLargestFreeOrder[index] += largest[index] }
-        wordsByLargestFreeOrder[6] += zeroWords
     }
 }

@@ -43,18 +43,31 @@ extension Shmtop {
             defer { destination.deallocate() }
             memset(destination, 0, words * 8)           // fault the pages in: time the copy, not the kernel
             let copy = median { memcpy(destination, source, words * 8) }
-            let buffer = UnsafeBufferPointer(start: destination.assumingMemoryBound(to: UInt64.self), count: words)
+            let usable = cache.layout.nullBlockCount..<words
+            let buffer = UnsafeBufferPointer(
+                start: destination.assumingMemoryBound(to: UInt64.self) + usable.lowerBound, count: usable.count)
             let tree = geometry.tree
             var census = BuddyCensus(tree: tree)
             let censusTime = median { census = BuddyCensus(tree: tree, words: buffer) }
             var snapshot: CacheSnapshot?
             let wordsSnapshot = median { snapshot = try? inspector.snapshot(readingAllocations: false) }
-            let statisticsTime = median { _ = CacheStatistics(snapshot!) }
+            let statisticsTime = median { _ = CacheStatistics(snapshot!, threads: 1) }
+            let threads = CacheStatistics.defaultThreads
+            let parallelTime = median { _ = CacheStatistics(snapshot!, threads: threads) }
+            // A live view's refresh: 1 % of the blocks changed since the previous snapshot.
+            let earlier = snapshot!
+            let earlierStatistics = CacheStatistics(earlier)
+            for step in 0..<(words / 100) { _ = try? cache.allocate(16 + step % 900) }
+            let later = try failingWithOneLine { () throws(InspectError) in try inspector.snapshot(readingAllocations: false) }
+            let changed = SnapshotRates(from: earlier, to: later).blocksChanged
+            let incrementalTime = median { _ = CacheStatistics(later, updating: earlierStatistics, of: earlier) }
             let scanTime = median(runs: 3) { _ = try? inspector.snapshot(readingAllocations: true) }
 
             var table = [("memcpy of the words (\(ByteCount(words * 8)))", copy)]
             table.append(("census pass (BuddyCensus)", censusTime))
-            table.append(("CacheStatistics from a snapshot", statisticsTime))
+            table.append(("CacheStatistics, 1 thread", statisticsTime))
+            table.append(("CacheStatistics, \(threads) threads", parallelTime))
+            table.append(("incremental update, \(changed) blocks changed", incrementalTime))
             table.append(("snapshot, words only (pread)", wordsSnapshot))
             table.append(("snapshot with allocation header scan", scanTime))
             for (name, seconds) in table {
