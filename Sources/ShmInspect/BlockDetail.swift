@@ -56,6 +56,10 @@ public struct BlockDetail: Hashable, Sendable {
     public let levels: [[NodeState]]
     /// The allocations, in address order.
     public let allocations: [Allocation]
+    /// The size classes (orders) the free-space index lists this block under. The index is
+    /// advisory: a block may stay listed under a class it has left until a search re-files it,
+    /// but it should be listed under its current class (`census.largestFreeOrder`).
+    public let advertisedOrders: [Int]
 
     /// True when the word obeys the buddy invariant.
     public var isValid: Bool { tree.isValid(word) }
@@ -63,7 +67,10 @@ public struct BlockDetail: Hashable, Sendable {
     public var census: BuddyCensus { BuddyCensus(tree: tree, word: word) }
 
     /// Describes block `block` from its word and its bytes (`blockBytes`: the whole block).
-    public init(block: Int, word: UInt64, layout: FileLayout, blockBytes: UnsafeRawBufferPointer, previewLength: Int) {
+    public init(
+        block: Int, word: UInt64, layout: FileLayout, blockBytes: UnsafeRawBufferPointer, previewLength: Int,
+        advertisedOrders: [Int] = []
+    ) {
         let geometry = layout.geometry
         let tree = geometry.tree
         self.block = block
@@ -72,9 +79,10 @@ public struct BlockDetail: Hashable, Sendable {
         self.offsets = (block * geometry.blockSize)..<((block + 1) * geometry.blockSize)
         self.isNullBlock = block < layout.nullBlockCount
         self.levels = Self.nodeStates(word, tree: tree)
+        self.advertisedOrders = advertisedOrders
 
         var allocations: [Allocation] = []
-        var nodes = tree.allocations(word) & ~1   // bit 0 is no node (a null block's word may set it)
+        var nodes = tree.allocations(word)
         while nodes != 0 {
             let node = nodes.trailingZeroBitCount
             nodes &= nodes &- 1

@@ -88,17 +88,11 @@ public final class CacheInspector: Sendable {
         try checkFile()
         let current = try Self.readHeader(descriptor, path: path, fileSize: nil)
         guard current.layout == header.layout else { throw .replaced(path: path) }
-        let blockCount = geometry.blockCount
-        let words = try [UInt64](unsafeUninitializedCapacity: blockCount) { buffer, initialised throws(InspectError) in
-            try read(into: UnsafeMutableRawBufferPointer(buffer), at: layout.wordsOffset)
-            #if _endian(big)
-            for index in buffer.indices { buffer[index] = UInt64(littleEndian: buffer[index]) }
-            #endif
-            initialised = blockCount
-        }
+        let words = try readWords(count: geometry.blockCount, at: layout.wordsOffset)
+        let indexWords = layout.indexLength == 0 ? [] : try readWords(count: layout.freeIndex.totalWords, at: layout.indexOffset)
         let allocations = readingAllocations ? try scanAllocations(words) : nil
         return CacheSnapshot(
-            path: path, header: current, words: words, allocations: allocations,
+            path: path, header: current, words: words, indexWords: indexWords, allocations: allocations,
             takenAt: started, wallClockNanoseconds: wallClock)
     }
 
@@ -116,8 +110,19 @@ public final class CacheInspector: Sendable {
             try read(into: UnsafeMutableRawBufferPointer(buffer), at: layout.dataOffset + block * geometry.blockSize)
             initialised = buffer.count
         }
+        var advertised: [Int] = []
+        if layout.indexLength > 0 {
+            let index = layout.freeIndex
+            for order in 0..<index.classCount {
+                let wordIndex = index.wordIndex(class: order, level: 0, bit: block)
+                let listing = try readWords(count: 1, at: layout.indexOffset + wordIndex * 8)[0]
+                if listing & (1 << UInt64(block & 63)) != 0 { advertised.append(order) }
+            }
+        }
         return data.withUnsafeBytes { bytes in
-            BlockDetail(block: block, word: word, layout: layout, blockBytes: bytes, previewLength: previewLength)
+            BlockDetail(
+                block: block, word: word, layout: layout, blockBytes: bytes, previewLength: previewLength,
+                advertisedOrders: advertised)
         }
     }
 
@@ -139,6 +144,17 @@ public final class CacheInspector: Sendable {
     }
 
     // MARK: - Reading
+
+    /// Reads `count` little-endian 64-bit words at `offset`.
+    private func readWords(count: Int, at offset: Int) throws(InspectError) -> [UInt64] {
+        try [UInt64](unsafeUninitializedCapacity: count) { buffer, initialised throws(InspectError) in
+            try read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
+            #if _endian(big)
+            for index in buffer.indices { buffer[index] = UInt64(littleEndian: buffer[index]) }
+            #endif
+            initialised = count
+        }
+    }
 
     /// Fills `buffer` from `offset`; a short read means the file shrank under us.
     private func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(InspectError) {
@@ -206,7 +222,7 @@ public final class CacheInspector: Sendable {
             let run = UnsafeMutableRawBufferPointer(rebasing: buffer[..<((end - block) * geometry.blockSize)])
             try read(into: run, at: layout.dataOffset + block * geometry.blockSize)
             for index in block..<end {
-                var nodes = tree.allocations(words[index]) & ~1   // bit 0 is no node
+                var nodes = tree.allocations(words[index])
                 while nodes != 0 {
                     let node = nodes.trailingZeroBitCount
                     nodes &= nodes &- 1

@@ -11,6 +11,9 @@ public struct CacheSnapshot: Sendable {
     public let header: FileHeader
     /// Every block's buddy word, the null region's blocks included (index = block number).
     public let words: [UInt64]
+    /// The free-space index region's words (the allocator's per-class block bitmaps), copied just
+    /// after the buddy words; empty for a file without an index.
+    public let indexWords: [UInt64]
     /// Owners and requested sizes from the allocation headers; `nil` when the snapshot skipped the scan.
     public let allocations: AllocationCensus?
     /// When the copy started, for rates.
@@ -20,13 +23,14 @@ public struct CacheSnapshot: Sendable {
 
     /// A snapshot from parts (the inspector builds them; tests and tools may too).
     public init(
-        path: String, header: FileHeader, words: [UInt64], allocations: AllocationCensus?,
+        path: String, header: FileHeader, words: [UInt64], indexWords: [UInt64] = [], allocations: AllocationCensus?,
         takenAt: ContinuousClock.Instant, wallClockNanoseconds: UInt64
     ) {
         precondition(words.count == header.geometry.blockCount, "one word per block")
         self.path = path
         self.header = header
         self.words = words
+        self.indexWords = indexWords
         self.allocations = allocations
         self.takenAt = takenAt
         self.wallClockNanoseconds = wallClockNanoseconds

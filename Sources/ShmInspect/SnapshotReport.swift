@@ -26,6 +26,16 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         }
     }
 
+    /// `freeIndex`: the allocator's free-space index checked against the words.
+    public struct FreeIndexReport: Codable, Hashable, Sendable {
+        /// Blocks the index lists per size class.
+        public let listedBySize: [String: Int]
+        /// Listings under a class the block has left (advisory; normal in moderation).
+        public let staleListings: Int
+        /// Blocks not listed under their own class (should be 0 once frees complete).
+        public let missingListings: Int
+    }
+
     /// One entry of `allocationsBySize`.
     public struct SizeClassReport: Codable, Hashable, Sendable {
         public let count: Int
@@ -63,6 +73,7 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
     public let leakedBytes: Int?
     public let invalidWords: Int
     public let unreadableHeaders: Int?
+    public let freeIndex: FreeIndexReport?
     public let failedAllocations: UInt64
     public let invalidFrees: UInt64
     public let takenAtNanoseconds: UInt64
@@ -98,6 +109,13 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         leakedBytes = statistics.leakedBytes
         invalidWords = statistics.invalidWords
         unreadableHeaders = statistics.unreadableHeaders
+        freeIndex = FreeIndexStatistics(snapshot).map { index in
+            FreeIndexReport(
+                listedBySize: Dictionary(uniqueKeysWithValues: index.listedByOrder.enumerated().map {
+                    (String(geometry.nodeSize(ofOrder: $0.offset)), $0.element)
+                }),
+                staleListings: index.staleListings, missingListings: index.missingListings)
+        }
         failedAllocations = statistics.failedAllocations
         invalidFrees = statistics.invalidFrees
         takenAtNanoseconds = snapshot.wallClockNanoseconds

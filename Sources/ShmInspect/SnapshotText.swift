@@ -87,7 +87,8 @@ public struct SnapshotText: Sendable {
     public func render(_ snapshot: CacheSnapshot, _ statistics: CacheStatistics, blocks: [BlockDetail] = []) -> String {
         var sections = [
             title(snapshot), memory(statistics), blockCounts(statistics), sizeClasses(statistics),
-            owners(statistics), health(statistics), heatmap(snapshot),
+            freeIndex(FreeIndexStatistics(snapshot), geometry: snapshot.geometry), owners(statistics),
+            health(statistics), heatmap(snapshot),
         ]
         sections += blocks.map(tree)
         return sections.filter { !$0.isEmpty }.joined(separator: "\n")
@@ -156,6 +157,16 @@ public struct SnapshotText: Sendable {
         return finish(table.text + buddyinfo + "\n")
     }
 
+    /// The free-space index's listings per class beside the blocks' actual classes; empty without an index.
+    public func freeIndex(_ index: FreeIndexStatistics?, geometry: Geometry) -> String {
+        guard let index else { return "" }
+        let sizes = (0..<index.listedByOrder.count).map { "\(ByteCount(geometry.nodeSize(ofOrder: $0)))" }
+        var table = TextTable(["Free-space index"] + sizes)
+        table.add(["blocks listed"] + index.listedByOrder.map(String.init))
+        table.add(["blocks in class"] + index.actualByOrder.map(String.init))
+        return finish(table.text + "stale listings \(index.staleListings) (advisory) · missing listings \(index.missingListings)\n")
+    }
+
     /// Owners with liveness and the leak of dead ones.
     public func owners(_ statistics: CacheStatistics) -> String {
         guard let owners = statistics.owners else { return "" }
@@ -203,6 +214,9 @@ public struct SnapshotText: Sendable {
         var text = "Block \(detail.block) · offsets 0x\(String(detail.offsets.lowerBound, radix: 16))..<0x\(String(detail.offsets.upperBound, radix: 16))"
         text += detail.isNullBlock ? " · null region" : ""
         text += " · word 0x\(String(detail.word, radix: 16)) · \(detail.isValid ? "valid" : "INVALID")\n"
+        let largest = detail.census.largestFreeOrder.map { "\(ByteCount(minSize << $0))" } ?? "none (full)"
+        let listed = detail.advertisedOrders.map { "\(ByteCount(minSize << $0))" }.joined(separator: ", ")
+        text += "  largest free chunk \(largest) · free-space index lists it under: \(listed.isEmpty ? "no class" : listed)\n"
         text += "  bits " + Self.binary(detail.word) + "\n"
         for (level, states) in detail.levels.enumerated() {
             let nodeWidth = rowWidth >> level

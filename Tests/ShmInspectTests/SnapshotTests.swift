@@ -141,6 +141,39 @@ struct SnapshotTests {
         #expect(rendered.split(separator: "\n").filter { $0.contains("|") && $0.contains(" B ") || $0.contains("KiB |") }.count == smallGeometry.orderCount)
     }
 
+    @Test("free-space index: a new cache lists every block as empty; at rest no block is missing from its class")
+    func freeIndex() throws {
+        let file = TemporaryFile("index")
+        defer { file.remove() }
+        let cache = try file.createCache(smallGeometry)
+        let inspector = try CacheInspector(path: file.path)
+        let usable = smallGeometry.blockCount - cache.layout.nullBlockCount
+        let fresh = try #require(FreeIndexStatistics(try inspector.snapshot()))
+        #expect(fresh.listedByOrder == [0, 0, 0, 0, 0, usable])
+        #expect(fresh.actualByOrder == [0, 0, 0, 0, 0, usable])
+        #expect(fresh.staleListings == 0 && fresh.missingListings == 0)
+
+        var random = SystemRandomNumberGenerator()
+        // Fill until the first failure, then free half at random: every class gets blocks.
+        var held: [ShmOffset] = []
+        while let offset = try? cache.allocate(Int.random(in: 1...1016, using: &random)) { held.append(offset) }
+        held.shuffle(using: &random)
+        for offset in held.prefix(held.count / 2) { try cache.free(offset) }
+        let snapshot = try inspector.snapshot()
+        let index = try #require(FreeIndexStatistics(snapshot))
+        #expect(index.missingListings == 0)
+        #expect(index.actualByOrder.reduce(0, +) == usable - CacheStatistics(snapshot).blocks.full)
+        let report = SnapshotReport(snapshot: snapshot, statistics: CacheStatistics(snapshot))
+        #expect(report.freeIndex?.missingListings == 0)
+        #expect(report.freeIndex?.listedBySize.count == smallGeometry.orderCount)
+
+        // A block's detail names the classes it is listed under, its own among them.
+        let block = Int(held.last!.rawValue) / smallGeometry.blockSize
+        let detail = try inspector.blockDetail(block)
+        if let largest = detail.census.largestFreeOrder { #expect(detail.advertisedOrders.contains(largest)) }
+        #expect(SnapshotText(ascii: true).tree(detail).contains("free-space index lists it under"))
+    }
+
     @Test("rates between two snapshots count the nodes that appeared and disappeared")
     func rates() throws {
         let file = TemporaryFile("rates")
