@@ -72,6 +72,8 @@ public struct LiveFrame: Sendable {
     public let rates: RateSummary
     /// Blocks whose word changed since the previous sample, ascending.
     public let changedBlocks: [Int]
+    /// For each of `changedBlocks`, how many more leaves it has taken than at the previous sample.
+    public let takenLeafDeltas: [Int]
     /// Utilisation of recent samples, oldest first.
     public let utilisationHistory: [Double]
     /// Increases by one per sample, so views can cache what they derive from a frame.
@@ -91,7 +93,7 @@ final class LiveSampler {
     static let minimumScanInterval = Duration.seconds(2)
     /// A header scan may take at most 1/`scanCostDivisor` of the time: a scan of a big, full
     /// cache reads every used block, so its interval grows with its cost.
-    static let scanCostDivisor = 50
+    static let scanCostDivisor = 100
     /// Utilisation samples kept for the sparkline.
     static let historyLength = 512
 
@@ -153,11 +155,13 @@ final class LiveSampler {
     private func frame(for snapshot: CacheSnapshot, scanned: Bool) -> LiveFrame {
         let tree = snapshot.tree
         var changed: [Int] = []
+        var deltas: [Int] = []
         if let previous, var census {
             let rates = SnapshotRates(from: previous, to: snapshot)
             rateWindow.add(rates)
             if rates.blocksChanged > 0 {
                 changed = SnapshotRates.changedBlocks(from: previous, to: snapshot)
+                deltas = changed.map { tree.takenLeafCount(snapshot.words[$0]) - tree.takenLeafCount(previous.words[$0]) }
                 census = census - BuddyCensus(tree: tree, words: changed.map { previous.words[$0] })
                     + BuddyCensus(tree: tree, words: changed.map { snapshot.words[$0] })
             }
@@ -173,6 +177,6 @@ final class LiveSampler {
         sequence += 1
         return LiveFrame(
             snapshot: snapshot, statistics: statistics, headerScan: headerScan, rates: rateWindow.summary,
-            changedBlocks: changed, utilisationHistory: history, sequence: sequence)
+            changedBlocks: changed, takenLeafDeltas: deltas, utilisationHistory: history, sequence: sequence)
     }
 }

@@ -4,38 +4,73 @@ import ShmFormat
 import ShmInspect
 
 /// The heatmap cells of one frame at one grid: computed once, drawn on every repaint until the
-/// next frame or a zoom, scroll or resize.
+/// next frame or a change of zoom, scroll or size. From one frame to the next, only the cells
+/// holding changed blocks are updated (by their taken-leaf deltas), so a refresh costs what
+/// changed rather than a pass over every block.
 struct HeatmapCells {
     let grid: HeatmapGrid
-    let sequence: Int
-    /// Mean fill of each visible cell, row by row (`nil` past the last block).
-    let fills: [Double?]
+    private(set) var sequence: Int
+    /// Leaves taken in each visible cell, row by row.
+    private var takenLeaves: [Int]
+    /// Leaves in each visible cell (0 past the last block).
+    private let leafCapacity: [Int]
     /// Whether a block of the visible cell changed since the previous frame.
-    let changed: [Bool]
+    private(set) var changed: [Bool]
     /// Whether the visible cell lies wholly in the null region.
     let isNull: [Bool]
 
+    /// The cells of `frame` at `grid`, counted from the frame's words.
     init(frame: LiveFrame, grid: HeatmapGrid) {
         self.grid = grid
         sequence = frame.sequence
         let snapshot = frame.snapshot
+        let leafCount = snapshot.tree.leafCount
         let visible = grid.columns * grid.visibleRows
         let firstCell = grid.firstRow * grid.columns
-        var fills = [Double?](repeating: nil, count: visible)
+        var taken = [Int](repeating: 0, count: visible)
+        var capacity = [Int](repeating: 0, count: visible)
         var isNull = [Bool](repeating: false, count: visible)
         for index in 0..<visible where firstCell + index < grid.cellCount {
             let blocks = grid.blocks(ofCell: firstCell + index)
-            fills[index] = snapshot.meanFill(ofBlocks: blocks)
+            // meanFill × leaves is the exact taken-leaf count (a ratio of integers).
+            capacity[index] = blocks.count * leafCount
+            taken[index] = Int((snapshot.meanFill(ofBlocks: blocks) * Double(capacity[index])).rounded())
             isNull[index] = blocks.upperBound <= snapshot.layout.nullBlockCount
         }
-        var changed = [Bool](repeating: false, count: visible)
+        takenLeaves = taken
+        leafCapacity = capacity
+        self.isNull = isNull
+        changed = []
+        markChanges(frame)
+    }
+
+    /// These cells moved on to `frame` when it directly follows them; `nil` when they cannot be
+    /// (a frame was skipped, or the grid changed) and must be counted afresh.
+    func advanced(to frame: LiveFrame, grid: HeatmapGrid) -> HeatmapCells? {
+        guard grid == self.grid, frame.sequence == sequence + 1 else { return nil }
+        var next = self
+        next.sequence = frame.sequence
+        let firstCell = grid.firstRow * grid.columns
+        for (block, delta) in zip(frame.changedBlocks, frame.takenLeafDeltas) {
+            let index = grid.cell(ofBlock: block) - firstCell
+            if next.takenLeaves.indices.contains(index) { next.takenLeaves[index] += delta }
+        }
+        next.markChanges(frame)
+        return next
+    }
+
+    private mutating func markChanges(_ frame: LiveFrame) {
+        changed = [Bool](repeating: false, count: takenLeaves.count)
+        let firstCell = grid.firstRow * grid.columns
         for block in frame.changedBlocks {
             let index = grid.cell(ofBlock: block) - firstCell
-            if (0..<visible).contains(index) { changed[index] = true }
+            if changed.indices.contains(index) { changed[index] = true }
         }
-        self.fills = fills
-        self.changed = changed
-        self.isNull = isNull
+    }
+
+    /// The mean fill of the visible cell `index`, or `nil` past the last block.
+    func fill(_ index: Int) -> Double? {
+        leafCapacity[index] == 0 ? nil : Double(takenLeaves[index]) / Double(leafCapacity[index])
     }
 }
 
@@ -173,7 +208,7 @@ struct MainView {
         for row in 0..<grid.visibleRows {
             for column in 0..<grid.columns {
                 let index = row * grid.columns + column
-                guard let fill = cells.fills[index] else { continue }
+                guard let fill = cells.fill(index) else { continue }
                 let cell = (grid.firstRow + row) * grid.columns + column
                 var style = cells.isNull[index] ? CellStyle.muted : heatStyle(fill: fill)
                 if state.markChanges, cells.changed[index] {

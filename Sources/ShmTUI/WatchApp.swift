@@ -24,18 +24,24 @@ public struct WatchOptions: Sendable {
     public var ascii: Bool
     /// Where `s` writes snapshot files.
     public var snapshotDirectory: String
+    /// Stop by itself after this long (as if `q` was pressed); `nil` runs until `q` or a signal.
+    public var duration: Duration?
 
-    public init(path: String, interval: Duration = .milliseconds(100), ascii: Bool = false, snapshotDirectory: String = ".") {
+    public init(
+        path: String, interval: Duration = .milliseconds(100), ascii: Bool = false, snapshotDirectory: String = ".",
+        duration: Duration? = nil
+    ) {
         self.path = path
         self.interval = interval
         self.ascii = ascii
         self.snapshotDirectory = snapshotDirectory
+        self.duration = duration
     }
 }
 
 /// How the watch ended.
 public enum WatchExit: Hashable, Sendable {
-    /// `q` was pressed.
+    /// `q` was pressed (or the requested duration passed).
     case quit
     /// A signal (SIGINT, SIGTERM, SIGHUP) asked to stop; the terminal was restored.
     case signal(Int32)
@@ -111,11 +117,13 @@ final class WatchApp {
 
     func run() -> WatchExit {
         var nextSample = ContinuousClock.now
+        let end = options.duration.map { nextSample + $0 }
         var needsPaint = true
         var flashShown = false
         while true {
             if let signal = TerminationSignals.take() { return .signal(signal) }
             let now = ContinuousClock.now
+            if let end, now >= end { return .quit }
             if now >= nextSample {
                 takeSample()
                 needsPaint = true
@@ -133,6 +141,7 @@ final class WatchApp {
             }
             var wait = nextSample - ContinuousClock.now
             if let flash = state.flash { wait = min(wait, flash.until - ContinuousClock.now) }
+            if let end { wait = min(wait, end - ContinuousClock.now) }
             let milliseconds = max(0, Int(wait / .milliseconds(1)))
             guard let key = terminal.readKey(timeoutMilliseconds: milliseconds) else { continue }
             if handle(key) == .quit { return .quit }
@@ -159,7 +168,6 @@ final class WatchApp {
     /// Puts `frame` on screen (and re-reads the drill-down's block at it).
     private func show(_ frame: LiveFrame) {
         shown = frame
-        heatmapCells = nil
         state.selectedBlock = min(state.selectedBlock, frame.snapshot.geometry.blockCount - 1)
         if state.screen == .drillDown { readDetail() }
     }
@@ -348,8 +356,9 @@ final class WatchApp {
                 zoom: state.zoom, selectedBlock: state.selectedBlock, scrollRow: state.scrollRow)
             state.scrollRow = grid.firstRow
             lastGrid = grid
-            let cells = heatmapCells.flatMap { $0.grid == grid && $0.sequence == frame.sequence ? $0 : nil }
-                ?? HeatmapCells(frame: frame, grid: grid)
+            let cells = heatmapCells.flatMap { cells in
+                cells.grid == grid && cells.sequence == frame.sequence ? cells : cells.advanced(to: frame, grid: grid)
+            } ?? HeatmapCells(frame: frame, grid: grid)
             heatmapCells = cells
             view.draw(into: &canvas, cells: cells)
         case .drillDown:

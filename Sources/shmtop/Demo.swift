@@ -8,15 +8,17 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
+import ShmTUI
 
 extension Shmtop {
-    /// `shmtop demo`: a cache, writers on it, and a live view (a snapshot a second until the TUI exists).
+    /// `shmtop demo`: a cache, writers on it, and the live view.
     struct Demo: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a cache, run `load` on it, and show it live.",
             discussion: """
-                Without --file the cache is a temporary file (default geometry) removed at the end. Prints a \
-                snapshot every --interval seconds. Ctrl-C, or `q` and Enter, stops the writers and exits.
+                Without --file the cache is a temporary file (default geometry) removed at the end. Opens the \
+                live view (`shmtop watch`), refreshed every --interval seconds; without a terminal, prints a \
+                snapshot every --interval seconds instead. q or Ctrl-C stops the writers and exits.
                 """
         )
 
@@ -24,8 +26,8 @@ extension Shmtop {
         var file: String?
         @Option(help: "Writer processes.")
         var writers = 2
-        @Option(help: "Seconds between snapshots.")
-        var interval: Double = 1
+        @Option(help: "Seconds between refreshes.")
+        var interval: Double = 0.1
         @Option(help: "Stop after this many seconds; 0 runs until Ctrl-C or q.")
         var seconds: Double = 0
         @Flag(help: "Draw with ASCII characters only.")
@@ -55,6 +57,13 @@ extension Shmtop {
             defer {
                 load.send(SIGINT)
                 _ = load.wait()
+            }
+            if isatty(STDIN_FILENO) == 1, isatty(STDOUT_FILENO) == 1 {
+                let options = WatchOptions(
+                    path: path, interval: .milliseconds(Int(interval * 1000)), ascii: ascii,
+                    duration: seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil)
+                _ = try failingWithOneLine { () throws(WatchError) in try ShmTUI.Watch.run(options) }
+                return
             }
             let inspector = try failingWithOneLine { () throws(InspectError) in try CacheInspector(path: path) }
             let text = SnapshotText(ascii: ascii || !SnapshotText.localeIsUTF8(), width: 64, maxRows: 8)

@@ -23,15 +23,18 @@ extension Shmtop {
         var ascii = false
         @Option(help: ArgumentHelp("Where `s` writes snapshot files.", valueName: "directory"))
         var snapshotDirectory = "."
+        @Option(help: "Quit by itself after this many seconds; 0 runs until q or Ctrl-C.")
+        var seconds: Double = 0
 
         func validate() throws {
             guard interval >= 0.01, interval <= 60 else { throw ValidationError("--interval must be in 0.01...60 seconds") }
+            guard seconds >= 0 else { throw ValidationError("--seconds must not be negative") }
         }
 
         func run() throws {
             let options = WatchOptions(
                 path: try file.resolved(), interval: .milliseconds(Int((interval * 1000).rounded())), ascii: ascii,
-                snapshotDirectory: snapshotDirectory)
+                snapshotDirectory: snapshotDirectory, duration: seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil)
             let exit = try failingWithOneLine { () throws(WatchError) in try ShmTUI.Watch.run(options) }
             if exit.status != 0 { throw ExitCode(exit.status) }
         }

@@ -216,7 +216,7 @@ struct FrameRenderingTests {
         let snapshot = try snapshot()
         return LiveFrame(
             snapshot: snapshot, statistics: CacheStatistics(snapshot), headerScan: nil, rates: RateSummary(),
-            changedBlocks: [4], utilisationHistory: [0.1, 0.2], sequence: 1)
+            changedBlocks: [4], takenLeafDeltas: [20], utilisationHistory: [0.1, 0.2], sequence: 1)
     }
 
     @Test("the main view at 80×24: title, heatmap cells by fill, panel figures, footer")
@@ -273,6 +273,31 @@ struct FrameRenderingTests {
         #expect(lines.contains { $0.contains("0x00001008") && $0.contains("512 B") && $0.contains("300") && $0.contains("4242") && $0.contains("hello") })
         #expect(lines.contains { $0.contains("0x00001208") && $0.contains("128 B") && $0.contains("40") })
         #expect(lines.contains { $0.contains(Format.binaryWord(snapshot.words[4])) })
+    }
+
+    @Test("heatmap cells advanced by a frame's deltas equal cells counted afresh")
+    func incrementalHeatmap() throws {
+        let first = try Self.frame()
+        var words = first.snapshot.words
+        let tree = first.snapshot.tree
+        words[6] = tree.fullWord
+        words[4] = tree.setMask(ofNode: 2)
+        let snapshot = CacheSnapshot(
+            path: first.snapshot.path, header: first.snapshot.header, words: words, allocations: nil, takenAt: .now,
+            wallClockNanoseconds: 0)
+        let second = LiveFrame(
+            snapshot: snapshot, statistics: CacheStatistics(snapshot), headerScan: nil, rates: RateSummary(),
+            changedBlocks: [4, 6], takenLeafDeltas: [-4, 32], utilisationHistory: [], sequence: 2)
+        for columns in [3, 64] {
+            let grid = HeatmapGrid(blockCount: 64, columns: columns, rows: 4, zoom: nil, selectedBlock: 0, scrollRow: 0)
+            let advanced = try #require(HeatmapCells(frame: first, grid: grid).advanced(to: second, grid: grid))
+            let fresh = HeatmapCells(frame: second, grid: grid)
+            let visible = grid.columns * grid.visibleRows
+            #expect((0..<visible).map(advanced.fill) == (0..<visible).map(fresh.fill))
+            #expect(advanced.changed == fresh.changed)
+        }
+        let grid = HeatmapGrid(blockCount: 64, columns: 3, rows: 4, zoom: nil, selectedBlock: 0, scrollRow: 0)
+        #expect(HeatmapCells(frame: second, grid: grid).advanced(to: first, grid: grid) == nil, "not the next frame")
     }
 
     @Test("snapshot files are timestamped and never overwrite each other")
