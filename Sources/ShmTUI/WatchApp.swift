@@ -100,8 +100,12 @@ final class WatchApp {
     private var shown: LiveFrame?
     /// The drill-down's block, read at the frame on screen.
     private var detail: BlockDetail?
-    /// Why the file is not attached, while it is not.
+    /// Why the file is not attached, while it is not: what happened to it, and (when different)
+    /// why the latest attempt to attach again failed.
     private var detachedReason: String?
+    private var detachment: (first: String, latest: String)? {
+        didSet { detachedReason = detachment.map { $0.latest == $0.first ? $0.first : "\($0.first) (now \($0.latest))" } }
+    }
     private var heatmapCells: HeatmapCells?
     /// The grid and layout of the last paint, for keys that move by rows and for clicks.
     private var lastGrid: HeatmapGrid?
@@ -154,14 +158,14 @@ final class WatchApp {
     private func takeSample() {
         switch sampler.sample() {
         case .frame(let frame):
-            if detachedReason != nil {
-                detachedReason = nil
+            if detachment != nil {
+                detachment = nil
                 flash("re-attached to \(options.path)")
             }
             latest = frame
             if !state.paused { show(frame) }
         case .detached(let error):
-            detachedReason = error.reason
+            detachment = (detachment?.first ?? error.reason, error.reason)
         }
     }
 
@@ -181,7 +185,7 @@ final class WatchApp {
             detail = fresh
             state.selectedAllocation = min(state.selectedAllocation, max(0, fresh.allocations.count - 1))
         } catch {
-            detachedReason = error.reason
+            detachment = (detachment?.first ?? error.reason, error.reason)
         }
     }
 

@@ -240,6 +240,21 @@ struct WatchTmuxTests {
         #expect(try session.quit() == 0)
     }
 
+    @Test("the file deleted while watching: a banner, the last frame stays, re-attached when it is back")
+    func fileDeletedAndBack() throws {
+        let cache = try KnownCache()
+        defer { cache.directory.remove() }
+        let session = try cache.watchMainView()
+        #expect(unlink(cache.path) == 0)
+        let screen = try session.waitForScreen("the banner") { $0.contains("deleted while attached") }
+        #expect(screen.contains("showing the last good frame"))
+        #expect(screen.contains("Heatmap") && screen.contains("owners  0 alive  1 dead"), "the last frame stays")
+        #expect(try runToEnd(Built.path("shmtop"), ["create", cache.path, "--capacity", "8MiB"]).termination.isSuccess)
+        let back = try session.waitForScreen("re-attached") { $0.contains("re-attached to") }
+        #expect(back.contains("8192 blocks") && !back.contains("deleted while attached"))
+        #expect(try session.quit() == 0)
+    }
+
     @Test("SIGTERM ends the watch with the terminal restored")
     func terminationSignal() throws {
         let cache = try KnownCache()
