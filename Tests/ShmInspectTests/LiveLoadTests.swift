@@ -85,4 +85,26 @@ struct LiveLoadTests {
         #expect(statistics.liveAllocations == 0)
         #expect(statistics.owners == [])
     }
+
+    @Test("demo without a terminal: snapshots of a live temporary cache; SIGINT stops the writers and removes the file")
+    func demoStopsAndCleansUp() throws {
+        let output = try ChildProcess.makePipe()
+        let demo = try ChildProcess.spawn(
+            Executable.shmtop, ["demo", "--writers", "2", "--interval", "0.3", "--ascii"], standardOutput: output.write)
+        close(output.write)
+        let temporaryFile = NSTemporaryDirectory() + "shmtop-demo-\(demo.pid).shm"
+        // Let it draw a few frames, then interrupt it as Ctrl-C would.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !FileManager.default.fileExists(atPath: temporaryFile), ContinuousClock.now < deadline { usleep(10_000) }
+        usleep(1_200_000)
+        demo.send(SIGINT)
+        let termination = demo.wait()
+        let text = String(decoding: ChildProcess.readAll(output.read), as: UTF8.self)
+        close(output.read)
+        #expect(termination.isSuccess, "\(text.suffix(2000))")
+        #expect(text.contains("Heatmap:"))
+        #expect(text.contains("load: allocations="), "the writers' summary")
+        #expect(text.contains("verificationErrors=0"))
+        #expect(!FileManager.default.fileExists(atPath: temporaryFile))
+    }
 }
