@@ -10,10 +10,15 @@ import ShmFormat
 public struct SnapshotReport: Codable, Hashable, Sendable {
     /// `geometry`: the cache's shape.
     public struct GeometryReport: Codable, Hashable, Sendable {
+        /// The smallest node in bytes.
         public let minSize: Int
+        /// The largest node, which is the block size.
         public let maxSize: Int
+        /// Blocks, the null region included.
         public let blockCount: Int
+        /// The data region in bytes.
         public let capacity: Int
+        /// The page size the file was laid out with.
         public let pageSize: Int
 
         /// A geometry entry from its fields.
@@ -38,8 +43,11 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
 
     /// One entry of `allocationsBySize`.
     public struct SizeClassReport: Codable, Hashable, Sendable {
+        /// Live allocations of this size.
         public let count: Int
+        /// Their node bytes.
         public let bytes: Int
+        /// Bytes the callers asked for (from the allocation headers).
         public let requestedBytes: Int?
 
         /// A size class entry from its fields.
@@ -50,32 +58,59 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         }
     }
 
+    /// The file inspected.
     public let path: String
+    /// The file's format version.
     public let formatVersion: UInt32
+    /// The cache's shape.
     public let geometry: GeometryReport
+    /// The file's size.
     public let managedBytes: Int
+    /// Header page, words, index and null region.
     public let reservedBytes: Int
+    /// Node bytes of the live allocations.
     public let allocatedBytes: Int
+    /// Bytes in free nodes of usable blocks.
     public let freeBytes: Int
+    /// Bytes the callers asked for (from the allocation headers).
     public let requestedBytes: Int?
+    /// Allocated minus requested bytes.
     public let internalFragmentationBytes: Int?
+    /// Allocation nodes in the words.
     public let liveAllocations: Int
+    /// The largest free node in bytes, 0 when none.
     public let largestFreeChunk: Int
+    /// `1 − largestFreeChunk / freeBytes`.
     public let externalFragmentation: Double
+    /// Allocated share of the usable bytes.
     public let utilisation: Double
+    /// Maximal free nodes per size: the buddyinfo columns.
     public let freeChunksBySize: [String: Int]
+    /// The kernel's unusable free space index per size.
     public let unusableFreeIndex: [String: Double]
+    /// The kernel's fragmentation index per size.
     public let fragmentationIndex: [String: Double]
+    /// Live allocations per size.
     public let allocationsBySize: [String: SizeClassReport]
+    /// Usable blocks per size of their largest free node.
     public let blocksByLargestFreeChunk: [String: Int]
+    /// Empty, partial, full and null blocks.
     public let blocks: CacheStatistics.BlockCounts
+    /// Allocations per owner pid, largest holder first.
     public let owners: [OwnerAllocations]?
+    /// Node bytes held by owners that are not alive.
     public let leakedBytes: Int?
+    /// Words breaking the buddy invariant.
     public let invalidWords: Int
+    /// Allocation nodes whose header did not decode.
     public let unreadableHeaders: Int?
+    /// The free-space index against the words; absent without an index.
     public let freeIndex: FreeIndexReport?
+    /// The header's failed-allocation counter.
     public let failedAllocations: UInt64
+    /// The header's refused-free counter.
     public let invalidFrees: UInt64
+    /// When the copy was taken, nanoseconds since the Unix epoch.
     public let takenAtNanoseconds: UInt64
 
     /// The report of `statistics`, computed from `snapshot`.
