@@ -58,7 +58,7 @@ public struct BlockDetail: Hashable, Sendable {
     public let allocations: [Allocation]
     /// The size classes (orders) the free-space index lists this block under. The index is
     /// advisory: a block may stay listed under a class it has left until a search re-files it,
-    /// but it should be listed under its current class (`census.largestFreeOrder`).
+    /// but some listed class should be at least its current one (`census.largestFreeOrder`).
     public let advertisedOrders: [Int]
 
     /// True when the word obeys the buddy invariant.

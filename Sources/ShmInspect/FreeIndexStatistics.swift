@@ -5,11 +5,13 @@ import ShmFormat
 /// The free-space index of one snapshot: how many blocks each size class lists, and how the
 /// listings compare with the blocks' actual classes (the order of their largest free node).
 ///
-/// The index is advisory (see `FreeIndex.swift`): a block may stay listed under a class it has left
-/// until a search meets it and re-files it, so *stale* listings are normal and cost a searcher a
-/// retry. A block *missing* from its own class is what must not last: its free space would be
-/// invisible to searches. In a live snapshot a free whose index update is still in flight shows as
-/// missing for an instant; a count that stays above zero across snapshots is a bug.
+/// The index is advisory (see `FreeIndex.swift`): claims do not update it, so a block may stay listed
+/// under a class it has left until a search meets it and re-files it. Such *stale* listings are
+/// normal and cost a searcher a retry. A search for order o looks through classes o, o+1, …, so a
+/// block stays findable as long as some class at or above its own lists it. A block that no such
+/// class lists is *missing*: its largest free chunk is invisible to searches of that size. In a live
+/// snapshot a free whose index update is still in flight shows as missing for an instant; a count
+/// that stays above zero across snapshots is a bug.
 public struct FreeIndexStatistics: Hashable, Sendable, Codable {
     /// Blocks listed per class (index = order), from the index's bottom level.
     public let listedByOrder: [Int]
@@ -17,7 +19,7 @@ public struct FreeIndexStatistics: Hashable, Sendable, Codable {
     public let actualByOrder: [Int]
     /// Listings under a class the block is not in (full blocks included).
     public let staleListings: Int
-    /// Usable, not full blocks not listed under the class they are in.
+    /// Usable, not full blocks that no class at or above their own lists.
     public let missingListings: Int
 
     /// Checks `snapshot`'s index against its words; `nil` for a file without an index.
@@ -37,7 +39,10 @@ public struct FreeIndexStatistics: Hashable, Sendable, Codable {
                     listed[order] += 1
                     if order != blockClass { stale += 1 }
                 }
-                if let blockClass, !index.lists(indexWords, block: block, class: blockClass) { missing += 1 }
+                if let blockClass,
+                   !(blockClass..<index.classCount).contains(where: { index.lists(indexWords, block: block, class: $0) }) {
+                    missing += 1
+                }
             }
         }
         listedByOrder = listed

@@ -37,7 +37,7 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         public let listedBySize: [String: Int]
         /// Listings under a class the block has left (advisory; normal in moderation).
         public let staleListings: Int
-        /// Blocks not listed under their own class (should be 0 once frees complete).
+        /// Blocks no class at or above their own lists (should be 0 once frees complete).
         public let missingListings: Int
     }
 
