@@ -9,11 +9,11 @@
 //    blocks, so small requests pack into partly used blocks and empty blocks stay whole for large
 //    ones. Each process starts its searches at its own origin, again to keep processes apart.
 //
-// Claims barely touch the index (a search withdraws a block it filled), and frees only add
-// listings: a block may stay listed under a class it has left, and the next search that meets it
-// there re-files it. Being listed too high costs a searcher one look; being listed too low could
-// fail a request that fits, so that is what must never happen, and every free lists its block
-// under the class it reached. The index is advisory either way; the CAS on the block's word is
+// Claims through the cursor do not touch the index (a search re-files the blocks it claims in),
+// and frees only add listings: a block may stay listed under a class it has left, and the next
+// search that meets it there re-files it. Being listed too high costs a searcher one look;
+// being listed too low could fail a request that fits, so that is what must never happen, and
+// every free lists its block under the class it reached. The index is advisory either way; the CAS on the block's word is
 // the only point where ownership changes.
 
 import ShmFormat
@@ -57,14 +57,16 @@ extension SharedCache {
         let origin = firstBlock &+ Int(truncatingIfNeeded: (pid &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(slot) &* 0x85EB_CA6B) % span)
         for blockClass in order..<index.classCount {
             while let block = index.first(class: blockClass, from: origin) {
-                guard let (node, word) = claim(order: order, inBlock: block) else {
-                    // Listed under a class it has left: file it where it is now, and look on.
+                // Listed below its class (a free added the higher listing): it is met again under
+                // that class, where it belongs, so skip it here and keep the best fit exact.
+                let currentClass = tree.largestFreeOrder(words[block].load(ordering: .relaxed)) ?? -1
+                guard currentClass <= blockClass, let (node, word) = claim(order: order, inBlock: block) else {
                     refile(block, listedUnder: blockClass)
                     continue
                 }
-                // A block that is still partly free may stay listed here; a full one leaves at once,
-                // so that searches in a nearly full cache do not wade through full blocks.
-                if tree.leaves(word) == tree.allLeaves { refile(block, listedUnder: blockClass) }
+                // Keep the lists exact for the blocks searches use: best fit depends on them, and
+                // full blocks must not clutter a nearly full cache's lists.
+                if tree.largestFreeOrder(word) != blockClass { refile(block, listedUnder: blockClass) }
                 cursors[slot].store(UInt64(block) | pid &<< UInt64(Self.cursorPIDShift), ordering: .relaxed)
                 return (block, node)
             }

@@ -95,10 +95,3 @@ func wallClockNanoseconds() -> UInt64 {
     return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
 }
 
-/// True when a process with this pid exists (even one we may not signal).
-///
-/// The corresponding C function is `kill(pid, 0)`.
-func processExists(_ pid: Int32) -> Bool {
-    guard pid > 0 else { return false }
-    return kill(pid, 0) == 0 || errno == EPERM
-}

@@ -99,26 +99,13 @@ public struct BuddyTree: Hashable, Sendable {
         return pattern & allLeaves
     }
 
-    /// Spreads bits 0..<16 of `bits` so that bit p lands on bits 2p and 2p+1: a parent level's
-    /// bits laid over its children's level.
-    @inlinable
-    static func doubled(_ bits: UInt64) -> UInt64 {
-        var spread = bits & 0xFFFF
-        spread = (spread | spread &<< 8) & 0x00FF_00FF
-        spread = (spread | spread &<< 4) & 0x0F0F_0F0F
-        spread = (spread | spread &<< 2) & 0x3333_3333
-        spread = (spread | spread &<< 1) & 0x5555_5555
-        return spread | spread &<< 1
-    }
+    /// The internal nodes: every level but the leaves (nodes 1 ..< leafCount).
+    @inlinable public var internalBits: UInt64 { (UInt64(1) &<< UInt64(leafCount)) &- 2 }
 
     /// The nodes whose parent is set.
     @inlinable
     public func nodesUnderSetParent(_ word: UInt64) -> UInt64 {
-        var covered: UInt64 = 0
-        for level in 0..<depth {
-            covered |= Self.doubled(levelBits(word, level: level)) &<< (UInt64(2) &<< UInt64(level))
-        }
-        return covered
+        Self.childrenOfSetNodes(word & internalBits)
     }
 
     // MARK: - Predicates

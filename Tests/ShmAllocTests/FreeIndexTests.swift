@@ -202,6 +202,43 @@ struct IndexConsistencyTests {
         }
     }
 
+    @Test("a search places each request in a block whose largest free chunk is the smallest that fits")
+    func bestFitAcrossBlocks() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fit-\(UUID()).shm").path
+        defer { unlink(path) }
+        let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 256 << 10)
+        let owner = try SharedCache(path: path, policy: .require(geometry))
+        let tree = geometry.tree
+        let blocks = owner.layout.nullBlockCount..<geometry.blockCount
+        var live: [ShmOffset] = []
+        var random = SystemRandomNumberGenerator()
+        var placements = 0
+        for step in 0..<2500 {
+            if live.isEmpty || Int.random(in: 0..<5, using: &random) < 3 {
+                let size = Int.random(in: 1...1016, using: &random)
+                let order = try #require(geometry.order(forRequest: size))
+                let before = blocks.map { owner.word(ofBlock: $0) }
+                // The model: the smallest class at or above the request's order that any block has.
+                let classes = before.compactMap { tree.largestFreeOrder($0) }
+                let bestClass = classes.filter { $0 >= order }.min()
+                // A fresh mapping has no cursor, so the request goes through the index search.
+                let fresh = try SharedCache(path: path, policy: .attach)
+                guard let offset = try? fresh.allocate(size) else {
+                    #expect(bestClass == nil, "step \(step): \(size) B refused, but a block of class \(bestClass ?? -1) fits it")
+                    continue
+                }
+                live.append(offset)
+                let block = Int(offset.rawValue - 8) >> geometry.maxShift
+                let chosenClass = tree.largestFreeOrder(before[block - blocks.lowerBound])
+                #expect(chosenClass == bestClass, "step \(step): \(size) B went to a block of class \(chosenClass ?? -1), best was \(bestClass ?? -1)")
+                placements += 1
+            } else {
+                try owner.free(live.swapRemove(at: Int.random(in: 0..<live.count, using: &random)))
+            }
+        }
+        #expect(placements > 1000)
+    }
+
     @Test("allocation fails fast and only when no block can hold the request")
     func failsOnlyWhenFull() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("full-\(UUID()).shm").path
