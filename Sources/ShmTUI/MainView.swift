@@ -347,27 +347,30 @@ struct PanelWriter {
         row += 1
     }
 
-    /// Columns of a size class line: size, bar, free chunk count, unusable free index, fragmentation index.
-    static let sizeWidth = 7, countWidth = 8, indexWidth = 6
+    /// Columns of a size class line: size, bar, free chunk count, blocks whose largest free chunk is
+    /// this size (what the placement policy works with), unusable free index, fragmentation index.
+    static let sizeWidth = 7, countWidth = 8, blocksWidth = 7, indexWidth = 6
+    static var figuresWidth: Int { countWidth + blocksWidth + 2 * indexWidth }
 
     mutating func sizeClassHeader(into canvas: inout Canvas) {
         guard hasRoom else { return }
-        let indices = Format.right("unus", Self.indexWidth) + Format.right("frag", Self.indexWidth)
+        let columns = Format.right("chunks", Self.countWidth) + Format.right("blocks", Self.blocksWidth)
+            + Format.right("unus", Self.indexWidth) + Format.right("frag", Self.indexWidth)
         canvas.text(Format.right("size", Self.sizeWidth - 1), row: row, column: region.left, style: .muted)
-        canvas.text(Format.right("chunks", Self.countWidth) + indices, row: row,
-                    column: region.left + region.width - Self.countWidth - 2 * Self.indexWidth, style: .muted)
+        canvas.text(columns, row: row, column: region.left + region.width - Self.figuresWidth, style: .muted)
         row += 1
     }
 
     mutating func sizeClass(_ sizeClass: CacheStatistics.SizeClass, scale: Int, glyphs: GlyphSet, into canvas: inout Canvas) {
         guard hasRoom else { return }
         canvas.text(Format.right(Format.bytes(sizeClass.size), Self.sizeWidth - 1), row: row, column: region.left, style: .plain)
-        let barWidth = region.width - Self.sizeWidth - Self.countWidth - 2 * Self.indexWidth
+        let barWidth = region.width - Self.sizeWidth - Self.figuresWidth
         let (filled, _) = Widgets.bar(fraction: Double(sizeClass.freeChunks) / Double(scale), width: barWidth, glyphs: glyphs)
         for (offset, glyph) in filled.enumerated() {
             canvas.put(glyph, row: row, column: region.left + Self.sizeWidth + offset, style: CellStyle(.good))
         }
         let figures = Format.right("\(sizeClass.freeChunks)", Self.countWidth)
+            + Format.right("\(sizeClass.blocksWithLargestFreeChunk)", Self.blocksWidth)
             + Format.right(Format.fixed(sizeClass.unusableFreeIndex, digits: 2), Self.indexWidth)
             + Format.right(Format.fixed(sizeClass.fragmentationIndex, digits: 2), Self.indexWidth)
         canvas.text(figures, row: row, column: region.left + region.width - figures.count, style: .plain)
