@@ -38,7 +38,7 @@ public final class SharedCache: @unchecked Sendable {
 
     /// The path the cache was opened with.
     public let path: String
-    /// The header as it was when the file was opened (counters and hint move on since).
+    /// The header as it was when the file was opened (its counters move on since).
     public let header: FileHeader
     /// The file's layout (regions, null page).
     public let layout: FileLayout
