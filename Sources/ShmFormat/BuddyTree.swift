@@ -192,7 +192,8 @@ public struct BuddyTree: Hashable, Sendable {
     @inlinable @inline(__always)
     public func largestFreeOrder(_ word: UInt64) -> Int? {
         var taken = leaves(word)
-        if taken & allLeaves == allLeaves { return nil }
+        if taken == 0 { return depth }   // an empty block: the common result of a free
+        if taken == allLeaves { return nil }
         var order = 0
         while order < depth {
             taken |= taken &>> UInt64(1 &<< order)
