@@ -1,152 +1,250 @@
-// The census pass for the default tree shape (depth 5: 32 leaves, 63 nodes): byte tables.
+// The census pass for the default tree shape (depth 5: 32 leaves, 63 nodes), bit-sliced.
 //
-// A depth-5 word is eight bytes with fixed meanings: byte 0 holds levels 0–2 (bits 1, 2–3, 4–7),
-// byte 1 level 3, bytes 2–3 level 4, bytes 4–7 the 32 leaves. Everything the census counts is a
-// sum over bytes of a per-byte fact, except three things that look across bytes: free nodes of
-// orders 4 and 5 (two or four clear leaf bytes), the largest free order (a maximum), and validity.
-// So each byte is looked up in one 256-entry table (2 KiB, always in L1) whose entries are packed
-// counters that add up directly; four such sums per word replace dozens of bit operations.
+// Per word, the census needs facts that relate bits far apart in the word: a node's children
+// (bit i against bits 2i and 2i+1, for validity), a node's occupancy (is any leaf under it taken:
+// an OR over up to 32 leaf bits), and whether a whole level is occupied (an AND over a level).
+// Computed word by word, each is a chain of spreads and folds, 60–80 operations per word.
 //
-// Allocations per level come from set-node counts: in a valid word a set node's children are set,
-// so allocations(L) = set(L) − 2·set(L−1). Validity is checked per word (the children of the set
-// internal nodes, spread from a second byte table, must be set); a batch that holds an invalid word
-// is counted again by the exact pass, so corrupt words are counted exactly, just slower.
+// So the pass transposes blocks of 64 words into 64 *slices*: slice k holds bit k of each of the
+// 64 words (bit j of slice k = bit k of word j). In that form, node i's children are simply
+// slices 2i and 2i+1, and every tree relation is one AND or OR of two slices that serves 64 words
+// at once:
+//   invalid  = s[0] | OR over internal i of s[i] & ~(s[2i] & s[2i+1])   (stray bit 0, broken child)
+//   occ[i]   = leaves: s[i]; internal nodes: occ[2i] | occ[2i+1]        (a leaf under i is taken)
+//   full(L)  = AND of occ[i] over level L                                (no free node on level L)
+// and every count is a sum of slice popcounts: set nodes per level (allocations follow, see
+// below), occupied nodes per level (free = nodes − occupied), and words with a full level.
+// The transpose is the classic six rounds of block swaps (Hacker's Delight 7–3), all shifts and
+// masks, so lanes of `SIMD2<UInt64>` carry two blocks through every step at once.
+//
+// Derived counts, for valid words (a set node's children are set):
+// - allocations(level L) = set(L) − 2·set(L−1): each set node at L−1 sets its two children.
+// - a level L full of occupied nodes implies level L−1 is too, so the words whose largest free
+//   order is o are those with level 5−o not full but level 4−o full (see the fold at the end).
+// A batch holding an invalid word is counted again by the exact pass, so corrupt words are
+// counted exactly, just slower. Words left over after the last whole batch take the exact pass too.
 
 extension BuddyCensus {
-    /// Field offsets of a byte-table entry. Widths hold a batch's sums without carrying into the
-    /// next field: 15 words × 4 leaf bytes × at most 8 (pop), 4 (free1), 2 (free2), 1 (free3).
-    enum ByteField {
-        static let pop: UInt64 = 0            // 9 bits: set bits of the byte
-        static let free1: UInt64 = 9          // 8 bits: clear aligned pairs (free 64 B nodes)
-        static let free2: UInt64 = 17         // 7 bits: clear aligned quads (free 128 B nodes)
-        static let free3: UInt64 = 24         // 6 bits: 1 when the byte is clear (a free 256 B node)
-        static let level0: UInt64 = 30        // 4 bits: as byte 0, bit 1 (the root)
-        static let level1: UInt64 = 34        // 5 bits: as byte 0, bits 2–3
-        static let level2: UInt64 = 39        // 6 bits: as byte 0, bits 4–7
-        static let indicators: UInt64 = 60    // 4 bits: a free node of order 0, 1, 2, 3 exists (not summed)
+    /// The lanes of the sliced pass: lane b carries the b-th block of 64 words of a batch.
+    typealias SliceLanes = SIMD2<UInt64>
+
+    /// Words per block: one bit of every slice per word.
+    static let sliceBlockWords = 64
+    /// Words per batch: one block per lane.
+    static let sliceBatchWords = sliceBlockWords * SliceLanes.scalarCount
+    /// Batches between reductions of the 16-bit lane accumulators: a batch adds at most
+    /// 2 bytes × 8 bits × 32 slices = 512 to a 16-bit lane, so 64 batches stay below 2^16.
+    static let sliceFlushInterval = 64
+
+    /// Where the running sums of the sliced pass live in its scratch buffer, after the 64 slices
+    /// and the occupancy slices of nodes 1...31 (at 64 + node). Each is a `SliceLanes` of 16-bit
+    /// lanes, reduced every `sliceFlushInterval` batches.
+    enum SliceSum {
+        /// Set nodes of level 0...5 (level 5 = taken leaves).
+        static func set(_ level: Int) -> Int { 96 &+ level }
+        /// Occupied nodes (some leaf under them taken) of level 0...4.
+        static func occupied(_ level: Int) -> Int { 102 &+ level }
+        /// Words whose level 0...5 has every node occupied (level 5: the word is full).
+        static func fullLevel(_ level: Int) -> Int { 107 &+ level }
+        /// Slices, occupancy and sums.
+        static let bufferCount = 113
     }
-
-    /// Words per batch: 15 keeps every field of the summed entries within its width.
-    static let depth5Batch = 15
-
-    /// The packed facts of one byte, as the depth-5 pass sums them.
-    static func byteFacts(_ byte: UInt64) -> UInt64 {
-        func clearRuns(_ width: Int) -> UInt64 {
-            UInt64(stride(from: 0, to: 8, by: width).filter { byte >> UInt64($0) & ((1 << UInt64(width)) - 1) == 0 }.count)
-        }
-        let free1 = clearRuns(2), free2 = clearRuns(4), free3 = clearRuns(8)
-        var facts = UInt64(byte.nonzeroBitCount) << ByteField.pop
-        facts |= free1 << ByteField.free1 | free2 << ByteField.free2 | free3 << ByteField.free3
-        facts |= (byte >> 1 & 1) << ByteField.level0
-        facts |= UInt64((byte & 0x0C).nonzeroBitCount) << ByteField.level1
-        facts |= UInt64((byte & 0xF0).nonzeroBitCount) << ByteField.level2
-        let indicators = (byte != 0xFF ? 1 : 0) | (free1 > 0 ? 2 : 0) | (free2 > 0 ? 4 : 0) | (free3 > 0 ? 8 : 0)
-        return facts | UInt64(indicators) << ByteField.indicators
-    }
-
-    /// `byteFacts` of every byte value.
-    static let byteFactTable: [UInt64] = (0..<256).map { byteFacts(UInt64($0)) }
-    /// The children of the set nodes of a byte's bits, for validity: bit i → bits 2i and 2i+1.
-    static let byteChildrenTable: [UInt16] = (0..<256).map { UInt16(BuddyTree.childrenOfSetNodes(UInt64($0))) }
 
     /// The census pass for depth-5 words (see the top of this file).
     mutating func addDepth5(_ words: UnsafeBufferPointer<UInt64>) {
-        precondition(tree.depth == 5, "the byte-table pass is for depth-5 trees")
+        precondition(tree.depth == 5, "the sliced pass is for depth-5 trees")
+        let batch = Self.sliceBatchWords
+        let fullWord = tree.fullWord
+        var set = [Int](repeating: 0, count: 6), occupied = [Int](repeating: 0, count: 5)
+        var fullLevel = [Int](repeating: 0, count: 6)
         var counted = 0
-        var levelSets = (0, 0, 0, 0, 0, 0)          // set nodes per level 0...5 (level 5 = taken leaves)
-        var freeTotals = (0, 0, 0, 0, 0)            // free nodes of orders 1...5
-        var largestFree = (0, 0, 0, 0, 0, 0, 0)     // full, then largest free order 0...5
-
-        Self.byteFactTable.withUnsafeBufferPointer { factTable in
-            Self.byteChildrenTable.withUnsafeBufferPointer { childrenTable in
-                let facts = factTable.baseAddress.unsafelyUnwrapped
-                let children = childrenTable.baseAddress.unsafelyUnwrapped
-                var start = 0
-                while start < words.count {
-                    let end = min(words.count, start &+ Self.depth5Batch)
-                    var leafSums: UInt64 = 0, level3Sums: UInt64 = 0, level4Sums: UInt64 = 0, lowSums: UInt64 = 0
-                    var largestLanes: UInt64 = 0      // 8-bit lanes: words per largest-free class
-                    var free4 = 0, free5 = 0
-                    var bad: UInt64 = 0
-                    for index in start..<end {
-                        // No shortcut for empty blocks: the tables count a zero word right, and a
-                        // branch on it would be mispredicted wherever empty and used blocks mix.
-                        let word = words[index]
-                        let low = UInt32(truncatingIfNeeded: word), leaves = UInt32(truncatingIfNeeded: word &>> 32)
-                        let byte0 = Int(low & 0xFE), byte1 = Int(low &>> 8 & 0xFF)
-                        let byte2 = Int(low &>> 16 & 0xFF), byte3 = Int(low &>> 24)
-                        let leaf0 = facts[Int(leaves & 0xFF)], leaf1 = facts[Int(leaves &>> 8 & 0xFF)]
-                        let leaf2 = facts[Int(leaves &>> 16 & 0xFF)], leaf3 = facts[Int(leaves &>> 24)]
-                        leafSums &+= leaf0 &+ leaf1 &+ leaf2 &+ leaf3
-                        level3Sums &+= facts[byte1]
-                        level4Sums &+= facts[byte2] &+ facts[byte3]
-                        lowSums &+= facts[byte0]
-
-                        // Set internal nodes must have both children set; bit 0 must be clear.
-                        let childrenOfSet = UInt64(children[byte0]) | UInt64(children[byte1]) &<< 16
-                            | UInt64(children[byte2]) &<< 32 | UInt64(children[byte3]) &<< 48
-                        bad |= (childrenOfSet & ~word) | (word & 1)
-
-                        // Orders 4 and 5 span bytes: two or four clear leaf bytes.
-                        let clearLowHalf = leaves & 0xFFFF == 0, clearHighHalf = leaves &>> 16 == 0
-                        let freeOrder4 = (clearLowHalf ? 1 : 0) &+ (clearHighHalf ? 1 : 0)
-                        let freeOrder5 = leaves == 0 ? 1 : 0
-                        free4 &+= freeOrder4
-                        free5 &+= freeOrder5
-                        // Free orders form a prefix 0...k, so the indicator bits are 2^(k+1) − 1 and
-                        // the class (0 = full, k + 1 = largest free order k) is the count of ones.
-                        var indicators = (leaf0 | leaf1 | leaf2 | leaf3) &>> ByteField.indicators
-                        indicators |= UInt64(freeOrder4 == 0 ? 0 : 16) | UInt64(freeOrder5 &* 32)
-                        largestLanes &+= 1 &<< (UInt64((indicators &+ 1).trailingZeroBitCount) &* 8)
-                    }
-                    guard bad == 0 else {
-                        // An invalid word: count this batch exactly instead.
-                        addExactly(UnsafeBufferPointer(rebasing: words[start..<end]))
-                        start = end
-                        continue
-                    }
-                    func field(_ sums: UInt64, _ offset: UInt64, _ width: UInt64) -> Int {
-                        Int(truncatingIfNeeded: sums &>> offset & ((1 &<< width) &- 1))
-                    }
-                    func lane(_ lanes: UInt64, _ index: UInt64) -> Int { Int(truncatingIfNeeded: lanes &>> (index &* 8) & 0xFF) }
-                    counted &+= end &- start
-                    levelSets.0 &+= field(lowSums, ByteField.level0, 4)
-                    levelSets.1 &+= field(lowSums, ByteField.level1, 5)
-                    levelSets.2 &+= field(lowSums, ByteField.level2, 6)
-                    levelSets.3 &+= field(level3Sums, ByteField.pop, 9)
-                    levelSets.4 &+= field(level4Sums, ByteField.pop, 9)
-                    levelSets.5 &+= field(leafSums, ByteField.pop, 9)
-                    freeTotals.0 &+= field(leafSums, ByteField.free1, 8)
-                    freeTotals.1 &+= field(leafSums, ByteField.free2, 7)
-                    freeTotals.2 &+= field(leafSums, ByteField.free3, 6)
-                    freeTotals.3 &+= free4
-                    freeTotals.4 &+= free5
-                    largestFree.0 &+= lane(largestLanes, 0)
-                    largestFree.1 &+= lane(largestLanes, 1)
-                    largestFree.2 &+= lane(largestLanes, 2)
-                    largestFree.3 &+= lane(largestLanes, 3)
-                    largestFree.4 &+= lane(largestLanes, 4)
-                    largestFree.5 &+= lane(largestLanes, 5)
-                    largestFree.6 &+= lane(largestLanes, 6)
-                    start = end
-                }
+        var start = 0
+        withUnsafeTemporaryAllocation(of: SliceLanes.self, capacity: SliceSum.bufferCount) { buffer in
+            let slices = buffer.baseAddress.unsafelyUnwrapped
+            var sinceFlush = 0
+            func flush() {
+                for level in 0..<6 { set[level] += Self.laneTotal(slices[SliceSum.set(level)]) }
+                for level in 0..<5 { occupied[level] += Self.laneTotal(slices[SliceSum.occupied(level)]) }
+                for level in 0..<6 { fullLevel[level] += Self.laneTotal(slices[SliceSum.fullLevel(level)]) }
+                for index in 96..<SliceSum.bufferCount { slices[index] = .zero }
+                sinceFlush = 0
             }
+            for index in 96..<SliceSum.bufferCount { slices[index] = .zero }
+            while start &+ batch <= words.count {
+                let base = words.baseAddress.unsafelyUnwrapped + start
+                // Runs of empty blocks (a fresh or drained region) and of full ones are common
+                // and cost one pass of ORs and ANDs: their counts are known.
+                switch Self.uniformBatch(base) {
+                case 0:
+                    counted &+= batch
+                    start &+= batch
+                    continue
+                case fullWord:
+                    counted &+= batch
+                    for level in 0..<6 {
+                        set[level] += batch << level
+                        if level < 5 { occupied[level] += batch << level }
+                        fullLevel[level] += batch
+                    }
+                    start &+= batch
+                    continue
+                default: break
+                }
+                Self.transpose(base, into: slices)
+                if Self.sliceInvalid(slices) {
+                    addExactly(UnsafeBufferPointer(start: base, count: batch))
+                } else {
+                    Self.countSlices(slices)
+                    counted &+= batch
+                    sinceFlush &+= 1
+                    if sinceFlush == Self.sliceFlushInterval { flush() }
+                }
+                start &+= batch
+            }
+            flush()
         }
+        if start < words.count { addExactly(UnsafeBufferPointer(rebasing: words[start...])) }
 
-        // Fold the valid words' totals in.
-        let sets = [levelSets.0, levelSets.1, levelSets.2, levelSets.3, levelSets.4, levelSets.5]
-        let freeAbove = [freeTotals.0, freeTotals.1, freeTotals.2, freeTotals.3, freeTotals.4]
-        let largest = [largestFree.0, largestFree.1, largestFree.2, largestFree.3, largestFree.4, largestFree.5, largestFree.6]
+        // Fold the valid words' totals in (see the top of this file).
         wordCount += counted
-        takenLeaves += sets[5]
+        takenLeaves += set[5]
         for order in 0...5 {
             let level = 5 - order
-            allocationsByOrder[order] += sets[level] - (level > 0 ? 2 * sets[level - 1] : 0)
-            let free = order == 0 ? counted * 32 - sets[5] : freeAbove[order - 1]
-            freeNodesByOrder[order] += free
+            allocationsByOrder[order] += set[level] - (level > 0 ? 2 * set[level - 1] : 0)
+            freeNodesByOrder[order] += (counted << level) - (level == 5 ? set[5] : occupied[level])
         }
-        fullWords += largest[0]
-        emptyWords += largest[6]
-        for index in 0...6 { wordsByLargestFreeOrder[index] += largest[index] }
+        fullWords += fullLevel[5]
+        emptyWords += counted - fullLevel[0]
+        wordsByLargestFreeOrder[0] += fullLevel[5]
+        for order in 0..<5 { wordsByLargestFreeOrder[order + 1] += fullLevel[4 - order] - fullLevel[5 - order] }
+        wordsByLargestFreeOrder[6] += counted - fullLevel[0]
+    }
+
+    /// Transposes the batch's 64 rows of 64 bits (row j of lane b = word 64·b + j of `words`)
+    /// into `slices`: bit j of slice k is bit k of row j. Six rounds swap ever smaller off-diagonal
+    /// blocks (32×32, 16×16, … 1×1); rounds 32, 16 and 8 pair rows 8 apart or more, rounds 4, 2
+    /// and 1 pair rows within a group of 8, so two passes over groups of 8 rows do all six rounds
+    /// in registers (one store per row per pass, where six separate rounds would store six times).
+    @inline(__always)
+    static func transpose(_ words: UnsafePointer<UInt64>, into slices: UnsafeMutablePointer<SliceLanes>) {
+        @inline(__always) func swap(_ a: inout SliceLanes, _ b: inout SliceLanes, _ width: UInt64, _ mask: UInt64) {
+            let swapped = ((a &>> width) ^ b) & mask
+            b ^= swapped
+            a ^= swapped &<< width
+        }
+        @inline(__always) func eightRows(_ r: inout (SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes),
+                                         _ widths: (UInt64, UInt64, UInt64), _ masks: (UInt64, UInt64, UInt64)) {
+            swap(&r.0, &r.4, widths.0, masks.0); swap(&r.1, &r.5, widths.0, masks.0)
+            swap(&r.2, &r.6, widths.0, masks.0); swap(&r.3, &r.7, widths.0, masks.0)
+            swap(&r.0, &r.2, widths.1, masks.1); swap(&r.1, &r.3, widths.1, masks.1)
+            swap(&r.4, &r.6, widths.1, masks.1); swap(&r.5, &r.7, widths.1, masks.1)
+            swap(&r.0, &r.1, widths.2, masks.2); swap(&r.2, &r.3, widths.2, masks.2)
+            swap(&r.4, &r.5, widths.2, masks.2); swap(&r.6, &r.7, widths.2, masks.2)
+        }
+        @inline(__always) func row(_ index: Int) -> SliceLanes {
+            var lanes = SliceLanes()
+            for block in 0..<SliceLanes.scalarCount { lanes[block] = words[block &* 64 &+ index] }
+            return lanes
+        }
+        // Rows g, g+8, …, g+56: rounds 32, 16, 8.
+        for group in 0..<8 {
+            var r = (row(group), row(group &+ 8), row(group &+ 16), row(group &+ 24),
+                     row(group &+ 32), row(group &+ 40), row(group &+ 48), row(group &+ 56))
+            eightRows(&r, (32, 16, 8), (0x0000_0000_FFFF_FFFF, 0x0000_FFFF_0000_FFFF, 0x00FF_00FF_00FF_00FF))
+            slices[group] = r.0; slices[group &+ 8] = r.1; slices[group &+ 16] = r.2; slices[group &+ 24] = r.3
+            slices[group &+ 32] = r.4; slices[group &+ 40] = r.5; slices[group &+ 48] = r.6; slices[group &+ 56] = r.7
+        }
+        // Rows 8g ..< 8g+8: rounds 4, 2, 1.
+        for group in 0..<8 {
+            let first = group &* 8
+            var r = (slices[first], slices[first &+ 1], slices[first &+ 2], slices[first &+ 3],
+                     slices[first &+ 4], slices[first &+ 5], slices[first &+ 6], slices[first &+ 7])
+            eightRows(&r, (4, 2, 1), (0x0F0F_0F0F_0F0F_0F0F, 0x3333_3333_3333_3333, 0x5555_5555_5555_5555))
+            slices[first] = r.0; slices[first &+ 1] = r.1; slices[first &+ 2] = r.2; slices[first &+ 3] = r.3
+            slices[first &+ 4] = r.4; slices[first &+ 5] = r.5; slices[first &+ 6] = r.6; slices[first &+ 7] = r.7
+        }
+    }
+
+    /// The word every word of the batch at `words` equals, or `nil` when they differ.
+    @inline(__always)
+    static func uniformBatch(_ words: UnsafePointer<UInt64>) -> UInt64? {
+        let raw = UnsafeRawPointer(words)
+        var any = SliceLanes.zero, all = SliceLanes(repeating: ~0)
+        for pair in 0..<(sliceBatchWords / SliceLanes.scalarCount) {
+            let lanes = raw.loadUnaligned(fromByteOffset: pair &* MemoryLayout<SliceLanes>.size, as: SliceLanes.self)
+            any |= lanes
+            all &= lanes
+        }
+        let first = any[0]
+        return any == all && any == SliceLanes(repeating: first) ? first : nil
+    }
+
+    /// True when some word of the batch breaks the invariant: bit 0 set, or a set internal node
+    /// without both children set.
+    @inline(__always)
+    static func sliceInvalid(_ slices: UnsafeMutablePointer<SliceLanes>) -> Bool {
+        var bad = slices[0]
+        for node in 1..<32 { bad |= slices[node] & ~(slices[2 &* node] & slices[2 &* node &+ 1]) }
+        return bad != .zero
+    }
+
+    /// Adds the batch's counts (valid words) to the lane sums; fills the occupancy slices.
+    @inline(__always)
+    static func countSlices(_ slices: UnsafeMutablePointer<SliceLanes>) {
+        let occupancy = slices + 64     // occupancy[node] for internal nodes 1...31
+        // Level 4 folds pairs of leaves; each level above folds pairs of the one below.
+        for node in 16..<32 { occupancy[node] = slices[2 &* node] | slices[2 &* node &+ 1] }
+        for node in (1..<16).reversed() { occupancy[node] = occupancy[2 &* node] | occupancy[2 &* node &+ 1] }
+
+        // The byte counts of `count` slices from `first` (at most 16: a byte gains 8 per slice),
+        // widened to 16-bit lanes, and their AND. Constant counts, so every loop unrolls.
+        @inline(__always) func group(_ first: UnsafePointer<SliceLanes>, _ count: Int) -> (counts: SliceLanes, all: SliceLanes) {
+            var counts = SliceLanes.zero, all = first[0]
+            for index in 0..<count {
+                counts &+= byteCounts(first[index])
+                all &= first[index]
+            }
+            return (widened(counts), all)
+        }
+        @inline(__always) func add(_ value: SliceLanes, at index: Int) { slices[index] &+= value }
+
+        let leavesLow = group(slices + 32, 16), leavesHigh = group(slices + 48, 16)
+        add(leavesLow.counts &+ leavesHigh.counts, at: SliceSum.set(5))
+        add(widened(byteCounts(leavesLow.all & leavesHigh.all)), at: SliceSum.fullLevel(5))
+        @inline(__always) func level(_ level: Int) {
+            let first = 1 &<< level
+            let set = group(slices + first, first), occupied = group(occupancy + first, first)
+            add(set.counts, at: SliceSum.set(level))
+            add(occupied.counts, at: SliceSum.occupied(level))
+            add(widened(byteCounts(occupied.all)), at: SliceSum.fullLevel(level))
+        }
+        level(0); level(1); level(2); level(3); level(4)
+    }
+
+    /// The number of set bits in each byte of each lane.
+    @inline(__always)
+    static func byteCounts(_ value: SliceLanes) -> SliceLanes {
+        let pairs = value &- ((value &>> 1) & 0x5555_5555_5555_5555)
+        let nibbles = (pairs & 0x3333_3333_3333_3333) &+ ((pairs &>> 2) & 0x3333_3333_3333_3333)
+        return (nibbles &+ (nibbles &>> 4)) & 0x0F0F_0F0F_0F0F_0F0F
+    }
+
+    /// Byte lanes summed pairwise into 16-bit lanes.
+    @inline(__always)
+    static func widened(_ bytes: SliceLanes) -> SliceLanes {
+        (bytes & 0x00FF_00FF_00FF_00FF) &+ ((bytes &>> 8) & 0x00FF_00FF_00FF_00FF)
+    }
+
+    /// The sum of every 16-bit lane of every SIMD lane.
+    static func laneTotal(_ halves: SliceLanes) -> Int {
+        var total = 0
+        for lane in 0..<SliceLanes.scalarCount {
+            var value = halves[lane]
+            for _ in 0..<4 {
+                total += Int(value & 0xFFFF)
+                value >>= 16
+            }
+        }
+        return total
     }
 }

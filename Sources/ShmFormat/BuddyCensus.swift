@@ -115,9 +115,9 @@ public struct BuddyCensus: Hashable, Sendable {
 
     /// Adds `words` to the census.
     ///
-    /// Trees of depth 5 (the default 32 B … 1 KiB) take the byte-table pass of
-    /// `addDepth5(_:)`; other depths, and any batch there that holds an invalid word, take the exact
-    /// pass `addExactly(_:)`.
+    /// Trees of depth 5 (the default 32 B … 1 KiB) take the bit-sliced pass of
+    /// `addDepth5(_:)`; other depths, any batch there that holds an invalid word, and the words
+    /// after its last whole batch take the exact pass `addExactly(_:)`.
     public mutating func add(_ words: UnsafeBufferPointer<UInt64>) {
         if tree.depth == 5 { addDepth5(words) } else { addExactly(words) }
     }

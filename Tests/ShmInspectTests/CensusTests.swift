@@ -120,7 +120,7 @@ struct CensusTests {
         expectCensusMatchesModel(words, depth: depth)
     }
 
-    @Test("depth 5: valid words with invalid ones sprinkled in (the byte-table pass and its exact fallback)")
+    @Test("depth 5: valid words with invalid ones sprinkled in (the sliced pass and its exact fallback)")
     func mixedBatches() {
         var random = SystemRandomNumberGenerator()
         var words = (0..<3000).map { _ in randomValidWord(depth: 5, allocations: Int.random(in: 0...30, using: &random), using: &random) }
@@ -128,6 +128,18 @@ struct CensusTests {
         words += Array(repeating: 0, count: 40) + Array(repeating: BuddyTree(depth: 5).setMask(ofNode: 1), count: 40)
         expectCensusMatchesModel(words, depth: 5)
         expectCensusMatchesModel(words.shuffled(using: &random), depth: 5)
+    }
+
+    @Test("depth 5: whole batches of empty and of full blocks (the sliced pass's shortcut), beside mixed ones")
+    func uniformBatches() {
+        var random = SystemRandomNumberGenerator()
+        let full = BuddyTree(depth: 5).setMask(ofNode: 1)
+        let mixed = (0..<128).map { _ in randomValidWord(depth: 5, allocations: 10, using: &random) }
+        for words in [
+            Array(repeating: 0, count: 256), Array(repeating: full, count: 128),
+            Array(repeating: 0, count: 128) + Array(repeating: full, count: 128) + mixed + Array(repeating: 0, count: 300),
+            Array(repeating: 0, count: 127) + [full] + Array(repeating: full, count: 127) + [0],
+        ] { expectCensusMatchesModel(words, depth: 5) }
     }
 
     @Test("censuses add and subtract like the sets of words they count")
