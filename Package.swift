@@ -60,6 +60,8 @@ let package = Package(
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]
         ),
+        // The fuzz target (scripts/fuzz.sh builds it with libFuzzer; a plain build replays inputs).
+        .executableTarget(name: "shm-fuzz", dependencies: ["ShmFormat", "ShmInspect"]),
         .testTarget(name: "ShmFormatTests", dependencies: ["ShmFormat"]),
         // Allocates a given sequence in a cache and exits without freeing: fixtures for the inspector tests.
         .executableTarget(name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc"]),
