@@ -96,13 +96,8 @@ struct RobustnessTests {
 
     @Test("truncation, deletion and replacement while a snapshot loop is attached")
     func fileChangesWhileAttached() throws {
-        let file = TemporaryFile("changing")
+        let (file, inspector) = try Self.attachedSmallCache("changing")
         defer { file.remove() }
-        do {
-            let cache = try file.createCache(smallGeometry)
-            for size in [10, 200, 900] { _ = try cache.allocate(size) }
-        }
-        let inspector = try CacheInspector(path: file.path)
         let layout = inspector.layout
         _ = try inspector.snapshot()
 
