@@ -92,6 +92,9 @@ extension SharedCache {
             guard tree.isAllocation(word, node: node) else {
                 throw word & (UInt64(1) &<< UInt64(node)) == 0 ? .notAllocated(offset) : .insideAllocation(offset)
             }
+            // Before the node can be claimed again: a claimer killed before it writes its own
+            // header must not leave ours there, or the inspector counts the node as ours.
+            (base + nodeStart).storeBytes(of: header.released.rawValue.littleEndian, as: UInt64.self)
             let (exchanged, current) = words[block].compareExchange(
                 expected: word, desired: word & ~mask, successOrdering: .releasing, failureOrdering: .relaxed)
             if exchanged { break }

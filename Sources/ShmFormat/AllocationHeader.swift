@@ -6,7 +6,7 @@
 ///
 /// | bits   | field                                  |
 /// |--------|----------------------------------------|
-/// | 0..<32 | owner pid (the process that allocated) |
+/// | 0..<32 | owner pid (the process that allocated; 0 once freed) |
 /// | 32..<52| requested size in bytes (< 1 MiB)      |
 /// | 52..<56| order of the node (0 = `minSize`)      |
 /// | 56..<64| check byte over bits 0..<56            |
@@ -41,6 +41,15 @@ public struct AllocationHeader: Hashable, Sendable {
             | (UInt64(truncatingIfNeeded: order) & 0xF) &<< 52
         return body | Self.checkByte(body) &<< 56
     }
+
+    /// The header `free` leaves on the node it releases: the same order and size, owner pid 0 (no
+    /// process has pid 0). A node claimed again whose claimer has not written its own header yet,
+    /// or never will (killed in between), then names no owner instead of the previous one.
+    @inlinable
+    public var released: AllocationHeader { AllocationHeader(ownerPID: 0, requestedSize: requestedSize, order: order) }
+
+    /// True for a header that `free` left behind: it belongs to no allocation.
+    @inlinable public var isReleased: Bool { ownerPID == 0 }
 
     /// Unpacks a stored header, or returns `nil` when its check byte does not match its body.
     @inlinable

@@ -91,7 +91,7 @@ public struct BlockDetail: Hashable, Sendable {
             let start = tree.byteOffset(ofNode: node, minSize: geometry.minSize)
             let raw = UInt64(littleEndian: blockBytes.loadUnaligned(fromByteOffset: start, as: UInt64.self))
             let header = AllocationHeader(rawValue: raw).flatMap { header in
-                header.order == order && header.requestedSize <= nodeSize - AllocationHeader.size ? header : nil
+                header.order == order && !header.isReleased && header.requestedSize <= nodeSize - AllocationHeader.size ? header : nil
             }
             let usable = nodeSize - AllocationHeader.size
             let previewCount = min(previewLength, header?.requestedSize ?? usable)

@@ -81,7 +81,8 @@ public struct CacheSnapshot: Sendable {
 ///
 /// A header is *readable* when its check byte matches and its order and requested size fit the
 /// node it sits in. A node claimed a moment before the copy may not have its header written yet;
-/// such nodes (and any overwritten by user code) are counted in ``unreadableHeaders``.
+/// such nodes (and any overwritten by user code, or still showing the header a free left there)
+/// are counted in ``unreadableHeaders``.
 public struct AllocationCensus: Hashable, Sendable {
     /// Requested bytes per order, over readable headers.
     public let requestedBytesByOrder: [Int]
@@ -109,7 +110,7 @@ public struct AllocationCensus: Hashable, Sendable {
         /// Adds the raw header found at an allocation node of `order`.
         public mutating func add(rawHeader: UInt64, order: Int) {
             let nodeSize = geometry.nodeSize(ofOrder: order)
-            guard let header = AllocationHeader(rawValue: rawHeader), header.order == order,
+            guard let header = AllocationHeader(rawValue: rawHeader), !header.isReleased, header.order == order,
                   header.requestedSize <= nodeSize - AllocationHeader.size
             else {
                 unreadable += 1

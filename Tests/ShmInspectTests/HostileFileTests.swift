@@ -75,6 +75,29 @@ extension RobustnessTests {
         #expect(text.output.contains("unreadable headers \(sizes.count)"))
     }
 
+    @Test("a node claimed again by a writer killed before it wrote its header is not attributed to the node's previous owner")
+    func claimWithoutHeader() throws {
+        let file = TemporaryFile("staleheader")
+        defer { file.remove() }
+        let cache = try file.createCache(smallGeometry)
+        _ = try cache.allocate(100)   // a live allocation of ours, for contrast
+        let offset = try cache.allocate(200)
+        let block = Int(offset.rawValue) / smallGeometry.blockSize
+        let claimed = cache.word(ofBlock: block)
+        try cache.free(offset)
+        // What a writer killed between its claim (the CAS on the word) and its header write leaves:
+        // the node set in the word, over the header the free left behind. (Found by the crash soak:
+        // the previous owner's header there made the inspector count the node as that owner's.)
+        (cache.fileBase + cache.layout.wordsOffset + block * 8).storeBytes(of: claimed.littleEndian, as: UInt64.self)
+        let statistics = CacheStatistics(try CacheInspector(path: file.path).snapshot())
+        #expect(statistics.liveAllocations == 2)
+        #expect(statistics.unreadableHeaders == 1, "the claimer is unknown")
+        #expect(statistics.owners?.map(\.allocations) == [1], "only the 100-byte allocation is ours")
+        #expect(statistics.owners?.first?.bytes == nodeSize(100))
+        let detail = try CacheInspector(path: file.path).blockDetail(block)
+        #expect(detail.allocations.first { $0.offset == Int(offset.rawValue) }?.header == nil)
+    }
+
     @Test("a file that grows while attached: snapshots go on; it shrinks back to its size: still fine; a new attach refuses the grown file")
     func fileGrowsWhileAttached() throws {
         let (file, inspector) = try Self.attachedSmallCache("growing")
