@@ -96,6 +96,78 @@ public final class CacheInspector: Sendable {
             takenAt: started, wallClockNanoseconds: wallClock)
     }
 
+    /// The next snapshot of a series, taken by difference from `previous` (an earlier snapshot of
+    /// this inspector's), with what changed since: what a live view needs at every refresh.
+    ///
+    /// The words are read with `pread` as always, but a chunk at a time into a small buffer that
+    /// stays in the CPU cache, and compared there with the previous words; only the words that
+    /// changed are written into the new snapshot's array. That array is `recycled`'s, an older
+    /// snapshot's words brought up to date from the changes recorded with it, so a refresh neither
+    /// allocates nor writes 8 bytes per block. (A snapshot from ``snapshot(readingAllocations:)``
+    /// copies the words whole and reads them again to compare.) The free-space index is not read:
+    /// the snapshot's `indexWords` is empty.
+    ///
+    /// `recycled` starts empty (``RecycledWords/init()``); pass the same one to every call of a
+    /// series. Its words are reused only once no other snapshot shares them (copy-on-write).
+    public func snapshot(
+        readingAllocations: Bool, after previous: CacheSnapshot, recycling recycled: inout RecycledWords
+    ) throws(InspectError) -> (snapshot: CacheSnapshot, changes: SnapshotChanges) {
+        precondition(previous.layout == layout, "a snapshot of another cache")
+        let started = ContinuousClock.now
+        let wallClock = Self.wallClockNanoseconds()
+        try checkFile()
+        let current = try Self.readHeader(descriptor, path: path, fileSize: nil)
+        guard current.layout == header.layout else { throw .replaced(path: path) }
+
+        // Bring the recycled words up to `previous` (or share its array: the first write copies it).
+        var words = recycled.words
+        recycled.words = []
+        if words.count == previous.words.count, let changes = recycled.changes {
+            for (block, word) in zip(changes.blocks, changes.laterWords) { words[block] = word }
+        } else {
+            words = previous.words
+        }
+        if recycled.chunk.isEmpty { recycled.chunk = [UInt64](repeating: 0, count: RecycledWords.chunkWords) }
+
+        var changes = SnapshotChanges()
+        let usable = previous.usableBlocks    // the null region's words never change
+        var block = usable.lowerBound
+        while block < usable.upperBound {
+            let count = min(RecycledWords.chunkWords, usable.upperBound - block)
+            let failure: InspectError? = recycled.chunk.withUnsafeMutableBytes { bytes in
+                do throws(InspectError) {
+                    try read(into: UnsafeMutableRawBufferPointer(rebasing: bytes[..<(count * 8)]), at: layout.wordsOffset + block * 8)
+                } catch { return error }
+                return nil
+            }
+            if let failure { throw failure }
+            #if _endian(big)
+            for index in 0..<count { recycled.chunk[index] = UInt64(littleEndian: recycled.chunk[index]) }
+            #endif
+            let before = changes.blocks.count
+            recycled.chunk.withUnsafeBufferPointer { chunk in
+                words.withUnsafeBufferPointer { words in
+                    changes.record(
+                        UnsafeBufferPointer(rebasing: words[block..<(block + count)]),
+                        UnsafeBufferPointer(rebasing: chunk[..<count]), firstBlock: block)
+                }
+            }
+            for index in before..<changes.blocks.count { words[changes.blocks[index]] = changes.laterWords[index] }
+            block += count
+        }
+        changes.finish(
+            seconds: SnapshotChanges.seconds(from: previous.takenAt, to: started), tree: geometry.tree, minSize: geometry.minSize)
+
+        let allocations = readingAllocations ? try scanAllocations(words) : nil
+        let snapshot = CacheSnapshot(
+            path: path, header: current, words: words, allocations: allocations, takenAt: started,
+            wallClockNanoseconds: wallClock)
+        // `previous`'s words, with what turns them into this snapshot's, for the call after next.
+        recycled.words = previous.words
+        recycled.changes = changes
+        return (snapshot, changes)
+    }
+
     /// Reads block `block` now and describes its tree and its allocations (header fields and first
     /// bytes). The word is read afresh, so the detail may be newer than the last snapshot.
     public func blockDetail(_ block: Int, previewLength: Int = BlockDetail.defaultPreviewLength) throws(InspectError) -> BlockDetail {
@@ -253,3 +325,19 @@ public enum ProcessLiveness {
         return kill(pid, 0) == 0 || errno == EPERM
     }
 }
+
+/// An older snapshot's words kept for reuse by
+/// ``CacheInspector/snapshot(readingAllocations:after:recycling:)``, with the changes that bring
+/// them up to the snapshot the next call compares with, and the buffer the words are read into.
+public struct RecycledWords: Sendable {
+    /// Words read per `pread`: 64 KiB, small enough to stay in the CPU cache while compared.
+    static let chunkWords = 8192
+
+    var words: [UInt64] = []
+    var changes: SnapshotChanges?
+    var chunk: [UInt64] = []
+
+    /// Nothing recycled yet.
+    public init() {}
+}
+

@@ -122,15 +122,7 @@ public struct CacheStatistics: Hashable, Sendable {
     /// cache by recounting only the blocks whose word changed: a live view refreshing many times a
     /// second pays for a comparison of the words plus the changed blocks, not a full census.
     public init(_ snapshot: CacheSnapshot, updating previous: CacheStatistics, of earlier: CacheSnapshot) {
-        precondition(snapshot.layout == earlier.layout, "snapshots of different caches")
-        var removed: [UInt64] = [], added: [UInt64] = []
-        for block in snapshot.usableBlocks where earlier.words[block] != snapshot.words[block] {
-            removed.append(earlier.words[block])
-            added.append(snapshot.words[block])
-        }
-        let tree = snapshot.tree
-        let census = previous.census - BuddyCensus(tree: tree, words: removed) + BuddyCensus(tree: tree, words: added)
-        self.init(census: census, snapshot: snapshot)
+        self.init(census: SnapshotChanges(from: earlier, to: snapshot).census(updating: previous.census), snapshot: snapshot)
     }
 
     /// The threads a census pass uses by default: one per processor, at most 4.

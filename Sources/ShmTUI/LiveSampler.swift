@@ -100,6 +100,8 @@ final class LiveSampler {
     let path: String
     private(set) var inspector: CacheInspector?
     private var previous: CacheSnapshot?
+    /// Words of the sample before `previous`, reused for the next one.
+    private var recycled = RecycledWords()
     private var census: BuddyCensus?
     private var headerScan: HeaderScan?
     private var nextScan = ContinuousClock.now
@@ -119,12 +121,17 @@ final class LiveSampler {
             let inspector = try attached()
             let scanning = ContinuousClock.now >= nextScan
             let started = ContinuousClock.now
-            let snapshot = try inspector.snapshot(readingAllocations: scanning)
+            let snapshot: CacheSnapshot, changes: SnapshotChanges?
+            if let previous {
+                (snapshot, changes) = try inspector.snapshot(readingAllocations: scanning, after: previous, recycling: &recycled)
+            } else {
+                (snapshot, changes) = (try inspector.snapshot(readingAllocations: scanning), nil)
+            }
             if scanning {
                 let cost = ContinuousClock.now - started
                 nextScan = started + max(Self.minimumScanInterval, cost * Self.scanCostDivisor)
             }
-            return .frame(frame(for: snapshot, scanned: scanning))
+            return .frame(frame(for: snapshot, changes: changes, scanned: scanning))
         } catch {
             detach()
             return .detached(error)
@@ -135,6 +142,7 @@ final class LiveSampler {
     private func detach() {
         inspector = nil
         previous = nil
+        recycled = RecycledWords()
         census = nil
         headerScan = nil
         rateWindow = RateWindow()
@@ -152,20 +160,17 @@ final class LiveSampler {
     /// The figures of `snapshot`; the census is updated from the blocks that changed since the
     /// previous sample instead of recounted (a live cache changes a few thousand of its blocks
     /// between two refreshes, out of hundreds of thousands).
-    private func frame(for snapshot: CacheSnapshot, scanned: Bool) -> LiveFrame {
+    private func frame(for snapshot: CacheSnapshot, changes: SnapshotChanges?, scanned: Bool) -> LiveFrame {
         let tree = snapshot.tree
         var changed: [Int] = []
         var deltas: [Int] = []
-        if let previous, var census {
-            let rates = SnapshotRates(from: previous, to: snapshot)
-            rateWindow.add(rates)
-            if rates.blocksChanged > 0 {
-                changed = SnapshotRates.changedBlocks(from: previous, to: snapshot)
-                deltas = changed.map { tree.takenLeafCount(snapshot.words[$0]) - tree.takenLeafCount(previous.words[$0]) }
-                census = census - BuddyCensus(tree: tree, words: changed.map { previous.words[$0] })
-                    + BuddyCensus(tree: tree, words: changed.map { snapshot.words[$0] })
-            }
-            self.census = census
+        if let changes, let census {
+            // The snapshot was read by difference from the previous one: rates, census and
+            // heatmap deltas are computed from the changed blocks alone.
+            rateWindow.add(changes.rates)
+            changed = changes.blocks
+            deltas = zip(changes.earlierWords, changes.laterWords).map { tree.takenLeafCount($1) - tree.takenLeafCount($0) }
+            self.census = changes.census(updating: census)
         } else {
             census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: tree, words: $0) }
         }

@@ -82,6 +82,11 @@ public final class Terminal {
     public let unicode: Bool
     private var active = true
     private var palette: Palette?
+    /// The canvas on screen and the palette it was painted with; `nil` before the first paint and
+    /// after `invalidate()`.
+    private var painted: (canvas: Canvas, palette: Palette)?
+    /// One run's characters for `mvaddnwstr`, kept to avoid an allocation per run.
+    private var wideText: [wchar_t] = []
 
     /// Takes over the terminal: locale, full screen, no echo, keys and mouse, colours.
     public init() throws(TerminalError) {
@@ -136,23 +141,43 @@ public final class Terminal {
         }
     }
 
+    /// Forgets what is on the screen, so that the next `paint` draws every row and ncurses
+    /// repaints the whole terminal (Ctrl-L).
+    public func invalidate() {
+        painted = nil
+        clearok(shm_stdscr(), true)
+    }
+
     /// Draws `canvas` (sized to the terminal) and shows it.
+    ///
+    /// Runs of cells equal to the last painted canvas's are skipped: ncurses keeps them on its
+    /// screen, and handing it a run (widths, attributes) costs more than comparing it; a live
+    /// view's frames differ in a few rates and heatmap cells. A different size or palette paints
+    /// everything. Runs go to ncurses as wide characters, which it stores as they are.
     public func paint(_ canvas: Canvas, palette: Palette) {
         apply(palette)
+        let previous = painted.flatMap { last in
+            last.canvas.width == canvas.width && last.canvas.height == canvas.height && last.palette == palette ? last.canvas : nil
+        }
+        painted = (canvas, palette)
         for row in 0..<canvas.height {
+            let rowStart = row * canvas.width
+            if let previous, previous.cells[rowStart..<(rowStart + canvas.width)] == canvas.cells[rowStart..<(rowStart + canvas.width)] {
+                continue
+            }
             var column = 0
             while column < canvas.width {
                 let style = canvas[row, column].style
-                var run = String.UnicodeScalarView()
                 let start = column
-                while column < canvas.width, canvas[row, column].style == style {
-                    run.append(canvas[row, column].character)
-                    column += 1
-                }
+                while column < canvas.width, canvas[row, column].style == style { column += 1 }
+                let run = (rowStart + start)..<(rowStart + column)
+                if let previous, previous.cells[run] == canvas.cells[run] { continue }
+                wideText.removeAll(keepingCapacity: true)
+                for cell in canvas.cells[run] { wideText.append(wchar_t(bitPattern: cell.character.value)) }
                 setAttributes(style, palette: palette)
-                // The bottom-right cell makes addstr report an error (the cursor cannot advance);
+                // The bottom-right cell makes addnwstr report an error (the cursor cannot advance);
                 // the character is drawn all the same.
-                _ = mvaddstr(Int32(row), Int32(start), String(run))
+                _ = wideText.withUnsafeBufferPointer { mvaddnwstr(Int32(row), Int32(start), $0.baseAddress, Int32($0.count)) }
             }
         }
         shm_set_attributes(shm_attr_normal(), 0)

@@ -257,7 +257,9 @@ final class WatchApp {
             flash(state.markChanges ? "changed blocks are marked" : "changed blocks are not marked")
         case .toggleHelp: state.showHelp = true
         case .click(let row, let column): click(row: row, column: column)
-        case .redraw: heatmapCells = nil
+        case .redraw:
+            heatmapCells = nil
+            terminal.invalidate()
         }
         return .handled
     }
