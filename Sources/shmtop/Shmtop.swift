@@ -10,7 +10,7 @@ struct Shmtop: ParsableCommand {
         commandName: "shmtop",
         abstract: "Create, load and inspect lock-free shared-memory caches.",
         discussion: "PATH defaults to the SHM_FILE environment variable wherever a command takes one.",
-        subcommands: [Create.self, Watch.self, Snapshot.self, Load.self, Demo.self, Worker.self, BenchStats.self]
+        subcommands: [Create.self, Watch.self, Snapshot.self, Load.self, Demo.self, Worker.self, BenchStats.self, Soak.self, SoakWriter.self]
     )
 }
 

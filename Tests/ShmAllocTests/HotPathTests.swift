@@ -18,19 +18,26 @@ import ShmFormat
 import Testing
 
 extension MultiProcessTests {
-    /// Runs the `signals` helper: a loop allocating and freeing while a 50 µs SIGALRM timer's handler
-    /// allocates and frees too. A deadlock would hang it: the deadline turns that into a failure.
-    static func expectSignalSafety(helper: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    /// Runs the `signals` helper in `processes` processes at once on one cache: a loop allocating
+    /// and freeing while a 50 µs SIGALRM timer's handler allocates and frees too. A deadlock would
+    /// hang it: the deadline turns that into a failure. (`scripts/soak.sh signals` is the long run.)
+    static func expectSignalSafety(
+        helper: String, processes: Int = 1, seconds: Double = 1.5, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let scratch = try ScratchDirectory()
         let path = scratch.file("signals.shm")
         let cache = try makeCache(at: path, geometry: geometry)
-        let run = try runToEnd(helper, ["signals", path, "1.5"], in: scratch, timeout: .seconds(30))
-        #expect(run.termination == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)
-        #expect(run.result("handlerFailures") == 0, sourceLocation: sourceLocation)
-        #expect(run.result("mismatches") == 0, sourceLocation: sourceLocation)
-        #expect(run.result("handlerRuns") > 1000, "the timer must have interrupted the loop often: \(run.outputTail)",
-                sourceLocation: sourceLocation)
-        #expect(run.result("loops") > 1000, sourceLocation: sourceLocation)
+        let runs = try (0..<processes).map { index in
+            try ChildProcess(helper, ["signals", path, "\(seconds)"], outputPath: scratch.file("signals-\(index)"))
+        }
+        for run in runs {
+            #expect(run.wait(timeout: .seconds(30 + 3 * seconds)) == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)
+            #expect(run.result("handlerFailures") == 0, sourceLocation: sourceLocation)
+            #expect(run.result("mismatches") == 0, sourceLocation: sourceLocation)
+            #expect(run.result("handlerRuns") > 1000, "the timer must have interrupted the loop often: \(run.outputTail)",
+                    sourceLocation: sourceLocation)
+            #expect(run.result("loops") > 1000, sourceLocation: sourceLocation)
+        }
         #expect(cache.invalidBlocks == [], sourceLocation: sourceLocation)
         #expect(cache.usedBlocks == [], sourceLocation: sourceLocation)
     }
@@ -53,6 +60,11 @@ extension MultiProcessTests {
     @Test("signal handlers allocate and free while the interrupted thread does (debug build)")
     func signalSafetyDebug() throws {
         try Self.expectSignalSafety(helper: BuiltProducts.helper)
+    }
+
+    @Test("4 processes at once, each interrupted by SIGALRM every 50 µs whose handler allocates and frees (debug build)")
+    func signalSafetyFourProcesses() throws {
+        try Self.expectSignalSafety(helper: BuiltProducts.helper, processes: 4, seconds: 2)
     }
 
     @Test("zero heap allocations over 1 M allocate/free pairs (debug build)")
