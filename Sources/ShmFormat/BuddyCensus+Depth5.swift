@@ -208,9 +208,16 @@ extension BuddyCensus {
         }
         @inline(__always) func add(_ value: SliceLanes, at index: Int) { slices[index] &+= value }
 
-        let leavesLow = group(slices + 32, 16), leavesHigh = group(slices + 48, 16)
-        add(leavesLow.counts &+ leavesHigh.counts, at: SliceSum.set(5))
-        add(widened(byteCounts(leavesLow.all & leavesHigh.all)), at: SliceSum.fullLevel(5))
+        // Levels of 16 slices and more take carry-save adders first (see `count16`).
+        add(count16(slices + 32) &+ count16(slices + 48), at: SliceSum.set(5))
+        var allLeaves = slices[32]
+        for leaf in 33..<64 { allLeaves &= slices[leaf] }
+        add(widened(byteCounts(allLeaves)), at: SliceSum.fullLevel(5))
+        add(count16(slices + 16), at: SliceSum.set(4))
+        add(count16(occupancy + 16), at: SliceSum.occupied(4))
+        var allOccupied = occupancy[16]
+        for node in 17..<32 { allOccupied &= occupancy[node] }
+        add(widened(byteCounts(allOccupied)), at: SliceSum.fullLevel(4))
         @inline(__always) func level(_ level: Int) {
             let first = 1 &<< level
             let set = group(slices + first, first), occupied = group(occupancy + first, first)
@@ -218,7 +225,43 @@ extension BuddyCensus {
             add(occupied.counts, at: SliceSum.occupied(level))
             add(widened(byteCounts(occupied.all)), at: SliceSum.fullLevel(level))
         }
-        level(0); level(1); level(2); level(3); level(4)
+        level(0); level(1); level(2); level(3)
+    }
+
+    /// The set bits of 16 slices from `first`, summed per 16-bit lane of each SIMD lane.
+    ///
+    /// Carry-save adders (Harley–Seal) first add the slices bitwise into slices of weight 1, 2,
+    /// 4, 8 and 16, so five byte counts replace sixteen. Each byte of the weighted sum is at most
+    /// 8 · 31 = 248, so it fits before widening.
+    @inline(__always)
+    static func count16(_ first: UnsafePointer<SliceLanes>) -> SliceLanes {
+        /// A full adder on every bit: (carry, sum) of a + b + c.
+        @inline(__always) func add(_ a: SliceLanes, _ b: SliceLanes, _ c: SliceLanes) -> (SliceLanes, SliceLanes) {
+            let partial = a ^ b
+            return ((a & b) | (partial & c), partial ^ c)
+        }
+        // Ones absorb two slices per adder, passing carries on as twos; twos, fours, eights alike.
+        var (twos0, ones) = add(first[0], first[1], first[2])
+        let (twos1, ones1) = add(ones, first[3], first[4]); ones = ones1
+        let (twos2, ones2) = add(ones, first[5], first[6]); ones = ones2
+        let (twos3, ones3) = add(ones, first[7], first[8]); ones = ones3
+        let (twos4, ones4) = add(ones, first[9], first[10]); ones = ones4
+        let (twos5, ones5) = add(ones, first[11], first[12]); ones = ones5
+        let (twos6, ones6) = add(ones, first[13], first[14]); ones = ones6
+        let twos7 = ones & first[15]
+        ones ^= first[15]
+        let (fours0, twosA) = add(twos0, twos1, twos2)
+        let (fours1, twosB) = add(twosA, twos3, twos4)
+        let (fours2, twosC) = add(twosB, twos5, twos6)
+        let fours3 = twosC & twos7
+        twos0 = twosC ^ twos7
+        let (eights0, foursA) = add(fours0, fours1, fours2)
+        let eights1 = foursA & fours3
+        let fours = foursA ^ fours3
+        let sixteens = eights0 & eights1, eights = eights0 ^ eights1
+        let bytes = byteCounts(ones) &+ (byteCounts(twos0) &<< 1) &+ (byteCounts(fours) &<< 2)
+            &+ (byteCounts(eights) &<< 3) &+ (byteCounts(sixteens) &<< 4)
+        return widened(bytes)
     }
 
     /// The number of set bits in each byte of each lane.
