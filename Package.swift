@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "shmbench",
             dependencies: [
-                "ShmFormat", "ShmAlloc",
+                "ShmFormat", "ShmAlloc", "ShmInspect",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -33,10 +33,10 @@ extension ShmBench {
         var directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         @Flag(help: "Skip the 4 GiB aged-cache figures (they need about 4 GiB of memory and a few seconds).")
         var skipLarge = false
-        @Option(help: "Run only these groups (pairs, scaling, aged, placement); all by default.")
+        @Option(help: "Run only these groups (pairs, scaling, aged, placement, stats); all by default.")
         var only: [Group] = Group.allCases
 
-        enum Group: String, CaseIterable, ExpressibleByArgument { case pairs, scaling, aged, placement }
+        enum Group: String, CaseIterable, ExpressibleByArgument { case pairs, scaling, aged, placement, stats }
 
         func run() throws {
             var table = ResultTable()
@@ -51,6 +51,7 @@ extension ShmBench {
                 }
             }
             if only.contains(.placement) { try PlacementBenchmark(runs: runs, scratch: scratch).run(into: &table) }
+            if only.contains(.stats) { try StatsBenchmark(runs: runs, scratch: scratch).run(into: &table) }
             Self.addMetadataOverhead(to: &table)
             print(json ? table.json() : table.text(machine: MachineDescription.current))
         }
