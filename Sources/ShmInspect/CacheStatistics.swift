@@ -93,8 +93,9 @@ public struct CacheStatistics: Hashable, Sendable {
 
     /// Computes the statistics of `snapshot`.
     ///
-    /// - Parameter threads: how many threads share the census pass; large caches (≥ 2^16 blocks)
-    ///   are split into that many ranges whose censuses add up. 1 keeps it on the calling thread.
+    /// - Parameter threads: how many threads share the census pass; on large caches (≥ 2^16
+    ///   blocks) they take turns at `piecesPerThread` ranges each, whose censuses add up. 1 keeps
+    ///   it on the calling thread.
     public init(_ snapshot: CacheSnapshot, threads: Int = Self.defaultThreads) {
         let tree = snapshot.tree
         let words = snapshot.words
@@ -103,15 +104,23 @@ public struct CacheStatistics: Hashable, Sendable {
             let range = (usable.lowerBound + part * usable.count / parts)..<(usable.lowerBound + (part + 1) * usable.count / parts)
             return words[range].withUnsafeBufferPointer { BuddyCensus(tree: tree, words: $0) }
         }
-        let parts = usable.count < 1 << 16 ? 1 : max(1, threads)
+        let workers = usable.count < 1 << 16 ? 1 : max(1, threads)
         let census: BuddyCensus
-        if parts == 1 {
+        if workers == 1 {
             census = censusOfPart(0, of: 1)
         } else {
+            // The workers claim pieces from a shared counter rather than one range each: a worker
+            // that starts late (another process holds its core) leaves its share to the others
+            // instead of finishing last.
+            let pieces = workers * Self.piecesPerThread
+            let nextPiece = Atomic<Int>(0)
             let results = Mutex<[BuddyCensus]>([])
-            DispatchQueue.concurrentPerform(iterations: parts) { part in
-                let partial = censusOfPart(part, of: parts)
-                results.withLock { $0.append(partial) }
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                var partial = BuddyCensus(tree: tree)
+                while case let piece = nextPiece.wrappingAdd(1, ordering: .relaxed).oldValue, piece < pieces {
+                    partial = partial + censusOfPart(piece, of: pieces)
+                }
+                results.withLock { [partial] in $0.append(partial) }
             }
             census = results.withLock { $0.reduce(BuddyCensus(tree: tree), +) }
         }
@@ -124,6 +133,9 @@ public struct CacheStatistics: Hashable, Sendable {
     public init(_ snapshot: CacheSnapshot, updating previous: CacheStatistics, of earlier: CacheSnapshot) {
         self.init(census: SnapshotChanges(from: earlier, to: snapshot).census(updating: previous.census), snapshot: snapshot)
     }
+
+    /// Pieces of the census pass per thread, claimed one at a time.
+    static let piecesPerThread = 16
 
     /// The threads a census pass uses by default: one per processor, at most 4.
     public static var defaultThreads: Int { min(4, ProcessInfo.processInfo.activeProcessorCount) }
