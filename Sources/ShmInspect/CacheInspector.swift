@@ -108,7 +108,9 @@ public final class CacheInspector: Sendable {
     /// the snapshot's `indexWords` is empty.
     ///
     /// `recycled` starts empty (``RecycledWords/init()``); pass the same one to every call of a
-    /// series. Its words are reused only once no other snapshot shares them (copy-on-write).
+    /// series, with the snapshot the last call returned as `previous` (any other starts afresh).
+    /// Its words are reused only once no other snapshot shares them (copy-on-write). Groups of
+    /// words that were all zero are compared without reading the previous words at all.
     public func snapshot(
         readingAllocations: Bool, after previous: CacheSnapshot, recycling recycled: inout RecycledWords
     ) throws(InspectError) -> (snapshot: CacheSnapshot, changes: SnapshotChanges) {
@@ -120,17 +122,20 @@ public final class CacheInspector: Sendable {
         guard current.layout == header.layout else { throw .replaced(path: path) }
 
         // Bring the recycled words up to `previous` (or share its array: the first write copies it).
+        let usable = previous.usableBlocks    // the null region's words never change
         var words = recycled.words
         recycled.words = []
-        if words.count == previous.words.count, let changes = recycled.changes {
+        if words.count == previous.words.count, let changes = recycled.changes, recycled.basis == previous.takenAt {
             for (block, word) in zip(changes.blocks, changes.laterWords) { words[block] = word }
         } else {
             words = previous.words
+            // Nothing known to be empty yet: every group is compared in full once.
+            let groups = (usable.count + SnapshotChanges.chunkWords - 1) / SnapshotChanges.chunkWords
+            recycled.emptyGroups = [UInt64](repeating: 0, count: (groups + 63) / 64)
         }
         if recycled.chunk.isEmpty { recycled.chunk = [UInt64](repeating: 0, count: RecycledWords.chunkWords) }
 
         var changes = SnapshotChanges()
-        let usable = previous.usableBlocks    // the null region's words never change
         var block = usable.lowerBound
         while block < usable.upperBound {
             let count = min(RecycledWords.chunkWords, usable.upperBound - block)
@@ -145,11 +150,17 @@ public final class CacheInspector: Sendable {
             for index in 0..<count { recycled.chunk[index] = UInt64(littleEndian: recycled.chunk[index]) }
             #endif
             let before = changes.blocks.count
+            // Chunks start at multiples of `chunkWords` from the first usable block, so their
+            // groups start at a word of the bitmap.
+            let firstGroupWord = (block - usable.lowerBound) / SnapshotChanges.chunkWords / 64
             recycled.chunk.withUnsafeBufferPointer { chunk in
                 words.withUnsafeBufferPointer { words in
-                    changes.record(
-                        UnsafeBufferPointer(rebasing: words[block..<(block + count)]),
-                        UnsafeBufferPointer(rebasing: chunk[..<count]), firstBlock: block)
+                    recycled.emptyGroups.withUnsafeMutableBufferPointer { emptyGroups in
+                        changes.record(
+                            UnsafeBufferPointer(rebasing: words[block..<(block + count)]),
+                            UnsafeBufferPointer(rebasing: chunk[..<count]), firstBlock: block,
+                            emptyGroups: UnsafeMutableBufferPointer(rebasing: emptyGroups[firstGroupWord...]))
+                    }
                 }
             }
             for index in before..<changes.blocks.count { words[changes.blocks[index]] = changes.laterWords[index] }
@@ -165,6 +176,7 @@ public final class CacheInspector: Sendable {
         // `previous`'s words, with what turns them into this snapshot's, for the call after next.
         recycled.words = previous.words
         recycled.changes = changes
+        recycled.basis = started
         return (snapshot, changes)
     }
 
@@ -330,11 +342,20 @@ public enum ProcessLiveness {
 /// ``CacheInspector/snapshot(readingAllocations:after:recycling:)``, with the changes that bring
 /// them up to the snapshot the next call compares with, and the buffer the words are read into.
 public struct RecycledWords: Sendable {
-    /// Words read per `pread`: 64 KiB, small enough to stay in the CPU cache while compared.
+    /// Words read per `pread`: 64 KiB, small enough to stay in the CPU cache while compared (a
+    /// multiple of 64 · `SnapshotChanges.chunkWords`, so chunks start at a word of `emptyGroups`).
     static let chunkWords = 8192
 
+    /// An older snapshot's words.
     var words: [UInt64] = []
+    /// What turns `words` into the snapshot `basis` names.
     var changes: SnapshotChanges?
+    /// When the snapshot the next call must compare with was taken (it must be the last one returned).
+    var basis: ContinuousClock.Instant?
+    /// One bit per group of `SnapshotChanges.chunkWords` usable words of that snapshot: set when
+    /// the group is all zero (empty blocks), so the next comparison need not read it.
+    var emptyGroups: [UInt64] = []
+    /// The buffer each `pread` fills.
     var chunk: [UInt64] = []
 
     /// Nothing recycled yet.

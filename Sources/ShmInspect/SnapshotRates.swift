@@ -114,22 +114,46 @@ public struct SnapshotChanges: Sendable {
 
     /// Records the blocks whose words differ between `old` and `new`, the words of blocks
     /// `firstBlock ..< firstBlock + old.count` (called in ascending block order).
-    mutating func record(_ old: UnsafeBufferPointer<UInt64>, _ new: UnsafeBufferPointer<UInt64>, firstBlock: Int) {
+    ///
+    /// With `emptyGroups`, a bitmap over the groups of `chunkWords` words of `old` (bit g for
+    /// words 8g ..< 8g+8): a set bit promises that the group of `old` is all zero, so the group is
+    /// compared without reading `old` (empty blocks are most of a cache, and `old` is the part of
+    /// the comparison that comes from memory); afterwards each bit says the same of `new`.
+    mutating func record(
+        _ old: UnsafeBufferPointer<UInt64>, _ new: UnsafeBufferPointer<UInt64>, firstBlock: Int,
+        emptyGroups: UnsafeMutableBufferPointer<UInt64>? = nil
+    ) {
         precondition(old.count == new.count, "word ranges of different lengths")
         var start = 0
+        var group = 0
         while start < old.count {
             let end = min(old.count, start &+ Self.chunkWords)
-            var difference: UInt64 = 0
-            for index in start..<end { difference |= old[index] ^ new[index] }
-            if difference != 0 {
-                for index in start..<end where old[index] != new[index] {
-                    blocks.append(firstBlock &+ index)
-                    earlierWords.append(old[index])
-                    laterWords.append(new[index])
+            var newBits: UInt64 = 0
+            for index in start..<end { newBits |= new[index] }
+            let bit = UInt64(1) &<< UInt64(group & 63)
+            if let emptyGroups, emptyGroups[group &>> 6] & bit != 0 {
+                if newBits != 0 {
+                    for index in start..<end where new[index] != 0 { append(firstBlock &+ index, 0, new[index]) }
+                }
+            } else {
+                var difference: UInt64 = 0
+                for index in start..<end { difference |= old[index] ^ new[index] }
+                if difference != 0 {
+                    for index in start..<end where old[index] != new[index] { append(firstBlock &+ index, old[index], new[index]) }
                 }
             }
+            if let emptyGroups {
+                emptyGroups[group &>> 6] = newBits == 0 ? emptyGroups[group &>> 6] | bit : emptyGroups[group &>> 6] & ~bit
+            }
             start = end
+            group &+= 1
         }
+    }
+
+    private mutating func append(_ block: Int, _ earlier: UInt64, _ later: UInt64) {
+        blocks.append(block)
+        earlierWords.append(earlier)
+        laterWords.append(later)
     }
 
     /// Computes the rates of the recorded changes, `seconds` apart.
