@@ -259,8 +259,7 @@ public struct BuddyCensus: Hashable, Sendable {
 
 extension BuddyTree {
     /// The nodes whose parent is set, for a word whose internal nodes are `internalNodes` (the
-    /// bits below the leaves). Same result as ``nodesUnderSetParent(_:)``, in a constant number of
-    /// steps: node i's children are bits 2i and 2i+1, so spreading bit i to bit 2i (a Morton
+    /// bits below the leaves), in a constant number of steps: node i's children are bits 2i and 2i+1, so spreading bit i to bit 2i (a Morton
     /// "part 1 by 1" of the low 32 bits) and multiplying by 3 (= adding the copy shifted by one,
     /// which cannot carry because the spread bits are even) marks both children.
     @inlinable

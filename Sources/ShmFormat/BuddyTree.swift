@@ -127,13 +127,8 @@ public struct BuddyTree: Hashable, Sendable {
     }
 
     /// The allocations of a word as a node mask: set nodes whose parent is clear.
-    /// (The nodes under a set parent come from `childrenOfSetNodes`, a constant number of steps,
-    /// equal to the level-by-level `nodesUnderSetParent`.)
     @inlinable
-    public func allocations(_ word: UInt64) -> UInt64 {
-        let internalNodes = word & ((UInt64(1) &<< UInt64(leafCount)) &- 2)
-        return word & usedBits & ~Self.childrenOfSetNodes(internalNodes)
-    }
+    public func allocations(_ word: UInt64) -> UInt64 { word & usedBits & ~nodesUnderSetParent(word) }
 
     // MARK: - Free space
 

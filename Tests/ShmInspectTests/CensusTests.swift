@@ -153,19 +153,6 @@ struct CensusTests {
         #expect(whole - BuddyCensus(tree: tree, words: second) == BuddyCensus(tree: tree, words: first))
         #expect(second.reduce(BuddyCensus(tree: tree)) { $0 + BuddyCensus(tree: tree, word: $1) } == BuddyCensus(tree: tree, words: second))
     }
-
-    @Test("childrenOfSetNodes equals the level-by-level nodesUnderSetParent")
-    func childrenOfSetNodes() {
-        var random = SystemRandomNumberGenerator()
-        for depth in 0...5 {
-            let tree = BuddyTree(depth: depth)
-            for _ in 0..<2000 {
-                let word = UInt64.random(in: 0...UInt64.max, using: &random) & tree.usedBits
-                let internalNodes = word & ((UInt64(1) << UInt64(tree.leafCount)) - 2)
-                #expect(BuddyTree.childrenOfSetNodes(internalNodes) == tree.nodesUnderSetParent(word))
-            }
-        }
-    }
 }
 
 @Suite("Kernel fragmentation indices")
