@@ -4,12 +4,13 @@
 import Foundation
 import ShmAlloc
 import ShmFormat
+import ShmInspect
 
 /// The live allocations of a benchmark and the rounded bytes they hold.
 struct LiveSet {
     let cache: SharedCache
     let sizes: ClosedRange<Int>
-    var random: FastRandom
+    var random: SplitMix64
     private(set) var offsets: [ShmOffset] = []
     private var nodeBytes: [Int] = []
     private(set) var roundedBytes = 0
@@ -17,7 +18,7 @@ struct LiveSet {
     init(cache: SharedCache, sizes: ClosedRange<Int>, seed: UInt64) {
         self.cache = cache
         self.sizes = sizes
-        self.random = FastRandom(seed: seed)
+        self.random = SplitMix64(seed: seed)
         offsets.reserveCapacity(cache.geometry.blockCount * 2)
         nodeBytes.reserveCapacity(cache.geometry.blockCount * 2)
     }

@@ -15,8 +15,8 @@ struct StatsBenchmark {
     func run(into table: inout ResultTable) throws {
         let cache = try scratch.cache(capacity: 1 << 30)
         defer { scratch.remove(cache) }
-        var random = FastRandom(seed: 42)
-        var sizes = FastRandom(seed: 43)
+        var random = SplitMix64(seed: 42)
+        var sizes = SplitMix64(seed: 43)
         _ = StatisticsBenchmark.age(
             capacity: cache.geometry.capacity, fill: 0.8, random: &random, requestSize: { sizes.uniform(8...1016) },
             allocate: { size in

@@ -1,6 +1,7 @@
 // Timing, randomness and the result table shared by every benchmark.
 
 import Foundation
+import ShmInspect
 
 /// Monotonic nanoseconds.
 @inline(__always)
@@ -17,28 +18,9 @@ func median(_ values: [Double]) -> Double {
     return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
-/// A small, fast, seedable generator (SplitMix64), so that random sizes cost next to nothing.
-struct FastRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    @inline(__always)
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed &>> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed &>> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed &>> 31)
-    }
-    /// A uniform integer in `range` (a tiny modulo bias is irrelevant here).
-    @inline(__always)
-    mutating func uniform(_ range: ClosedRange<Int>) -> Int {
-        range.lowerBound &+ Int(truncatingIfNeeded: next() % UInt64(range.count))
-    }
-}
-
 /// Request sizes drawn once, so the measured loops only index an array.
 func randomSizes(_ range: ClosedRange<Int>, count: Int = 4096, seed: UInt64 = 42) -> [Int] {
-    var random = FastRandom(seed: seed)
+    var random = SplitMix64(seed: seed)
     return (0..<count).map { _ in random.uniform(range) }
 }
 

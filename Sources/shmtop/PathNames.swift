@@ -1,18 +1,6 @@
 // Realistic file paths, reproducible from a number: what the load workers store and verify.
 
-/// A small, fast, seedable generator (SplitMix64): the same seed always gives the same path, so a
-/// worker can verify an allocation's bytes without keeping a copy of them.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed &>> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed &>> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed &>> 31)
-    }
-}
+import ShmInspect
 
 /// Paths like the ones a file cache keeps: a common prefix, a few directories, a file name.
 ///

@@ -6,6 +6,7 @@ import Musl
 import ArgumentParser
 import ShmAlloc
 import ShmFormat
+import ShmInspect
 
 extension Shmtop {
     /// `shmtop worker`: one writer process of `load` (hidden; `load` starts these).
