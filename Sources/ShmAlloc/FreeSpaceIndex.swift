@@ -59,9 +59,12 @@ struct FreeSpaceIndex {
     }
 
     /// Lists `block` under `blockClass`, setting summary bits up the levels as words become non-empty.
-    func insert(_ block: Int, class blockClass: Int) {
-        var bit = block
-        for level in 0..<levelCount {
+    func insert(_ block: Int, class blockClass: Int) { insertBit(block, class: blockClass, level: 0) }
+
+    /// Sets bit `bit` of `level` and, where that makes a word non-empty, the summary bits above it.
+    private func insertBit(_ bit: Int, class blockClass: Int, level: Int) {
+        var bit = bit
+        for level in level..<levelCount {
             let word = wordIndex(class: blockClass, level: level, bit: bit)
             // Already set: an earlier insert owns the summary above (or a remove will restore it).
             if words[word].load(ordering: .relaxed) & bitMask(bit) != 0 { return }
@@ -82,18 +85,7 @@ struct FreeSpaceIndex {
         removeBit(bit &>> 6, class: blockClass, level: level + 1)
         // An insert may have refilled the word after it emptied and before its summary bit went.
         if words[word].load(ordering: .sequentiallyConsistent) != 0 {
-            insertSummary(bit &>> 6, class: blockClass, level: level + 1)
-        }
-    }
-
-    /// Sets a summary bit (and, if its word was empty, the bits above it).
-    private func insertSummary(_ bit: Int, class blockClass: Int, level: Int) {
-        var bit = bit
-        for level in level..<levelCount {
-            let word = wordIndex(class: blockClass, level: level, bit: bit)
-            let before = words[word].bitwiseOr(bitMask(bit), ordering: .sequentiallyConsistent).oldValue
-            if before != 0 { return }
-            bit &>>= 6
+            insertBit(bit &>> 6, class: blockClass, level: level + 1)
         }
     }
 
