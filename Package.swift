@@ -71,6 +71,6 @@ let package = Package(
         ),
         // The live view: pure rendering, and `shmtop watch` driven in tmux.
         .testTarget(name: "ShmTUITests", dependencies: ["ShmTUI", "ShmInspect", "ShmFormat", "shmtop", "shm-inspect-fixture"]),
-        .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "shm-test-helper", "shmtop"]),
+        .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "ShmInspect", "shm-test-helper", "shmtop"]),
     ]
 )

@@ -52,12 +52,6 @@ struct FreeSpaceIndex {
     @inline(__always)
     private func bitMask(_ bit: Int) -> UInt64 { 1 &<< UInt64(bit & 63) }
 
-    /// True when `block` is listed under `blockClass` (a relaxed read: advisory).
-    @inline(__always)
-    func lists(_ block: Int, class blockClass: Int) -> Bool {
-        words[wordIndex(class: blockClass, level: 0, bit: block)].load(ordering: .relaxed) & bitMask(block) != 0
-    }
-
     /// Lists `block` under `blockClass`, setting summary bits up the levels as words become non-empty.
     func insert(_ block: Int, class blockClass: Int) { insertBit(block, class: blockClass, level: 0) }
 

@@ -53,23 +53,20 @@ extension SharedCache {
         address: UnsafeMutableRawPointer? = nil, creationTimeout: Duration = .seconds(5)
     ) throws(CacheError) {
         ProcessIdentity.prepare()
-        func fail(_ operation: String) -> (Errno) -> CacheError {
-            { .system(path: path, operation: operation, errno: $0) }
-        }
         let options: FileDescriptor.OpenOptions = policy == .attach ? [.closeOnExec] : [.create, .closeOnExec]
         let descriptor: FileDescriptor
         do {
             descriptor = try FileDescriptor.open(
                 FilePath(path), .readWrite, options: options, permissions: [.ownerReadWrite, .groupReadWrite, .otherReadWrite])
         } catch let error as Errno {
-            throw error == .isDirectory ? .notRegularFile(path: path) : fail("open")(error)
+            throw error == .isDirectory ? .notRegularFile(path: path) : .system(path: path, operation: "open", errno: error)
         } catch {
-            throw fail("open")(.ioError)
+            throw .system(path: path, operation: "open", errno: .ioError)
         }
         defer { try? descriptor.close() }
 
         let status: Stat
-        do { status = try descriptor.stat() } catch { throw fail("fstat")(error) }
+        do { status = try descriptor.stat() } catch { throw .system(path: path, operation: "fstat", errno: error) }
         guard status.type == .regular else { throw .notRegularFile(path: path) }
         guard !status.permissions.isDisjoint(with: [.ownerWrite, .groupWrite, .otherWrite]) else {
             throw .readOnlyFile(path: path)
@@ -82,12 +79,12 @@ extension SharedCache {
         let mapping: UnsafeMutableRawPointer
         do {
             mapping = try Mapping.map(descriptor, length: header.layout.fileSize, writable: true, at: address)
-        } catch { throw fail("mmap")(error) }
+        } catch { throw .system(path: path, operation: "mmap", errno: error) }
         do {
             try Mapping.makeReadOnly(mapping + header.layout.dataOffset, length: header.layout.nullRegionLength)
         } catch {
             Mapping.unmap(mapping, length: header.layout.fileSize)
-            throw fail("mprotect")(error)
+            throw .system(path: path, operation: "mprotect", errno: error)
         }
         self.init(path: path, header: header, mapping: mapping)
     }
@@ -170,9 +167,6 @@ extension SharedCache {
             throw .format(path: path, error)
         }
         let header = FileHeader(layout: layout, creatorPID: getpid(), createdAtNanoseconds: wallClockNanoseconds())
-        func fail(_ operation: String) -> (Errno) -> CacheError {
-            { .system(path: path, operation: operation, errno: $0) }
-        }
         // The header page goes first, in state `initialising`: from here on a creator that dies is
         // recognisable by its pid, never mistaken for an empty file.
         do {
@@ -189,14 +183,14 @@ extension SharedCache {
                     written += count
                 }
             }
-        } catch { throw fail("write")(error) }
+        } catch { throw .system(path: path, operation: "write", errno: error) }
         do { try descriptor.resize(to: Int64(layout.fileSize)) } catch let error as Errno {
-            throw fail("ftruncate")(error)
-        } catch { throw fail("ftruncate")(.ioError) }
+            throw .system(path: path, operation: "ftruncate", errno: error)
+        } catch { throw .system(path: path, operation: "ftruncate", errno: .ioError) }
 
         let mapping: UnsafeMutableRawPointer
         do { mapping = try Mapping.map(descriptor, length: layout.fileSize, writable: true, at: nil) } catch {
-            throw fail("mmap")(error)
+            throw .system(path: path, operation: "mmap", errno: error)
         }
         defer { Mapping.unmap(mapping, length: layout.fileSize) }
         let words = (mapping + layout.wordsOffset).assumingMemoryBound(to: Atomic<UInt64>.self)

@@ -25,10 +25,6 @@ enum TerminationSignals {
     /// as a test runner may have left them blocked; SIGWINCH too, for resizes). Without
     /// `SA_RESTART`, a signal interrupts the key read at once instead of after its timeout.
     static func install() {
-        var unblocked = sigset_t()
-        sigemptyset(&unblocked)
-        for signal in handled + [SIGWINCH] { sigaddset(&unblocked, signal) }
-        pthread_sigmask(SIG_UNBLOCK, &unblocked, nil)
         for signal in handled {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { signal in pendingTerminationSignal.store(signal, ordering: .relaxed) }
@@ -36,6 +32,12 @@ enum TerminationSignals {
             action.sa_flags = 0
             sigaction(signal, &action, nil)
         }
+        // Only now unblock: a signal that arrived while blocked is still pending and must reach
+        // the handler, not the default action (which would leave the terminal in curses mode).
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        for signal in handled + [SIGWINCH] { sigaddset(&unblocked, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &unblocked, nil)
     }
 
     /// The signal received since the last call, or `nil`.

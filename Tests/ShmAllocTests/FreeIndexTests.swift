@@ -26,6 +26,13 @@ private final class IndexUnderTest: @unchecked Sendable {  // shared by test thr
         storage.deallocate()
     }
 
+    /// True when the index lists `block` under `blockClass`, read as the inspector reads it.
+    func lists(_ block: Int, class blockClass: Int) -> Bool {
+        let words = UnsafeBufferPointer(
+            start: UnsafeRawPointer(storage).assumingMemoryBound(to: UInt64.self), count: layout.totalWords)
+        return layout.lists(words, block: block, class: blockClass)
+    }
+
     /// Every summary bit is set exactly over a non-zero word (true whenever no operation is running).
     func summariesAreExact() -> Bool {
         for blockClass in 0..<layout.classCount {
@@ -70,7 +77,7 @@ struct FreeIndexTests {
                 under.index.remove(block, class: blockClass)
                 model[blockClass].remove(block)
             }
-            #expect(under.index.lists(block, class: blockClass) == model[blockClass].contains(block), "step \(step)")
+            #expect(under.lists(block, class: blockClass) == model[blockClass].contains(block), "step \(step)")
             let start = Int.random(in: 0..<blockCount, using: &random)
             let expected = model[blockClass].filter { $0 >= start }.min() ?? model[blockClass].min()
             #expect(under.index.first(class: blockClass, from: start) == expected, "step \(step): first from \(start)")
@@ -85,8 +92,8 @@ struct FreeIndexTests {
                                                count: under.layout.totalWords)
         under.layout.initialise(words, firstBlock: 4)
         let top = under.layout.classCount - 1
-        for block in [0, 3] { #expect(!under.index.lists(block, class: top)) }
-        for block in [4, 63, 64, 4999] { #expect(under.index.lists(block, class: top)) }
+        for block in [0, 3] { #expect(!under.lists(block, class: top)) }
+        for block in [4, 63, 64, 4999] { #expect(under.lists(block, class: top)) }
         for blockClass in 0..<top { #expect(under.index.first(class: blockClass, from: 0) == nil) }
         #expect(under.index.first(class: top, from: 0) == 4)
         #expect(under.summariesAreExact())

@@ -8,6 +8,7 @@ import Musl
 import Foundation
 import ShmAlloc
 import ShmFormat
+import ShmInspect
 import Testing
 
 // MARK: - Scratch files
@@ -66,53 +67,34 @@ enum Termination: Equatable, CustomStringConvertible {
     }
 }
 
-/// A child process started with `posix_spawn`, its output (stdout and stderr) going to a file.
-///
-/// The child gets an empty signal mask: Swift Testing's threads block most signals, and a spawned
-/// child would inherit that mask and ignore SIGALRM or SIGTERM.
+/// A helper process of a test, its output (stdout and stderr) going to a file. Started with the
+/// project's spawner (`ShmInspect.ChildProcess`: empty signal mask, default dispositions), which
+/// Swift Testing needs, as its threads block most signals and children would inherit that.
 final class ChildProcess {
-    let pid: pid_t
+    private let process: ShmInspect.ChildProcess
     let outputPath: String
     private(set) var termination: Termination?
+    var pid: pid_t { process.pid }
 
     init(_ executable: String, _ arguments: [String], outputPath: String) throws {
         self.outputPath = outputPath
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        for signal in [SIGALRM, SIGTERM, SIGINT, SIGPIPE] { sigaddset(&defaultSignals, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
-        guard status == 0 else { throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EIO) }
-        self.pid = pid
+        let output = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        guard output >= 0, input >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(output); close(input) }
+        process = try ShmInspect.ChildProcess.spawn(
+            executable, arguments, standardOutput: output, standardError: output, standardInput: input)
     }
 
     /// Reaps the child if it has ended; never blocks.
     @discardableResult
     func poll() -> Termination? {
         if let termination { return termination }
-        var status: Int32 = 0
-        guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
-        // WIFEXITED / WEXITSTATUS are macros Swift does not import.
-        let signal = status & 0x7F
-        termination = signal == 0 ? .exited((status >> 8) & 0xFF) : .signalled(signal)
+        switch process.poll() {
+        case .exited(let status)?: termination = .exited(status)
+        case .signalled(let signal)?: termination = .signalled(signal)
+        case nil: return nil
+        }
         return termination
     }
 
@@ -125,9 +107,8 @@ final class ChildProcess {
             usleep(2_000)
         }
         if let termination = poll() { return termination }
-        kill(pid, SIGKILL)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        process.send(SIGKILL)
+        _ = process.wait()
         termination = .timedOut
         return .timedOut
     }
@@ -135,9 +116,8 @@ final class ChildProcess {
     /// Sends SIGKILL and reaps the child.
     func killNow() {
         guard termination == nil else { return }
-        kill(pid, SIGKILL)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        process.send(SIGKILL)
+        _ = process.wait()
         termination = .signalled(SIGKILL)
     }
 
