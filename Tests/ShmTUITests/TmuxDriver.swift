@@ -109,7 +109,16 @@ final class TmuxSession {
     ) throws -> String {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         var screen = try capture()
-        while !condition(screen) {
+        while true {
+            if condition(screen) {
+                // A capture can land while the app is still painting a frame: the condition may hold
+                // on its top half. A frame paints in well under 30 ms, so one more capture that
+                // still satisfies the condition is a whole frame.
+                usleep(30_000)
+                let settled = try capture()
+                if condition(settled) { return settled }
+                screen = settled
+            }
             guard ContinuousClock.now < deadline else {
                 Issue.record("timed out waiting for \(what); screen:\n\(screen)", sourceLocation: sourceLocation)
                 return screen
@@ -117,7 +126,6 @@ final class TmuxSession {
             usleep(50_000)
             screen = try capture()
         }
-        return screen
     }
 
     /// Presses `q` and returns the exit status.
