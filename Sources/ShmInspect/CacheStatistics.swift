@@ -113,16 +113,23 @@ public struct CacheStatistics: Hashable, Sendable {
             // that starts late (another process holds its core) leaves its share to the others
             // instead of finishing last.
             let pieces = workers * Self.piecesPerThread
+            //
+            // Each worker writes only its own result slot, and the slots are read only after
+            // `concurrentPerform` returns, which orders every worker's writes before the reads. (A
+            // `Mutex` would do the same, but ThreadSanitizer cannot see its futex-based locking and
+            // reports the array it guards as raced.)
             let nextPiece = Atomic<Int>(0)
-            let results = Mutex<[BuddyCensus]>([])
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            nonisolated(unsafe) let partials = UnsafeMutableBufferPointer<BuddyCensus>.allocate(capacity: workers)
+            defer { partials.deallocate() }
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 var partial = BuddyCensus(tree: tree)
                 while case let piece = nextPiece.wrappingAdd(1, ordering: .relaxed).oldValue, piece < pieces {
                     partial = partial + censusOfPart(piece, of: pieces)
                 }
-                results.withLock { [partial] in $0.append(partial) }
+                partials.initializeElement(at: worker, to: partial)
             }
-            census = results.withLock { $0.reduce(BuddyCensus(tree: tree), +) }
+            census = partials.reduce(BuddyCensus(tree: tree), +)
+            partials.deinitialize()
         }
         self.init(census: census, snapshot: snapshot)
     }
