@@ -5,6 +5,7 @@ import ShmFormat
 import Synchronization
 import Testing
 @testable import ShmAlloc
+import ShmInspect
 
 /// A free-space index over zeroed process memory, for tests.
 private final class IndexUnderTest: @unchecked Sendable {  // shared by test threads only through atomics
@@ -65,7 +66,7 @@ struct FreeIndexTests {
     func modelAgreement(blockCount: Int) throws {
         let under = try IndexUnderTest(blockCount: blockCount)
         var model = Array(repeating: Set<Int>(), count: under.layout.classCount)
-        var random = SystemRandomNumberGenerator()
+        var random = SplitMix64(seed: 0x5EED000C)
         for step in 0..<3000 {
             let blockClass = Int.random(in: 0..<under.layout.classCount, using: &random)
             // Cluster blocks so words fill up and empty out again, exercising the summaries.
@@ -108,7 +109,7 @@ struct FreeIndexTests {
         await withTaskGroup(of: Void.self) { group in
             for thread in 0..<threads {
                 group.addTask {
-                    var random = SystemRandomNumberGenerator()
+                    var random = SplitMix64(seed: 0x5EED000D &+ UInt64(thread))
                     for _ in 0..<20_000 {
                         let block = Int.random(in: 0..<(under.layout.blockCount / threads), using: &random) * threads + thread
                         if Bool.random(using: &random) {
@@ -148,7 +149,7 @@ struct IndexConsistencyTests {
             start: (cache.fileBase + cache.layout.indexOffset).assumingMemoryBound(to: UInt64.self),
             count: cache.layout.freeIndex.totalWords)
         var live: [ShmOffset] = []
-        var random = SystemRandomNumberGenerator()
+        var random = SplitMix64(seed: 0x5EED000E)
         for step in 0..<6000 {
             if live.isEmpty || Int.random(in: 0..<5, using: &random) < 3 {
                 if let offset = try? cache.allocate(Int.random(in: 1...1016, using: &random)) { live.append(offset) }
@@ -177,9 +178,9 @@ struct IndexConsistencyTests {
         // 60 usable blocks for 4 threads keep them on the same words and the same index words.
         let cache = try SharedCache(path: path, policy: .require(try Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10)))
         let failures = await withTaskGroup(of: Int.self) { group in
-            for _ in 0..<4 {
+            for task in 0..<4 {
                 group.addTask {
-                    var random = SystemRandomNumberGenerator()
+                    var random = SplitMix64(seed: 0x5EED000F &+ UInt64(task))
                     var live: [ShmOffset] = []
                     var failed = 0
                     for _ in 0..<40_000 {
@@ -218,7 +219,7 @@ struct IndexConsistencyTests {
         let tree = geometry.tree
         let blocks = owner.layout.nullBlockCount..<geometry.blockCount
         var live: [ShmOffset] = []
-        var random = SystemRandomNumberGenerator()
+        var random = SplitMix64(seed: 0x5EED0010)
         var placements = 0
         for step in 0..<2500 {
             if live.isEmpty || Int.random(in: 0..<5, using: &random) < 3 {

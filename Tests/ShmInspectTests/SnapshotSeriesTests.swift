@@ -15,7 +15,7 @@ struct SnapshotSeriesTests {
         // 16 MiB: 16384 blocks, so a series spans several 8192-word reads and many empty groups.
         let cache = try file.createCache(try Geometry(minSize: 32, maxSize: 1024, capacity: 16 << 20))
         let inspector = try CacheInspector(path: file.path)
-        var random = SystemRandomNumberGenerator()
+        var random = SplitMix64(seed: 0x5EED0005)
         var held: [ShmOffset] = []
         var recycled = RecycledWords()
         var previous = try inspector.snapshot(readingAllocations: false)
