@@ -1,16 +1,17 @@
 // The read-only attachment to a cache file.
 //
-// Why `pread` and not a mapping: a mapping of a file that another process truncates raises SIGBUS
-// on the next access past the new end, and a Swift program cannot recover from that signal. `pread`
-// reports the same situation as a short read. So the inspector never maps the file: it opens it
-// `O_RDONLY` (it cannot write a byte even by mistake) and copies the header page, the buddy words
-// and, for the allocation scan, the used blocks with `pread`.
+// The file is opened `O_RDONLY`, so the inspector cannot write a byte even by mistake. What a live
+// view reads at every refresh (the buddy words, and the allocation headers of its header scans)
+// it reads from a `PROT_READ` mapping of the file past the header page, with atomic loads, under a
+// guard that survives the file being truncated (GuardedMapping.swift): no copy through the kernel.
+// The header page, the free-space index and a drilled-into block are read with `pread`, which
+// reports a truncated file as a short read.
 //
 // Atomicity of the words: writers change a word only with 8-byte compare-and-swap on an aligned
-// address; the kernel copies page-cache data to user space in aligned chunks of at least 8 bytes
-// on x86-64 and arm64, so each word arrives whole. The copy as a whole is not one instant: words
-// read early and words read late may straddle a writer's operation, which is what a snapshot of a
-// live cache means. Every statistic is computed from the one copy, so figures agree with each other.
+// address, and the inspector loads each one whole. A snapshot as a whole is not one instant:
+// words read early and words read late may straddle a writer's operation, which is what a
+// snapshot of a live cache means. Every statistic is computed from the one copy, so figures agree
+// with each other.
 
 #if canImport(Glibc)
 import Glibc
@@ -26,7 +27,9 @@ import SystemPackage
 /// often as needed, and look inside a block with ``blockDetail(_:)``. Every call checks that the
 /// path still names the attached file at its full size and throws ``InspectError/truncated(path:size:expected:)``,
 /// ``InspectError/deleted(path:)`` or ``InspectError/replaced(path:)`` when it does not. Nothing the
-/// inspector does writes to the file. Safe to use from several threads (`pread` keeps no offset).
+/// inspector does writes to the file. Safe to use from several threads (`pread` keeps no offset;
+/// the words mapping is only read). Once the file was truncated under a read of the words, the
+/// inspector stays detached: attach again when the file is back.
 public final class CacheInspector: Sendable {
     /// The path the inspector attached to.
     public let path: String
@@ -34,6 +37,9 @@ public final class CacheInspector: Sendable {
     public let header: FileHeader
 
     private let descriptor: FileDescriptor
+    /// The file from the buddy words to its end (words, free-space index, data), mapped: the
+    /// parts read at every refresh of a live view.
+    private let mapping: GuardedMapping
     private let device: UInt64
     private let inode: UInt64
 
@@ -63,6 +69,10 @@ public final class CacheInspector: Sendable {
             header = try Self.readHeader(descriptor, path: path, fileSize: Int(status.size))
             device = UInt64(status.deviceID.rawValue)
             inode = UInt64(status.inode.rawValue)
+            do {
+                let layout = header.layout
+                mapping = try GuardedMapping(descriptor, offset: layout.wordsOffset, count: (layout.fileSize - layout.wordsOffset) / 8)
+            } catch { throw InspectError.system(path: path, operation: "mmap", errno: error) }
         } catch let error as InspectError {
             try? descriptor.close()
             throw error
@@ -80,15 +90,20 @@ public final class CacheInspector: Sendable {
     /// Copies the header and the buddy words, and (when `readingAllocations`) scans the headers of
     /// all allocations for their owners and requested sizes.
     ///
-    /// The word copy costs one `pread` of 8 bytes per block; the allocation scan reads every block
-    /// that holds an allocation, so a caller refreshing many times a second may scan less often.
+    /// The word copy costs 8 bytes per block; the allocation scan reads every block that holds an
+    /// allocation, so a caller refreshing many times a second may scan less often.
     public func snapshot(readingAllocations: Bool = true) throws(InspectError) -> CacheSnapshot {
         let started = ContinuousClock.now
         let wallClock = Self.wallClockNanoseconds()
         try checkFile()
         let current = try Self.readHeader(descriptor, path: path, fileSize: nil)
         guard current.layout == header.layout else { throw .replaced(path: path) }
-        let words = try readWords(count: geometry.blockCount, at: layout.wordsOffset)
+        let words = try readMapped { mapped in
+            [UInt64](unsafeUninitializedCapacity: geometry.blockCount) { buffer, initialised in
+                for block in buffer.indices { buffer[block] = mapped.word(at: block) }
+                initialised = buffer.count
+            }
+        }
         let indexWords = layout.indexLength == 0 ? [] : try readWords(count: layout.freeIndex.totalWords, at: layout.indexOffset)
         let allocations = readingAllocations ? try scanAllocations(words) : nil
         return CacheSnapshot(
@@ -99,13 +114,12 @@ public final class CacheInspector: Sendable {
     /// The next snapshot of a series, taken by difference from `previous` (an earlier snapshot of
     /// this inspector's), with what changed since: what a live view needs at every refresh.
     ///
-    /// The words are read with `pread` as always, but a chunk at a time into a small buffer that
-    /// stays in the CPU cache, and compared there with the previous words; only the words that
-    /// changed are written into the new snapshot's array. That array is `recycled`'s, an older
-    /// snapshot's words brought up to date from the changes recorded with it, so a refresh neither
-    /// allocates nor writes 8 bytes per block. (A snapshot from ``snapshot(readingAllocations:)``
-    /// copies the words whole and reads them again to compare.) The free-space index is not read:
-    /// the snapshot's `indexWords` is empty.
+    /// The mapped words are compared with the previous words where they are read, and only the
+    /// words that changed are written into the new snapshot's array. That array is `recycled`'s,
+    /// an older snapshot's words brought up to date from the changes recorded with it, so a
+    /// refresh neither allocates nor writes 8 bytes per block. (A snapshot from
+    /// ``snapshot(readingAllocations:)`` copies the words whole and reads them again to compare.)
+    /// The free-space index is not read: the snapshot's `indexWords` is empty.
     ///
     /// `recycled` starts empty (``RecycledWords/init()``); pass the same one to every call of a
     /// series, with the snapshot the last call returned as `previous` (any other starts afresh).
@@ -133,39 +147,17 @@ public final class CacheInspector: Sendable {
             let groups = (usable.count + SnapshotChanges.chunkWords - 1) / SnapshotChanges.chunkWords
             recycled.emptyGroups = [UInt64](repeating: 0, count: (groups + 63) / 64)
         }
-        if recycled.chunk.isEmpty { recycled.chunk = [UInt64](repeating: 0, count: RecycledWords.chunkWords) }
-
-        var changes = SnapshotChanges()
-        var block = usable.lowerBound
-        while block < usable.upperBound {
-            let count = min(RecycledWords.chunkWords, usable.upperBound - block)
-            let failure: InspectError? = recycled.chunk.withUnsafeMutableBytes { bytes in
-                do throws(InspectError) {
-                    try read(into: UnsafeMutableRawBufferPointer(rebasing: bytes[..<(count * 8)]), at: layout.wordsOffset + block * 8)
-                } catch { return error }
-                return nil
-            }
-            if let failure { throw failure }
-            #if _endian(big)
-            for index in 0..<count { recycled.chunk[index] = UInt64(littleEndian: recycled.chunk[index]) }
-            #endif
-            let before = changes.blocks.count
-            // Chunks start at multiples of `chunkWords` from the first usable block, so their
-            // groups start at a word of the bitmap.
-            let firstGroupWord = (block - usable.lowerBound) / SnapshotChanges.chunkWords / 64
-            recycled.chunk.withUnsafeBufferPointer { chunk in
-                words.withUnsafeBufferPointer { words in
-                    recycled.emptyGroups.withUnsafeMutableBufferPointer { emptyGroups in
-                        changes.record(
-                            UnsafeBufferPointer(rebasing: words[block..<(block + count)]),
-                            UnsafeBufferPointer(rebasing: chunk[..<count]), firstBlock: block,
-                            emptyGroups: UnsafeMutableBufferPointer(rebasing: emptyGroups[firstGroupWord...]))
-                    }
+        var changes = SnapshotChanges(expected: (recycled.changes?.blocks.count ?? 0) * 5 / 4)
+        try readMapped { mapped in
+            words.withUnsafeBufferPointer { old in
+                recycled.emptyGroups.withUnsafeMutableBufferPointer { emptyGroups in
+                    changes.record(
+                        UnsafeBufferPointer(rebasing: old[usable]), mapped.advanced(by: usable.lowerBound),
+                        firstBlock: usable.lowerBound, emptyGroups: emptyGroups)
                 }
             }
-            for index in before..<changes.blocks.count { words[changes.blocks[index]] = changes.laterWords[index] }
-            block += count
         }
+        for (block, word) in zip(changes.blocks, changes.laterWords) { words[block] = word }
         changes.finish(
             seconds: SnapshotChanges.seconds(from: previous.takenAt, to: started), tree: geometry.tree, minSize: geometry.minSize)
 
@@ -185,11 +177,7 @@ public final class CacheInspector: Sendable {
     public func blockDetail(_ block: Int, previewLength: Int = BlockDetail.defaultPreviewLength) throws(InspectError) -> BlockDetail {
         precondition((0..<geometry.blockCount).contains(block), "block \(block) out of 0..<\(geometry.blockCount)")
         try checkFile()
-        var word: UInt64 = 0
-        try withUnsafeMutableBytes(of: &word) { buffer throws(InspectError) in
-            try read(into: buffer, at: layout.wordsOffset + block * 8)
-        }
-        word = UInt64(littleEndian: word)
+        let word = try readMapped { $0.word(at: block) }
         let data = try [UInt8](unsafeUninitializedCapacity: geometry.blockSize) { buffer, initialised throws(InspectError) in
             try read(into: UnsafeMutableRawBufferPointer(buffer), at: layout.dataOffset + block * geometry.blockSize)
             initialised = buffer.count
@@ -228,6 +216,16 @@ public final class CacheInspector: Sendable {
     }
 
     // MARK: - Reading
+
+    /// Runs `body` over the mapped words (the buddy words from index 0); throws when the file was truncated under the mapping,
+    /// during this read or an earlier one.
+    private func readMapped<Result>(_ body: (MappedWords) -> Result) throws(InspectError) -> Result {
+        if let result = mapping.read(body) { return result }
+        // The file's state says why (it may also have been deleted or replaced since); a file
+        // already back at full size was still shorter than the faulting page for a while.
+        try checkFile()
+        throw .truncated(path: path, size: mapping.faultedFileOffset ?? 0, expected: layout.fileSize)
+    }
 
     /// Reads `count` little-endian 64-bit words at `offset`.
     private func readWords(count: Int, at offset: Int) throws(InspectError) -> [UInt64] {
@@ -286,36 +284,23 @@ public final class CacheInspector: Sendable {
 
     // MARK: - Allocation scan
 
-    /// The most bytes one `pread` of the data region asks for.
-    static let scanChunkBytes = 1 << 20
-
-    /// Reads the header of every allocation in `words` (runs of non-empty blocks at a time) and
-    /// sums them per owner and per order; owners are then checked for liveness.
+    /// Reads the header of every allocation in `words` through the mapping and sums them per
+    /// owner and per order; owners are then checked for liveness.
     private func scanAllocations(_ words: [UInt64]) throws(InspectError) -> AllocationCensus {
         let tree = geometry.tree
+        let blockWords = geometry.blockSize / 8
         var builder = AllocationCensus.Builder(geometry: geometry)
-        let blocksPerChunk = max(1, Self.scanChunkBytes / geometry.blockSize)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blocksPerChunk * geometry.blockSize, alignment: 8)
-        defer { buffer.deallocate() }
-
-        var block = layout.nullBlockCount
-        while block < words.count {
-            guard words[block] != 0 else { block += 1; continue }
-            var end = block + 1
-            while end < words.count, end - block < blocksPerChunk, words[end] != 0 { end += 1 }
-            let run = UnsafeMutableRawBufferPointer(rebasing: buffer[..<((end - block) * geometry.blockSize)])
-            try read(into: run, at: layout.dataOffset + block * geometry.blockSize)
-            for index in block..<end {
-                var nodes = tree.allocations(words[index])
+        try readMapped { mapped in
+            let data = mapped.advanced(by: (layout.dataOffset - layout.wordsOffset) / 8)
+            for block in layout.nullBlockCount..<words.count where words[block] != 0 {
+                var nodes = tree.allocations(words[block])
                 while nodes != 0 {
                     let node = nodes.trailingZeroBitCount
                     nodes &= nodes &- 1
-                    let offsetInRun = (index - block) * geometry.blockSize + tree.byteOffset(ofNode: node, minSize: geometry.minSize)
-                    let raw = UInt64(littleEndian: run.loadUnaligned(fromByteOffset: offsetInRun, as: UInt64.self))
-                    builder.add(rawHeader: raw, order: tree.order(ofNode: node))
+                    let header = data.word(at: block * blockWords + tree.byteOffset(ofNode: node, minSize: geometry.minSize) / 8)
+                    builder.add(rawHeader: header, order: tree.order(ofNode: node))
                 }
             }
-            block = end
         }
         return builder.census(isAlive: ProcessLiveness.isAlive)
     }
@@ -340,12 +325,8 @@ public enum ProcessLiveness {
 
 /// An older snapshot's words kept for reuse by
 /// ``CacheInspector/snapshot(readingAllocations:after:recycling:)``, with the changes that bring
-/// them up to the snapshot the next call compares with, and the buffer the words are read into.
+/// them up to the snapshot the next call compares with.
 public struct RecycledWords: Sendable {
-    /// Words read per `pread`: 64 KiB, small enough to stay in the CPU cache while compared (a
-    /// multiple of 64 · `SnapshotChanges.chunkWords`, so chunks start at a word of `emptyGroups`).
-    static let chunkWords = 8192
-
     /// An older snapshot's words.
     var words: [UInt64] = []
     /// What turns `words` into the snapshot `basis` names.
@@ -355,8 +336,6 @@ public struct RecycledWords: Sendable {
     /// One bit per group of `SnapshotChanges.chunkWords` usable words of that snapshot: set when
     /// the group is all zero (empty blocks), so the next comparison need not read it.
     var emptyGroups: [UInt64] = []
-    /// The buffer each `pread` fills.
-    var chunk: [UInt64] = []
 
     /// Nothing recycled yet.
     public init() {}

@@ -109,37 +109,66 @@ public struct SnapshotChanges: Sendable {
         finish(seconds: Self.seconds(from: earlier.takenAt, to: later.takenAt), tree: later.tree, minSize: later.geometry.minSize)
     }
 
-    /// No changes yet: `record` adds them, `finish` computes the rates.
-    init() { rates = SnapshotRates(seconds: 0, earlierWords: [], laterWords: [], tree: BuddyTree(depth: 0), minSize: 1) }
+    /// No changes yet: `record` adds them, `finish` computes the rates. `expected` changes are
+    /// made room for at once (a live view expects about as many as last time), so the arrays do
+    /// not grow step by step while `record` runs.
+    init(expected: Int = 0) {
+        rates = SnapshotRates(seconds: 0, earlierWords: [], laterWords: [], tree: BuddyTree(depth: 0), minSize: 1)
+        blocks.reserveCapacity(expected)
+        earlierWords.reserveCapacity(expected)
+        laterWords.reserveCapacity(expected)
+    }
 
     /// Records the blocks whose words differ between `old` and `new`, the words of blocks
     /// `firstBlock ..< firstBlock + old.count` (called in ascending block order).
+    ///
+    /// `new` may be a live mapping that writers change meanwhile: each of its words is loaded once
+    /// for the group comparison, and the recorded later word is that one load, so the recorded
+    /// words and `emptyGroups` agree with each other.
     ///
     /// With `emptyGroups`, a bitmap over the groups of `chunkWords` words of `old` (bit g for
     /// words 8g ..< 8g+8): a set bit promises that the group of `old` is all zero, so the group is
     /// compared without reading `old` (empty blocks are most of a cache, and `old` is the part of
     /// the comparison that comes from memory); afterwards each bit says the same of `new`.
-    mutating func record(
-        _ old: UnsafeBufferPointer<UInt64>, _ new: UnsafeBufferPointer<UInt64>, firstBlock: Int,
+    mutating func record<New: WordLoading>(
+        _ old: UnsafeBufferPointer<UInt64>, _ new: New, firstBlock: Int,
         emptyGroups: UnsafeMutableBufferPointer<UInt64>? = nil
     ) {
-        precondition(old.count == new.count, "word ranges of different lengths")
         var start = 0
         var group = 0
         while start < old.count {
+            // A whole span of groups (one word of `emptyGroups`) is first tested in one pass
+            // without branches: in a live cache most spans are unchanged, and most of those all
+            // empty. Their `emptyGroups` word stays as it is.
+            if group & 63 == 0, start &+ Self.spanWords <= old.count {
+                let emptyWord = emptyGroups.map { $0[group &>> 6] } ?? 0
+                if emptyWord == ~0 || emptyWord == 0,
+                   Self.isUnchanged(old, new.bulkView(from: start, count: Self.spanWords), from: start, oldIsEmpty: emptyWord != 0) {
+                    start &+= Self.spanWords
+                    group &+= 64
+                    continue
+                }
+            }
             let end = min(old.count, start &+ Self.chunkWords)
+            var loaded = InlineArray<8, UInt64>(repeating: 0)
             var newBits: UInt64 = 0
-            for index in start..<end { newBits |= new[index] }
+            for index in start..<end {
+                let word = new.word(at: index)
+                loaded[index &- start] = word
+                newBits |= word
+            }
             let bit = UInt64(1) &<< UInt64(group & 63)
             if let emptyGroups, emptyGroups[group &>> 6] & bit != 0 {
                 if newBits != 0 {
-                    for index in start..<end where new[index] != 0 { append(firstBlock &+ index, 0, new[index]) }
+                    for index in start..<end where loaded[index &- start] != 0 { append(firstBlock &+ index, 0, loaded[index &- start]) }
                 }
             } else {
                 var difference: UInt64 = 0
-                for index in start..<end { difference |= old[index] ^ new[index] }
+                for index in start..<end { difference |= old[index] ^ loaded[index &- start] }
                 if difference != 0 {
-                    for index in start..<end where old[index] != new[index] { append(firstBlock &+ index, old[index], new[index]) }
+                    for index in start..<end where old[index] != loaded[index &- start] {
+                        append(firstBlock &+ index, old[index], loaded[index &- start])
+                    }
                 }
             }
             if let emptyGroups {
@@ -148,6 +177,24 @@ public struct SnapshotChanges: Sendable {
             start = end
             group &+= 1
         }
+    }
+
+    /// Words in one span of 64 groups, tested at once by `record`.
+    static let spanWords = 64 * chunkWords
+
+    /// Whether `new` equals `old`'s words from `start`, or is all zero when `oldIsEmpty` (and
+    /// `old` is not read). One pass without branches, which the compiler vectorises.
+    @inline(__always)
+    private static func isUnchanged(
+        _ old: UnsafeBufferPointer<UInt64>, _ new: UnsafeBufferPointer<UInt64>, from start: Int, oldIsEmpty: Bool
+    ) -> Bool {
+        var difference: UInt64 = 0
+        if oldIsEmpty {
+            for index in new.indices { difference |= new[index] }
+        } else {
+            for index in new.indices { difference |= old[start &+ index] ^ new[index] }
+        }
+        return difference == 0
     }
 
     private mutating func append(_ block: Int, _ earlier: UInt64, _ later: UInt64) {
@@ -169,5 +216,24 @@ public struct SnapshotChanges: Sendable {
     /// the changed blocks' earlier words counted out, their later words counted in.
     public func census(updating census: BuddyCensus) -> BuddyCensus {
         census - BuddyCensus(tree: census.tree, words: earlierWords) + BuddyCensus(tree: census.tree, words: laterWords)
+    }
+}
+
+/// Where ``SnapshotChanges`` reads the later words: a snapshot's copy, or the live words of a
+/// mapped file.
+protocol WordLoading {
+    /// The word at `index`, loaded once.
+    func word(at index: Int) -> UInt64
+    /// `count` words from `start` as plain memory, for a bulk test whose answer only chooses
+    /// between a fast path and `word(at:)`: words may change while it reads them. In the file's
+    /// byte order (on a big-endian host a bulk comparison with host-order words fails, which
+    /// only costs the fast path).
+    func bulkView(from start: Int, count: Int) -> UnsafeBufferPointer<UInt64>
+}
+
+extension UnsafeBufferPointer<UInt64>: WordLoading {
+    @inline(__always) func word(at index: Int) -> UInt64 { self[index] }
+    @inline(__always) func bulkView(from start: Int, count: Int) -> UnsafeBufferPointer<UInt64> {
+        UnsafeBufferPointer(rebasing: self[start..<(start &+ count)])
     }
 }

@@ -93,7 +93,7 @@ final class LiveSampler {
     static let minimumScanInterval = Duration.seconds(2)
     /// A header scan may take at most 1/`scanCostDivisor` of the time: a scan of a big, full
     /// cache reads every used block, so its interval grows with its cost.
-    static let scanCostDivisor = 100
+    static let scanCostDivisor = 400
     /// Utilisation samples kept for the sparkline.
     static let historyLength = 512
 

@@ -146,7 +146,9 @@ final class WatchApp {
             var wait = nextSample - ContinuousClock.now
             if let flash = state.flash { wait = min(wait, flash.until - ContinuousClock.now) }
             if let end { wait = min(wait, end - ContinuousClock.now) }
-            let milliseconds = max(0, Int(wait / .milliseconds(1)))
+            // Rounded up: a wait of less than a millisecond rounded down to 0 would poll the
+            // terminal in a busy loop until the next sample is due.
+            let milliseconds = max(0, Int((wait / .milliseconds(1)).rounded(.up)))
             guard let key = terminal.readKey(timeoutMilliseconds: milliseconds) else { continue }
             if handle(key) == .quit { return .quit }
             needsPaint = true

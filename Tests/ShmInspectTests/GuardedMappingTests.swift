@@ -1,0 +1,104 @@
+// The guard that lets the inspector map the words of a file another process may truncate: a
+// fault inside a guarded range is reported, not fatal; any other SIGBUS is left as fatal as it was.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import ShmInspect
+import SystemPackage
+import Testing
+
+@Suite("Guarded mappings")
+struct GuardedMappingTests {
+    /// A file of `pages` pages whose word i holds i + 1, opened read-only.
+    static func numberedFile(_ file: TemporaryFile, pages: Int) throws -> FileDescriptor {
+        let words = pages * GuardTable.pageSize / 8
+        let writer = try FileDescriptor.open(FilePath(file.path), .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
+        defer { try? writer.close() }
+        _ = try (1...UInt64(words)).map { $0.littleEndian }.withUnsafeBytes { try writer.writeAll($0) }
+        return try FileDescriptor.open(FilePath(file.path), .readOnly)
+    }
+
+    /// Sums the mapped words, each loaded once.
+    static func sum(_ mapping: GuardedMapping) -> UInt64? {
+        mapping.read { words in (0..<mapping.count).reduce(0) { $0 &+ words.word(at: $1) } }
+    }
+
+    @Test("reads the file's words; a truncation under the range is reported with the faulting page, and stays reported")
+    func truncationIsReported() throws {
+        let file = TemporaryFile("guarded")
+        defer { file.remove() }
+        let page = GuardTable.pageSize
+        let descriptor = try Self.numberedFile(file, pages: 4)
+        defer { try? descriptor.close() }
+        // Pages 1 ..< 4, as the inspector maps the words after the header page.
+        let mapping = try GuardedMapping(descriptor, offset: page, count: 3 * page / 8)
+        let first = UInt64(page / 8) + 1
+        let count = UInt64(3 * page / 8)
+        #expect(Self.sum(mapping) == count * first + count * (count - 1) / 2)
+        #expect(mapping.faultedFileOffset == nil)
+
+        // Cut inside page 2: page 2 reads zeros past the end, page 3 faults.
+        #expect(truncate(file.path, off_t(2 * page + 100)) == 0)
+        #expect(Self.sum(mapping) == nil)
+        #expect(mapping.hasFaulted)
+        #expect(mapping.faultedFileOffset == 3 * page)
+        // The file grows back: the mapping stays retired (its page 3 is a page of zeros now).
+        #expect(truncate(file.path, off_t(4 * page)) == 0)
+        #expect(Self.sum(mapping) == nil)
+
+        // A new mapping of the same file reads it again (zeros where it was cut).
+        let fresh = try GuardedMapping(descriptor, offset: page, count: 3 * page / 8)
+        #expect(Self.sum(fresh) != nil)
+        #expect(!fresh.hasFaulted)
+    }
+
+    @Test("a fault in one mapping leaves another mapping's reads alone")
+    func faultsStayInTheirRange() throws {
+        let cut = TemporaryFile("guarded-cut")
+        let kept = TemporaryFile("guarded-kept")
+        defer { cut.remove(); kept.remove() }
+        let page = GuardTable.pageSize
+        let cutDescriptor = try Self.numberedFile(cut, pages: 2)
+        let keptDescriptor = try Self.numberedFile(kept, pages: 2)
+        defer { try? cutDescriptor.close(); try? keptDescriptor.close() }
+        let cutMapping = try GuardedMapping(cutDescriptor, offset: 0, count: 2 * page / 8)
+        let keptMapping = try GuardedMapping(keptDescriptor, offset: 0, count: 2 * page / 8)
+        let keptSum = Self.sum(keptMapping)
+        #expect(truncate(cut.path, 0) == 0)
+        #expect(Self.sum(cutMapping) == nil)
+        #expect(Self.sum(keptMapping) == keptSum && keptSum != nil)
+        #expect(!keptMapping.hasFaulted)
+    }
+
+    @Test("a SIGBUS outside every guarded range still ends the process")
+    func unguardedFaultStillFatal() async {
+        await #expect(processExitsWith: .failure) {
+            let file = TemporaryFile("unguarded")
+            let page = GuardTable.pageSize
+            let descriptor = try Self.numberedFile(file, pages: 2)
+            // The guard is installed and guards another range of the same file.
+            let guarded = try GuardedMapping(descriptor, offset: 0, count: page / 8)
+            _ = Self.sum(guarded)
+            let unguarded = mmap(nil, 2 * page, PROT_READ, MAP_SHARED, descriptor.rawValue, 0)!
+            #expect(truncate(file.path, 0) == 0)
+            file.remove()
+            // Faults inside the unguarded mapping: the process must die here.
+            print(unguarded.load(fromByteOffset: page, as: UInt64.self))
+        }
+    }
+
+    @Test("a SIGBUS sent by a process still ends it, even with a fault address inside a guarded range")
+    func sentSignalStillFatal() async {
+        await #expect(processExitsWith: .failure) {
+            let file = TemporaryFile("sent")
+            let descriptor = try Self.numberedFile(file, pages: 1)
+            file.remove()
+            let guarded = try GuardedMapping(descriptor, offset: 0, count: GuardTable.pageSize / 8)
+            _ = Self.sum(guarded)
+            kill(getpid(), SIGBUS)
+            // The signal is delivered before `kill` returns; staying alive means it was swallowed.
+            sleep(5)
+        }
+    }
+}
