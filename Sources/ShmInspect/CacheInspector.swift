@@ -28,8 +28,7 @@ import SystemPackage
 /// path still names the attached file at its full size and throws ``InspectError/truncated(path:size:expected:)``,
 /// ``InspectError/deleted(path:)`` or ``InspectError/replaced(path:)`` when it does not. Nothing the
 /// inspector does writes to the file. Safe to use from several threads (`pread` keeps no offset;
-/// the words mapping is only read). Once the file was truncated under a read of the words, the
-/// inspector stays detached: attach again when the file is back.
+/// the words mapping is only read).
 public final class CacheInspector: Sendable {
     /// The path the inspector attached to.
     public let path: String
@@ -217,12 +216,18 @@ public final class CacheInspector: Sendable {
 
     // MARK: - Reading
 
-    /// Runs `body` over the mapped words (the buddy words from index 0); throws when the file was truncated under the mapping,
-    /// during this read or an earlier one.
+    /// Runs `body` over the mapped words (the buddy words from index 0); throws when the file is
+    /// shorter than its layout (truncated under the mapping), deleted or replaced.
     private func readMapped<Result>(_ body: (MappedWords) -> Result) throws(InspectError) -> Result {
         if let result = mapping.read(body) { return result }
-        // The file's state says why (it may also have been deleted or replaced since); a file
-        // already back at full size was still shorter than the faulting page for a while.
+        // The file's state says why (it may also have been deleted or replaced since).
+        try checkFile()
+        // The same file is whole again (grown back, or the truncation was met in flight): map it
+        // afresh and read once more.
+        mapping.restore(descriptor)
+        if let result = mapping.read(body) { return result }
+        // Cut again meanwhile: the file's size now, or if it already grew back, the first page
+        // that faulted (the file was at most that long).
         try checkFile()
         throw .truncated(path: path, size: mapping.faultedFileOffset ?? 0, expected: layout.fileSize)
     }

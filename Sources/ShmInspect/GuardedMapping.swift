@@ -9,9 +9,10 @@
 // - One process-wide SIGBUS handler, installed on first use, knows the guarded ranges: a fixed
 //   table of atomics, so the handler neither allocates nor locks.
 // - A fault inside a guarded range maps a private page of zeros over the faulting page (the load
-//   that faulted then completes and reads zeros) and marks the range as faulted.
-// - A reader checks the mark after reading and discards what it read when it is set. The range
-//   keeps its page of zeros, so a faulted mapping is retired: every later read reports the fault.
+//   that faulted then completes and reads zeros) and counts the fault in the range's row.
+// - A reader compares the count before and after reading and discards what it read when it moved.
+//   Pages of zeros stay until the owner maps the file afresh over the range (`restore`, once the
+//   file is whole again); until then every read reports the fault.
 // - A fault outside every guarded range, or a SIGBUS another process sent, restores the handler
 //   installed before ours and lets the signal happen again: the process meets that handler (by
 //   default, death) as it would have without the guard.
@@ -28,10 +29,11 @@ import SystemPackage
 /// under them.
 ///
 /// Reads go through ``read(_:)``, which returns `nil` when a page of the range faulted (the file
-/// became shorter than the range) during this or an earlier read. The mapping is read only: its
-/// pages are `PROT_READ`, and a write would fault.
+/// became shorter than the range) during the read or since the last ``restore(_:)``. The mapping
+/// is read only: its pages are `PROT_READ`, and a write would fault.
 final class GuardedMapping: @unchecked Sendable {
-    // @unchecked: the fields are immutable after `init`; the mapped words are read with atomic loads.
+    // @unchecked: the fields are immutable after `init` but for the atomic `restoredFaults`; the
+    // mapped words are read with atomic loads.
 
     /// The words of the range.
     private let words: UnsafePointer<Atomic<UInt64>>
@@ -44,6 +46,9 @@ final class GuardedMapping: @unchecked Sendable {
     private let mappedOffset: Int
     /// This mapping's row in the guard table.
     private let slot: Int
+    /// The row's fault count when the range was last mapped from the file: reads succeed only
+    /// while the count still equals it (no page of zeros in the range).
+    private let restoredFaults = Atomic<UInt>(0)
 
     /// Maps `count` 64-bit words of `descriptor`'s file from byte `offset` (a multiple of 8) and
     /// guards them.
@@ -77,26 +82,39 @@ final class GuardedMapping: @unchecked Sendable {
         munmap(mapping, mappedLength)
     }
 
-    /// Whether a page of the range faulted since it was mapped: the file was truncated below it.
-    var hasFaulted: Bool { GuardTable.faultedPage(slot) != 0 }
+    /// Whether a page of the range faulted since it was last mapped from the file.
+    var hasFaulted: Bool { GuardTable.faults(slot) != restoredFaults.load(ordering: .acquiring) }
 
-    /// The file offset of the first page that faulted (the file was at most this long then), or
-    /// `nil` when none did.
+    /// The file offset of the lowest page that faulted since the range was last mapped from the
+    /// file (the file was at most this long then), or `nil` when none did.
     var faultedFileOffset: Int? {
-        let page = GuardTable.faultedPage(slot)
+        let page = GuardTable.lowestFaultedPage(slot)
         return page == 0 ? nil : mappedOffset + Int(page - UInt(bitPattern: mapping))
     }
 
     /// Calls `body` with the range's words, or returns `nil` when a page of the range faulted
-    /// (now or before): then what `body` read is partly zeros and was thrown away.
+    /// during the call or since the last ``restore(_:)``: then what `body` read is partly zeros.
     ///
     /// Writers change the words with compare-and-swap at any time: `body` loads a word once where
     /// it needs one consistent value.
     func read<Result>(_ body: (MappedWords) -> Result) -> Result? {
-        guard !hasFaulted else { return nil }
+        let faults = GuardTable.faults(slot)
+        guard faults == restoredFaults.load(ordering: .acquiring) else { return nil }
         let result = body(MappedWords(base: words))
-        // A fault in `body` set the mark before the faulting load completed, in this thread.
-        return hasFaulted ? nil : result
+        // A fault in `body` was counted before the faulting load completed, in this thread.
+        return GuardTable.faults(slot) == faults ? result : nil
+    }
+
+    /// Maps `descriptor`'s file afresh over the whole range, replacing any pages of zeros, so reads
+    /// succeed again; for when the file is back at its full length. A fault during or after this
+    /// call makes reads fail again until the next one.
+    ///
+    /// The C function `mmap` with `MAP_FIXED`.
+    func restore(_ descriptor: FileDescriptor) {
+        let faults = GuardTable.faults(slot)
+        GuardTable.forgetFaultedPage(slot)
+        let remapped = mmap(mapping, mappedLength, PROT_READ, MAP_SHARED | MAP_FIXED, descriptor.rawValue, off_t(mappedOffset))
+        if remapped == mapping { restoredFaults.store(faults, ordering: .releasing) }
     }
 }
 
@@ -120,8 +138,8 @@ struct MappedWords: WordLoading {
 
 /// The process-wide table of guarded ranges and the SIGBUS handler that reads it.
 ///
-/// Each row is three atomic words: start, end and the fault mark (the address of the first page
-/// that faulted, 0 while none did). A row is free while its start
+/// Each row is four atomic words: start, end, the number of faults and the address of the lowest
+/// page that faulted since the range was last mapped (0 while none did). A row is free while its start
 /// is 0. `register` claims a free row with a compare-and-swap of the start from 0 to 1 (a start
 /// of 1 matches no address), writes the end, then the real start; `unregister` clears the start
 /// first. So the handler, which reads the start before the end, never matches a range that is
@@ -130,7 +148,7 @@ enum GuardTable {
     /// Mappings guarded at once, at most (a process rarely watches more than a few caches).
     static let capacity = 1024
 
-    private static let rowWords = 3
+    private static let rowWords = 4
     /// The table; allocated once, before the handler can run, and never freed.
     private nonisolated(unsafe) static let rows: UnsafeMutablePointer<Atomic<UInt>> = {
         let rows = UnsafeMutablePointer<Atomic<UInt>>.allocate(capacity: capacity * rowWords)
@@ -144,7 +162,8 @@ enum GuardTable {
 
     private static func start(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords }
     private static func end(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords + 1 }
-    private static func faulted(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords + 2 }
+    private static func faultCount(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords + 2 }
+    private static func faultedPage(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords + 3 }
 
     /// Installs the handler once per process (a Swift global's initialiser runs exactly once).
     static func installHandler() { _ = installation }
@@ -164,7 +183,8 @@ enum GuardTable {
     /// Claims a row for `range`; `nil` when every row is taken.
     static func register(_ range: Range<UInt>) -> Int? {
         for slot in 0..<capacity where start(slot).pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
-            faulted(slot).pointee.store(0, ordering: .relaxed)
+            faultCount(slot).pointee.store(0, ordering: .relaxed)
+            faultedPage(slot).pointee.store(0, ordering: .relaxed)
             end(slot).pointee.store(range.upperBound, ordering: .relaxed)
             start(slot).pointee.store(range.lowerBound, ordering: .releasing)
             return slot
@@ -177,8 +197,14 @@ enum GuardTable {
         start(slot).pointee.store(0, ordering: .releasing)
     }
 
-    /// The first page of `slot`'s range that faulted, or 0.
-    static func faultedPage(_ slot: Int) -> UInt { faulted(slot).pointee.load(ordering: .acquiring) }
+    /// How many faults `slot`'s range has had.
+    static func faults(_ slot: Int) -> UInt { faultCount(slot).pointee.load(ordering: .acquiring) }
+
+    /// The lowest page of `slot`'s range that faulted since the last `forgetFaultedPage`, or 0.
+    static func lowestFaultedPage(_ slot: Int) -> UInt { faultedPage(slot).pointee.load(ordering: .relaxed) }
+
+    /// Clears `slot`'s lowest faulted page, before its range is mapped afresh.
+    static func forgetFaultedPage(_ slot: Int) { faultedPage(slot).pointee.store(0, ordering: .relaxed) }
 
     /// The SIGBUS handler: async-signal-safe (atomics, `mmap`, `sigaction`, `raise`; no allocation).
     private static func handleBusError(_ info: UnsafeMutablePointer<siginfo_t>?) {
@@ -189,10 +215,17 @@ enum GuardTable {
             for slot in 0..<capacity {
                 let lower = start(slot).pointee.load(ordering: .acquiring)
                 guard lower > 1, lower <= address, address < end(slot).pointee.load(ordering: .relaxed) else { continue }
-                // The mark first: another thread may read the page of zeros as soon as it is
-                // mapped, and must then find the mark when it checks.
+                // Counted first: another thread may read the page of zeros as soon as it is
+                // mapped, and must then find the count moved when it checks.
                 let page = address & ~UInt(pageSize - 1)
-                _ = faulted(slot).pointee.compareExchange(expected: 0, desired: page, ordering: .releasing)
+                var lowest = faultedPage(slot).pointee.load(ordering: .relaxed)
+                while lowest == 0 || page < lowest {
+                    let (exchanged, current) = faultedPage(slot).pointee.compareExchange(
+                        expected: lowest, desired: page, ordering: .relaxed)
+                    if exchanged { break }
+                    lowest = current
+                }
+                faultCount(slot).pointee.add(1, ordering: .releasing)
                 let zeros = mmap(UnsafeMutableRawPointer(bitPattern: page), pageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
                 // Without the page of zeros the load would fault forever: give up as if unguarded.
                 guard zeros == MAP_FAILED else { return }

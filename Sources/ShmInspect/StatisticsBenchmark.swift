@@ -25,7 +25,7 @@ public struct StatisticsBenchmark: Sendable {
     public let singleThreadSeconds: Double
     /// ``CacheStatistics`` of a words-only snapshot on ``threads`` threads: the statistics pass.
     public let statisticsSeconds: Double
-    /// A words-only snapshot (`pread` of the words).
+    /// A words-only snapshot (a copy of the mapped words).
     public let snapshotSeconds: Double
     /// A snapshot with the allocation header scan; `nil` unless asked for.
     public let headerScanSeconds: Double?
@@ -70,7 +70,7 @@ public struct StatisticsBenchmark: Sendable {
             ("census pass (BuddyCensus)", censusSeconds),
             ("CacheStatistics, 1 thread", singleThreadSeconds),
             ("CacheStatistics, \(threads) threads", statisticsSeconds),
-            ("snapshot, words only (pread)", snapshotSeconds),
+            ("snapshot, words only", snapshotSeconds),
         ]
         if let headerScanSeconds { rows.append(("snapshot with allocation header scan", headerScanSeconds)) }
         return rows

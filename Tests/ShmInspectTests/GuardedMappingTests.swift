@@ -24,7 +24,7 @@ struct GuardedMappingTests {
         mapping.read { words in (0..<mapping.count).reduce(0) { $0 &+ words.word(at: $1) } }
     }
 
-    @Test("reads the file's words; a truncation under the range is reported with the faulting page, and stays reported")
+    @Test("reads the file's words; a truncation under the range is reported with the faulting page until the file is mapped afresh")
     func truncationIsReported() throws {
         let file = TemporaryFile("guarded")
         defer { file.remove() }
@@ -35,22 +35,30 @@ struct GuardedMappingTests {
         let mapping = try GuardedMapping(descriptor, offset: page, count: 3 * page / 8)
         let first = UInt64(page / 8) + 1
         let count = UInt64(3 * page / 8)
-        #expect(Self.sum(mapping) == count * first + count * (count - 1) / 2)
+        let whole = count * first + count * (count - 1) / 2
+        #expect(Self.sum(mapping) == whole)
         #expect(mapping.faultedFileOffset == nil)
 
         // Cut inside page 2: page 2 reads zeros past the end, page 3 faults.
-        #expect(truncate(file.path, off_t(2 * page + 100)) == 0)
+        #expect(truncate(file.path, off_t(2 * page + 96)) == 0)
         #expect(Self.sum(mapping) == nil)
         #expect(mapping.hasFaulted)
         #expect(mapping.faultedFileOffset == 3 * page)
-        // The file grows back: the mapping stays retired (its page 3 is a page of zeros now).
+        // The file grows back: reads still fail, for page 3 of the mapping is a page of zeros ...
         #expect(truncate(file.path, off_t(4 * page)) == 0)
         #expect(Self.sum(mapping) == nil)
+        // ... until the file is mapped afresh: then it reads the file as it is now (zeros past the cut).
+        mapping.restore(descriptor)
+        #expect(!mapping.hasFaulted)
+        let kept = UInt64((2 * page + 96) / 8) - UInt64(page / 8)
+        #expect(Self.sum(mapping) == kept * first + kept * (kept - 1) / 2)
 
-        // A new mapping of the same file reads it again (zeros where it was cut).
-        let fresh = try GuardedMapping(descriptor, offset: page, count: 3 * page / 8)
-        #expect(Self.sum(fresh) != nil)
-        #expect(!fresh.hasFaulted)
+        // Restored while the file is still short, the next read faults and fails again; the
+        // lowest faulting page bounds the file's length.
+        #expect(truncate(file.path, off_t(page)) == 0)
+        mapping.restore(descriptor)
+        #expect(Self.sum(mapping) == nil)
+        #expect(mapping.faultedFileOffset == page)
     }
 
     @Test("a fault in one mapping leaves another mapping's reads alone")

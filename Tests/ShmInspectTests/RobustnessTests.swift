@@ -142,6 +142,43 @@ struct RobustnessTests {
         #expect(InspectError.deleted(path: file.path).fileChangedWhileAttached)
     }
 
+    @Test("cut and grown back 200 times under a snapshot loop: only truncation errors, then a snapshot equal to a fresh attachment's")
+    func truncationsMetInFlight() throws {
+        let (file, inspector) = try Self.attachedSmallCache("inflight")
+        defer { file.remove() }
+        let layout = inspector.layout
+        let before = try inspector.snapshot()
+        let stop = Atomic<Bool>(false)
+        let unexpected = Atomic<Int>(0)
+        let loopDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            while !stop.load(ordering: .relaxed) {
+                do throws(InspectError) {
+                    _ = try inspector.snapshot()
+                } catch {
+                    if case .truncated = error {} else { unexpected.add(1, ordering: .relaxed) }
+                }
+            }
+            loopDone.signal()
+        }
+        // Cuts inside the data region: the loop's reads of the mapping past the cut fault, sometimes
+        // after its size check passed.
+        for _ in 0..<200 {
+            #expect(truncate(file.path, off_t(layout.dataOffset + layout.geometry.blockSize)) == 0)
+            usleep(200)
+            #expect(truncate(file.path, off_t(layout.fileSize)) == 0)
+            usleep(200)
+        }
+        stop.store(true, ordering: .relaxed)
+        loopDone.wait()
+        #expect(unexpected.load(ordering: .relaxed) == 0)
+        // Whole again (the data past the cut now zeros): the attached inspector reads what a new one does.
+        let after = try inspector.snapshot()
+        let fresh = try CacheInspector(path: file.path).snapshot()
+        #expect(after.words == fresh.words && after.words == before.words)
+        #expect(after.allocations == fresh.allocations)
+    }
+
     @Test("inspecting leaves the file's bytes and times unchanged")
     func readOnly() throws {
         let file = TemporaryFile("readonly")
