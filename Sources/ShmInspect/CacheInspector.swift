@@ -146,15 +146,20 @@ public final class CacheInspector: Sendable {
             let groups = (usable.count + SnapshotChanges.chunkWords - 1) / SnapshotChanges.chunkWords
             recycled.emptyGroups = [UInt64](repeating: 0, count: (groups + 63) / 64)
         }
-        var changes = SnapshotChanges(expected: (recycled.changes?.blocks.count ?? 0) * 5 / 4)
-        try readMapped { mapped in
+        let expected = (recycled.changes?.blocks.count ?? 0) * 5 / 4
+        let previousGroups = recycled.emptyGroups
+        var changes: SnapshotChanges
+        (changes, recycled.emptyGroups) = try readMapped { mapped in
+            var changes = SnapshotChanges(expected: expected)
+            var emptyGroups = previousGroups
             words.withUnsafeBufferPointer { old in
-                recycled.emptyGroups.withUnsafeMutableBufferPointer { emptyGroups in
+                emptyGroups.withUnsafeMutableBufferPointer { emptyGroups in
                     changes.record(
                         UnsafeBufferPointer(rebasing: old[usable]), mapped.advanced(by: usable.lowerBound),
                         firstBlock: usable.lowerBound, emptyGroups: emptyGroups)
                 }
             }
+            return (changes, emptyGroups)
         }
         for (block, word) in zip(changes.blocks, changes.laterWords) { words[block] = word }
         changes.finish(
@@ -216,19 +221,25 @@ public final class CacheInspector: Sendable {
 
     // MARK: - Reading
 
-    /// Runs `body` over the mapped words (the buddy words from index 0); throws when the file is
-    /// shorter than its layout (truncated under the mapping), deleted or replaced.
+    /// Runs `body` over the mapped words (the buddy words from index 0) and returns its result;
+    /// throws when the file is shorter than its layout (truncated under the mapping), deleted or
+    /// replaced. `body` may run twice, so it only computes its result.
     private func readMapped<Result>(_ body: (MappedWords) -> Result) throws(InspectError) -> Result {
-        if let result = mapping.read(body) { return result }
-        // The file's state says why (it may also have been deleted or replaced since).
-        try checkFile()
-        // The same file is whole again (grown back, or the truncation was met in flight): map it
-        // afresh and read once more.
-        mapping.restore(descriptor)
-        if let result = mapping.read(body) { return result }
-        // Cut again meanwhile: the file's size now, or if it already grew back, the first page
-        // that faulted (the file was at most that long).
-        try checkFile()
+        for attempt in 0..<2 {
+            if let result = mapping.read(body) {
+                // A cut inside a page does not fault (the page's tail reads as zeros): the file's
+                // size after the read says whether one happened meanwhile.
+                try checkFile()
+                return result
+            }
+            // The file's state says why (it may also have been deleted or replaced since).
+            try checkFile()
+            // The same file is whole again (grown back, or the truncation was met in flight): map
+            // it afresh and read once more.
+            if attempt == 0 { mapping.restore(descriptor) }
+        }
+        // Cut and grown back again meanwhile: the file was at most as long as the lowest page
+        // that faulted.
         throw .truncated(path: path, size: mapping.faultedFileOffset ?? 0, expected: layout.fileSize)
     }
 
@@ -294,8 +305,8 @@ public final class CacheInspector: Sendable {
     private func scanAllocations(_ words: [UInt64]) throws(InspectError) -> AllocationCensus {
         let tree = geometry.tree
         let blockWords = geometry.blockSize / 8
-        var builder = AllocationCensus.Builder(geometry: geometry)
-        try readMapped { mapped in
+        let builder = try readMapped { mapped in
+            var builder = AllocationCensus.Builder(geometry: geometry)
             let data = mapped.advanced(by: (layout.dataOffset - layout.wordsOffset) / 8)
             for block in layout.nullBlockCount..<words.count where words[block] != 0 {
                 var nodes = tree.allocations(words[block])
@@ -306,6 +317,7 @@ public final class CacheInspector: Sendable {
                     builder.add(rawHeader: header, order: tree.order(ofNode: node))
                 }
             }
+            return builder
         }
         return builder.census(isAlive: ProcessLiveness.isAlive)
     }

@@ -9,13 +9,16 @@
 // - One process-wide SIGBUS handler, installed on first use, knows the guarded ranges: a fixed
 //   table of atomics, so the handler neither allocates nor locks.
 // - A fault inside a guarded range maps a private page of zeros over the faulting page (the load
-//   that faulted then completes and reads zeros) and counts the fault in the range's row.
-// - A reader compares the count before and after reading and discards what it read when it moved.
-//   Pages of zeros stay until the owner maps the file afresh over the range (`restore`, once the
-//   file is whole again); until then every read reports the fault.
-// - A fault outside every guarded range, or a SIGBUS another process sent, restores the handler
-//   installed before ours and lets the signal happen again: the process meets that handler (by
-//   default, death) as it would have without the guard.
+//   that faulted then completes and reads zeros) and counts the fault in the range's row, twice:
+//   the count is odd while the page of zeros is being mapped.
+// - A reader compares the count before and after reading (a seqlock reader) and discards what it
+//   read when it moved. Pages of zeros stay until the owner maps the file afresh over the range
+//   (`restore`, once the file is whole again); until then every read reports the fault.
+// - A fault outside every guarded range, or a SIGBUS another process sent, goes to the action
+//   installed before ours: its handler is called, or the default (death) happens as it would have
+//   without the guard.
+// - A cut inside a page does not fault at all: the page's tail reads as zeros. Only the file's
+//   size after a read tells; `CacheInspector` checks it.
 
 #if canImport(Glibc)
 import Glibc
@@ -28,12 +31,12 @@ import SystemPackage
 /// A read-only shared mapping of a range of a file, whose reads survive the file being truncated
 /// under them.
 ///
-/// Reads go through ``read(_:)``, which returns `nil` when a page of the range faulted (the file
-/// became shorter than the range) during the read or since the last ``restore(_:)``. The mapping
-/// is read only: its pages are `PROT_READ`, and a write would fault.
+/// Reads go through ``read(_:)``, which returns `nil` when a whole page of the range faulted (the
+/// file became shorter than it) during the read or since the last ``restore(_:)``. The mapping is
+/// read only: its pages are `PROT_READ`, and a write would fault.
 final class GuardedMapping: @unchecked Sendable {
     // @unchecked: the fields are immutable after `init` but for the atomic `restoredFaults`; the
-    // mapped words are read with atomic loads.
+    // mapped memory is only read (see `MappedWords`).
 
     /// The words of the range.
     private let words: UnsafePointer<Atomic<UInt64>>
@@ -47,8 +50,12 @@ final class GuardedMapping: @unchecked Sendable {
     /// This mapping's row in the guard table.
     private let slot: Int
     /// The row's fault count when the range was last mapped from the file: reads succeed only
-    /// while the count still equals it (no page of zeros in the range).
+    /// while the count still equals it (no page of zeros in the range). Always even, but for
+    /// ``broken``.
     private let restoredFaults = Atomic<UInt>(0)
+    /// `restoredFaults` after a failed `restore`, which may have left the range unmapped: no
+    /// count equals it, so every read fails and the owner must map the file anew.
+    private static let broken = UInt.max
 
     /// Maps `count` 64-bit words of `descriptor`'s file from byte `offset` (a multiple of 8) and
     /// guards them.
@@ -85,8 +92,8 @@ final class GuardedMapping: @unchecked Sendable {
     /// Whether a page of the range faulted since it was last mapped from the file.
     var hasFaulted: Bool { GuardTable.faults(slot) != restoredFaults.load(ordering: .acquiring) }
 
-    /// The file offset of the lowest page that faulted since the range was last mapped from the
-    /// file (the file was at most this long then), or `nil` when none did.
+    /// The file offset of the lowest page of the range that ever faulted (the file was at most
+    /// this long then), or `nil` when none did.
     var faultedFileOffset: Int? {
         let page = GuardTable.lowestFaultedPage(slot)
         return page == 0 ? nil : mappedOffset + Int(page - UInt(bitPattern: mapping))
@@ -94,27 +101,37 @@ final class GuardedMapping: @unchecked Sendable {
 
     /// Calls `body` with the range's words, or returns `nil` when a page of the range faulted
     /// during the call or since the last ``restore(_:)``: then what `body` read is partly zeros.
+    /// `body` may run and be thrown away, so it should only compute its result.
     ///
     /// Writers change the words with compare-and-swap at any time: `body` loads a word once where
     /// it needs one consistent value.
     func read<Result>(_ body: (MappedWords) -> Result) -> Result? {
         let faults = GuardTable.faults(slot)
+        // An odd count (a page of zeros being mapped) never equals the even `restoredFaults`.
         guard faults == restoredFaults.load(ordering: .acquiring) else { return nil }
         let result = body(MappedWords(base: words))
-        // A fault in `body` was counted before the faulting load completed, in this thread.
+        // The loads of `body` complete before the count is read again.
+        atomicMemoryFence(ordering: .acquiring)
         return GuardTable.faults(slot) == faults ? result : nil
     }
 
     /// Maps `descriptor`'s file afresh over the whole range, replacing any pages of zeros, so reads
     /// succeed again; for when the file is back at its full length. A fault during or after this
-    /// call makes reads fail again until the next one.
+    /// call makes reads fail again until the next one. Returns false when it could not (a page of
+    /// zeros was being mapped, or `mmap` failed; after a failure every read fails).
     ///
     /// The C function `mmap` with `MAP_FIXED`.
-    func restore(_ descriptor: FileDescriptor) {
+    @discardableResult
+    func restore(_ descriptor: FileDescriptor) -> Bool {
         let faults = GuardTable.faults(slot)
-        GuardTable.forgetFaultedPage(slot)
+        guard faults & 1 == 0 else { return false }
         let remapped = mmap(mapping, mappedLength, PROT_READ, MAP_SHARED | MAP_FIXED, descriptor.rawValue, off_t(mappedOffset))
-        if remapped == mapping { restoredFaults.store(faults, ordering: .releasing) }
+        guard remapped == mapping else {
+            restoredFaults.store(Self.broken, ordering: .releasing)
+            return false
+        }
+        restoredFaults.store(faults, ordering: .releasing)
+        return true
     }
 }
 
@@ -125,9 +142,10 @@ struct MappedWords: WordLoading {
     /// The word at `index` (stored little-endian, as in the file).
     @inline(__always) func word(at index: Int) -> UInt64 { UInt64(littleEndian: base[index].load(ordering: .relaxed)) }
 
-    /// Plain loads of mapped words compile to vector loads (atomic loads cannot); the bulk test
-    /// they serve tolerates words changing under it, and reading them cannot fault other than
-    /// the way atomic loads do.
+    /// Plain loads of mapped words compile to vector loads (atomic loads cannot). Other processes
+    /// write these words meanwhile, which Swift's memory model does not describe; the bulk test
+    /// these loads serve only chooses between a fast path and `word(at:)`, so a value seen
+    /// between two writes costs it nothing. They fault like atomic loads do.
     @inline(__always) func bulkView(from start: Int, count: Int) -> UnsafeBufferPointer<UInt64> {
         UnsafeBufferPointer(start: UnsafeRawPointer(base + start).assumingMemoryBound(to: UInt64.self), count: count)
     }
@@ -138,12 +156,15 @@ struct MappedWords: WordLoading {
 
 /// The process-wide table of guarded ranges and the SIGBUS handler that reads it.
 ///
-/// Each row is four atomic words: start, end, the number of faults and the address of the lowest
-/// page that faulted since the range was last mapped (0 while none did). A row is free while its start
-/// is 0. `register` claims a free row with a compare-and-swap of the start from 0 to 1 (a start
-/// of 1 matches no address), writes the end, then the real start; `unregister` clears the start
-/// first. So the handler, which reads the start before the end, never matches a range that is
-/// half written.
+/// Each row is four atomic words: start, end, the fault count (two per fault) and the address of
+/// the lowest page that faulted (0 while none did). A row is free while its start is 0.
+/// `register` claims a free row with a compare-and-swap of the start from 0 to 1 (a start of 1
+/// matches no address), writes the end, then the real start; `unregister` clears the start first.
+/// The handler reads the start, the end, then the start again, so it never matches a range that
+/// is half written or a row that changed hands meanwhile.
+///
+/// Everything the handler reaches is allocated by `installation`, before the handler exists, and
+/// reached through `let`s: no lazy initialiser runs and no exclusivity check is made in it.
 enum GuardTable {
     /// Mappings guarded at once, at most (a process rarely watches more than a few caches).
     static let capacity = 1024
@@ -157,8 +178,12 @@ enum GuardTable {
     }()
     /// The system's page size, read once (the handler maps whole pages).
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
-    /// The SIGBUS action before ours, restored for faults that are not ours.
-    private nonisolated(unsafe) static var previousAction = sigaction()
+    /// The SIGBUS action before ours, for signals that are not ours.
+    private nonisolated(unsafe) static let previousAction: UnsafeMutablePointer<sigaction> = {
+        let action = UnsafeMutablePointer<sigaction>.allocate(capacity: 1)
+        action.initialize(to: sigaction())
+        return action
+    }()
 
     private static func start(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords }
     private static func end(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords + 1 }
@@ -171,13 +196,14 @@ enum GuardTable {
     private static let installation: Void = {
         _ = rows
         _ = pageSize
+        _ = previousAction
         var action = sigaction()
-        action.__sigaction_handler.sa_sigaction = { _, info, _ in GuardTable.handleBusError(info) }
+        action.__sigaction_handler.sa_sigaction = { signal, info, context in GuardTable.handleBusError(signal, info, context) }
         // SA_NODEFER is not set: a second SIGBUS inside the handler would be a bug of the handler
         // itself, and it should then take the default action rather than recurse.
         action.sa_flags = SA_SIGINFO
         sigemptyset(&action.sa_mask)
-        sigaction(SIGBUS, &action, &previousAction)
+        sigaction(SIGBUS, &action, previousAction)
     }()
 
     /// Claims a row for `range`; `nil` when every row is taken.
@@ -200,42 +226,64 @@ enum GuardTable {
     /// How many faults `slot`'s range has had.
     static func faults(_ slot: Int) -> UInt { faultCount(slot).pointee.load(ordering: .acquiring) }
 
-    /// The lowest page of `slot`'s range that faulted since the last `forgetFaultedPage`, or 0.
+    /// The lowest page of `slot`'s range that faulted, or 0.
     static func lowestFaultedPage(_ slot: Int) -> UInt { faultedPage(slot).pointee.load(ordering: .relaxed) }
 
-    /// Clears `slot`'s lowest faulted page, before its range is mapped afresh.
-    static func forgetFaultedPage(_ slot: Int) { faultedPage(slot).pointee.store(0, ordering: .relaxed) }
-
-    /// The SIGBUS handler: async-signal-safe (atomics, `mmap`, `sigaction`, `raise`; no allocation).
-    private static func handleBusError(_ info: UnsafeMutablePointer<siginfo_t>?) {
+    /// The SIGBUS handler: async-signal-safe (atomics, `mmap`, `sigaction`, `raise`, the previous
+    /// handler; no allocation, no lock).
+    private static func handleBusError(_ signal: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ context: UnsafeMutableRawPointer?) {
         // A positive code means the kernel raised the signal for a fault; 0 and below mean a
         // process sent it (kill, sigqueue, tgkill), and then the address field means nothing.
-        if let info, info.pointee.si_code > 0 {
-            let address = UInt(bitPattern: info.pointee._sifields._sigfault.si_addr)
-            for slot in 0..<capacity {
-                let lower = start(slot).pointee.load(ordering: .acquiring)
-                guard lower > 1, lower <= address, address < end(slot).pointee.load(ordering: .relaxed) else { continue }
-                // Counted first: another thread may read the page of zeros as soon as it is
-                // mapped, and must then find the count moved when it checks.
-                let page = address & ~UInt(pageSize - 1)
-                var lowest = faultedPage(slot).pointee.load(ordering: .relaxed)
-                while lowest == 0 || page < lowest {
-                    let (exchanged, current) = faultedPage(slot).pointee.compareExchange(
-                        expected: lowest, desired: page, ordering: .relaxed)
-                    if exchanged { break }
-                    lowest = current
-                }
-                faultCount(slot).pointee.add(1, ordering: .releasing)
-                let zeros = mmap(UnsafeMutableRawPointer(bitPattern: page), pageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-                // Without the page of zeros the load would fault forever: give up as if unguarded.
-                guard zeros == MAP_FAILED else { return }
-                break
+        guard let info, info.pointee.si_code > 0 else { return passOn(signal, info, context, isFault: false) }
+        let address = UInt(bitPattern: info.pointee._sifields._sigfault.si_addr)
+        for slot in 0..<capacity {
+            let lower = start(slot).pointee.load(ordering: .acquiring)
+            guard lower > 1, lower <= address, address < end(slot).pointee.load(ordering: .acquiring),
+                  start(slot).pointee.load(ordering: .acquiring) == lower
+            else { continue }
+            let page = address & ~UInt(pageSize - 1)
+            var lowest = faultedPage(slot).pointee.load(ordering: .relaxed)
+            while lowest == 0 || page < lowest {
+                let (exchanged, current) = faultedPage(slot).pointee.compareExchange(expected: lowest, desired: page, ordering: .relaxed)
+                if exchanged { break }
+                lowest = current
             }
-            // Not ours: with the previous action back, the faulting load runs again and meets it.
-            sigaction(SIGBUS, &previousAction, nil)
+            // Odd from before the page of zeros is mapped (another thread may read it at once and
+            // must then find the count moved) until after it is.
+            faultCount(slot).pointee.add(1, ordering: .sequentiallyConsistent)
+            let zeros = mmap(UnsafeMutableRawPointer(bitPattern: page), pageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+            faultCount(slot).pointee.add(1, ordering: .releasing)
+            // Without the page of zeros the load would fault forever: go on as if unguarded.
+            if zeros != MAP_FAILED { return }
+            break
+        }
+        passOn(signal, info, context, isFault: true)
+    }
+
+    /// `SIG_DFL` and `SIG_IGN`, C casts of 0 and 1 to a handler that Swift does not import.
+    private static let defaultAction = 0, ignoreAction = 1
+
+    /// Hands a SIGBUS that is not ours to the action installed before ours: its handler, or the
+    /// default action (death) for a fault, which happens when the faulting load runs again, or for
+    /// a signal sent, which is raised again and delivered once this handler returns.
+    private static func passOn(_ signal: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ context: UnsafeMutableRawPointer?, isFault: Bool) {
+        let previous = previousAction.pointee
+        let plain = previous.__sigaction_handler.sa_handler
+        let raw = unsafeBitCast(plain, to: Int.self)
+        if raw != defaultAction, raw != ignoreAction {
+            if previous.sa_flags & SA_SIGINFO != 0 {
+                previous.__sigaction_handler.sa_sigaction?(signal, info, context)
+            } else {
+                plain?(signal)
+            }
             return
         }
-        sigaction(SIGBUS, &previousAction, nil)
-        raise(SIGBUS)
+        // Ignoring a signal sent is what the process chose; a fault cannot be ignored.
+        if raw == ignoreAction, !isFault { return }
+        var standard = sigaction()
+        sigemptyset(&standard.sa_mask)
+        sigaction(SIGBUS, &standard, nil)
+        if !isFault { raise(SIGBUS) }
     }
 }
+

@@ -80,6 +80,8 @@ struct AgedCacheBenchmark {
     let runs: Int
     let scratch: Scratch
     static let batch = 2000
+    /// The fill levels the target (mean malloc cost ≤ 3× the cost at 0 %) is stated for.
+    static let targetLevels: Set<Double> = [90, 50, 0]
 
     func run(into table: inout ResultTable) throws {
         let cache = try scratch.cache(capacity: capacity)
@@ -109,10 +111,14 @@ struct AgedCacheBenchmark {
                             original: capacity == 64 << 20 ? "scans every block" : nil))
         let originals = [99.0: "50 µs", 90: "40 µs", 50: capacity == 64 << 20 ? "15–20 µs" : "70–100 µs (512 MiB)", 0: "99 ns"]
         for (level, cost) in costs {
+            // The fill-independence target names the levels 90, 50 and 0 %; 99 % is measured
+            // beside them, as the original's reference table has it, without a target.
+            let hasTarget = Self.targetLevels.contains(level)
             table.add(ResultRow(
                 section: section, workload: String(format: "malloc at %.0f %% fill", level), value: cost, unit: "ns",
                 baseline: empty, baselineName: "at 0 %", ratio: cost / empty, ratioName: "0 %",
-                target: "≤ 3× 0 %", met: cost / empty <= 3, original: capacity == 64 << 20 || level == 50 ? originals[level] : nil))
+                target: hasTarget ? "≤ 3× 0 %" : nil, met: hasTarget ? cost / empty <= 3 : nil,
+                original: capacity == 64 << 20 || level == 50 ? originals[level] : nil))
         }
     }
 }

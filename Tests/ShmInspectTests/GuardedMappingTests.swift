@@ -79,9 +79,22 @@ struct GuardedMappingTests {
         #expect(!keptMapping.hasFaulted)
     }
 
+    /// Whether a child ended as a death by SIGBUS: the signal itself or, under a sanitizer (whose
+    /// handler was installed before ours and reports deadly signals), its exit code (1 for
+    /// AddressSanitizer, 66 for ThreadSanitizer) after a report that names the signal.
+    static func isBusErrorDeath(_ result: ExitTest.Result?) -> Bool {
+        guard let result else { return false }
+        func linked(_ symbol: String) -> Bool { dlsym(UnsafeMutableRawPointer(bitPattern: 0), symbol) != nil }
+        let sanitizerExitCode: Int32? = linked("__asan_init") ? 1 : linked("__tsan_init") ? 66 : nil
+        if let sanitizerExitCode, result.exitStatus == .exitCode(sanitizerExitCode) {
+            return String(decoding: result.standardErrorContent, as: UTF8.self).contains("BUS")
+        }
+        return result.exitStatus == .signal(SIGBUS)
+    }
+
     @Test("a SIGBUS outside every guarded range still ends the process")
     func unguardedFaultStillFatal() async {
-        await #expect(processExitsWith: .failure) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.exitStatus, \.standardErrorContent]) {
             let file = TemporaryFile("unguarded")
             let page = GuardTable.pageSize
             let descriptor = try Self.numberedFile(file, pages: 2)
@@ -94,11 +107,35 @@ struct GuardedMappingTests {
             // Faults inside the unguarded mapping: the process must die here.
             print(unguarded.load(fromByteOffset: page, as: UInt64.self))
         }
+        #expect(Self.isBusErrorDeath(result), "\(String(describing: result?.exitStatus))")
+    }
+
+    @Test("a SIGBUS handler installed before the guard still gets the faults that are not the guard's")
+    func previousHandlerCalled() async {
+        await #expect(processExitsWith: .exitCode(42)) {
+            var action = sigaction()
+            action.__sigaction_handler.sa_sigaction = { _, info, _ in
+                // Only a fault (not a signal sent) with an address is what this test makes.
+                _exit(info.map { $0.pointee.si_code > 0 } == true ? 42 : 43)
+            }
+            action.sa_flags = SA_SIGINFO
+            sigemptyset(&action.sa_mask)
+            sigaction(SIGBUS, &action, nil)
+            let file = TemporaryFile("previous")
+            let page = GuardTable.pageSize
+            let descriptor = try Self.numberedFile(file, pages: 2)
+            let guarded = try GuardedMapping(descriptor, offset: 0, count: page / 8)
+            _ = Self.sum(guarded)
+            let unguarded = mmap(nil, 2 * page, PROT_READ, MAP_SHARED, descriptor.rawValue, 0)!
+            #expect(truncate(file.path, 0) == 0)
+            file.remove()
+            print(unguarded.load(fromByteOffset: page, as: UInt64.self))
+        }
     }
 
     @Test("a SIGBUS sent by a process still ends it, even with a fault address inside a guarded range")
     func sentSignalStillFatal() async {
-        await #expect(processExitsWith: .failure) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.exitStatus, \.standardErrorContent]) {
             let file = TemporaryFile("sent")
             let descriptor = try Self.numberedFile(file, pages: 1)
             file.remove()
@@ -108,5 +145,6 @@ struct GuardedMappingTests {
             // The signal is delivered before `kill` returns; staying alive means it was swallowed.
             sleep(5)
         }
+        #expect(Self.isBusErrorDeath(result), "\(String(describing: result?.exitStatus))")
     }
 }
