@@ -92,20 +92,24 @@ struct GuardedMappingTests {
         return result.exitStatus == .signal(SIGBUS)
     }
 
+    /// Installs the guard over one range of a file, then reads a page of an unguarded mapping of
+    /// the same file after cutting it: a SIGBUS the guard must leave alone.
+    static func faultOutsideTheGuard() throws {
+        let file = TemporaryFile("unguarded")
+        let page = GuardTable.pageSize
+        let descriptor = try numberedFile(file, pages: 2)
+        let guarded = try GuardedMapping(descriptor, offset: 0, count: page / 8)
+        _ = sum(guarded)
+        let unguarded = mmap(nil, 2 * page, PROT_READ, MAP_SHARED, descriptor.rawValue, 0)!
+        #expect(truncate(file.path, 0) == 0)
+        file.remove()
+        print(unguarded.load(fromByteOffset: page, as: UInt64.self))
+    }
+
     @Test("a SIGBUS outside every guarded range still ends the process")
     func unguardedFaultStillFatal() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.exitStatus, \.standardErrorContent]) {
-            let file = TemporaryFile("unguarded")
-            let page = GuardTable.pageSize
-            let descriptor = try Self.numberedFile(file, pages: 2)
-            // The guard is installed and guards another range of the same file.
-            let guarded = try GuardedMapping(descriptor, offset: 0, count: page / 8)
-            _ = Self.sum(guarded)
-            let unguarded = mmap(nil, 2 * page, PROT_READ, MAP_SHARED, descriptor.rawValue, 0)!
-            #expect(truncate(file.path, 0) == 0)
-            file.remove()
-            // Faults inside the unguarded mapping: the process must die here.
-            print(unguarded.load(fromByteOffset: page, as: UInt64.self))
+            try Self.faultOutsideTheGuard()
         }
         #expect(Self.isBusErrorDeath(result), "\(String(describing: result?.exitStatus))")
     }
@@ -121,15 +125,7 @@ struct GuardedMappingTests {
             action.sa_flags = SA_SIGINFO
             sigemptyset(&action.sa_mask)
             sigaction(SIGBUS, &action, nil)
-            let file = TemporaryFile("previous")
-            let page = GuardTable.pageSize
-            let descriptor = try Self.numberedFile(file, pages: 2)
-            let guarded = try GuardedMapping(descriptor, offset: 0, count: page / 8)
-            _ = Self.sum(guarded)
-            let unguarded = mmap(nil, 2 * page, PROT_READ, MAP_SHARED, descriptor.rawValue, 0)!
-            #expect(truncate(file.path, 0) == 0)
-            file.remove()
-            print(unguarded.load(fromByteOffset: page, as: UInt64.self))
+            try Self.faultOutsideTheGuard()
         }
     }
 
