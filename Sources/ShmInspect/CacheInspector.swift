@@ -1,11 +1,12 @@
 // The read-only attachment to a cache file.
 //
-// The file is opened `O_RDONLY`, so the inspector cannot write a byte even by mistake. What a live
-// view reads at every refresh (the buddy words, and the allocation headers of its header scans)
-// it reads from a `PROT_READ` mapping of the file past the header page, with atomic loads, under a
-// guard that survives the file being truncated (GuardedMapping.swift): no copy through the kernel.
-// The header page, the free-space index and a drilled-into block are read with `pread`, which
-// reports a truncated file as a short read.
+// The file is opened `O_RDONLY`, so the inspector cannot write a byte even by mistake. The buddy
+// words, which a live view reads at every refresh, are mapped `PROT_READ` and read with atomic
+// loads under a guard that survives the file being truncated (GuardedMapping.swift): no copy
+// through the kernel. The header page, the free-space index and the data blocks (allocation
+// headers, a drilled-into block) are read with `pread`, which reports a truncated file as a short
+// read; for the header scan it is also the faster way, as the kernel copies through its own
+// large-page mapping where a scan of a mapping would miss the TLB on every page.
 //
 // Atomicity of the words: writers change a word only with 8-byte compare-and-swap on an aligned
 // address, and the inspector loads each one whole. A snapshot as a whole is not one instant:
@@ -36,8 +37,7 @@ public final class CacheInspector: Sendable {
     public let header: FileHeader
 
     private let descriptor: FileDescriptor
-    /// The file from the buddy words to its end (words, free-space index, data), mapped: the
-    /// parts read at every refresh of a live view.
+    /// The buddy words, mapped: what a live view reads at every refresh.
     private let mapping: GuardedMapping
     private let device: UInt64
     private let inode: UInt64
@@ -69,8 +69,7 @@ public final class CacheInspector: Sendable {
             device = UInt64(status.deviceID.rawValue)
             inode = UInt64(status.inode.rawValue)
             do {
-                let layout = header.layout
-                mapping = try GuardedMapping(descriptor, offset: layout.wordsOffset, count: (layout.fileSize - layout.wordsOffset) / 8)
+                mapping = try GuardedMapping(descriptor, offset: header.layout.wordsOffset, count: header.geometry.blockCount)
             } catch { throw InspectError.system(path: path, operation: "mmap", errno: error) }
         } catch let error as InspectError {
             try? descriptor.close()
@@ -221,7 +220,7 @@ public final class CacheInspector: Sendable {
 
     // MARK: - Reading
 
-    /// Runs `body` over the mapped words (the buddy words from index 0) and returns its result;
+    /// Runs `body` over the mapped buddy words and returns its result;
     /// throws when the file is shorter than its layout (truncated under the mapping), deleted or
     /// replaced. `body` may run twice, so it only computes its result.
     private func readMapped<Result>(_ body: (MappedWords) -> Result) throws(InspectError) -> Result {
@@ -300,24 +299,36 @@ public final class CacheInspector: Sendable {
 
     // MARK: - Allocation scan
 
-    /// Reads the header of every allocation in `words` through the mapping and sums them per
-    /// owner and per order; owners are then checked for liveness.
+    /// The most bytes one `pread` of the data region asks for.
+    static let scanChunkBytes = 1 << 20
+
+    /// Reads the header of every allocation in `words` (runs of non-empty blocks at a time) and
+    /// sums them per owner and per order; owners are then checked for liveness.
     private func scanAllocations(_ words: [UInt64]) throws(InspectError) -> AllocationCensus {
         let tree = geometry.tree
-        let blockWords = geometry.blockSize / 8
-        let builder = try readMapped { mapped in
-            var builder = AllocationCensus.Builder(geometry: geometry)
-            let data = mapped.advanced(by: (layout.dataOffset - layout.wordsOffset) / 8)
-            for block in layout.nullBlockCount..<words.count where words[block] != 0 {
-                var nodes = tree.allocations(words[block])
+        var builder = AllocationCensus.Builder(geometry: geometry)
+        let blocksPerChunk = max(1, Self.scanChunkBytes / geometry.blockSize)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blocksPerChunk * geometry.blockSize, alignment: 8)
+        defer { buffer.deallocate() }
+
+        var block = layout.nullBlockCount
+        while block < words.count {
+            guard words[block] != 0 else { block += 1; continue }
+            var end = block + 1
+            while end < words.count, end - block < blocksPerChunk, words[end] != 0 { end += 1 }
+            let run = UnsafeMutableRawBufferPointer(rebasing: buffer[..<((end - block) * geometry.blockSize)])
+            try read(into: run, at: layout.dataOffset + block * geometry.blockSize)
+            for index in block..<end {
+                var nodes = tree.allocations(words[index])
                 while nodes != 0 {
                     let node = nodes.trailingZeroBitCount
                     nodes &= nodes &- 1
-                    let header = data.word(at: block * blockWords + tree.byteOffset(ofNode: node, minSize: geometry.minSize) / 8)
-                    builder.add(rawHeader: header, order: tree.order(ofNode: node))
+                    let offsetInRun = (index - block) * geometry.blockSize + tree.byteOffset(ofNode: node, minSize: geometry.minSize)
+                    let raw = UInt64(littleEndian: run.loadUnaligned(fromByteOffset: offsetInRun, as: UInt64.self))
+                    builder.add(rawHeader: raw, order: tree.order(ofNode: node))
                 }
             }
-            return builder
+            block = end
         }
         return builder.census(isAlive: ProcessLiveness.isAlive)
     }
