@@ -54,7 +54,7 @@ final class GuardedMapping: @unchecked Sendable {
     /// ``broken``.
     private let restoredFaults = Atomic<UInt>(0)
     /// `restoredFaults` after a failed `restore`, which may have left the range unmapped: no
-    /// count equals it, so every read fails and the owner must map the file anew.
+    /// count equals it, so every read fails until a `restore` succeeds.
     private static let broken = UInt.max
 
     /// Maps `count` 64-bit words of `descriptor`'s file from byte `offset` (a multiple of 8) and
@@ -89,9 +89,6 @@ final class GuardedMapping: @unchecked Sendable {
         munmap(mapping, mappedLength)
     }
 
-    /// Whether a page of the range faulted since it was last mapped from the file.
-    var hasFaulted: Bool { GuardTable.faults(slot) != restoredFaults.load(ordering: .acquiring) }
-
     /// The file offset of the lowest page of the range that ever faulted (the file was at most
     /// this long then), or `nil` when none did.
     var faultedFileOffset: Int? {
@@ -118,7 +115,8 @@ final class GuardedMapping: @unchecked Sendable {
     /// Maps `descriptor`'s file afresh over the whole range, replacing any pages of zeros, so reads
     /// succeed again; for when the file is back at its full length. A fault during or after this
     /// call makes reads fail again until the next one. Returns false when it could not (a page of
-    /// zeros was being mapped, or `mmap` failed; after a failure every read fails).
+    /// zeros was being mapped, or `mmap` failed; after that failure every read fails until a
+    /// `restore` succeeds).
     ///
     /// The C function `mmap` with `MAP_FIXED`.
     @discardableResult
