@@ -45,11 +45,15 @@ extension Shmtop {
             _ = try failingWithOneLine { () throws(CacheError) in try SharedCache(path: path, policy: .createIfNeeded(.default)) }
             defer { if temporary { unlink(path) } }
 
+            // In the live view, the writers' lines would land on the screen ncurses draws (a line at
+            // the bottom scrolls the whole picture by one row): they go to a log, shown afterwards.
+            let interactive = isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1
+            let log = interactive ? Self.openUnlinkedLog() : nil
             let load: ChildProcess
             do {
                 load = try ChildProcess.spawn(
                     ChildProcess.currentExecutable, ["load", path, "--writers", "\(writers)", "--seconds", "0"],
-                    blocking: StopSignals.signals)
+                    standardOutput: log, standardError: log, blocking: StopSignals.signals)
             } catch {
                 printError("shmtop: \(path): cannot start the load: \(error)")
                 throw ExitCode.failure
@@ -57,8 +61,9 @@ extension Shmtop {
             defer {
                 load.send(SIGINT)
                 _ = load.wait()
+                if let log { Self.copyToStandardOutput(log) }
             }
-            if isatty(STDIN_FILENO) == 1, isatty(STDOUT_FILENO) == 1 {
+            if interactive {
                 let options = WatchOptions(
                     path: path, interval: .milliseconds(Int(interval * 1000)), ascii: ascii,
                     duration: seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil)
@@ -87,6 +92,33 @@ extension Shmtop {
                 fflush(nil)  // all streams: `stdout` itself is shared mutable state to Swift 6
                 previous = snapshot
                 StopSignals.sleep(seconds: interval)
+            }
+        }
+
+        /// A temporary file already unlinked (it vanishes with its last descriptor), for the load's
+        /// output while the live view owns the terminal; `nil` when none can be made (the lines
+        /// then go to the terminal as before).
+        private static func openUnlinkedLog() -> Int32? {
+            let path = NSTemporaryDirectory() + "shmtop-demo-\(getpid()).log"
+            let descriptor = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else { return nil }
+            unlink(path)
+            return descriptor
+        }
+
+        /// Writes what `log` holds to standard output and closes it.
+        private static func copyToStandardOutput(_ log: Int32) {
+            defer { close(log) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var offset: off_t = 0
+            while case let count = pread(log, &buffer, buffer.count, offset), count > 0 {
+                var written = 0
+                while written < count {
+                    let result = buffer.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + written, count - written) }
+                    guard result > 0 else { return }
+                    written += result
+                }
+                offset += off_t(count)
             }
         }
 

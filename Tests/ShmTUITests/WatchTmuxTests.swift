@@ -241,6 +241,27 @@ struct WatchTmuxTests {
         #expect(try session.quit() == 0)
     }
 
+    @Test("demo: the writers' lines wait until the live view ends (none scrolls it), then q shows them")
+    func demoKeepsTheScreen() throws {
+        let directory = try ScratchDirectory()
+        defer { directory.remove() }
+        let path = directory.file("demo.shm")
+        let session = try TmuxSession([Built.path("shmtop"), "demo", "--file", path, "--writers", "2"])
+        func titleRow(_ screen: String) -> Bool {
+            screen.split(separator: "\n", omittingEmptySubsequences: false).first?.contains("shmtop \(path)") == true
+        }
+        try session.waitForScreen("the live view") { titleRow($0) && $0.contains("LIVE") }
+        // `load` prints its first line as it starts its writers, well within this.
+        usleep(2_000_000)
+        let screen = try session.capture()
+        #expect(titleRow(screen), "the title stays on the first row:\n\(screen)")
+        #expect(!screen.contains("load:"))
+        #expect(try session.quit() == 0)
+        let after = try session.capture()
+        #expect(after.contains("load: 2 writers on \(path)"))
+        #expect(after.contains("failures=0 verificationErrors=0"))
+    }
+
     @Test("the file deleted while watching: a banner, the last frame stays, re-attached when it is back")
     func fileDeletedAndBack() throws {
         let cache = try KnownCache()
