@@ -36,6 +36,17 @@ public enum InspectError: Error, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// True when the file is shorter than its header describes: truncated while attached, or
+    /// found so when attaching. A watcher waiting for the file to come back treats the two as
+    /// one story.
+    public var fileIsTooShort: Bool {
+        switch self {
+        case .truncated: true
+        case .format(_, .fileSizeMismatch(let actual, let expected)): actual < expected
+        case .system, .notRegularFile, .format, .deleted, .replaced: false
+        }
+    }
+
     /// What is wrong, without the path.
     public var reason: String {
         switch self {

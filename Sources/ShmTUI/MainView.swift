@@ -248,16 +248,19 @@ struct MainView {
         writer.heading("Memory", into: &canvas)
         writer.bar(label: "used", fraction: statistics.utilisation, text: Format.percent(statistics.utilisation), glyphs: glyphs,
                    style: heatStyle(fill: max(0.01, statistics.utilisation)), into: &canvas)
+        // Figures of the header scan are as old as the scan: dimmed once it is older than a second,
+        // so they are not read against this refresh's (the owners line gives the age).
+        let scanIsOld = scan.map { now - $0.takenAt > .seconds(1) } ?? false
         writer.pairs([
-            ("alloc", Format.bytes(statistics.allocatedBytes)), ("free", Format.bytes(statistics.freeBytes)),
-            ("request", scanStatistics?.requestedBytes.map(Format.bytes) ?? "–"),
-            ("int frag", scanStatistics?.internalFragmentationBytes.map(Format.bytes) ?? "–"),
-            ("live", "\(statistics.liveAllocations)"), ("largest", Format.bytes(statistics.largestFreeChunk)),
-            ("ext frag", Format.percent(statistics.externalFragmentation)),
-            ("leaked", scanStatistics?.leakedBytes.map(Format.bytes) ?? "–"),
-            ("allocs/s", Format.count(rates.allocationsPerSecond)), ("frees/s", Format.count(rates.freesPerSecond)),
-            ("net", Format.byteRate(rates.netBytesPerSecond, signed: true)),
-            ("blocks/s", Format.count(rates.blocksChangedPerSecond)),
+            ("alloc", Format.bytes(statistics.allocatedBytes), false), ("free", Format.bytes(statistics.freeBytes), false),
+            ("request", scanStatistics?.requestedBytes.map(Format.bytes) ?? "–", scanIsOld),
+            ("int frag", scanStatistics?.internalFragmentationBytes.map(Format.bytes) ?? "–", scanIsOld),
+            ("live", "\(statistics.liveAllocations)", false), ("largest", Format.bytes(statistics.largestFreeChunk), false),
+            ("ext frag", Format.percent(statistics.externalFragmentation), false),
+            ("leaked", scanStatistics?.leakedBytes.map(Format.bytes) ?? "–", scanIsOld),
+            ("allocs/s", Format.count(rates.allocationsPerSecond), false), ("frees/s", Format.count(rates.freesPerSecond), false),
+            ("net", Format.byteRate(rates.netBytesPerSecond, signed: true), false),
+            ("blocks/s", Format.count(rates.blocksChangedPerSecond), false),
         ], into: &canvas)
         writer.sparkline(label: "history", values: frame.utilisationHistory, glyphs: glyphs, into: &canvas)
 
@@ -321,16 +324,20 @@ struct PanelWriter {
         row += 1
     }
 
-    /// Label–value pairs, two per line: label left, value right-aligned in each half.
-    mutating func pairs(_ items: [(String, String)], into canvas: inout Canvas) {
+    /// Label–value pairs, two per line: label left, value right-aligned in each half; a dimmed
+    /// value is drawn muted instead of bold.
+    mutating func pairs(_ items: [(label: String, value: String, dimmed: Bool)], into canvas: inout Canvas) {
         let half = region.width / 2
         for start in stride(from: 0, to: items.count, by: 2) {
             guard hasRoom else { return }
             for (index, item) in items[start..<min(items.count, start + 2)].enumerated() {
                 let left = region.left + index * half
                 let width = half - 1
-                canvas.text(item.0, row: row, column: left, style: .muted)
-                canvas.text(Format.right(item.1, width - item.0.count - 1), row: row, column: left + item.0.count + 1, style: CellStyle(.plain, bold: true), maxWidth: width - item.0.count - 1)
+                let valueWidth = width - item.label.count - 1
+                canvas.text(item.label, row: row, column: left, style: .muted)
+                canvas.text(
+                    Format.right(item.value, valueWidth), row: row, column: left + item.label.count + 1,
+                    style: item.dimmed ? .muted : CellStyle(.plain, bold: true), maxWidth: valueWidth)
             }
             row += 1
         }

@@ -103,8 +103,14 @@ final class WatchApp {
     /// Why the file is not attached, while it is not: what happened to it, and (when different)
     /// why the latest attempt to attach again failed.
     private var detachedReason: String?
-    private var detachment: (first: String, latest: String)? {
-        didSet { detachedReason = detachment.map { $0.latest == $0.first ? $0.first : "\($0.first) (now \($0.latest))" } }
+    private var detachment: (first: InspectError, latest: InspectError)? {
+        didSet {
+            detachedReason = detachment.map { detachment in
+                let sameStory = detachment.latest == detachment.first
+                    || (detachment.first.fileIsTooShort && detachment.latest.fileIsTooShort)
+                return sameStory ? detachment.first.reason : "\(detachment.first.reason) (now \(detachment.latest.reason))"
+            }
+        }
     }
     private var heatmapCells: HeatmapCells?
     /// The grid and layout of the last paint, for keys that move by rows and for clicks.
@@ -167,7 +173,7 @@ final class WatchApp {
             latest = frame
             if !state.paused { show(frame) }
         case .detached(let error):
-            detachment = (detachment?.first ?? error.reason, error.reason)
+            detachment = (detachment?.first ?? error, error)
         }
     }
 
@@ -187,7 +193,7 @@ final class WatchApp {
             detail = fresh
             state.selectedAllocation = min(state.selectedAllocation, max(0, fresh.allocations.count - 1))
         } catch {
-            detachment = (detachment?.first ?? error.reason, error.reason)
+            detachment = (detachment?.first ?? error, error)
         }
     }
 

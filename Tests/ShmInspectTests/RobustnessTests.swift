@@ -140,6 +140,12 @@ struct RobustnessTests {
         file.remove()
         #expect(throws: InspectError.deleted(path: file.path)) { try inspector.snapshot() }
         #expect(InspectError.deleted(path: file.path).fileChangedWhileAttached)
+
+        // Truncated while attached and found too short when attaching again: one story for a watcher.
+        #expect(InspectError.truncated(path: file.path, size: 10, expected: 20).fileIsTooShort)
+        #expect(InspectError.format(path: file.path, .fileSizeMismatch(actual: 10, expected: 20)).fileIsTooShort)
+        #expect(!InspectError.format(path: file.path, .fileSizeMismatch(actual: 30, expected: 20)).fileIsTooShort)
+        #expect(!InspectError.deleted(path: file.path).fileIsTooShort)
     }
 
     @Test("cut and grown back 200 times under a snapshot loop: only truncation errors, then a snapshot equal to a fresh attachment's")

@@ -244,6 +244,34 @@ struct FrameRenderingTests {
         #expect(lines.allSatisfy { $0.unicodeScalars.count <= 80 })
     }
 
+    @Test("figures of a header scan older than a second are dimmed, fresher ones bold like the rest")
+    func oldScanDimmed() throws {
+        let snapshot = try Self.snapshot()
+        let statistics = CacheStatistics(snapshot)
+        let layout = ScreenLayout(width: 80, height: 24, banner: false)
+        let state = ViewState(colorMode: .monochrome, glyphs: .unicode, interval: .milliseconds(100))
+        let grid = HeatmapGrid(blockCount: 64, columns: layout.heatmap.width, rows: layout.heatmap.height, zoom: nil, selectedBlock: 0, scrollRow: 0)
+        for (age, dimmed) in [(Duration.milliseconds(200), false), (.seconds(5), true)] {
+            let now = ContinuousClock.now
+            let frame = LiveFrame(
+                snapshot: snapshot, statistics: statistics, headerScan: HeaderScan(statistics: statistics, takenAt: now - age),
+                rates: RateSummary(), changedBlocks: [], takenLeafDeltas: [], utilisationHistory: [], sequence: 1)
+            var canvas = Canvas(width: 80, height: 24)
+            MainView(frame: frame, state: state, layout: layout, now: now).draw(into: &canvas, cells: HeatmapCells(frame: frame, grid: grid))
+            /// The style of the first non-blank cell after `label` in the panel: its value.
+            func valueStyle(_ label: String) throws -> CellStyle {
+                let row = try #require(canvas.lines.firstIndex { $0.contains(" \(label) ") })
+                let scalars = Array(canvas.line(row).unicodeScalars)
+                let start = try #require((0..<scalars.count).first { String(String.UnicodeScalarView(scalars[$0...].prefix(label.count + 2))) == " \(label) " })
+                let value = try #require(((start + label.count + 1)..<scalars.count).first { scalars[$0] != " " })
+                return canvas[row, value].style
+            }
+            // A dash here: this snapshot read no headers.
+            #expect(try valueStyle("request") == (dimmed ? .muted : CellStyle(.plain, bold: true)), "scan \(age) old")
+            #expect(try valueStyle("alloc") == CellStyle(.plain, bold: true), "this refresh's figures stay bold")
+        }
+    }
+
     @Test("the drill-down: a row per level with spans proportional to node sizes, the word, the list")
     func drillDown() throws {
         let snapshot = try Self.snapshot()
