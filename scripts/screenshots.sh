@@ -3,7 +3,8 @@
 # overlay, each as text (tmux capture-pane: .txt plain, .ansi with colours) and as PNG rendered
 # from the ANSI capture with aha (ANSI → HTML) and wkhtmltoimage (HTML → PNG), both Debian packages.
 #
-# Usage: scripts/screenshots.sh   (from the repository; installs aha, wkhtmltopdf and a font with apt)
+# Usage: scripts/screenshots.sh   (from the repository; installs aha, wkhtmltopdf and a font with apt;
+# builds `shmtop` optimised, as the README runs the demo)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -17,8 +18,8 @@ if ! command -v aha >/dev/null || ! command -v wkhtmltoimage >/dev/null || ! com
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq aha wkhtmltopdf fonts-dejavu-core tmux >/dev/null
 fi
 
-swift build --scratch-path .build-tui --product shmtop >/dev/null
-shmtop="$(swift build --scratch-path .build-tui --show-bin-path)/shmtop"
+swift build -c release --scratch-path .build-tui --product shmtop >/dev/null
+shmtop="$(swift build -c release --scratch-path .build-tui --show-bin-path)/shmtop"
 mkdir -p "$out"
 
 config="$(mktemp)"

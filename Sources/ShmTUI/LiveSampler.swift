@@ -128,7 +128,10 @@ final class LiveSampler {
                 (snapshot, changes) = (try inspector.snapshot(readingAllocations: scanning), nil)
             }
             if scanning {
-                let cost = ContinuousClock.now - started
+                // The first sample also copies every word and the index once: its cost says little
+                // about the scans to come, so the next one follows after the shortest interval
+                // (which also catches a cache that fills right after attaching, as in `demo`).
+                let cost = previous == nil ? .zero : ContinuousClock.now - started
                 nextScan = started + max(Self.minimumScanInterval, cost * Self.scanCostDivisor)
             }
             return .frame(frame(for: snapshot, changes: changes, scanned: scanning))
