@@ -142,7 +142,7 @@ public struct SnapshotChanges: Sendable {
             // empty. Their `emptyGroups` word stays as it is.
             if group & 63 == 0, start &+ Self.spanWords <= old.count {
                 let emptyWord = emptyGroups.map { $0[group &>> 6] } ?? 0
-                if emptyWord == ~0 || emptyWord == 0,
+                if emptyWord == ~0 || (emptyWord == 0 && Self.bulkViewsInHostOrder),
                    Self.isUnchanged(old, new.bulkView(from: start, count: Self.spanWords), from: start, oldIsEmpty: emptyWord != 0) {
                     start &+= Self.spanWords
                     group &+= 64
@@ -177,6 +177,17 @@ public struct SnapshotChanges: Sendable {
             start = end
             group &+= 1
         }
+    }
+
+    /// Whether a bulk view's words (in the file's byte order, little-endian) can be compared with
+    /// host-order words: only on a little-endian host. Elsewhere only the all-zero test, which
+    /// byte order does not change, is done in bulk.
+    static var bulkViewsInHostOrder: Bool {
+        #if _endian(little)
+        true
+        #else
+        false
+        #endif
     }
 
     /// Words in one span of 64 groups, tested at once by `record`.
@@ -226,8 +237,7 @@ protocol WordLoading {
     func word(at index: Int) -> UInt64
     /// `count` words from `start` as plain memory, for a bulk test whose answer only chooses
     /// between a fast path and `word(at:)`: words may change while it reads them. In the file's
-    /// byte order (on a big-endian host a bulk comparison with host-order words fails, which
-    /// only costs the fast path).
+    /// byte order (see ``SnapshotChanges/bulkViewsInHostOrder``).
     func bulkView(from start: Int, count: Int) -> UnsafeBufferPointer<UInt64>
 }
 
