@@ -20,10 +20,17 @@ bin=$(swift build -c release --show-bin-path)/shmtop
 cache=$(mktemp -u /dev/shm/watch-cost-XXXXXX.shm)
 timing=$(mktemp)
 socket=watch-cost-$$
+stop_load() {
+  if [ -n "${load:-}" ]; then
+    kill -INT "$load" 2>/dev/null || true
+    wait "$load" 2>/dev/null || true
+    load=
+  fi
+}
 cleanup() {
-  tmux -L "$socket" kill-server 2>/dev/null || true
-  [ -n "${load:-}" ] && kill -INT "$load" 2>/dev/null && wait "$load" 2>/dev/null
   rm -f "$cache" "$timing"
+  tmux -L "$socket" kill-server 2>/dev/null || true
+  stop_load
 }
 trap cleanup EXIT
 
@@ -33,12 +40,12 @@ for run in $(seq "$runs"); do
   "$bin" load "$cache" --writers 4 --rate 50000 --seconds $((seconds + 15)) >/dev/null 2>&1 &
   load=$!
   sleep 3    # the writers are running before the watcher attaches
-  tmux -L "$socket" new-session -d -x 160 -y 48 \
-    "/usr/bin/time -f '%U %S %e' -o $timing $bin watch $cache --seconds $seconds"
+  tmux -L "$socket" -f /dev/null new-session -d -x 160 -y 48 \
+    "$(printf '/usr/bin/time -f %q -o %q %q watch %q --seconds %q' '%U %S %e' "$timing" "$bin" "$cache" "$seconds")"
   while tmux -L "$socket" has-session 2>/dev/null; do sleep 1; done
-  kill -INT "$load" 2>/dev/null; wait "$load" 2>/dev/null || true
-  load=
-  read -r user system wall <"$timing"
+  stop_load
+  # The last line: GNU time puts "Command exited with non-zero status N" before it on a failure.
+  read -r user system wall < <(tail -n 1 "$timing")
   awk -v run="$run" -v u="$user" -v s="$system" -v w="$wall" \
     'BEGIN { printf "run %d: user %.2f s  sys %.2f s  wall %.1f s  = %.2f %% of one core\n", run, u, s, w, (u + s) / w * 100 }'
 done

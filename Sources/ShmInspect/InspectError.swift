@@ -43,6 +43,7 @@ public enum InspectError: Error, Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .truncated: true
         case .format(_, .fileSizeMismatch(let actual, let expected)): actual < expected
+        case .format(_, .truncatedHeader): true
         case .system, .notRegularFile, .format, .deleted, .replaced: false
         }
     }

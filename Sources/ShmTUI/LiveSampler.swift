@@ -91,8 +91,8 @@ final class LiveSampler {
 
     /// The shortest time between two header scans.
     static let minimumScanInterval = Duration.seconds(2)
-    /// A header scan may take at most 1/`scanCostDivisor` of the time: a scan of a big, full
-    /// cache reads every used block, so its interval grows with its cost.
+    /// From the second scan on, a header scan may take at most 1/`scanCostDivisor` of the time: a
+    /// scan of a big, full cache reads every used block, so its interval grows with its cost.
     static let scanCostDivisor = 400
     /// Utilisation samples kept for the sparkline.
     static let historyLength = 512

@@ -237,6 +237,11 @@ struct MainView {
 
     // MARK: - The panel
 
+    /// The age from which the header scan's figures are dimmed and the scan's age is shown: more
+    /// than the interval between scans of a cache whose scans are cheap, so they only change look
+    /// when scans are spaced out by their cost.
+    static let oldScanAge = LiveSampler.minimumScanInterval + .seconds(1)
+
     private func drawPanel(into canvas: inout Canvas) {
         let panel = layout.panel
         var writer = PanelWriter(region: Region(top: panel.top, left: panel.left + 1, width: panel.width - 1, height: panel.height))
@@ -248,9 +253,10 @@ struct MainView {
         writer.heading("Memory", into: &canvas)
         writer.bar(label: "used", fraction: statistics.utilisation, text: Format.percent(statistics.utilisation), glyphs: glyphs,
                    style: heatStyle(fill: max(0.01, statistics.utilisation)), into: &canvas)
-        // Figures of the header scan are as old as the scan: dimmed once it is older than a second,
-        // so they are not read against this refresh's (the owners line gives the age).
-        let scanIsOld = scan.map { now - $0.takenAt > .seconds(1) } ?? false
+        // Figures of the header scan are as old as the scan: dimmed once it is older than scans
+        // come when they are cheap, so they are not read against this refresh's (the owners line
+        // gives the age).
+        let scanIsOld = scan.map { now - $0.takenAt > Self.oldScanAge } ?? false
         writer.pairs([
             ("alloc", Format.bytes(statistics.allocatedBytes), false), ("free", Format.bytes(statistics.freeBytes), false),
             ("request", scanStatistics?.requestedBytes.map(Format.bytes) ?? "–", scanIsOld),
@@ -277,7 +283,7 @@ struct MainView {
             let alive = owners.filter(\.alive).count
             var text = "owners  \(alive) alive  \(owners.count - alive) dead"
             let age = now - scan.takenAt
-            if age > .seconds(1) { text += "  (scan \(Format.age(age)) ago)" }
+            if age > Self.oldScanAge { text += "  (scan \(Format.age(age)) ago)" }
             writer.line(text, style: owners.count > alive ? .init(.warning) : .plain, into: &canvas)
         }
         if statistics.invalidWords > 0 {

@@ -55,6 +55,7 @@ extension Shmtop {
                     ChildProcess.currentExecutable, ["load", path, "--writers", "\(writers)", "--seconds", "0"],
                     standardOutput: log, standardError: log, blocking: StopSignals.signals)
             } catch {
+                if let log { close(log) }
                 printError("shmtop: \(path): cannot start the load: \(error)")
                 throw ExitCode.failure
             }
@@ -67,7 +68,8 @@ extension Shmtop {
                 let options = WatchOptions(
                     path: path, interval: .milliseconds(Int(interval * 1000)), ascii: ascii,
                     duration: seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil)
-                _ = try failingWithOneLine { () throws(WatchError) in try ShmTUI.Watch.run(options) }
+                let exit = try failingWithOneLine { () throws(WatchError) in try ShmTUI.Watch.run(options) }
+                if exit.status != 0 { throw ExitCode(exit.status) }
                 return
             }
             let inspector = try failingWithOneLine { () throws(InspectError) in try CacheInspector(path: path) }
@@ -99,27 +101,23 @@ extension Shmtop {
         /// output while the live view owns the terminal; `nil` when none can be made (the lines
         /// then go to the terminal as before).
         private static func openUnlinkedLog() -> Int32? {
-            let path = NSTemporaryDirectory() + "shmtop-demo-\(getpid()).log"
-            let descriptor = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            // A fresh name (`mkstemps` creates it exclusively), so no file planted at a path is touched.
+            var template = Array((NSTemporaryDirectory() + "shmtop-demo-XXXXXX.log").utf8CString)
+            let descriptor = mkstemps(&template, 4)
             guard descriptor >= 0 else { return nil }
-            unlink(path)
+            unlink(template)
+            // Only the writers get it, as their standard output; nothing else this process starts.
+            _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
             return descriptor
         }
 
         /// Writes what `log` holds to standard output and closes it.
         private static func copyToStandardOutput(_ log: Int32) {
             defer { close(log) }
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            var offset: off_t = 0
-            while case let count = pread(log, &buffer, buffer.count, offset), count > 0 {
-                var written = 0
-                while written < count {
-                    let result = buffer.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + written, count - written) }
-                    guard result > 0 else { return }
-                    written += result
-                }
-                offset += off_t(count)
-            }
+            // The writers shared this descriptor's offset, which they left at the end.
+            guard lseek(log, 0, SEEK_SET) == 0 else { return }
+            let text = String(decoding: ChildProcess.readAll(log), as: UTF8.self)
+            if !text.isEmpty { writeLine(String(text.dropLast(text.hasSuffix("\n") ? 1 : 0)), to: STDOUT_FILENO) }
         }
 
         /// True when a line starting with `q` is waiting on standard input (checked without blocking).

@@ -145,6 +145,8 @@ struct RobustnessTests {
         #expect(InspectError.truncated(path: file.path, size: 10, expected: 20).fileIsTooShort)
         #expect(InspectError.format(path: file.path, .fileSizeMismatch(actual: 10, expected: 20)).fileIsTooShort)
         #expect(!InspectError.format(path: file.path, .fileSizeMismatch(actual: 30, expected: 20)).fileIsTooShort)
+        #expect(InspectError.format(path: file.path, .truncatedHeader(size: 0, needed: 4096)).fileIsTooShort)
+        #expect(!InspectError.format(path: file.path, .badMagic(found: 0)).fileIsTooShort)
         #expect(!InspectError.deleted(path: file.path).fileIsTooShort)
     }
 

@@ -73,6 +73,11 @@ final class TmuxSession {
         try tmux(["capture-pane", "-p", "-t", "watch"] + (escapes ? ["-e"] : []))
     }
 
+    /// The normal screen saved under the full-screen app while it runs (tmux's alternate grid).
+    func savedScreen() throws -> String {
+        try tmux(["capture-pane", "-p", "-a", "-t", "watch"])
+    }
+
     /// Sends keys by tmux name (`Enter`, `Escape`, `Tab`, `q`, …).
     func send(_ keys: String...) throws { try tmux(["send-keys", "-t", "watch"] + keys) }
 

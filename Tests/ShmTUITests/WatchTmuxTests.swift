@@ -256,6 +256,7 @@ struct WatchTmuxTests {
         let screen = try session.capture()
         #expect(titleRow(screen), "the title stays on the first row:\n\(screen)")
         #expect(!screen.contains("load:"))
+        #expect(try !session.savedScreen().contains("load:"), "nothing written under the view either")
         #expect(try session.quit() == 0)
         let after = try session.capture()
         #expect(after.contains("load: 2 writers on \(path)"))
