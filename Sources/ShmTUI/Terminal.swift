@@ -11,6 +11,7 @@ import Glibc
 import Musl
 #endif
 import CNcurses
+import ShmInspect
 import Synchronization
 
 /// The signal that asked the program to stop, or 0. Written by the signal handler (an atomic
@@ -21,23 +22,12 @@ let pendingTerminationSignal = Atomic<Int32>(0)
 enum TerminationSignals {
     static let handled = [SIGINT, SIGTERM, SIGHUP]
 
-    /// Makes the handled signals set ``pendingTerminationSignal`` and unblocks them (a parent such
-    /// as a test runner may have left them blocked; SIGWINCH too, for resizes). Without
-    /// `SA_RESTART`, a signal interrupts the key read at once instead of after its timeout.
+    /// Makes the handled signals set ``pendingTerminationSignal``, then unblocks them and SIGWINCH
+    /// (for resizes). A signal interrupts the key read at once instead of after its timeout, and
+    /// one pending from before never takes the default action, which would leave the terminal in
+    /// curses mode.
     static func install() {
-        for signal in handled {
-            var action = sigaction()
-            action.__sigaction_handler.sa_handler = { signal in pendingTerminationSignal.store(signal, ordering: .relaxed) }
-            sigemptyset(&action.sa_mask)
-            action.sa_flags = 0
-            sigaction(signal, &action, nil)
-        }
-        // Only now unblock: a signal that arrived while blocked is still pending and must reach
-        // the handler, not the default action (which would leave the terminal in curses mode).
-        var unblocked = sigset_t()
-        sigemptyset(&unblocked)
-        for signal in handled + [SIGWINCH] { sigaddset(&unblocked, signal) }
-        pthread_sigmask(SIG_UNBLOCK, &unblocked, nil)
+        SignalRouting.install(handled, handler: { pendingTerminationSignal.store($0, ordering: .relaxed) }, alsoUnblocking: [SIGWINCH])
     }
 
     /// The signal received since the last call, or `nil`.

@@ -5,6 +5,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import ShmInspect
 import Synchronization
 
 /// Set by the SIGINT / SIGTERM handler; polled by `load`, `demo` and the workers. An atomic store
@@ -13,21 +14,9 @@ let stopRequested = Atomic<Bool>(false)
 
 enum StopSignals {
     /// Makes SIGINT and SIGTERM set ``stopRequested`` instead of killing the process, then unblocks
-    /// them (a parent, e.g. a test runner or `load`, may have left them blocked).
+    /// them (a signal pending since the parent spawned us with them blocked reaches the handler).
     static func install() {
-        for signal in signals {
-            var action = sigaction()
-            action.__sigaction_handler.sa_handler = { _ in stopRequested.store(true, ordering: .relaxed) }
-            sigemptyset(&action.sa_mask)
-            action.sa_flags = 0
-            sigaction(signal, &action, nil)
-        }
-        // Only now unblock: a signal that arrived while the process started (its parent spawned it
-        // with these blocked) has been pending and reaches the handler instead of killing us.
-        var set = sigset_t()
-        sigemptyset(&set)
-        for signal in signals { sigaddset(&set, signal) }
-        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        SignalRouting.install(signals, handler: { _ in stopRequested.store(true, ordering: .relaxed) })
     }
 
     /// The signals that request a stop.
