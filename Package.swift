@@ -19,10 +19,14 @@ let package = Package(
     targets: [
         // File format and buddy-tree math: pure, no I/O. Shared by the allocator and the inspector.
         .target(name: "ShmFormat"),
-        // The read-write side: creating, mapping and allocating in a cache file.
+        // What the allocator needs from C: initial-exec thread-local slots.
+        .target(name: "CShmSupport"),
+        // The read-write side: creating, mapping and allocating in a cache file. Debug builds (the
+        // test build) carry crash points, see CrashPoints.swift; release builds do not.
         .target(
             name: "ShmAlloc",
-            dependencies: ["ShmFormat", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["ShmFormat", "CShmSupport", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: [.define("SHM_CRASH_POINTS", .when(configuration: .debug))]
         ),
         // `shm_alloc.h` (and the load-time initialiser of the C library).
         .target(name: "CShmAlloc"),
@@ -58,7 +62,8 @@ let package = Package(
             dependencies: [
                 "ShmFormat", "ShmAlloc",
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
-            ]
+            ],
+            swiftSettings: [.define("SHM_CRASH_POINTS", .when(configuration: .debug))]
         ),
         // The fuzz target (scripts/fuzz.sh builds it with libFuzzer; a plain build replays inputs).
         .executableTarget(name: "shm-fuzz", dependencies: ["ShmFormat", "ShmInspect"]),

@@ -2,8 +2,16 @@
 // each changes one block's buddy word with one successful compare-and-swap.
 //
 // Memory ordering: a claim is a CAS with *acquire* ordering, so the new owner sees every write the
-// previous owner made before its *release* free. The allocation header is written by the owner
-// after the claim; another process that learns the offset (through its own synchronisation) sees it.
+// previous owner made before its free, whose CAS is sequentially consistent (a release, and the
+// pairing with the index that BlockSearch.swift's `advertiseFree` describes). The allocation
+// header is written by the owner after the claim, with an atomic store: a refused free may race
+// it with a CAS (see `release`). Another process that learns the offset (through its own
+// synchronisation) sees the header.
+//
+// Crash windows, in order (each a `CrashPoint`, each with a test that kills a process there):
+// allocate: intent │ claim CAS │ claimedBeforeHeader │ header store │ intent cleared.
+// free: validation │ freeValidated │ intent │ header CAS to owner-less │ freeHeaderReleased │
+// index insert │ freePreListed │ word CAS │ intent cleared │ freeCleared │ index insert.
 
 #if canImport(Glibc)
 import Glibc
@@ -27,13 +35,17 @@ extension SharedCache {
         guard let order = geometry.order(forRequest: byteCount) else {
             throw .tooLarge(requested: byteCount, largest: geometry.largestRequest)
         }
-        guard let (block, node) = claimNode(order: order) else {
+        guard let (block, node, intent) = claimNode(order: order) else {
             failedAllocationCount.pointee.add(1, ordering: .relaxed)
             throw .outOfSpace(requested: byteCount)
         }
         let nodeOffset = block &<< blockShift &+ tree.byteOffset(ofNode: node, minSize: geometry.minSize)
+        crashPoint(.claimedBeforeHeader, at: base + nodeOffset)
         let header = AllocationHeader(ownerPID: ProcessIdentity.pid, requestedSize: byteCount, order: order)
-        (base + nodeOffset).storeBytes(of: header.rawValue.littleEndian, as: UInt64.self)
+        // Relaxed: the header is published by whatever hands the offset to another process.
+        headerWord(atNode: nodeOffset).pointee.store(header.rawValue.littleEndian, ordering: .relaxed)
+        // The header names the owner now; relaxed, as the intent was written (see OwnerTable).
+        intent.pointee.store(0, ordering: .relaxed)
         return ShmOffset(rawValue: UInt64(nodeOffset &+ AllocationHeader.size))
     }
 
@@ -53,9 +65,14 @@ extension SharedCache {
     /// Frees the allocation whose usable bytes start at `offset`. ``ShmOffset/null`` is a no-op.
     ///
     /// The offset is validated before anything changes: it must lie in the data region past the
-    /// null page, be aligned to a node of the order its header records, and that node must be an
-    /// allocation (set, with a clear parent). A refused free changes nothing in the cache, bumps
-    /// the header's `invalidFrees` counter, and throws. Async-signal-safe.
+    /// null page, be aligned to a node of the order its header records, that node must be an
+    /// allocation (set, with a clear parent), and its header must name an owner (an owner-less
+    /// header is what a free leaves). A refused free changes nothing in the cache, bumps the
+    /// header's `invalidFrees` counter, and throws. Async-signal-safe.
+    ///
+    /// Racing frees of one offset: exactly one succeeds. The header is taken by a CAS from the
+    /// value that was validated, so a caller that loses the race is refused without writing
+    /// anything, even when the node was freed and handed to a new owner in the meantime.
     ///
     /// Not detectable: freeing an offset a second time *after* another caller was handed the same
     /// node again; that frees the new owner's allocation, as with any offset-based allocator.
@@ -69,7 +86,13 @@ extension SharedCache {
         }
     }
 
-    /// The validation and the CAS of `free`.
+    /// The header word of the node at `nodeOffset` from the user base.
+    @inline(__always)
+    private func headerWord(atNode nodeOffset: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        (base + nodeOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// The validation and the writes of `free`.
     @inline(__always)
     private func release(_ offset: ShmOffset) throws(FreeError) {
         let nodeStart = Int(truncatingIfNeeded: offset.rawValue) &- AllocationHeader.size
@@ -77,8 +100,9 @@ extension SharedCache {
             throw .outOfRange(offset)
         }
         guard nodeStart & (geometry.minSize &- 1) == 0 else { throw .misaligned(offset) }
-        let raw = UInt64(littleEndian: (base + nodeStart).load(as: UInt64.self))
-        guard let header = AllocationHeader(rawValue: raw), header.order < geometry.orderCount,
+        let headerWord = headerWord(atNode: nodeStart)
+        let stored = headerWord.pointee.load(ordering: .relaxed)
+        guard let header = AllocationHeader(rawValue: UInt64(littleEndian: stored)), header.order < geometry.orderCount,
               header.requestedSize <= geometry.nodeSize(ofOrder: header.order) &- AllocationHeader.size
         else { throw .corruptedHeader(offset) }
         let block = nodeStart &>> blockShift
@@ -88,19 +112,52 @@ extension SharedCache {
         let mask = setMasks[node]
 
         var word = words[block].load(ordering: .relaxed)
+        guard tree.isAllocation(word, node: node) else {
+            throw word & (UInt64(1) &<< UInt64(node)) == 0 ? .notAllocated(offset) : .insideAllocation(offset)
+        }
+        // What a free leaves behind: the node was freed already, or is being claimed again.
+        guard !header.isReleased else { throw .notAllocated(offset) }
+        crashPoint(.freeValidated, at: headerWord)
+        // From the owner-less header to the word's CAS, only the intent names who frees the node.
+        let intent = owners.intent(slot: cursorSlot())
+        intent.pointee.store(OwnerTable.intent(block: block, node: node), ordering: .relaxed)
+
+        // Take the header from the validated value to owner-less, or refuse without a write: if it
+        // changed, another caller freed this node since, and it may be a new owner's node now
+        // whose header must survive. From here on this call is the node's only freer. The
+        // owner-less header goes before the word's CAS, so a claimer killed before it writes its
+        // own header leaves a node that names no owner rather than this one.
+        let released = header.released.rawValue.littleEndian
+        guard headerWord.pointee.compareExchange(expected: stored, desired: released, ordering: .relaxed).exchanged else {
+            intent.pointee.store(0, ordering: .relaxed)
+            throw .notAllocated(offset)
+        }
+        crashPoint(.freeHeaderReleased, at: headerWord)
+
         while true {
+            // Only this call frees the node now, and a claim cannot take an allocated node, so the
+            // node is still an allocation, unless it was freed between the word check and the
+            // header CAS and its bytes now lie inside a larger allocation that happens to hold the
+            // validated header value: then give those bytes back and refuse.
             guard tree.isAllocation(word, node: node) else {
-                throw word & (UInt64(1) &<< UInt64(node)) == 0 ? .notAllocated(offset) : .insideAllocation(offset)
+                _ = headerWord.pointee.compareExchange(expected: released, desired: stored, ordering: .relaxed)
+                intent.pointee.store(0, ordering: .relaxed)
+                throw .insideAllocation(offset)
             }
-            // Before the node can be claimed again: a claimer killed before it writes its own
-            // header must not leave ours there, or the inspector counts the node as ours.
-            (base + nodeStart).storeBytes(of: header.released.rawValue.littleEndian, as: UInt64.self)
+            let after = word & ~mask
+            // Listed before the CAS: a process killed right after it leaves the block findable.
+            advertiseFree(block: block, after: after)
+            crashPoint(.freePreListed, at: headerWord)
+            // Sequentially consistent: a release for the next owner, and ordered before the index
+            // reads of `advertiseFree` below (see its comment).
             let (exchanged, current) = words[block].compareExchange(
-                expected: word, desired: word & ~mask, successOrdering: .releasing, failureOrdering: .relaxed)
+                expected: word, desired: after, successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed)
             if exchanged { break }
             word = current
         }
-        didFree(block: block, after: word & ~mask)
+        intent.pointee.store(0, ordering: .relaxed)
+        crashPoint(.freeCleared, at: headerWord)
+        advertiseFree(block: block, after: word & ~mask)
     }
 
     // MARK: - Pointer wrappers

@@ -12,46 +12,73 @@
 // Claims through the cursor do not touch the index (a search re-files the blocks it claims in),
 // and frees only add listings: a block may stay listed under a class it has left, and the next
 // search that meets it there re-files it. Being listed too high costs a searcher one look;
-// being listed too low could fail a request that fits, so that is what must never happen, and
-// every free lists its block under the class it reached. The index is advisory either way; the CAS on the block's word is
-// the only point where ownership changes.
+// being listed too low could fail a request that fits, so that is what must never happen: every
+// free lists its block under the class it is about to reach *before* its CAS (so a process killed
+// right after the CAS leaves its block listed) and again after it (a search may have re-filed the
+// block in between). The index is advisory either way; the CAS on the block's word is the only
+// point where ownership changes.
+//
+// 3. Repair. A process killed between two writes to the index can still leave free space listed
+//    nowhere it can be found (inside a remove, inside a re-file that raced a free). Such space is
+//    lost only until a search fails: a failing search runs the repair pass, which lists every
+//    block under the class its word has now and mends the summary bits above, and retries once.
+//    The pass only adds listings, so it is safe beside any number of allocating processes. It
+//    costs about a millisecond per 512 MiB, so one process at a time runs it, at most once per
+//    `repairInterval`, claimed through the header's `nextRepair` deadline; every other failing
+//    search pays one clock read.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CShmSupport
 import ShmFormat
 import Synchronization
 
 extension SharedCache {
-    /// The number of per-process cursors; threads map onto them by their stack address.
-    static let cursorSlots = 16
+    /// The number of per-process cursors: the first this many threads of a process each have
+    /// their own; later threads share them round-robin.
+    static let cursorSlots = 64
     /// A cursor holds `block | pid << cursorPIDShift`, so a child of `fork` ignores its parent's.
     static let cursorPIDShift = 40
+    /// The least time between two repair passes of one cache, by any processes.
+    static let repairInterval: UInt64 = 1_000_000_000
 
-    /// This thread's cursor slot: threads run on different stacks, so the stack address (in 1 MiB
-    /// granules) tells them apart without a system call or thread-local storage.
+    /// This thread's cursor slot: handed out once per thread (initial-exec TLS, see
+    /// `shm_support.h`), so threads of one process never crowd into one slot while slots remain.
     @inline(__always)
-    private func cursorSlot() -> Int {
-        var marker: UInt8 = 0
-        let address = withUnsafeMutablePointer(to: &marker) { UInt(bitPattern: $0) }
-        return Int(truncatingIfNeeded: (address &>> 20) &* 0x9E37_79B9) & (Self.cursorSlots - 1)
-    }
+    func cursorSlot() -> Int { Int(shm_thread_slot()) & (Self.cursorSlots &- 1) }
 
     /// Finds a block with a free node of `order` and claims the node with one CAS.
     ///
-    /// - Returns: the block and the claimed node, or `nil` when no block has room.
+    /// - Returns: the block, the claimed node, and the calling thread's intent slot, which names
+    ///   the node until the caller has written its header and clears it; `nil` when no block has
+    ///   room.
     @inline(__always)
-    func claimNode(order: Int) -> (block: Int, node: Int)? {
+    func claimNode(order: Int) -> (block: Int, node: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>)? {
         let slot = cursorSlot()
+        let intent = owners.intent(slot: slot)
         let pid = UInt64(UInt32(bitPattern: ProcessIdentity.pid))
         let remembered = cursors[slot].load(ordering: .relaxed)
         if remembered &>> UInt64(Self.cursorPIDShift) == pid {
             let block = Int(truncatingIfNeeded: remembered & ((1 &<< UInt64(Self.cursorPIDShift)) &- 1))
-            if let (node, _) = claim(order: order, inBlock: block) { return (block, node) }
+            if let (node, _) = claim(order: order, inBlock: block, intent: intent) { return (block, node, intent) }
         }
-        return searchIndex(order: order, slot: slot, pid: pid)
+        if let (block, node) = searchIndex(order: order, slot: slot, pid: pid, intent: intent) {
+            return (block, node, intent)
+        }
+        guard repairIndexIfDue(), let (block, node) = searchIndex(order: order, slot: slot, pid: pid, intent: intent) else {
+            return nil
+        }
+        return (block, node, intent)
     }
 
     /// The best-fit search through the index (the slow path of `claimNode`).
     @inline(never)
-    private func searchIndex(order: Int, slot: Int, pid: UInt64) -> (block: Int, node: Int)? {
+    private func searchIndex(
+        order: Int, slot: Int, pid: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>
+    ) -> (block: Int, node: Int)? {
         // A per-process, per-slot origin spreads concurrent searchers over the cache.
         let span = UInt64(blockCount &- firstBlock)
         let origin = firstBlock &+ Int(truncatingIfNeeded: (pid &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(slot) &* 0x85EB_CA6B) % span)
@@ -60,7 +87,7 @@ extension SharedCache {
                 // Listed below its class (a free added the higher listing): it is met again under
                 // that class, where it belongs, so skip it here and keep the best fit exact.
                 let currentClass = tree.largestFreeOrder(words[block].load(ordering: .relaxed)) ?? -1
-                guard currentClass <= blockClass, let (node, word) = claim(order: order, inBlock: block) else {
+                guard currentClass <= blockClass, let (node, word) = claim(order: order, inBlock: block, intent: intent) else {
                     refile(block, listedUnder: blockClass)
                     continue
                 }
@@ -75,14 +102,17 @@ extension SharedCache {
     }
 
     /// Claims the best-fitting free node of `order` in `block`, retrying while other claims race
-    /// on the same word and a free node remains.
+    /// on the same word and a free node remains. Writes each node it tries into `intent` first.
     ///
     /// - Returns: the node and the block's word right after the claim, or `nil` when no node of
     ///   `order` is free.
     @inline(__always)
-    func claim(order: Int, inBlock block: Int) -> (node: Int, word: UInt64)? {
+    func claim(order: Int, inBlock block: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>) -> (node: Int, word: UInt64)? {
         var word = words[block].load(ordering: .relaxed)
         while let node = tree.bestFitNode(word, order: order) {
+            // Relaxed: the intent matters to a reader only once this process has died, when
+            // every store it made is in the file.
+            intent.pointee.store(OwnerTable.intent(block: block, node: node), ordering: .relaxed)
             let claimed = word | setMasks[node]
             let (exchanged, current) = words[block].compareExchange(
                 expected: word, desired: claimed, successOrdering: .acquiring, failureOrdering: .relaxed)
@@ -92,11 +122,17 @@ extension SharedCache {
         return nil
     }
 
-    /// Advertises a free: `block`'s word became `after`. Lists the block under the class the free
-    /// left it in. Listings only ever get added here, so racing frees cannot hide a block from
-    /// one another; a listing the block has outgrown is removed by the next search that meets it.
+    /// Advertises a free: `block`'s word becomes, or became, `after`. Lists the block under the
+    /// class the free leaves it in. Called before the free's CAS and again after it. Listings
+    /// only ever get added here, so racing frees cannot hide a block from one another; a listing
+    /// the block has outgrown (or never reached, when the CAS is retried) is removed by the next
+    /// search that meets it.
+    ///
+    /// Ordering: after the CAS, the index is read with sequentially consistent loads and the CAS
+    /// itself is sequentially consistent, pairing with `refile`'s remove-then-re-read: either this
+    /// free sees the removal and lists the block again, or `refile` sees the freed word.
     @inline(__always)
-    func didFree(block: Int, after: UInt64) {
+    func advertiseFree(block: Int, after: UInt64) {
         // A free always leaves a free node, so the block has a class.
         index.insert(block, class: tree.largestFreeOrder(after) ?? 0)
     }
@@ -118,10 +154,72 @@ extension SharedCache {
             if current != listed, !removed {
                 index.remove(block, class: listed)
                 removed = true
+                crashPoint(.refileRemoved, at: words + block)
             }
             let now = words[block].load(ordering: .sequentiallyConsistent)
             if now == word { return }
             word = now
         }
     }
+}
+
+// MARK: - Repair
+
+extension SharedCache {
+    /// Runs ``repairIndex()`` unless some process ran it less than `repairInterval` ago.
+    ///
+    /// - Returns: true when this call ran the pass (the caller's search may now succeed).
+    func repairIndexIfDue() -> Bool {
+        let now = coarseMonotonicNanoseconds()
+        let due = nextRepair.pointee.load(ordering: .relaxed)
+        // A deadline more than one interval ahead was set before a reboot (the clock restarted).
+        guard now >= due || due &- now > Self.repairInterval else { return false }
+        // Relaxed: the deadline only elects one repairer; the pass reads the words atomically.
+        guard nextRepair.pointee.compareExchange(expected: due, desired: now &+ Self.repairInterval, ordering: .relaxed)
+            .exchanged
+        else { return false }
+        repairIndex()
+        return true
+    }
+
+    /// Lists every block under the class its word has now and mends the summary bits above every
+    /// listing; counts the pass and the listings it added in the header.
+    ///
+    /// Only adds listings, so it is safe while other processes allocate and free: a block whose
+    /// class changes after its word was read ends up listed too high (a claim), which searches
+    /// tolerate, or is listed by its own free (a free). Reads every buddy word once and about one
+    /// index word per 64 blocks and class: about a millisecond per 512 MiB of cache.
+    ///
+    /// - Returns: the listings added (blocks that were missing from their class).
+    @discardableResult
+    public func repairIndex() -> Int {
+        var added = 0
+        let lastGroup = (blockCount &- 1) &>> 6
+        for group in (firstBlock &>> 6)...lastGroup {
+            var classMasks = InlineArray<8, UInt64>(repeating: 0)
+            for block in max(group &<< 6, firstBlock)..<min((group &+ 1) &<< 6, blockCount) {
+                if let blockClass = tree.largestFreeOrder(words[block].load(ordering: .relaxed)) {
+                    classMasks[blockClass] |= 1 &<< UInt64(block & 63)
+                }
+            }
+            for blockClass in 0..<index.classCount where classMasks[blockClass] != 0 {
+                added &+= index.insert(blocks: classMasks[blockClass], group: group, class: blockClass)
+            }
+            if group == lastGroup &>> 1 { crashPoint(.repairMidway, at: words + group &<< 6) }
+        }
+        repairPassCount.pointee.add(1, ordering: .relaxed)
+        repairedListingCount.pointee.add(UInt64(added), ordering: .relaxed)
+        return added
+    }
+}
+
+/// A monotonic clock in nanoseconds, at the clock tick's resolution (a few ms): cheap enough for a
+/// failing allocation to read, async-signal-safe.
+///
+/// The corresponding C function is `clock_gettime(CLOCK_MONOTONIC_COARSE)`.
+@inline(__always)
+func coarseMonotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
+    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
 }

@@ -1,20 +1,34 @@
 // The free-space index in the mapped file (see ShmFormat/FreeIndex.swift for its shape), and the
 // atomic operations that keep it: insert, remove, find.
 //
-// Summary protocol, per level: an insert that turns a word from zero to non-zero sets the word's
-// bit one level up. A remove that turns a word to zero clears that bit, then re-reads the word:
-// if an insert refilled it in between, the bit is set again. With sequentially consistent RMWs and
-// re-read, a non-empty word always ends with its summary bit set; a summary bit may be set over an
-// empty word for a moment, which a search simply steps over.
+// Summary protocol, per level: an insert sets its bit, then makes sure the summary bit above is set,
+// and so on up to the top, whether or not it changed anything below: a process killed between
+// setting a word's first bit and that word's summary bit leaves the summary clear, and the next
+// insert anywhere in the word mends it (an insert that stopped at an already-set bit would leave
+// the word unreachable for ever). A remove that turns a word to zero clears the bit above it, then
+// re-reads the word: if an insert refilled it in between, the bit is set again.
+//
+// Memory ordering: every load and read-modify-write here is sequentially consistent. Removes and
+// inserts are each a write to one word followed by a read of another (the word above, or the
+// word re-read), the store-buffering shape: with acquire/release alone, both sides could read the
+// other's word from before its write, and a non-empty word would end with its summary clear. On
+// x86 a sequentially consistent load is a plain load and every RMW is locked anyway, so this costs
+// nothing there.
+//
+// Invariant, whenever no operation is between two of its writes: a non-empty word has its summary
+// bit set. Between two writes (or after a process died there) a non-empty word may have its
+// summary bit clear; the next insert into that word, or the repair pass (BlockSearch.swift),
+// mends it. A summary bit may be set over an empty word for a moment, which a search steps over.
 
 import ShmFormat
 import Synchronization
 
 /// The free-space index of a mapped cache: per class, a hierarchical bitmap over blocks.
 ///
-/// Kept to a few words (the level table lives in `SharedCache`'s process memory), so the hot paths
-/// pass it in registers instead of copying a layout around.
-struct FreeSpaceIndex {
+/// Kept to a few words (the level table lives in process memory, owned by the index), so the hot
+/// paths pass it in registers instead of copying a layout around. Not copyable: the level table
+/// is freed once, by `deinit`.
+struct FreeSpaceIndex: ~Copyable {
     let words: UnsafeMutablePointer<Atomic<UInt64>>
     /// Per level: the word offset within a class (`levelCount` entries), then the level's bit count.
     private let levels: UnsafeMutablePointer<Int>
@@ -23,7 +37,7 @@ struct FreeSpaceIndex {
     let classCount: Int
 
     /// Maps the index described by `layout` at `words`; the level table is allocated here and
-    /// released by `deallocate()`.
+    /// released by `deinit`.
     init(layout: FreeIndexLayout, words: UnsafeMutablePointer<Atomic<UInt64>>) {
         self.words = words
         levelCount = layout.levelCount
@@ -38,8 +52,7 @@ struct FreeSpaceIndex {
         }
     }
 
-    /// Releases the level table.
-    func deallocate() { levels.deallocate() }
+    deinit { levels.deallocate() }
 
     @inline(__always)
     private func wordIndex(class blockClass: Int, level: Int, bit: Int) -> Int {
@@ -52,19 +65,37 @@ struct FreeSpaceIndex {
     @inline(__always)
     private func bitMask(_ bit: Int) -> UInt64 { 1 &<< UInt64(bit & 63) }
 
-    /// Lists `block` under `blockClass`, setting summary bits up the levels as words become non-empty.
-    func insert(_ block: Int, class blockClass: Int) { insertBit(block, class: blockClass, level: 0) }
+    /// Lists `block` under `blockClass`, and makes sure every summary bit above it is set.
+    func insert(_ block: Int, class blockClass: Int) {
+        insert(blocks: bitMask(block), group: block &>> 6, class: blockClass)
+    }
 
-    /// Sets bit `bit` of `level` and, where that makes a word non-empty, the summary bits above it.
-    private func insertBit(_ bit: Int, class blockClass: Int, level: Int) {
-        var bit = bit
+    /// Lists the blocks of `mask` (bit i stands for block `group × 64 + i`) under `blockClass`,
+    /// and makes sure every summary bit above them is set.
+    ///
+    /// - Returns: how many of them were not listed before.
+    @discardableResult
+    func insert(blocks mask: UInt64, group: Int, class blockClass: Int) -> Int {
+        let levelZero = words + wordIndex(class: blockClass, level: 0, bit: group &<< 6)
+        let added = (mask & ~levelZero.pointee.load(ordering: .sequentiallyConsistent)).nonzeroBitCount
+        setBits(mask, word: group, class: blockClass, level: 0)
+        return added
+    }
+
+    /// Sets the bits of `mask` in word `word` of `level`, then the summary bit of that word in the
+    /// level above, up to the top. Each level costs one load when its bit is set already.
+    private func setBits(_ mask: UInt64, word: Int, class blockClass: Int, level: Int) {
+        var mask = mask
+        var word = word
         for level in level..<levelCount {
-            let word = wordIndex(class: blockClass, level: level, bit: bit)
-            // Already set: an earlier insert owns the summary above (or a remove will restore it).
-            if words[word].load(ordering: .relaxed) & bitMask(bit) != 0 { return }
-            let before = words[word].bitwiseOr(bitMask(bit), ordering: .sequentiallyConsistent).oldValue
-            if before != 0 { return }
-            bit &>>= 6
+            let target = words + wordIndex(class: blockClass, level: level, bit: word &<< 6)
+            if target.pointee.load(ordering: .sequentiallyConsistent) & mask != mask {
+                let before = target.pointee.bitwiseOr(mask, ordering: .sequentiallyConsistent).oldValue
+                if before == 0, level &+ 1 < levelCount { crashPoint(.insertBeforeSummary, at: target) }
+            }
+            // On up even when nothing changed: see the summary protocol above.
+            mask = bitMask(word)
+            word &>>= 6
         }
     }
 
@@ -72,14 +103,16 @@ struct FreeSpaceIndex {
     func remove(_ block: Int, class blockClass: Int) { removeBit(block, class: blockClass, level: 0) }
 
     private func removeBit(_ bit: Int, class blockClass: Int, level: Int) {
-        let word = wordIndex(class: blockClass, level: level, bit: bit)
-        if words[word].load(ordering: .relaxed) & bitMask(bit) == 0 { return }
-        let after = words[word].bitwiseAnd(~bitMask(bit), ordering: .sequentiallyConsistent).newValue
-        guard after == 0, level + 1 < levelCount else { return }
-        removeBit(bit &>> 6, class: blockClass, level: level + 1)
+        let word = words + wordIndex(class: blockClass, level: level, bit: bit)
+        if word.pointee.load(ordering: .sequentiallyConsistent) & bitMask(bit) == 0 { return }
+        let after = word.pointee.bitwiseAnd(~bitMask(bit), ordering: .sequentiallyConsistent).newValue
+        guard after == 0, level &+ 1 < levelCount else { return }
+        crashPoint(.removeBeforeSummary, at: word)
+        removeBit(bit &>> 6, class: blockClass, level: level &+ 1)
+        crashPoint(.removeBeforeRecheck, at: word)
         // An insert may have refilled the word after it emptied and before its summary bit went.
-        if words[word].load(ordering: .sequentiallyConsistent) != 0 {
-            insertBit(bit &>> 6, class: blockClass, level: level + 1)
+        if word.pointee.load(ordering: .sequentiallyConsistent) != 0 {
+            setBits(bitMask(bit &>> 6), word: bit &>> 12, class: blockClass, level: level &+ 1)
         }
     }
 

@@ -53,12 +53,18 @@ public final class SharedCache: @unchecked Sendable {
     let tree: BuddyTree
     let words: UnsafeMutablePointer<Atomic<UInt64>>
     let index: FreeSpaceIndex
+    /// This process's entry in the owner table, and the intent slots the hot paths write.
+    let owners: OwnerRegistration
     /// Per-process memory (not in the file): each thread slot's last block, see `claimNode`.
     let cursors: UnsafeMutablePointer<Atomic<UInt64>>
     /// `tree.setMask(ofNode:)` for every node, computed once: one load instead of a loop per call.
     let setMasks: UnsafeMutablePointer<UInt64>
     let invalidFreeCount: UnsafeMutablePointer<Atomic<UInt64>>
     let failedAllocationCount: UnsafeMutablePointer<Atomic<UInt64>>
+    /// The header's repair deadline and counters (see `repairIndexIfDue`).
+    let nextRepair: UnsafeMutablePointer<Atomic<UInt64>>
+    let repairPassCount: UnsafeMutablePointer<Atomic<UInt64>>
+    let repairedListingCount: UnsafeMutablePointer<Atomic<UInt64>>
     /// The first block after the null region.
     let firstBlock: Int
     let blockCount: Int
@@ -82,10 +88,14 @@ public final class SharedCache: @unchecked Sendable {
         self.setMasks = .allocate(capacity: tree.nodeCount + 1)
         setMasks[0] = 0
         for node in 1...tree.nodeCount { setMasks[node] = tree.setMask(ofNode: node) }
+        self.owners = OwnerRegistration(table: mapping + layout.ownersOffset)
         self.cursors = .allocate(capacity: Self.cursorSlots)
         for slot in 0..<Self.cursorSlots { (cursors + slot).initialize(to: Atomic(0)) }
         self.invalidFreeCount = counter(FileHeader.Field.invalidFrees)
         self.failedAllocationCount = counter(FileHeader.Field.failedAllocations)
+        self.nextRepair = counter(FileHeader.Field.nextRepair)
+        self.repairPassCount = counter(FileHeader.Field.repairPasses)
+        self.repairedListingCount = counter(FileHeader.Field.repairedListings)
         self.firstBlock = layout.nullBlockCount
         self.blockCount = geometry.blockCount
         self.blockShift = geometry.maxShift
@@ -94,7 +104,6 @@ public final class SharedCache: @unchecked Sendable {
 
     deinit {
         Mapping.unmap(fileBase, length: layout.fileSize)
-        index.deallocate()
         setMasks.deallocate()
         cursors.deinitialize(count: Self.cursorSlots)
         cursors.deallocate()
@@ -123,6 +132,10 @@ public final class SharedCache: @unchecked Sendable {
     public var invalidFrees: UInt64 { invalidFreeCount.pointee.load(ordering: .relaxed) }
     /// Allocations that found no room since the file was created, by any process.
     public var failedAllocations: UInt64 { failedAllocationCount.pointee.load(ordering: .relaxed) }
+    /// Repair passes of the free-space index since the file was created, by any process.
+    public var repairPasses: UInt64 { repairPassCount.pointee.load(ordering: .relaxed) }
+    /// Listings the repair passes added: free space that crashed processes had hidden.
+    public var repairedListings: UInt64 { repairedListingCount.pointee.load(ordering: .relaxed) }
 
     /// Block `index`'s buddy word, read atomically.
     public func word(ofBlock index: Int) -> UInt64 {

@@ -1,9 +1,9 @@
 // The cache file: where each region lives, and the header page that describes them.
 //
-//   0            headerSize    indexOffset                      dataOffset
-//   ┌────────────┬─────────────┬────────────────────────────────┬─────────────────────────────────┐
-//   │ header page│ buddy words │ free-space index (FreeIndex)   │ data: null page, blocks …       │
-//   └────────────┴─────────────┴────────────────────────────────┴─────────────────────────────────┘
+//   0            headerSize   wordsOffset   indexOffset                    dataOffset
+//   ┌────────────┬────────────┬─────────────┬──────────────────────────────┬───────────────────────────┐
+//   │ header page│ owner table│ buddy words │ free-space index (FreeIndex) │ data: null page, blocks … │
+//   └────────────┴────────────┴─────────────┴──────────────────────────────┴───────────────────────────┘
 //
 // Every region starts on a page boundary. The header is all a reader needs: the geometry and
 // every offset are stored in it, and a reader recomputes the layout and refuses a file whose
@@ -31,8 +31,12 @@ public struct FileLayout: Hashable, Sendable {
 
     /// The header page's length.
     public var headerSize: Int { pageSize }
+    /// Where the owner table starts (see ``OwnerTable``).
+    public var ownersOffset: Int { headerSize }
+    /// The owner table's length, rounded up to whole pages.
+    public var ownersLength: Int { roundedUpToPage(OwnerTable.byteCount) }
     /// Where the buddy words start: one 64-bit word per block, densely packed.
-    public var wordsOffset: Int { headerSize }
+    public var wordsOffset: Int { ownersOffset + ownersLength }
     /// The words region's length, rounded up to whole pages.
     public var wordsLength: Int { roundedUpToPage(geometry.blockCount * 8) }
     /// Where the free-space index starts.
@@ -51,7 +55,7 @@ public struct FileLayout: Hashable, Sendable {
     public var nullBlockCount: Int { max(1, pageSize / geometry.blockSize) }
     /// The length mapped read-only at the start of the data region.
     public var nullRegionLength: Int { nullBlockCount * geometry.blockSize }
-    /// Bytes spent on anything but allocatable blocks: header, words, index and the null region.
+    /// Bytes spent on anything but allocatable blocks: header, owners, words, index and the null region.
     public var reservedBytes: Int { dataOffset + nullRegionLength }
 
     @inline(__always)
@@ -81,7 +85,8 @@ public struct FileHeader: Hashable, Sendable {
     /// `"shmalloc"` in ASCII, as the first 8 bytes of every cache file.
     public static let magic: UInt64 = 0x636F_6C6C_616D_6873
     /// The format version this code reads and writes.
-    public static let formatVersion: UInt32 = 1
+    /// Version 2 added the owner table and the repair fields.
+    public static let formatVersion: UInt32 = 2
 
     /// Byte offsets of the header's fields. All fields are little-endian; the ones marked atomic are
     /// read and written only with atomic operations through a shared mapping.
@@ -109,8 +114,17 @@ public struct FileHeader: Hashable, Sendable {
         public static let invalidFrees = 128
         /// Atomic `UInt64`: allocations that found no room.
         public static let failedAllocations = 136
+        /// Atomic `UInt64`: the monotonic-clock instant (ns) before which no process starts another
+        /// repair pass of the free-space index; 0 in a new file (the first failing search repairs).
+        public static let nextRepair = 144
+        /// Atomic `UInt64`: repair passes run since the file was created.
+        public static let repairPasses = 152
+        /// Atomic `UInt64`: listings those passes added (free space that was missing from the index).
+        public static let repairedListings = 160
+        public static let ownersOffset = 168
+        public static let ownersLength = 176
         /// The first byte past the last field; the rest of the page is zero.
-        public static let end = 144
+        public static let end = 184
     }
 
     public let formatVersion: UInt32
@@ -122,6 +136,10 @@ public struct FileHeader: Hashable, Sendable {
     public let layout: FileLayout
     public let invalidFrees: UInt64
     public let failedAllocations: UInt64
+    /// Repair passes of the free-space index run since the file was created.
+    public let repairPasses: UInt64
+    /// Listings those passes added: free space a crashed process had left out of the index.
+    public let repairedListings: UInt64
 
     public var geometry: Geometry { layout.geometry }
 
@@ -134,6 +152,8 @@ public struct FileHeader: Hashable, Sendable {
         self.layout = layout
         self.invalidFrees = 0
         self.failedAllocations = 0
+        self.repairPasses = 0
+        self.repairedListings = 0
     }
 
     /// The state word for `state` claimed by `pid`.
@@ -182,6 +202,8 @@ public struct FileHeader: Hashable, Sendable {
         layout = try FileLayout(geometry: geometry, pageSize: int(Field.pageSize))
         let stored: [(String, Int, Int)] = [
             ("header size", Int(u32(Field.headerSize)), layout.headerSize),
+            ("owners offset", int(Field.ownersOffset), layout.ownersOffset),
+            ("owners length", int(Field.ownersLength), layout.ownersLength),
             ("words offset", int(Field.wordsOffset), layout.wordsOffset),
             ("words length", int(Field.wordsLength), layout.wordsLength),
             ("index offset", int(Field.indexOffset), layout.indexOffset),
@@ -200,6 +222,8 @@ public struct FileHeader: Hashable, Sendable {
         createdAtNanoseconds = u64(Field.createdAtNanoseconds)
         invalidFrees = u64(Field.invalidFrees)
         failedAllocations = u64(Field.failedAllocations)
+        repairPasses = u64(Field.repairPasses)
+        repairedListings = u64(Field.repairedListings)
     }
 
     /// Writes every field into a zeroed header page, the state word included.
@@ -217,6 +241,8 @@ public struct FileHeader: Hashable, Sendable {
         put(geometry.maxSize, Field.maxSize)
         put(geometry.blockCount, Field.blockCount)
         put(layout.pageSize, Field.pageSize)
+        put(layout.ownersOffset, Field.ownersOffset)
+        put(layout.ownersLength, Field.ownersLength)
         put(layout.wordsOffset, Field.wordsOffset)
         put(layout.wordsLength, Field.wordsLength)
         put(layout.indexOffset, Field.indexOffset)
@@ -227,6 +253,8 @@ public struct FileHeader: Hashable, Sendable {
         put(layout.nullBlockCount, Field.nullBlockCount)
         put(invalidFrees, Field.invalidFrees)
         put(failedAllocations, Field.failedAllocations)
+        put(repairPasses, Field.repairPasses)
+        put(repairedListings, Field.repairedListings)
     }
 }
 

@@ -36,8 +36,11 @@ public struct BlockDetail: Hashable, Sendable {
         /// The decoded header, or `nil` when its bytes are not a valid header for this node
         /// (being written right now, or overwritten).
         public let header: AllocationHeader?
-        /// Whether the owner was alive when the block was read; `nil` without a header.
-        public let ownerAlive: Bool?
+        /// What became of the owner when the block was read; `nil` without a header.
+        public let ownerState: ProcessState?
+        /// Whether the owner was alive (not a zombie, not gone) when the block was read; `nil`
+        /// without a header.
+        public var ownerAlive: Bool? { ownerState.map { $0 == .alive } }
         /// The first bytes of the allocation's usable space (at most the requested size when known).
         public let firstBytes: [UInt8]
     }
@@ -98,7 +101,7 @@ public struct BlockDetail: Hashable, Sendable {
             let previewStart = start + AllocationHeader.size
             allocations.append(Allocation(
                 node: node, order: order, nodeSize: nodeSize, offset: offsets.lowerBound + previewStart,
-                header: header, ownerAlive: header.map { ProcessLiveness.isAlive($0.ownerPID) },
+                header: header, ownerState: header.map { ProcessState(pid: $0.ownerPID) },
                 firstBytes: Array(blockBytes[previewStart..<(previewStart + previewCount)])))
         }
         self.allocations = allocations.sorted { $0.offset < $1.offset }

@@ -225,7 +225,7 @@ public final class CacheInspector: Sendable {
     /// replaced. `body` may run twice, so it only computes its result.
     private func readMapped<Result>(_ body: (MappedWords) -> Result) throws(InspectError) -> Result {
         for attempt in 0..<2 {
-            if let result = mapping.read(body) {
+            if let result = mapping.read(descriptor, body) {
                 // A cut inside a page does not fault (the page's tail reads as zeros): the file's
                 // size after the read says whether one happened meanwhile.
                 try checkFile()
@@ -299,13 +299,22 @@ public final class CacheInspector: Sendable {
 
     // MARK: - Allocation scan
 
+    /// Reads the owner table.
+    private func readOwners() throws(InspectError) -> OwnerRegistry {
+        let table = UnsafeMutableRawBufferPointer.allocate(byteCount: OwnerTable.byteCount, alignment: 8)
+        defer { table.deallocate() }
+        try read(into: table, at: layout.ownersOffset)
+        return OwnerRegistry(table: UnsafeRawBufferPointer(table))
+    }
+
     /// The most bytes one `pread` of the data region asks for.
     static let scanChunkBytes = 1 << 20
 
     /// Reads the header of every allocation in `words` (runs of non-empty blocks at a time) and
-    /// sums them per owner and per order; owners are then checked for liveness.
+    /// sums them per owner and per order; then reads each owner's process state.
     private func scanAllocations(_ words: [UInt64]) throws(InspectError) -> AllocationCensus {
         let tree = geometry.tree
+        let owners = try readOwners()
         var builder = AllocationCensus.Builder(geometry: geometry)
         let blocksPerChunk = max(1, Self.scanChunkBytes / geometry.blockSize)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blocksPerChunk * geometry.blockSize, alignment: 8)
@@ -325,12 +334,12 @@ public final class CacheInspector: Sendable {
                     nodes &= nodes &- 1
                     let offsetInRun = (index - block) * geometry.blockSize + tree.byteOffset(ofNode: node, minSize: geometry.minSize)
                     let raw = UInt64(littleEndian: run.loadUnaligned(fromByteOffset: offsetInRun, as: UInt64.self))
-                    builder.add(rawHeader: raw, order: tree.order(ofNode: node))
+                    builder.add(rawHeader: raw, order: tree.order(ofNode: node), claimer: owners.claimer(block: index, node: node))
                 }
             }
             block = end
         }
-        return builder.census(isAlive: ProcessLiveness.isAlive)
+        return builder.census(state: owners.state(of:))
     }
 
     /// Nanoseconds since the Unix epoch.
@@ -338,16 +347,6 @@ public final class CacheInspector: Sendable {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
-    }
-}
-
-/// Whether the processes that own allocations still run.
-public enum ProcessLiveness {
-    /// True when a process with this pid exists, even one this process may not signal
-    /// (`kill(pid, 0)` failing with `EPERM`).
-    public static func isAlive(_ pid: Int32) -> Bool {
-        guard pid > 0 else { return false }
-        return kill(pid, 0) == 0 || errno == EPERM
     }
 }
 

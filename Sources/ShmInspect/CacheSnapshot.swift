@@ -94,7 +94,7 @@ public struct AllocationCensus: Hashable, Sendable {
     /// Requested bytes over all readable headers.
     public var requestedBytes: Int { requestedBytesByOrder.reduce(0, +) }
 
-    /// Sums headers one at a time; `census(isAlive:)` finishes.
+    /// Sums headers one at a time; `census(state:)` finishes.
     public struct Builder {
         let geometry: Geometry
         var requestedBytesByOrder: [Int]
@@ -110,12 +110,21 @@ public struct AllocationCensus: Hashable, Sendable {
             requestedBytesByOrder = Array(repeating: 0, count: geometry.orderCount)
         }
 
-        /// Adds the raw header found at an allocation node of `order`.
-        public mutating func add(rawHeader: UInt64, order: Int) {
+        /// Adds the raw header found at an allocation node of `order`. A header that names no
+        /// owner (not written yet, or left by a free that has not cleared the node yet) counts
+        /// for `claimer`, the process whose owner-table intent names the node, when there is one
+        /// (asked only then).
+        public mutating func add(rawHeader: UInt64, order: Int, claimer: @autoclosure () -> Int32? = nil) {
             let nodeSize = geometry.nodeSize(ofOrder: order)
-            guard let header = AllocationHeader(rawValue: rawHeader), !header.isReleased, header.order == order,
-                  header.requestedSize <= nodeSize - AllocationHeader.size
-            else {
+            let stored = AllocationHeader(rawValue: rawHeader)
+            let fits = stored.map { $0.order == order && $0.requestedSize <= nodeSize - AllocationHeader.size } ?? false
+            let header: AllocationHeader
+            if let stored, fits, !stored.isReleased {
+                header = stored
+            } else if let claimer = claimer() {
+                // A released header tells what was last asked for the node; a stale one does not.
+                header = AllocationHeader(ownerPID: claimer, requestedSize: fits ? stored!.requestedSize : 0, order: order)
+            } else {
                 unreadable += 1
                 return
             }
@@ -133,13 +142,13 @@ public struct AllocationCensus: Hashable, Sendable {
             current = nil
         }
 
-        /// The census, with each owner marked alive or dead by `isAlive`.
-        public func census(isAlive: (Int32) -> Bool) -> AllocationCensus {
+        /// The census, with each owner's process state as `state` gives it.
+        public func census(state: (Int32) -> ProcessState) -> AllocationCensus {
             var builder = self
             builder.flushCurrent()
             let owners = builder.byOwner.values.map { owner in
                 var owner = owner
-                owner.alive = isAlive(owner.pid)
+                owner.mark(state(owner.pid))
                 return owner
             }
             return AllocationCensus(
@@ -154,8 +163,11 @@ public struct AllocationCensus: Hashable, Sendable {
 public struct OwnerAllocations: Hashable, Sendable, Codable {
     /// The owner's pid, from the allocation headers.
     public let pid: Int32
-    /// Whether a process with that pid existed when the snapshot was taken (`kill(pid, 0)`).
-    public internal(set) var alive: Bool
+    /// Whether the owner was ``ProcessState/alive`` when the snapshot was taken: a zombie is not,
+    /// for it can never free again. Kept beside ``state`` for readers of the JSON key `alive`.
+    public private(set) var alive: Bool
+    /// What became of the owner when the snapshot was taken.
+    public private(set) var state: ProcessState
     /// The number of allocations.
     public private(set) var allocations: Int
     /// Their node bytes (rounded sizes, headers included).
@@ -166,11 +178,19 @@ public struct OwnerAllocations: Hashable, Sendable, Codable {
     init(pid: Int32) {
         self.pid = pid
         alive = false
+        state = .dead
         allocations = 0
         bytes = 0
         requestedBytes = 0
     }
 
+    /// Records the owner's process state.
+    mutating func mark(_ state: ProcessState) {
+        self.state = state
+        alive = state == .alive
+    }
+
+    /// Counts one more allocation of `nodeSize` bytes for which `requestedSize` were asked.
     mutating func add(nodeSize: Int, requestedSize: Int) {
         allocations += 1
         bytes += nodeSize

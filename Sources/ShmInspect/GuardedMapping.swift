@@ -9,14 +9,22 @@
 // - One process-wide SIGBUS handler, installed on first use, knows the guarded ranges: a fixed
 //   table of atomics, so the handler neither allocates nor locks.
 // - A fault inside a guarded range maps a private page of zeros over the faulting page (the load
-//   that faulted then completes and reads zeros) and counts the fault in the range's row, twice:
-//   the count is odd while the page of zeros is being mapped.
-// - A reader compares the count before and after reading (a seqlock reader) and discards what it
-//   read when it moved. Pages of zeros stay until the owner maps the file afresh over the range
-//   (`restore`, once the file is whole again); until then every read reports the fault.
+//   that faulted then completes and reads zeros). The range's row counts the handlers in flight
+//   (from entry until the page of zeros is mapped) and, once each page is mapped, the fault.
+// - A reader reads the fault count before and after reading (a seqlock reader) and discards what
+//   it read when the count moved or a handler was in flight. Pages of zeros stay until the owner
+//   maps the file afresh over the range (`restore`, once the file is whole again); until then every
+//   read reports the fault.
 // - A fault outside every guarded range, or a SIGBUS another process sent, goes to the action
 //   installed before ours: its handler is called, or the default (death) happens as it would have
 //   without the guard.
+// - A SIGBUS action installed after ours replaces the guard, and the guard does not take the
+//   signal back: re-installing ours over theirs, with theirs as the action to pass on to, would
+//   override what the program chose last, and would loop forever if theirs passes on to the
+//   action it replaced (ours). Instead every read first asks `sigaction` whether ours is still the
+//   action (about 0.2 µs, next to milliseconds of reading the words) and, when it is not, reads the
+//   words with `pread` into a private copy: slower, never a fault. A handler installed by another
+//   thread during a read is not seen by that read.
 // - A cut inside a page does not fault at all: the page's tail reads as zeros. Only the file's
 //   size after a read tells; `CacheInspector` checks it.
 
@@ -31,12 +39,12 @@ import SystemPackage
 /// A read-only shared mapping of a range of a file, whose reads survive the file being truncated
 /// under them.
 ///
-/// Reads go through ``read(_:)``, which returns `nil` when a whole page of the range faulted (the
+/// Reads go through ``read(_:_:)``, which returns `nil` when a whole page of the range faulted (the
 /// file became shorter than it) during the read or since the last ``restore(_:)``. The mapping is
 /// read only: its pages are `PROT_READ`, and a write would fault.
 final class GuardedMapping: @unchecked Sendable {
-    // @unchecked: the fields are immutable after `init` but for the atomic `restoredFaults`; the
-    // mapped memory is only read (see `MappedWords`).
+    // @unchecked: the fields are immutable after `init` but for the atomics `restoredFaults` and
+    // `phase`; the mapped memory is only read (see `MappedWords`).
 
     /// The words of the range.
     private let words: UnsafePointer<Atomic<UInt64>>
@@ -47,15 +55,23 @@ final class GuardedMapping: @unchecked Sendable {
     private let mappedLength: Int
     /// The file offset `mapping` starts at.
     private let mappedOffset: Int
+    /// The file offset of the range.
+    private let offset: Int
     /// This mapping's row in the guard table.
     private let slot: Int
     /// The row's fault count when the range was last mapped from the file: reads succeed only
-    /// while the count still equals it (no page of zeros in the range). Always even, but for
-    /// ``broken``.
+    /// while the count still equals it (no page of zeros in the range).
     private let restoredFaults = Atomic<UInt>(0)
-    /// `restoredFaults` after a failed `restore`, which may have left the range unmapped: no
-    /// count equals it, so every read fails until a `restore` succeeds.
-    private static let broken = UInt.max
+    /// ``mapped``, ``restoring`` or ``abandoned``.
+    private let phase = Atomic<UInt8>(GuardedMapping.mapped)
+    /// The range is mapped from the file (maybe with pages of zeros).
+    private static let mapped: UInt8 = 0
+    /// A `restore` is remapping the range; no other may start.
+    private static let restoring: UInt8 = 1
+    /// For good, after a failed `restore`, which may have left the range unmapped (see there): the
+    /// row is released, the range is never read, remapped or unmapped again, and reads copy the
+    /// words with `pread`.
+    private static let abandoned: UInt8 = 2
 
     /// Maps `count` 64-bit words of `descriptor`'s file from byte `offset` (a multiple of 8) and
     /// guards them.
@@ -68,6 +84,7 @@ final class GuardedMapping: @unchecked Sendable {
         precondition(offset >= 0 && offset % 8 == 0 && count > 0, "a range of whole words")
         GuardTable.installHandler()
         let pageSize = GuardTable.pageSize
+        self.offset = offset
         mappedOffset = offset & ~(pageSize - 1)
         mappedLength = offset - mappedOffset + count * 8
         guard let mapping = mmap(nil, mappedLength, PROT_READ, MAP_SHARED, descriptor.rawValue, off_t(mappedOffset)),
@@ -85,13 +102,17 @@ final class GuardedMapping: @unchecked Sendable {
     }
 
     deinit {
+        // An abandoned range may belong to another mapping now: it is left alone.
+        guard phase.load(ordering: .acquiring) != Self.abandoned else { return }
         GuardTable.unregister(slot)
         munmap(mapping, mappedLength)
     }
 
     /// The file offset of the lowest page of the range that ever faulted (the file was at most
-    /// this long then), or `nil` when none did.
+    /// this long then), or `nil` when none did or the range was abandoned.
     var faultedFileOffset: Int? {
+        // The row of an abandoned range may be another mapping's by now.
+        guard phase.load(ordering: .acquiring) != Self.abandoned else { return nil }
         let page = GuardTable.lowestFaultedPage(slot)
         return page == 0 ? nil : mappedOffset + Int(page - UInt(bitPattern: mapping))
     }
@@ -100,35 +121,87 @@ final class GuardedMapping: @unchecked Sendable {
     /// during the call or since the last ``restore(_:)``: then what `body` read is partly zeros.
     /// `body` may run and be thrown away, so it should only compute its result.
     ///
+    /// While the guard is not the process's SIGBUS action (another was installed after it) or the
+    /// range was abandoned, `body` reads a copy of the words read from `descriptor` (the mapped
+    /// file) with `pread` instead, and `nil` means the file ended inside the range.
+    ///
     /// Writers change the words with compare-and-swap at any time: `body` loads a word once where
     /// it needs one consistent value.
-    func read<Result>(_ body: (MappedWords) -> Result) -> Result? {
+    ///
+    /// The C functions `sigaction` (to query) and, without the guard, `pread`.
+    func read<Result>(_ descriptor: FileDescriptor, _ body: (MappedWords) -> Result) -> Result? {
+        guard phase.load(ordering: .acquiring) != Self.abandoned, GuardTable.isHandlerInstalled else { return copied(descriptor, body) }
         let faults = GuardTable.faults(slot)
-        // An odd count (a page of zeros being mapped) never equals the even `restoredFaults`.
-        guard faults == restoredFaults.load(ordering: .acquiring) else { return nil }
+        // A handler in flight may have mapped its page of zeros without counting it yet.
+        guard GuardTable.handlersInFlight(slot) == 0, faults == restoredFaults.load(ordering: .acquiring) else { return nil }
         let result = body(MappedWords(base: words))
-        // The loads of `body` complete before the count is read again.
+        // The loads of `body` complete before the row is read again. A load that read a page of
+        // zeros ran after that page's handler entered (the handler maps it later), so this
+        // sees the handler in flight or, when it has left (its releasing decrement read by this
+        // acquiring load), the fault it counted before leaving.
         atomicMemoryFence(ordering: .acquiring)
-        return GuardTable.faults(slot) == faults ? result : nil
+        guard GuardTable.handlersInFlight(slot) == 0, GuardTable.faults(slot) == faults else { return nil }
+        // A `restore` that failed meanwhile may have unmapped the range under `body`.
+        return phase.load(ordering: .acquiring) == Self.abandoned ? nil : result
+    }
+
+    /// `body` over a copy of the range's words read from the file with `pread`; `nil` when the
+    /// file ends inside the range.
+    private func copied<Result>(_ descriptor: FileDescriptor, _ body: (MappedWords) -> Result) -> Result? {
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: count * 8, alignment: MemoryLayout<UInt64>.alignment)
+        defer { copy.deallocate() }
+        var done = 0
+        while done < copy.count {
+            // `retryOnInterrupt`: a signal during the read is no reason to fail it.
+            guard let read = try? descriptor.read(
+                fromAbsoluteOffset: Int64(offset + done), into: UnsafeMutableRawBufferPointer(rebasing: copy[done...]),
+                retryOnInterrupt: true),
+                  read > 0
+            else { return nil }
+            done += read
+        }
+        return body(MappedWords(base: UnsafePointer(copy.bindMemory(to: Atomic<UInt64>.self).baseAddress!)))
     }
 
     /// Maps `descriptor`'s file afresh over the whole range, replacing any pages of zeros, so reads
     /// succeed again; for when the file is back at its full length. A fault during or after this
-    /// call makes reads fail again until the next one. Returns false when it could not (a page of
-    /// zeros was being mapped, or `mmap` failed; after that failure every read fails until a
-    /// `restore` succeeds).
+    /// call makes reads fail again until the next one. Returns false when it could not: a handler
+    /// was mapping a page of zeros, another `restore` was running, or `mmap` failed.
+    ///
+    /// A failed `mmap` with `MAP_FIXED` may have unmapped the range already (Linux unmaps the old
+    /// pages before it can fail for want of memory), and any `mmap` in the process may then be
+    /// given those addresses: the guard must not turn that mapping's SIGBUS into zeros, nor
+    /// `deinit` unmap it. So the range is abandoned: its row is released, and reads copy the words
+    /// with `pread` from then on. Keeping the range reserved with a `PROT_NONE` mapping instead
+    /// would take another `mmap` with `MAP_FIXED`, which would destroy whatever another thread had
+    /// mapped there meanwhile (`MAP_FIXED_NOREPLACE` fails on pages still mapped, which may be ours
+    /// or not); abandoning needs no call that can fail, and costs the address range, leaked if the
+    /// pages were still ours, and the copy at every read.
     ///
     /// The C function `mmap` with `MAP_FIXED`.
     @discardableResult
     func restore(_ descriptor: FileDescriptor) -> Bool {
+        // One `restore` at a time: one that found the range mapped must not remap it after
+        // another has abandoned it.
+        guard phase.compareExchange(expected: Self.mapped, desired: Self.restoring, ordering: .acquiring).exchanged else {
+            return false
+        }
+        guard GuardTable.handlersInFlight(slot) == 0 else {
+            phase.store(Self.mapped, ordering: .releasing)
+            return false
+        }
+        // Read before the remap: a fault whose page of zeros lands after the remap counts itself
+        // after this load, so reads fail until the next `restore`.
         let faults = GuardTable.faults(slot)
-        guard faults & 1 == 0 else { return false }
         let remapped = mmap(mapping, mappedLength, PROT_READ, MAP_SHARED | MAP_FIXED, descriptor.rawValue, off_t(mappedOffset))
         guard remapped == mapping else {
-            restoredFaults.store(Self.broken, ordering: .releasing)
+            // Readers that start from now on copy the words instead.
+            phase.store(Self.abandoned, ordering: .releasing)
+            GuardTable.unregister(slot)
             return false
         }
         restoredFaults.store(faults, ordering: .releasing)
+        phase.store(Self.mapped, ordering: .releasing)
         return true
     }
 }
@@ -154,8 +227,9 @@ struct MappedWords: WordLoading {
 
 /// The process-wide table of guarded ranges and the SIGBUS handler that reads it.
 ///
-/// Each row is four atomic words: start, end, the fault count (two per fault) and the address of
-/// the lowest page that faulted (0 while none did). A row is free while its start is 0.
+/// Each row is five atomic words: start, end, the fault count (one per fault, once its page of
+/// zeros is mapped), the address of the lowest page that faulted (0 while none did) and the
+/// handlers in flight (entered, page of zeros not mapped yet). A row is free while its start is 0.
 /// `register` claims a free row with a compare-and-swap of the start from 0 to 1 (a start of 1
 /// matches no address), writes the end, then the real start; `unregister` clears the start first.
 /// The handler reads the start, the end, then the start again, so it never matches a range that
@@ -167,7 +241,7 @@ enum GuardTable {
     /// Mappings guarded at once, at most (a process rarely watches more than a few caches).
     static let capacity = 1024
 
-    private static let rowWords = 4
+    private static let rowWords = 5
     /// The table; allocated once, before the handler can run, and never freed.
     private nonisolated(unsafe) static let rows: UnsafeMutablePointer<Atomic<UInt>> = {
         let rows = UnsafeMutablePointer<Atomic<UInt>>.allocate(capacity: capacity * rowWords)
@@ -187,16 +261,23 @@ enum GuardTable {
     private static func end(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords + 1 }
     private static func faultCount(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords + 2 }
     private static func faultedPage(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords + 3 }
+    private static func inFlight(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt>> { rows + slot * rowWords + 4 }
 
     /// Installs the handler once per process (a Swift global's initialiser runs exactly once).
     static func installHandler() { _ = installation }
+
+    /// The handler as a C function pointer: what `installation` installs and `isHandlerInstalled`
+    /// looks for.
+    private static let handler: @convention(c) (Int32, UnsafeMutablePointer<siginfo_t>?, UnsafeMutableRawPointer?) -> Void = {
+        signal, info, context in GuardTable.handleBusError(signal, info, context)
+    }
 
     private static let installation: Void = {
         _ = rows
         _ = pageSize
         _ = previousAction
         var action = sigaction()
-        action.__sigaction_handler.sa_sigaction = { signal, info, context in GuardTable.handleBusError(signal, info, context) }
+        action.__sigaction_handler.sa_sigaction = handler
         // SA_NODEFER is not set: a second SIGBUS inside the handler would be a bug of the handler
         // itself, and it should then take the default action rather than recurse.
         action.sa_flags = SA_SIGINFO
@@ -204,11 +285,23 @@ enum GuardTable {
         sigaction(SIGBUS, &action, previousAction)
     }()
 
+    /// Whether the guard's handler is still the process's SIGBUS action (nothing installed another
+    /// since `installHandler`).
+    ///
+    /// The C function `sigaction`, to query.
+    static var isHandlerInstalled: Bool {
+        var current = sigaction()
+        sigaction(SIGBUS, nil, &current)
+        return current.sa_flags & SA_SIGINFO != 0
+            && unsafeBitCast(current.__sigaction_handler.sa_sigaction, to: Int.self) == unsafeBitCast(handler, to: Int.self)
+    }
+
     /// Claims a row for `range`; `nil` when every row is taken.
     static func register(_ range: Range<UInt>) -> Int? {
         for slot in 0..<capacity where start(slot).pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
             faultCount(slot).pointee.store(0, ordering: .relaxed)
             faultedPage(slot).pointee.store(0, ordering: .relaxed)
+            inFlight(slot).pointee.store(0, ordering: .relaxed)
             end(slot).pointee.store(range.upperBound, ordering: .relaxed)
             start(slot).pointee.store(range.lowerBound, ordering: .releasing)
             return slot
@@ -221,8 +314,12 @@ enum GuardTable {
         start(slot).pointee.store(0, ordering: .releasing)
     }
 
-    /// How many faults `slot`'s range has had.
+    /// How many faults `slot`'s range has had (each counted once its page of zeros is mapped).
     static func faults(_ slot: Int) -> UInt { faultCount(slot).pointee.load(ordering: .acquiring) }
+
+    /// How many handlers are mapping a page of zeros in `slot`'s range right now: while any is,
+    /// a page of the range may read zeros that the fault count does not show yet.
+    static func handlersInFlight(_ slot: Int) -> UInt { inFlight(slot).pointee.load(ordering: .acquiring) }
 
     /// The lowest page of `slot`'s range that faulted, or 0.
     static func lowestFaultedPage(_ slot: Int) -> UInt { faultedPage(slot).pointee.load(ordering: .relaxed) }
@@ -239,6 +336,10 @@ enum GuardTable {
             guard lower > 1, lower <= address, address < end(slot).pointee.load(ordering: .acquiring),
                   start(slot).pointee.load(ordering: .acquiring) == lower
             else { continue }
+            // In flight from before the page of zeros is mapped (another thread may read it at once
+            // and must then find the row busy) until it is counted. Sequentially consistent: the
+            // `mmap` below must not be ordered before it.
+            inFlight(slot).pointee.add(1, ordering: .sequentiallyConsistent)
             let page = address & ~UInt(pageSize - 1)
             var lowest = faultedPage(slot).pointee.load(ordering: .relaxed)
             while lowest == 0 || page < lowest {
@@ -246,11 +347,12 @@ enum GuardTable {
                 if exchanged { break }
                 lowest = current
             }
-            // Odd from before the page of zeros is mapped (another thread may read it at once and
-            // must then find the count moved) until after it is.
-            faultCount(slot).pointee.add(1, ordering: .sequentiallyConsistent)
             let zeros = mmap(UnsafeMutableRawPointer(bitPattern: page), pageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+            // Counted before leaving the flight (both releasing): a reader that sees the flight
+            // over (acquiring) then sees the count moved. Each fault counts once, so two at once
+            // cannot make the count look settled while either page is pending.
             faultCount(slot).pointee.add(1, ordering: .releasing)
+            inFlight(slot).pointee.subtract(1, ordering: .releasing)
             // Without the page of zeros the load would fault forever: go on as if unguarded.
             if zeros != MAP_FAILED { return }
             break

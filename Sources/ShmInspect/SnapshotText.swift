@@ -167,12 +167,13 @@ public struct SnapshotText: Sendable {
         return finish(table.text + "stale listings \(index.staleListings) (advisory) · missing listings \(index.missingListings)\n")
     }
 
-    /// Owners with liveness and the leak of dead ones.
+    /// Owners with their process state and the leak of those that can no longer free (zombies and
+    /// the dead).
     public func owners(_ statistics: CacheStatistics) -> String {
         guard let owners = statistics.owners else { return "" }
         var table = TextTable(["Owner pid", "state", "allocations", "bytes", "requested"], leftAligned: [1])
         for owner in owners {
-            table.add(["\(owner.pid)", owner.alive ? "alive" : "dead", "\(owner.allocations)", "\(owner.bytes)", "\(owner.requestedBytes)"])
+            table.add(["\(owner.pid)", owner.state.rawValue, "\(owner.allocations)", "\(owner.bytes)", "\(owner.requestedBytes)"])
         }
         if owners.isEmpty { table.add(["(none)", "", "", "", ""]) }
         let leaked = statistics.leakedBytes ?? 0
@@ -235,7 +236,7 @@ public struct SnapshotText: Sendable {
             table.add([
                 "  0x" + String(allocation.offset, radix: 16), "\(ByteCount(allocation.nodeSize))",
                 header.map { "\($0.requestedSize)" } ?? "?", header.map { "\($0.ownerPID)" } ?? "?",
-                allocation.ownerAlive.map { $0 ? "alive" : "dead" } ?? "no header",
+                allocation.ownerState?.rawValue ?? "no header",
                 Self.printable(allocation.firstBytes.prefix(24)),
                 allocation.firstBytes.prefix(12).map { Self.hexByte($0) }.joined(separator: " "),
             ])

@@ -132,7 +132,7 @@ func inspectWords(_ bytes: UnsafeRawBufferPointer, depthSelector: Int) {
             }
         }
     }
-    let allocations = builder.census { pid in pid & 1 == 0 }
+    let allocations = builder.census { pid in [ProcessState.alive, .zombie, .dead][Int(pid.magnitude % 3)] }
 
     let now = ContinuousClock.now
     let snapshot = CacheSnapshot(path: "fuzz", header: header, words: allWords, indexWords: indexWords,

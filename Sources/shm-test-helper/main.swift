@@ -6,6 +6,7 @@
 //   open    PATH MIN MAX CAPACITY START_NS  open a (new) path at wall-clock START_NS, print what it saw
 //   signals PATH SECONDS                   allocate/free in a loop while SIGALRM handlers do the same
 //   heap    PATH PAIRS                     count heap allocations over PAIRS allocate/free pairs
+//   crash   PATH POINT HIT SEED            churn until the HIT-th reach of crash point POINT kills it
 
 #if canImport(Glibc)
 import Glibc
@@ -13,7 +14,7 @@ import Glibc
 import Musl
 #endif
 import MallocInterposerSwift
-import ShmAlloc
+@_spi(CrashTesting) import ShmAlloc
 import ShmFormat
 import Synchronization
 
@@ -142,7 +143,14 @@ func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
 
 /// Allocates mixed sizes, fills each allocation with its own pattern, and verifies it before
 /// freeing; keeps up to `window` allocations live per thread. Prints the totals.
-func stress(path: String, seconds: Double, threadCount: Int, window: Int) {
+///
+/// With `fillingFirst` (the optional sixth argument `fill-first`), each thread first allocates
+/// without freeing and beyond `window` until the cache refuses it once, and only then runs the
+/// mixed loop until the deadline: every thread meets an out-of-space however fast the machine and
+/// however late the other workers start. That first phase needs no deadline of its own, since a
+/// thread that only allocates fills the cache (or gets what others free) within capacity / `min
+/// size` allocations.
+func stress(path: String, seconds: Double, threadCount: Int, window: Int, fillingFirst: Bool) {
     let cache = attach(path)
     let deadline = monotonicNanoseconds() &+ UInt64(seconds * 1e9)
     let allocations = Atomic<Int>(0), outOfSpace = Atomic<Int>(0), mismatches = Atomic<Int>(0), errors = Atomic<Int>(0)
@@ -154,6 +162,7 @@ func stress(path: String, seconds: Double, threadCount: Int, window: Int) {
         live.reserveCapacity(window)
         var sequence: UInt64 = 0
         var done = 0, full = 0
+        var filling = fillingFirst
 
         func release(_ allocation: LiveAllocation) {
             if !patternMatches(cache.base + Int(allocation.offset.rawValue), count: allocation.size, tag: allocation.tag) {
@@ -167,8 +176,8 @@ func stress(path: String, seconds: Double, threadCount: Int, window: Int) {
         }
 
         while true {
-            if done & 255 == 0, monotonicNanoseconds() >= deadline { break }
-            if live.count < window, live.isEmpty || random.below(2) == 0 {
+            if !filling, done & 255 == 0, monotonicNanoseconds() >= deadline { break }
+            if filling || live.count < window && (live.isEmpty || random.below(2) == 0) {
                 let size = mixedRequestSize(cache.geometry, &random)
                 do throws(AllocationError) {
                     let offset = try cache.allocate(size)
@@ -180,6 +189,7 @@ func stress(path: String, seconds: Double, threadCount: Int, window: Int) {
                     done &+= 1
                 } catch .outOfSpace {
                     full &+= 1
+                    filling = false
                     if !live.isEmpty { release(live.removeLast()) }
                 } catch {
                     errors.add(1, ordering: .relaxed)
@@ -359,7 +369,8 @@ func seconds(_ index: Int) -> Double {
 
 switch argument(1) {
 case "stress":
-    stress(path: argument(2), seconds: seconds(3), threadCount: integer(4), window: integer(5))
+    stress(path: argument(2), seconds: seconds(3), threadCount: integer(4), window: integer(5),
+           fillingFirst: arguments.count > 6 && argument(6) == "fill-first")
 case "open":
     do {
         let geometry = try Geometry(minSize: integer(3), maxSize: integer(4), capacity: integer(5))
@@ -371,6 +382,13 @@ case "signals":
     signals(path: argument(2), seconds: seconds(3))
 case "heap":
     countHeapAllocations(path: argument(2), pairs: integer(3))
+case "crash":
+    #if SHM_CRASH_POINTS
+    guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }
+    crashWorkload(path: argument(2), point: point, hit: integer(4), seed: UInt64(integer(5)))
+    #else
+    fail("crash points exist only in a debug build of the helper")
+    #endif
 case let command:
     fail("unknown command \(command)")
 }

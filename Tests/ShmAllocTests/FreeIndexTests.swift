@@ -22,7 +22,6 @@ private final class IndexUnderTest: @unchecked Sendable {  // shared by test thr
     }
 
     deinit {
-        index.deallocate()
         storage.deinitialize(count: layout.totalWords)
         storage.deallocate()
     }

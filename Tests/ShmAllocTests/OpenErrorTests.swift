@@ -52,12 +52,12 @@ struct OpenErrorTests {
         expectRefused(path, .readOnlyFile(path: path), reason: "file is read-only (no write permission bits)")
     }
 
-    @Test("another format version")
+    @Test("another format version (version 1, before the owner table)")
     func otherVersion() throws {
         let scratch = try ScratchDirectory()
-        let path = try cacheFile(in: scratch, patching: FileHeader.Field.formatVersion, with: UInt32(2))
-        expectRefused(path, .format(path: path, .unsupportedVersion(found: 2, supported: FileHeader.formatVersion)),
-                      reason: "format version 2 is not supported (this build reads version \(FileHeader.formatVersion))")
+        let path = try cacheFile(in: scratch, patching: FileHeader.Field.formatVersion, with: UInt32(1))
+        expectRefused(path, .format(path: path, .unsupportedVersion(found: 1, supported: FileHeader.formatVersion)),
+                      reason: "format version 1 is not supported (this build reads version \(FileHeader.formatVersion))")
     }
 
     @Test("a file too small for a header, and an empty one when attaching")

@@ -28,9 +28,11 @@ struct FileHeaderTests {
     func layoutRegions() {
         let layout = Self.layout
         #expect(layout.headerSize == 4096)
-        #expect(layout.wordsOffset == 4096)
+        #expect(layout.ownersOffset == 4096)
+        #expect(layout.ownersLength == 20480)   // 64 entries × 320 B
+        #expect(layout.wordsOffset == 4096 + 20480)
         #expect(layout.wordsLength == 8192)   // 1024 blocks × 8 B
-        #expect(layout.indexOffset == 4096 + 8192)
+        #expect(layout.indexOffset == layout.wordsOffset + 8192)
         #expect(layout.dataOffset == layout.indexOffset + layout.indexLength)
         #expect(layout.dataOffset % 4096 == 0)
         #expect(layout.fileSize == layout.dataOffset + (1 << 20))
@@ -90,7 +92,7 @@ struct FileHeaderTests {
         refused(.uninitialised) { $0 = [UInt8](repeating: 0, count: 4096) }
         refused(.badMagic(found: 0x636F_6C6C_616D_5873)) { $0[1] = 0x58 }
         refused(.badMagic(found: 0)) { Self.store(UInt64(0), at: 0, in: &$0) }
-        refused(.unsupportedVersion(found: 2, supported: 1)) { Self.store(UInt32(2), at: FileHeader.Field.formatVersion, in: &$0) }
+        refused(.unsupportedVersion(found: 1, supported: 2)) { Self.store(UInt32(1), at: FileHeader.Field.formatVersion, in: &$0) }
         refused(.badState(rawValue: 7)) { Self.store(UInt64(7), at: FileHeader.Field.stateWord, in: &$0) }
         refused(.notReady(state: .initialising, creatorPID: 99)) {
             Self.store(FileHeader.stateWord(.initialising, pid: 99), at: FileHeader.Field.stateWord, in: &$0)
@@ -99,7 +101,10 @@ struct FileHeaderTests {
         refused(.geometry(.minSizeNotAllowed(48))) { Self.store(UInt64(48), at: FileHeader.Field.minSize, in: &$0) }
         refused(.geometry(.capacityOutOfRange(0))) { Self.store(UInt64(0), at: FileHeader.Field.blockCount, in: &$0) }
         refused(.pageSizeNotAllowed(3000)) { Self.store(UInt64(3000), at: FileHeader.Field.pageSize, in: &$0) }
-        refused(.inconsistentLayout(field: "words offset", stored: 8192, expected: 4096)) {
+        refused(.inconsistentLayout(field: "owners length", stored: 4096, expected: 20480)) {
+            Self.store(UInt64(4096), at: FileHeader.Field.ownersLength, in: &$0)
+        }
+        refused(.inconsistentLayout(field: "words offset", stored: 8192, expected: 24576)) {
             Self.store(UInt64(8192), at: FileHeader.Field.wordsOffset, in: &$0)
         }
         refused(.inconsistentLayout(field: "data offset", stored: 0, expected: Self.layout.dataOffset)) {

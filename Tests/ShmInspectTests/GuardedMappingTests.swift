@@ -19,9 +19,9 @@ struct GuardedMappingTests {
         return try FileDescriptor.open(FilePath(file.path), .readOnly)
     }
 
-    /// Sums the mapped words, each loaded once.
-    static func sum(_ mapping: GuardedMapping) -> UInt64? {
-        mapping.read { words in (0..<mapping.count).reduce(0) { $0 &+ words.word(at: $1) } }
+    /// Sums the mapped words of `descriptor`'s file, each loaded once.
+    static func sum(_ mapping: GuardedMapping, _ descriptor: FileDescriptor) -> UInt64? {
+        mapping.read(descriptor) { words in (0..<mapping.count).reduce(0) { $0 &+ words.word(at: $1) } }
     }
 
     @Test("reads the file's words; a truncation under the range is reported with the faulting page until the file is mapped afresh")
@@ -36,27 +36,77 @@ struct GuardedMappingTests {
         let first = UInt64(page / 8) + 1
         let count = UInt64(3 * page / 8)
         let whole = count * first + count * (count - 1) / 2
-        #expect(Self.sum(mapping) == whole)
+        #expect(Self.sum(mapping, descriptor) == whole)
         #expect(mapping.faultedFileOffset == nil)
 
         // Cut inside page 2: page 2 reads zeros past the end, page 3 faults.
         #expect(truncate(file.path, off_t(2 * page + 96)) == 0)
-        #expect(Self.sum(mapping) == nil)
+        #expect(Self.sum(mapping, descriptor) == nil)
         #expect(mapping.faultedFileOffset == 3 * page)
         // The file grows back: reads still fail, for page 3 of the mapping is a page of zeros ...
         #expect(truncate(file.path, off_t(4 * page)) == 0)
-        #expect(Self.sum(mapping) == nil)
+        #expect(Self.sum(mapping, descriptor) == nil)
         // ... until the file is mapped afresh: then it reads the file as it is now (zeros past the cut).
         #expect(mapping.restore(descriptor))
         let kept = UInt64((2 * page + 96) / 8) - UInt64(page / 8)
-        #expect(Self.sum(mapping) == kept * first + kept * (kept - 1) / 2)
+        #expect(Self.sum(mapping, descriptor) == kept * first + kept * (kept - 1) / 2)
 
         // Restored while the file is still short, the next read faults and fails again; the
         // lowest faulting page bounds the file's length.
         #expect(truncate(file.path, off_t(page)) == 0)
         mapping.restore(descriptor)
-        #expect(Self.sum(mapping) == nil)
+        #expect(Self.sum(mapping, descriptor) == nil)
         #expect(mapping.faultedFileOffset == page)
+    }
+
+    @Test("a failed restore abandons the range: reads copy the words from the file and still report a truncation")
+    func failedRestore() throws {
+        let file = TemporaryFile("guarded-restore")
+        defer { file.remove() }
+        let page = GuardTable.pageSize
+        let descriptor = try Self.numberedFile(file, pages: 2)
+        defer { try? descriptor.close() }
+        let mapping = try GuardedMapping(descriptor, offset: page, count: page / 8)
+        let whole = try #require(Self.sum(mapping, descriptor))
+        // A descriptor open for writing only cannot be mapped for reading: `mmap` fails (EACCES).
+        let writeOnly = try FileDescriptor.open(FilePath(file.path), .writeOnly)
+        defer { try? writeOnly.close() }
+        #expect(!mapping.restore(writeOnly))
+        // The range may be unmapped now, so it is never touched again: not even a good descriptor
+        // remaps it, and reads go through `pread`.
+        #expect(!mapping.restore(descriptor))
+        #expect(Self.sum(mapping, descriptor) == whole)
+        #expect(mapping.faultedFileOffset == nil)
+        #expect(truncate(file.path, off_t(page + 96)) == 0)
+        #expect(Self.sum(mapping, descriptor) == nil)
+        #expect(truncate(file.path, off_t(2 * page)) == 0)
+        // The 12 words before the cut are back (the range starts at word page / 8, which holds
+        // page / 8 + 1), zeros after them.
+        let first = UInt64(page / 8) + 1
+        #expect(Self.sum(mapping, descriptor) == 12 * first + 12 * 11 / 2)
+    }
+
+    @Test("a SIGBUS handler installed after the guard: reads copy the words from the file and still report a truncation")
+    func laterHandler() async {
+        await #expect(processExitsWith: .success) {
+            let file = TemporaryFile("guarded-later")
+            defer { file.remove() }
+            let page = GuardTable.pageSize
+            let descriptor = try Self.numberedFile(file, pages: 2)
+            let mapping = try GuardedMapping(descriptor, offset: 0, count: 2 * page / 8)
+            let whole = try #require(Self.sum(mapping, descriptor))
+            #expect(GuardTable.isHandlerInstalled)
+            var action = sigaction()
+            // A fault reaching this handler means the mapping was read without its guard.
+            action.__sigaction_handler.sa_sigaction = { _, _, _ in _exit(43) }
+            action.sa_flags = SA_SIGINFO
+            sigemptyset(&action.sa_mask)
+            sigaction(SIGBUS, &action, nil)
+            #expect(!GuardTable.isHandlerInstalled)
+            guard Self.sum(mapping, descriptor) == whole else { exit(44) }
+            #expect(truncate(file.path, off_t(page)) == 0)
+            guard Self.sum(mapping, descriptor) == nil else { exit(45) }
+        }
     }
 
     @Test("a fault in one mapping leaves another mapping's reads alone")
@@ -70,10 +120,10 @@ struct GuardedMappingTests {
         defer { try? cutDescriptor.close(); try? keptDescriptor.close() }
         let cutMapping = try GuardedMapping(cutDescriptor, offset: 0, count: 2 * page / 8)
         let keptMapping = try GuardedMapping(keptDescriptor, offset: 0, count: 2 * page / 8)
-        let keptSum = Self.sum(keptMapping)
+        let keptSum = Self.sum(keptMapping, keptDescriptor)
         #expect(truncate(cut.path, 0) == 0)
-        #expect(Self.sum(cutMapping) == nil)
-        #expect(Self.sum(keptMapping) == keptSum && keptSum != nil)
+        #expect(Self.sum(cutMapping, cutDescriptor) == nil)
+        #expect(Self.sum(keptMapping, keptDescriptor) == keptSum && keptSum != nil)
         #expect(keptMapping.faultedFileOffset == nil)
     }
 
@@ -97,7 +147,7 @@ struct GuardedMappingTests {
         let page = GuardTable.pageSize
         let descriptor = try numberedFile(file, pages: 2)
         let guarded = try GuardedMapping(descriptor, offset: 0, count: page / 8)
-        _ = sum(guarded)
+        _ = sum(guarded, descriptor)
         let unguarded = mmap(nil, 2 * page, PROT_READ, MAP_SHARED, descriptor.rawValue, 0)!
         #expect(truncate(file.path, 0) == 0)
         file.remove()
@@ -134,7 +184,7 @@ struct GuardedMappingTests {
             let descriptor = try Self.numberedFile(file, pages: 1)
             file.remove()
             let guarded = try GuardedMapping(descriptor, offset: 0, count: GuardTable.pageSize / 8)
-            _ = Self.sum(guarded)
+            _ = Self.sum(guarded, descriptor)
             kill(getpid(), SIGBUS)
             // The signal is delivered before `kill` returns; staying alive means it was swallowed.
             sleep(5)

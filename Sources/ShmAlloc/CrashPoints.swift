@@ -1,0 +1,129 @@
+// Crash points: the places between two writes to shared memory where a process may die.
+//
+// The allocator promises that a process may be killed at any instruction and the cache stays
+// whole. Each window between two writes to the file is named here, and a test kills a process in
+// each (Tests/ShmAllocTests/CrashPointTests.swift). The hooks exist only in builds compiled with
+// `SHM_CRASH_POINTS` (Package.swift defines it for debug builds, which is what `swift test` runs);
+// in a release build `crashPoint(_:)` is empty and inlined away.
+
+#if SHM_CRASH_POINTS
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Synchronization
+#endif
+
+/// A window between two writes to shared memory, named after the write that has just happened.
+@_spi(CrashTesting)
+public enum CrashPoint: Int, CaseIterable, Sendable, CustomStringConvertible {
+    /// `allocate`: the node is claimed in the buddy word, its header is not written yet.
+    case claimedBeforeHeader = 1
+    /// `free`: the node is validated (header and word), nothing is written yet. Used by the race
+    /// tests to interleave another caller here.
+    case freeValidated
+    /// `free`: the owner-less header is stored, the buddy word is unchanged.
+    case freeHeaderReleased
+    /// `free`: the block is listed under the class it is about to reach, the word is unchanged.
+    case freePreListed
+    /// `free`: the word is cleared, the index is not told yet.
+    case freeCleared
+    /// Index insert: a word became non-empty, the summary bit above it is not set yet.
+    case insertBeforeSummary
+    /// Index remove: a word became empty, its summary bit is still set.
+    case removeBeforeSummary
+    /// Index remove: the summary bit is cleared, the word is not re-read yet.
+    case removeBeforeRecheck
+    /// Refile: the block is removed from the class it was found under; its new class may not be
+    /// listed yet (a free raced in).
+    case refileRemoved
+    /// Repair pass: some groups relisted, the rest not yet.
+    case repairMidway
+
+    public var description: String { String(describing: Self.self) + "." + name }
+
+    /// The case's name as written in Swift, for command lines.
+    public var name: String {
+        switch self {
+        case .claimedBeforeHeader: "claimedBeforeHeader"
+        case .freeValidated: "freeValidated"
+        case .freeHeaderReleased: "freeHeaderReleased"
+        case .freePreListed: "freePreListed"
+        case .freeCleared: "freeCleared"
+        case .insertBeforeSummary: "insertBeforeSummary"
+        case .removeBeforeSummary: "removeBeforeSummary"
+        case .removeBeforeRecheck: "removeBeforeRecheck"
+        case .refileRemoved: "refileRemoved"
+        case .repairMidway: "repairMidway"
+        }
+    }
+
+    /// The point called `name`, or `nil`.
+    public init?(name: String) {
+        guard let point = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = point
+    }
+}
+
+#if SHM_CRASH_POINTS
+/// Arming crash points in a test build: one point at a time, per process.
+@_spi(CrashTesting)
+public enum CrashPoints {
+    /// The armed point's raw value, 0 when none is armed.
+    private static let armedPoint = Atomic<Int>(0)
+    /// Hits of the armed point still to pass before it fires.
+    private static let remainingHits = Atomic<Int>(0)
+    /// The mapping the armed point watches: reaches in other caches (other tests of the same
+    /// process) pass by.
+    private static let watchedStart = Atomic<UInt>(0)
+    private static let watchedEnd = Atomic<UInt>(UInt.max)
+    /// The action of an armed point that calls back instead of killing; see ``arm(_:hit:in:action:)``.
+    nonisolated(unsafe) private static var callback: (() -> Void)?
+
+    /// Arms `point`: its `hit`-th reach (1 = the next one) in `cache` (any cache when `nil`) raises
+    /// `SIGKILL` in this process, or runs `action` once instead when one is given (the point is
+    /// disarmed before `action` runs, so it may call the allocator again).
+    ///
+    /// Not thread-safe against a concurrent `arm`; tests arm before they start the work.
+    public static func arm(_ point: CrashPoint, hit: Int = 1, in cache: SharedCache? = nil, action: (() -> Void)? = nil) {
+        precondition(hit >= 1, "hits count from 1")
+        callback = action
+        let start = cache.map { UInt(bitPattern: $0.fileBase) } ?? 0
+        watchedStart.store(start, ordering: .relaxed)
+        watchedEnd.store(cache.map { start + UInt($0.layout.fileSize) } ?? UInt.max, ordering: .relaxed)
+        remainingHits.store(hit, ordering: .relaxed)
+        // Releasing: a thread that sees the point armed also sees its count and callback.
+        armedPoint.store(point.rawValue, ordering: .releasing)
+    }
+
+    /// Disarms whatever is armed.
+    public static func disarm() { armedPoint.store(0, ordering: .releasing) }
+
+    /// Called at every crash point of a test build.
+    @inline(never)
+    static func reach(_ point: CrashPoint, at address: UnsafeRawPointer) {
+        let address = UInt(bitPattern: address)
+        guard armedPoint.load(ordering: .acquiring) == point.rawValue,
+              address >= watchedStart.load(ordering: .relaxed), address < watchedEnd.load(ordering: .relaxed),
+              remainingHits.subtract(1, ordering: .relaxed).newValue == 0,
+              armedPoint.compareExchange(expected: point.rawValue, desired: 0, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        if let callback {
+            Self.callback = nil
+            callback()
+        } else {
+            kill(getpid(), SIGKILL)
+        }
+    }
+}
+#endif
+
+/// Marks a crash point in the mapping that holds `address`: nothing in a release build; in a test
+/// build, where an armed point kills the process (or runs a test's callback).
+@inline(__always)
+func crashPoint(_ point: CrashPoint, at address: UnsafeRawPointer) {
+    #if SHM_CRASH_POINTS
+    CrashPoints.reach(point, at: address)
+    #endif
+}

@@ -1,0 +1,101 @@
+// This process's entry in a cache's owner table (ShmFormat/OwnerTable.swift), and the intents the
+// hot paths write there.
+//
+// An entry is claimed when the cache is opened, and again by a child of `fork` on its first
+// allocation or free (it inherits its parent's `SharedCache`, not its parent's identity). Claiming
+// prefers this process's own entry (a second `SharedCache` of one file), then a free entry, then
+// the entry of a process that has exited; a process that finds every entry taken by a live one
+// writes its intents to process memory instead, and its allocations are attributed by pid alone.
+// Entries are not given back on close: the allocations a process leaves in the cache stay
+// attributed to it until its entry is needed by another.
+
+import ShmFormat
+import Synchronization
+
+/// This process's registration with one cache, in process memory.
+struct OwnerRegistration: ~Copyable {
+    /// Process memory: the pid the entry was claimed for, the address of its intent slots, and
+    /// the intent slots used when the table has no room.
+    private let storage: UnsafeMutablePointer<Atomic<UInt64>>
+    /// The owner table in the mapped file.
+    private let table: UnsafeMutableRawPointer
+
+    private static let pidWord = 0
+    private static let intentsWord = 1
+    private static let fallbackWords = 2
+
+    /// Registers the calling process in `table`.
+    init(table: UnsafeMutableRawPointer) {
+        self.table = table
+        storage = .allocate(capacity: Self.fallbackWords + OwnerTable.intentSlots)
+        for word in 0..<(Self.fallbackWords + OwnerTable.intentSlots) { (storage + word).initialize(to: Atomic(0)) }
+        register(pid: ProcessIdentity.pid)
+    }
+
+    deinit {
+        storage.deinitialize(count: Self.fallbackWords + OwnerTable.intentSlots)
+        storage.deallocate()
+    }
+
+    /// The intent slot of `slot` (a thread's cursor slot) for the calling process, registering
+    /// the process first when it is a child of `fork` that has not registered yet.
+    @inline(__always)
+    func intent(slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        let pid = ProcessIdentity.pid
+        // Relaxed: the words are process memory, written by `register` of this very process (or
+        // inherited through fork); a race between two threads of a new child registers twice,
+        // and both land on the same entry.
+        if storage[Self.pidWord].load(ordering: .relaxed) != UInt64(UInt32(bitPattern: pid)) { register(pid: pid) }
+        let intents = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(storage[Self.intentsWord].load(ordering: .relaxed)))!
+        return intents + (slot & (OwnerTable.intentSlots &- 1))
+    }
+
+    /// Claims an entry for `pid` and points the intents at it.
+    @inline(never)
+    private func register(pid: Int32) {
+        let entry = ProcessIdentity.status(ofProcess: pid).flatMap { claimEntry(pid: pid, startTime: $0.startTime) }
+        let intents = entry.map { $0 + OwnerTable.intentsOffset } ?? UnsafeMutableRawPointer(storage + Self.fallbackWords)
+        storage[Self.intentsWord].store(UInt64(UInt(bitPattern: intents)), ordering: .relaxed)
+        storage[Self.pidWord].store(UInt64(UInt32(bitPattern: pid)), ordering: .relaxed)
+    }
+
+    /// The identity word of entry `index`.
+    private func identityWord(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        (table + index * OwnerTable.entrySize).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// Claims this process's own entry, a free one, or one whose process has exited; `nil` when
+    /// every entry names a live process.
+    private func claimEntry(pid: Int32, startTime: UInt64) -> UnsafeMutableRawPointer? {
+        let identity = OwnerTable.identity(pid: pid, startTime: startTime)
+        let entries = 0..<OwnerTable.entryCount
+        // Relaxed throughout: an identity word publishes nothing but itself.
+        if let own = entries.first(where: { identityWord($0).pointee.load(ordering: .relaxed) == identity }) {
+            return table + own * OwnerTable.entrySize
+        }
+        // Free entries first; only a full table costs a look at each owner's /proc entry.
+        let claimed = entries.first { claim($0, as: identity, takingExited: false) }
+            ?? entries.first { claim($0, as: identity, takingExited: true) }
+        return claimed.map { table + $0 * OwnerTable.entrySize }
+    }
+
+    /// Claims entry `index` for `identity` if it is free, or with `takingExited` if its process
+    /// has exited; clears the previous owner's intents.
+    private func claim(_ index: Int, as identity: UInt64, takingExited: Bool) -> Bool {
+        let current = identityWord(index).pointee.load(ordering: .relaxed)
+        guard current == 0 || (takingExited && !Self.isRunning(current)),
+              identityWord(index).pointee.compareExchange(expected: current, desired: identity, ordering: .relaxed).exchanged
+        else { return false }
+        // The previous owner's intents name nodes of a process that is gone.
+        let intents = (table + index * OwnerTable.entrySize + OwnerTable.intentsOffset)
+            .assumingMemoryBound(to: Atomic<UInt64>.self)
+        for slot in 0..<OwnerTable.intentSlots { intents[slot].store(0, ordering: .relaxed) }
+        return true
+    }
+
+    /// True when the process an identity word names still runs (not a zombie, pid not reused).
+    private static func isRunning(_ identity: UInt64) -> Bool {
+        guard let status = ProcessIdentity.status(ofProcess: OwnerTable.pid(ofIdentity: identity)) else { return false }
+        return !status.hasExited && OwnerTable.matches(identity, startTime: status.startTime)
+    }
+}
