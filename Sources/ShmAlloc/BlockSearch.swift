@@ -69,6 +69,8 @@ extension SharedCache {
             return (block, node, intent)
         }
         guard repairIndexIfDue(), let (block, node) = searchIndex(order: order, slot: slot, pid: pid, intent: intent) else {
+            // Tried nodes were named in the intent; none was claimed.
+            intent.pointee.store(0, ordering: .relaxed)
             return nil
         }
         return (block, node, intent)

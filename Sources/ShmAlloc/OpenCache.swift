@@ -44,8 +44,9 @@ extension SharedCache {
     /// - Parameters:
     ///   - path: the cache file. It is created with mode 0666 (less the umask) when missing.
     ///   - policy: whether to create it, and which geometry an existing file must have.
-    ///   - address: map the file at this address, replacing any mapping there (`MAP_FIXED`);
-    ///     `nil` lets the kernel choose.
+    ///   - address: map the file at this address, which must not be in use (`MAP_FIXED_NOREPLACE`:
+    ///     an existing mapping there fails with `EEXIST` and is left as it was); `nil` lets the
+    ///     kernel choose.
     ///   - creationTimeout: how long to wait for another process that is creating the file.
     /// - Throws: ``CacheError``, naming the path and what is wrong with it.
     public convenience init(

@@ -4,8 +4,9 @@
 // An entry is claimed when the cache is opened, and again by a child of `fork` on its first
 // allocation or free (it inherits its parent's `SharedCache`, not its parent's identity). Claiming
 // prefers this process's own entry (a second `SharedCache` of one file), then a free entry, then
-// the entry of a process that has exited; a process that finds every entry taken by a live one
-// writes its intents to process memory instead, and its allocations are attributed by pid alone.
+// the entry of a process that has exited outside any operation; a process that finds no such
+// entry writes its intents to process memory instead, and its allocations are attributed by pid
+// alone.
 // Entries are not given back on close: the allocations a process leaves in the cache stay
 // attributed to it until its entry is needed by another.
 
@@ -79,17 +80,22 @@ struct OwnerRegistration: ~Copyable {
         return claimed.map { table + $0 * OwnerTable.entrySize }
     }
 
+    /// The intent slots of entry `index`.
+    private func intents(ofEntry index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        (table + index * OwnerTable.entrySize + OwnerTable.intentsOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
     /// Claims entry `index` for `identity` if it is free, or with `takingExited` if its process
-    /// has exited; clears the previous owner's intents.
+    /// has exited outside any operation (all its intents clear). The entry of a process that died
+    /// inside an allocate or a free is kept: its intent is the only record of who holds that node.
     private func claim(_ index: Int, as identity: UInt64, takingExited: Bool) -> Bool {
         let current = identityWord(index).pointee.load(ordering: .relaxed)
-        guard current == 0 || (takingExited && !Self.isRunning(current)),
-              identityWord(index).pointee.compareExchange(expected: current, desired: identity, ordering: .relaxed).exchanged
+        let intents = intents(ofEntry: index)
+        guard current == 0
+            || (takingExited && !Self.isRunning(current)
+                && (0..<OwnerTable.intentSlots).allSatisfy { intents[$0].load(ordering: .relaxed) == 0 }),
+            identityWord(index).pointee.compareExchange(expected: current, desired: identity, ordering: .relaxed).exchanged
         else { return false }
-        // The previous owner's intents name nodes of a process that is gone.
-        let intents = (table + index * OwnerTable.entrySize + OwnerTable.intentsOffset)
-            .assumingMemoryBound(to: Atomic<UInt64>.self)
-        for slot in 0..<OwnerTable.intentSlots { intents[slot].store(0, ordering: .relaxed) }
         return true
     }
 

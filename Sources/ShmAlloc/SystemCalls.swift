@@ -51,18 +51,28 @@ extension FileDescriptor {
 
 /// Memory mappings.
 enum Mapping {
+    /// `MAP_FIXED_NOREPLACE` (Linux 4.17), which this glibc's headers do not define.
+    private static let fixedNoReplace: Int32 = 0x10_0000
+
     /// Maps `length` bytes of `descriptor` shared, read-write or read-only, at `address` when one is
-    /// given (replacing whatever was mapped there, as `MAP_FIXED` does).
+    /// given. Nothing already mapped is ever replaced: an address range that is in use, even in
+    /// part, fails with `EEXIST` (`MAP_FIXED_NOREPLACE`), so a failure later in opening a cache can
+    /// unmap what this mapped without leaving a hole where the caller's mapping was.
     ///
     /// The corresponding C function is `mmap`.
     static func map(
         _ descriptor: FileDescriptor, length: Int, writable: Bool, at address: UnsafeMutableRawPointer?
     ) throws(Errno) -> UnsafeMutableRawPointer {
         let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
-        let flags = MAP_SHARED | (address == nil ? 0 : MAP_FIXED)
+        let flags = MAP_SHARED | (address == nil ? 0 : fixedNoReplace)
         guard let mapped = mmap(address, length, protection, flags, descriptor.rawValue, 0),
               mapped != UnsafeMutableRawPointer(bitPattern: -1)
         else { throw Errno(rawValue: errno) }
+        // A kernel older than 4.17 ignores the flag and takes the address as a hint.
+        if let address, mapped != address {
+            munmap(mapped, length)
+            throw .fileExists
+        }
         return mapped
     }
 

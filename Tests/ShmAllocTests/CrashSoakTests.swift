@@ -7,6 +7,7 @@ import Glibc
 import Foundation
 import ShmAlloc
 import ShmFormat
+import ShmInspect
 import Testing
 
 extension MultiProcessTests {
@@ -41,5 +42,46 @@ extension MultiProcessTests {
         #expect(survivor.wait(timeout: .seconds(60)) == .exited(0), "\(survivor.outputTail)")
         #expect(survivor.result("mismatches") == 0)
         #expect(try SharedCache(path: path, policy: .attach).invalidBlocks == [])
+    }
+}
+
+extension MultiProcessTests {
+    @Test("60 rounds of SIGKILLed 2-thread writers: words valid, every allocated byte a dead owner's, fills to 0 B free",
+          .timeLimit(.minutes(5)))
+    func killedThreadedWriters() throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.file("threads-soak.shm")
+        // Large enough that the writers never fill it: no failing search, so no repair pass runs
+        // before the fill below (which must find every byte, through the repair it triggers).
+        let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 16 << 20)
+        let cache = try makeCache(at: path, geometry: geometry)
+        var random = SplitMix64(seed: 60)
+        var zombies: [ChildProcess] = []
+        for round in 0..<60 {
+            let writers = try (0..<2).map { index in
+                try ChildProcess(BuiltProducts.helper, ["stress", path, "30", "2", "128"],
+                                 outputPath: scratch.file("writer-\(round)-\(index)"))
+            }
+            usleep(UInt32(10_000 + random.next() % 40_000))
+            for writer in writers { writer.killLeavingZombie() }
+            // The last rounds' writers stay zombies while the inspector looks: they count as dead.
+            if round < 57 { for writer in writers { #expect(writer.wait(timeout: .seconds(10)) == .signalled(SIGKILL)) } }
+            else { zombies += writers }
+        }
+
+        let statistics = CacheStatistics(try CacheInspector(path: path).snapshot())
+        #expect(statistics.invalidWords == 0)
+        let owners = try #require(statistics.owners)
+        #expect(!owners.isEmpty, "the writers must have allocated something")
+        #expect(owners.allSatisfy { !$0.alive }, "\(owners.filter(\.alive).map(\.pid))")
+        #expect(owners.contains { $0.state == .zombie }, "the last writers are zombies")
+        #expect(owners.reduce(0) { $0 + $1.bytes } == statistics.allocatedBytes, "every allocated byte has an owner")
+        #expect(statistics.leakedBytes == statistics.allocatedBytes)
+        for zombie in zombies { #expect(zombie.wait(timeout: .seconds(10)) == .signalled(SIGKILL)) }
+
+        var filled = 0
+        while (try? cache.allocate(1)) != nil { filled += 1 }
+        #expect(cache.freeBytes == 0, "free space hidden from the index (repairs: \(cache.repairPasses))")
+        #expect(filled > 0 && cache.invalidBlocks == [])
     }
 }

@@ -1,4 +1,5 @@
-// Mapping a cache at an address the caller chooses (MAP_FIXED), as `shm_init(addr, path)` allows.
+// Mapping a cache at an address the caller chooses, as `shm_init(addr, path)` allows: never over
+// a mapping that is already there (MAP_FIXED_NOREPLACE).
 
 import Foundation
 import ShmAlloc
@@ -7,15 +8,16 @@ import Testing
 
 @Suite("Fixed-address mapping")
 struct FixedAddressTests {
-    @Test("a cache mapped at a reserved address puts its header there and works as usual")
+    @Test("a cache mapped at a free address puts its header there and works as usual")
     func mapsAtTheRequestedAddress() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fixed-\(UUID()).shm").path
         defer { unlink(path) }
         let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20)
         let layout = try FileLayout(geometry: geometry, pageSize: Int(sysconf(Int32(_SC_PAGESIZE))))
-        // Reserve address space the way a program that wants stable addresses would.
+        // Find free address space: reserve it, then give it back.
         let reserved = try #require(mmap(nil, layout.fileSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
         #expect(reserved != UnsafeMutableRawPointer(bitPattern: -1))
+        munmap(reserved, layout.fileSize)
 
         let cache = try SharedCache(path: path, policy: .require(geometry), address: reserved)
         #expect(cache.fileBase == reserved)
@@ -29,5 +31,20 @@ struct FixedAddressTests {
         #expect(other.pointer(to: offset)!.load(as: UInt32.self) == 0x5EED)
         try cache.free(pointer: pointer)
         #expect(other.word(ofBlock: Int(offset.rawValue) >> geometry.maxShift) == 0)
+    }
+
+    @Test("an address already mapped is refused with EEXIST, and what was mapped there stays")
+    func refusesToReplaceAMapping() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("taken-\(UUID()).shm").path
+        defer { unlink(path) }
+        let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20)
+        let layout = try FileLayout(geometry: geometry, pageSize: Int(sysconf(Int32(_SC_PAGESIZE))))
+        let taken = try #require(mmap(nil, layout.fileSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        defer { munmap(taken, layout.fileSize) }
+        (taken + layout.fileSize / 2).storeBytes(of: 0xFEED_F00D, as: UInt64.self)
+        #expect(throws: CacheError.system(path: path, operation: "mmap", errno: .fileExists)) {
+            try SharedCache(path: path, policy: .require(geometry), address: taken)
+        }
+        #expect((taken + layout.fileSize / 2).load(as: UInt64.self) == 0xFEED_F00D)
     }
 }

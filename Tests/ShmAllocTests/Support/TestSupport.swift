@@ -113,6 +113,9 @@ final class ChildProcess {
         return .timedOut
     }
 
+    /// Sends SIGKILL without reaping: until `poll` or `wait`, the child is a zombie.
+    func killLeavingZombie() { process.send(SIGKILL) }
+
     /// Sends SIGKILL and reaps the child.
     func killNow() {
         guard termination == nil else { return }
