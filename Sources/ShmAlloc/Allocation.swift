@@ -119,7 +119,8 @@ extension SharedCache {
         guard !header.isReleased else { throw .notAllocated(offset) }
         crashPoint(.freeValidated, at: headerWord)
         // From the owner-less header to the word's CAS, only the intent names who frees the node.
-        let intent = owners.intent(slot: cursorSlot())
+        let slot = cursorSlot()
+        let intent = owners.intent(slot: slot)
         intent.pointee.store(OwnerTable.intent(block: block, node: node), ordering: .relaxed)
 
         // Take the header from the validated value to owner-less, or refuse without a write: if it
@@ -134,6 +135,7 @@ extension SharedCache {
         }
         crashPoint(.freeHeaderReleased, at: headerWord)
 
+        var afterClass = 0
         while true {
             // Only this call frees the node now, and a claim cannot take an allocated node, so the
             // node is still an allocation, unless it was freed between the word check and the
@@ -146,7 +148,7 @@ extension SharedCache {
             }
             let after = word & ~mask
             // Listed before the CAS: a process killed right after it leaves the block findable.
-            advertiseFree(block: block, after: after)
+            afterClass = advertiseFree(block: block, after: after)
             crashPoint(.freePreListed, at: headerWord)
             // Sequentially consistent: a release for the next owner, and ordered before the index
             // reads of `advertiseFree` below (see its comment).
@@ -157,7 +159,8 @@ extension SharedCache {
         }
         intent.pointee.store(0, ordering: .relaxed)
         crashPoint(.freeCleared, at: headerWord)
-        advertiseFree(block: block, after: word & ~mask)
+        confirmFreeAdvertised(block: block, class: afterClass)
+        rememberFreedNode(block: block, node: node, order: header.order, slot: slot)
     }
 
     // MARK: - Pointer wrappers

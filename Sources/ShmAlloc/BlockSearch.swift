@@ -1,10 +1,16 @@
 // Where an allocation looks for room, and how frees advertise it: the one interface between the
 // hot paths and the free-space index.
 //
-// 1. Locality first: each thread slot of each process remembers the block it last allocated in
-//    (in process memory, not in the file), and tries it first: one load and one CAS, no shared
-//    state touched but the block's word. Processes and threads fill different blocks, so they do
-//    not fight over one word.
+// 1. Locality first, in process memory (not in the file), per thread slot:
+//    - Freed nodes: each slot keeps the last few nodes it freed, per order, and a request of that
+//      order tries to claim one of them again with a single CAS (the CAS checks the node is still
+//      free): no bit-tree search, no index work. Like glibc's per-thread cache, but advisory: a
+//      freed node is in the index like any other free space, and a hint that another process
+//      took is just a failed CAS.
+//    - The cursor: the block the slot last allocated in that still had room; `bestFitNode`
+//      there costs one load and one CAS.
+//    Claims through either leave the block's listing alone (too high, at worst, which searches
+//    tolerate). Processes and threads use different blocks, so they do not fight over one word.
 // 2. Otherwise best fit: search the index class by class, from the request's order up to whole
 //    blocks, so small requests pack into partly used blocks and empty blocks stay whole for large
 //    ones. Each process starts its searches at its own origin, again to keep processes apart.
@@ -24,8 +30,9 @@
 //    block under the class its word has now and mends the summary bits above, and retries once.
 //    The pass only adds listings, so it is safe beside any number of allocating processes. It
 //    costs about a millisecond per 512 MiB, so one process at a time runs it, at most once per
-//    `repairInterval`, claimed through the header's `nextRepair` deadline; every other failing
-//    search pays one clock read.
+//    `repairInterval`, claimed through the header's `nextRepair` deadline. A thread's first failing
+//    search and every 64th after it read the clock to look at that deadline; the others pay
+//    nothing more.
 
 #if canImport(Glibc)
 import Glibc
@@ -42,6 +49,12 @@ extension SharedCache {
     static let cursorSlots = 64
     /// A cursor holds `block | pid << cursorPIDShift`, so a child of `fork` ignores its parent's.
     static let cursorPIDShift = 40
+    /// Freed-node hints kept per slot and order.
+    static let hintDepth = 8
+    /// Words per slot in `cursors`: the cursor, the hint counts (one per order) and the failure
+    /// count in the first cache line, the hints after it; whole lines, so threads never write a
+    /// line another reads.
+    static let slotStride = (8 + (Geometry.largestDepth + 1) * hintDepth + 7) & ~7
     /// The least time between two repair passes of one cache, by any processes.
     static let repairInterval: UInt64 = 1_000_000_000
 
@@ -59,16 +72,17 @@ extension SharedCache {
     func claimNode(order: Int) -> (block: Int, node: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>)? {
         let slot = cursorSlot()
         let intent = owners.intent(slot: slot)
+        if let (block, node) = claimFreedNode(order: order, slot: slot, intent: intent) { return (block, node, intent) }
         let pid = UInt64(UInt32(bitPattern: ProcessIdentity.pid))
-        let remembered = cursors[slot].load(ordering: .relaxed)
-        if remembered &>> UInt64(Self.cursorPIDShift) == pid {
-            let block = Int(truncatingIfNeeded: remembered & ((1 &<< UInt64(Self.cursorPIDShift)) &- 1))
-            if let (node, _) = claim(order: order, inBlock: block, intent: intent) { return (block, node, intent) }
+        if let block = remembered(cursor(slot), pid: pid), let (node, _) = claim(order: order, inBlock: block, intent: intent) {
+            return (block, node, intent)
         }
         if let (block, node) = searchIndex(order: order, slot: slot, pid: pid, intent: intent) {
             return (block, node, intent)
         }
-        guard repairIndexIfDue(), let (block, node) = searchIndex(order: order, slot: slot, pid: pid, intent: intent) else {
+        guard isRepairCheckDue(slot), repairIndexIfDue(),
+              let (block, node) = searchIndex(order: order, slot: slot, pid: pid, intent: intent)
+        else {
             // Tried nodes were named in the intent; none was claimed.
             intent.pointee.store(0, ordering: .relaxed)
             return nil
@@ -81,9 +95,12 @@ extension SharedCache {
     private func searchIndex(
         order: Int, slot: Int, pid: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>
     ) -> (block: Int, node: Int)? {
-        // A per-process, per-slot origin spreads concurrent searchers over the cache.
-        let span = UInt64(blockCount &- firstBlock)
-        let origin = firstBlock &+ Int(truncatingIfNeeded: (pid &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(slot) &* 0x85EB_CA6B) % span)
+        // A per-process, per-slot origin spreads concurrent searchers over the cache: a Fibonacci
+        // hash of pid and slot, whose high bits (all the scaling below keeps) differ for
+        // neighbouring slots; scaled to the span by a multiply, as a 64-bit `%` costs tens of
+        // cycles on every search.
+        let hash = (pid &<< 16 | UInt64(slot)) &* 0x9E37_79B9_7F4A_7C15
+        let origin = firstBlock &+ Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(blockCount &- firstBlock)).high)
         for blockClass in order..<index.classCount {
             while let block = index.first(class: blockClass, from: origin) {
                 // Listed below its class (a free added the higher listing): it is met again under
@@ -96,12 +113,46 @@ extension SharedCache {
                 // Keep the lists exact for the blocks searches use: best fit depends on them, and
                 // full blocks must not clutter a nearly full cache's lists.
                 if tree.largestFreeOrder(word) != blockClass { refile(block, listedUnder: blockClass) }
-                cursors[slot].store(UInt64(block) | pid &<< UInt64(Self.cursorPIDShift), ordering: .relaxed)
+                if hasRoom(word) { remember(block, in: cursor(slot), pid: pid) }
                 return (block, node)
             }
         }
         return nil
     }
+
+    /// Slot `slot`'s cursor: the block it last allocated in that had room left.
+    @inline(__always)
+    func cursor(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { cursors + slot &* Self.slotStride }
+
+    /// The block `memo` holds, when this process (not its parent before a `fork`) stored it.
+    /// Relaxed: the memo is only a hint; the CAS on the block's word decides.
+    @inline(__always)
+    func remembered(_ memo: UnsafeMutablePointer<Atomic<UInt64>>, pid: UInt64) -> Int? {
+        let value = memo.pointee.load(ordering: .relaxed)
+        guard value &>> UInt64(Self.cursorPIDShift) == pid else { return nil }
+        return Int(truncatingIfNeeded: value & ((1 &<< UInt64(Self.cursorPIDShift)) &- 1))
+    }
+
+    /// Stores `block` in `memo` for this process.
+    @inline(__always)
+    func remember(_ block: Int, in memo: UnsafeMutablePointer<Atomic<UInt64>>, pid: UInt64) {
+        memo.pointee.store(UInt64(block) | pid &<< UInt64(Self.cursorPIDShift), ordering: .relaxed)
+    }
+
+    /// Counts a failed search of slot `slot`; true for its first and then every 64th, the ones
+    /// that look at the repair deadline (a clock read would double the cost of every failing
+    /// allocation in a full cache).
+    @inline(__always)
+    private func isRepairCheckDue(_ slot: Int) -> Bool {
+        let failures = cursors + (slot &* Self.slotStride &+ 7)
+        let count = failures.pointee.load(ordering: .relaxed)
+        failures.pointee.store(count &+ 1, ordering: .relaxed)
+        return count & 63 == 0
+    }
+
+    /// True when a block whose word is `word` has a free leaf left.
+    @inline(__always)
+    func hasRoom(_ word: UInt64) -> Bool { tree.leaves(word) != tree.allLeaves }
 
     /// Claims the best-fitting free node of `order` in `block`, retrying while other claims race
     /// on the same word and a free node remains. Writes each node it tries into `intent` first.
@@ -124,8 +175,68 @@ extension SharedCache {
         return nil
     }
 
-    /// Advertises a free: `block`'s word becomes, or became, `after`. Lists the block under the
-    /// class the free leaves it in. Called before the free's CAS and again after it. Listings
+    // MARK: Freed-node hints
+    //
+    // Per slot and order, a stack of up to `hintDepth` nodes (`block << 8 | node`) with its count
+    // in the slot's first line. Every word is an atomic of process memory and every index is
+    // clamped, so a signal handler that allocates or frees in the middle of a push or pop on the
+    // same slot (or threads beyond `cursorSlots` sharing one) can only leave a stale hint, which
+    // the claim's CAS refuses: never a wrong claim, never an access out of bounds.
+
+    /// The number of hints slot `slot` holds for `order`.
+    @inline(__always)
+    private func hintCount(_ slot: Int, order: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        cursors + (slot &* Self.slotStride &+ 1 &+ order)
+    }
+
+    /// Hint `index` of slot `slot` for `order`.
+    @inline(__always)
+    private func hint(_ slot: Int, order: Int, index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        cursors + (slot &* Self.slotStride &+ 8 &+ order &* Self.hintDepth &+ index)
+    }
+
+    /// Remembers that slot `slot` freed `node` (of `order`) in `block`; past `hintDepth`, the
+    /// newest replaces the top.
+    @inline(__always)
+    func rememberFreedNode(block: Int, node: Int, order: Int, slot: Int) {
+        let count = Int(truncatingIfNeeded: min(hintCount(slot, order: order).pointee.load(ordering: .relaxed), UInt64(Self.hintDepth)))
+        hint(slot, order: order, index: min(count, Self.hintDepth &- 1)).pointee
+            .store(UInt64(truncatingIfNeeded: block) &<< 8 | UInt64(truncatingIfNeeded: node), ordering: .relaxed)
+        hintCount(slot, order: order).pointee.store(UInt64(min(count &+ 1, Self.hintDepth)), ordering: .relaxed)
+    }
+
+    /// Claims a node of `order` that this slot freed recently, if one is still free: the newest
+    /// first, dropping hints whose node another claim took.
+    @inline(__always)
+    private func claimFreedNode(
+        order: Int, slot: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>
+    ) -> (block: Int, node: Int)? {
+        let counter = hintCount(slot, order: order)
+        var count = Int(truncatingIfNeeded: min(counter.pointee.load(ordering: .relaxed), UInt64(Self.hintDepth)))
+        while count > 0 {
+            count &-= 1
+            counter.pointee.store(UInt64(count), ordering: .relaxed)
+            let hinted = hint(slot, order: order, index: count).pointee.load(ordering: .relaxed)
+            let block = Int(truncatingIfNeeded: hinted &>> 8), node = Int(truncatingIfNeeded: hinted & 0xFF)
+            guard block >= firstBlock, block < blockCount, node >= 1, node <= tree.nodeCount else { continue }
+            let mask = setMasks[node]
+            var word = words[block].load(ordering: .relaxed)
+            while word & mask == 0 {
+                intent.pointee.store(OwnerTable.intent(block: block, node: node), ordering: .relaxed)
+                // Acquiring, as every claim (see Allocation.swift).
+                let (exchanged, current) = words[block].compareExchange(
+                    expected: word, desired: word | mask, successOrdering: .acquiring, failureOrdering: .relaxed)
+                if exchanged { return (block, node) }
+                word = current
+            }
+        }
+        return nil
+    }
+
+    // MARK: Advertising frees
+
+    /// Advertises a free: `block`'s word becomes `after`. Lists the block under the class the free
+    /// leaves it in. Called before the free's CAS (and `confirmFreeAdvertised` after it). Listings
     /// only ever get added here, so racing frees cannot hide a block from one another; a listing
     /// the block has outgrown (or never reached, when the CAS is retried) is removed by the next
     /// search that meets it.
@@ -133,10 +244,22 @@ extension SharedCache {
     /// Ordering: after the CAS, the index is read with sequentially consistent loads and the CAS
     /// itself is sequentially consistent, pairing with `refile`'s remove-then-re-read: either this
     /// free sees the removal and lists the block again, or `refile` sees the freed word.
+    ///
+    /// - Returns: the class it listed the block under, for `confirmFreeAdvertised`.
     @inline(__always)
-    func advertiseFree(block: Int, after: UInt64) {
+    func advertiseFree(block: Int, after: UInt64) -> Int {
         // A free always leaves a free node, so the block has a class.
-        index.insert(block, class: tree.largestFreeOrder(after) ?? 0)
+        let blockClass = tree.largestFreeOrder(after) ?? 0
+        index.insert(block, class: blockClass)
+        return blockClass
+    }
+
+    /// The second advertisement of a free, after its CAS: the listing `advertiseFree` made before
+    /// the CAS (for the same word) is still there unless a search re-filed the block in between,
+    /// so one load usually settles it; otherwise the block is listed again.
+    @inline(__always)
+    func confirmFreeAdvertised(block: Int, class blockClass: Int) {
+        if !index.lists(block, class: blockClass) { index.insert(block, class: blockClass) }
     }
 
     /// Moves `block` from `listed`, a class it was found under, to the class its word has now;

@@ -1,11 +1,12 @@
 // The free-space index in the mapped file (see ShmFormat/FreeIndex.swift for its shape), and the
 // atomic operations that keep it: insert, remove, find.
 //
-// Summary protocol, per level: an insert sets its bit, then makes sure the summary bit above is set,
-// and so on up to the top, whether or not it changed anything below: a process killed between
-// setting a word's first bit and that word's summary bit leaves the summary clear, and the next
-// insert anywhere in the word mends it (an insert that stopped at an already-set bit would leave
-// the word unreachable for ever). A remove that turns a word to zero clears the bit above it, then
+// Summary protocol, per level: an insert that sets its bit then makes sure the summary bit above is
+// set, and so on up to the top, whether or not it changed anything at those levels: a process
+// killed between setting a word's first bit and that word's summary bit leaves the summary clear,
+// and the next insert that sets any bit of the word mends it (an insert that stopped at the first
+// level whose bit was set already would leave the word unreachable for ever, and the loss would
+// grow with every block listed there since). A remove that turns a word to zero clears the bit above it, then
 // re-reads the word: if an insert refilled it in between, the bit is set again.
 //
 // Memory ordering: every load and read-modify-write here is sequentially consistent. Removes and
@@ -65,9 +66,13 @@ struct FreeSpaceIndex: ~Copyable {
     @inline(__always)
     private func bitMask(_ bit: Int) -> UInt64 { 1 &<< UInt64(bit & 63) }
 
-    /// Lists `block` under `blockClass`, and makes sure every summary bit above it is set.
+    /// Lists `block` under `blockClass`. When that sets its bit, also makes sure every summary bit
+    /// above it is set; a bit already set is left as it is, with whatever is above it (the hot
+    /// path of every free: one load). A summary a dead process left clear over that bit is mended
+    /// by the next insert that sets any bit of the word, or by the repair pass.
+    @inline(__always)
     func insert(_ block: Int, class blockClass: Int) {
-        insert(blocks: bitMask(block), group: block &>> 6, class: blockClass)
+        if !lists(block, class: blockClass) { setBits(bitMask(block), word: block &>> 6, class: blockClass, level: 0) }
     }
 
     /// Lists the blocks of `mask` (bit i stands for block `group × 64 + i`) under `blockClass`,
@@ -97,6 +102,12 @@ struct FreeSpaceIndex: ~Copyable {
             mask = bitMask(word)
             word &>>= 6
         }
+    }
+
+    /// True when `block` is listed under `blockClass` at the bottom level (one load).
+    @inline(__always)
+    func lists(_ block: Int, class blockClass: Int) -> Bool {
+        words[wordIndex(class: blockClass, level: 0, bit: block)].load(ordering: .sequentiallyConsistent) & bitMask(block) != 0
     }
 
     /// Removes `block` from `blockClass`, clearing summary bits as words become empty.

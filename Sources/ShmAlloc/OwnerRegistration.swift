@@ -48,7 +48,7 @@ struct OwnerRegistration: ~Copyable {
         // and both land on the same entry.
         if storage[Self.pidWord].load(ordering: .relaxed) != UInt64(UInt32(bitPattern: pid)) { register(pid: pid) }
         let intents = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(storage[Self.intentsWord].load(ordering: .relaxed)))!
-        return intents + (slot & (OwnerTable.intentSlots &- 1))
+        return intents + OwnerTable.intentWord(slot: slot)
     }
 
     /// Claims an entry for `pid` and points the intents at it.

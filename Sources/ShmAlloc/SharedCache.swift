@@ -55,7 +55,8 @@ public final class SharedCache: @unchecked Sendable {
     let index: FreeSpaceIndex
     /// This process's entry in the owner table, and the intent slots the hot paths write.
     let owners: OwnerRegistration
-    /// Per-process memory (not in the file): each thread slot's last block, see `claimNode`.
+    /// Per-process memory (not in the file): each thread slot's cursor and freed block, a cache
+    /// line per slot (see `claimNode`).
     let cursors: UnsafeMutablePointer<Atomic<UInt64>>
     /// `tree.setMask(ofNode:)` for every node, computed once: one load instead of a loop per call.
     let setMasks: UnsafeMutablePointer<UInt64>
@@ -89,8 +90,9 @@ public final class SharedCache: @unchecked Sendable {
         setMasks[0] = 0
         for node in 1...tree.nodeCount { setMasks[node] = tree.setMask(ofNode: node) }
         self.owners = OwnerRegistration(table: mapping + layout.ownersOffset)
-        self.cursors = .allocate(capacity: Self.cursorSlots)
-        for slot in 0..<Self.cursorSlots { (cursors + slot).initialize(to: Atomic(0)) }
+        self.cursors = UnsafeMutableRawPointer.allocate(byteCount: Self.cursorSlots * Self.slotStride * 8, alignment: 64)
+            .bindMemory(to: Atomic<UInt64>.self, capacity: Self.cursorSlots * Self.slotStride)
+        for word in 0..<(Self.cursorSlots * Self.slotStride) { (cursors + word).initialize(to: Atomic(0)) }
         self.invalidFreeCount = counter(FileHeader.Field.invalidFrees)
         self.failedAllocationCount = counter(FileHeader.Field.failedAllocations)
         self.nextRepair = counter(FileHeader.Field.nextRepair)
@@ -105,8 +107,8 @@ public final class SharedCache: @unchecked Sendable {
     deinit {
         Mapping.unmap(fileBase, length: layout.fileSize)
         setMasks.deallocate()
-        cursors.deinitialize(count: Self.cursorSlots)
-        cursors.deallocate()
+        cursors.deinitialize(count: Self.cursorSlots * Self.slotStride)
+        UnsafeMutableRawPointer(cursors).deallocate()
     }
 
     // MARK: - Offsets and pointers

@@ -87,16 +87,9 @@ public struct BuddyTree: Hashable, Sendable {
     /// The leaf-aligned bits where a node of `order` may start: every 2^order-th leaf.
     @inlinable @inline(__always)
     public func startMask(order: Int) -> UInt64 {
-        let pattern: UInt64
-        switch order {
-        case 0: pattern = 0xFFFF_FFFF
-        case 1: pattern = 0x5555_5555
-        case 2: pattern = 0x1111_1111
-        case 3: pattern = 0x0101_0101
-        case 4: pattern = 0x0001_0001
-        default: pattern = 0x0000_0001
-        }
-        return pattern & allLeaves
+        // A table, not a switch: allocations of random orders would mispredict its jump table.
+        let patterns: InlineArray<6, UInt64> = [0xFFFF_FFFF, 0x5555_5555, 0x1111_1111, 0x0101_0101, 0x0001_0001, 0x0000_0001]
+        return patterns[order] & allLeaves
     }
 
     /// The internal nodes: every level but the leaves (nodes 1 ..< leafCount).
@@ -191,16 +184,19 @@ public struct BuddyTree: Hashable, Sendable {
     /// The order of the largest free node, or `nil` when the block is full.
     @inlinable @inline(__always)
     public func largestFreeOrder(_ word: UInt64) -> Int? {
+        // The orders that have a free node form a prefix 0 ... L (a free node holds free nodes of
+        // every lower order), so L + 1 is how many orders have one: counted without a branch on
+        // the word, as frees meet words of every shape and a data-dependent exit mispredicts.
         var taken = leaves(word)
         if taken == 0 { return depth }   // an empty block: the common result of a free
-        if taken == allLeaves { return nil }
+        var ordersWithRoom = ~taken & allLeaves != 0 ? 1 : 0
         var order = 0
         while order < depth {
             taken |= taken &>> UInt64(1 &<< order)
-            if ~taken & startMask(order: order &+ 1) == 0 { return order }
             order &+= 1
+            ordersWithRoom &+= ~taken & startMask(order: order) != 0 ? 1 : 0
         }
-        return depth
+        return ordersWithRoom == 0 ? nil : ordersWithRoom &- 1
     }
 
     /// The number of leaves taken by allocations (each allocation takes all leaves under it).

@@ -12,15 +12,17 @@
 // a node found allocated with an owner-less header is attributed to the process whose intent
 // names it (a live one is mid-operation; a dead one died there and leaked it).
 //
-//   entry (320 bytes)
-//   ┌──────────────┬─────────── … ──┬───────────────────────────────────────────────┐
-//   │ identity (8) │ unused to 64   │ intents: 32 × 8 bytes, one per thread slot    │
-//   └──────────────┴─────────── … ──┴───────────────────────────────────────────────┘
+//   entry (576 bytes)
+//   ┌──────────────┬─────────── … ──┬───────────────────────────────────────────────────┐
+//   │ identity (8) │ unused to 64   │ intents: 64 × 8 bytes, one per thread slot        │
+//   └──────────────┴─────────── … ──┴───────────────────────────────────────────────────┘
 //
 // identity (atomic UInt64): pid in the low 32 bits, the low 32 bits of the start time in the high
 // 32; 0 = a free entry. One word, so a single CAS claims an entry whole and no reader ever sees
 // a pid with another process's start time. The intents are on their own cache lines, written only
-// by their process.
+// by their process, and interleaved: slot i is word (i mod 8) × 8 + i / 8, so the first eight
+// threads of a process each write a cache line of their own (every allocation and free writes
+// its intent twice; threads sharing a line would bounce it between cores).
 
 /// The shape of the owner table and the identity words it holds. Pure arithmetic: no I/O.
 public enum OwnerTable {
@@ -28,9 +30,9 @@ public enum OwnerTable {
     /// they are then attributed by pid alone.
     public static let entryCount = 64
     /// Bytes per entry.
-    public static let entrySize = 320
+    public static let entrySize = 576
     /// Intent slots per entry; a process's threads share them round-robin past this many.
-    public static let intentSlots = 32
+    public static let intentSlots = 64
     /// Where an entry's intents start, from the entry.
     public static let intentsOffset = 64
     /// The table's length in bytes.
@@ -50,6 +52,10 @@ public enum OwnerTable {
     @inlinable
     public static func startTimeBits(ofIdentity identity: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: identity &>> 32) }
 
+    /// The word of the intent region that holds thread slot `slot`'s intent (see the layout above).
+    @inlinable
+    public static func intentWord(slot: Int) -> Int { (slot & 7) &<< 3 | (slot &>> 3) & 7 }
+
     /// The intent word for node `node` (1 ... 63) of block `block`: never 0, which means "none".
     @inlinable
     public static func intent(block: Int, node: Int) -> UInt64 { UInt64(truncatingIfNeeded: block) &<< 8 | UInt64(truncatingIfNeeded: node) }
@@ -65,9 +71,10 @@ public enum OwnerTable {
         UInt64(littleEndian: table.loadUnaligned(fromByteOffset: entry * entrySize, as: UInt64.self))
     }
 
-    /// The intent word of slot `slot` of entry `entry` in a copy of the table.
+    /// The intent of thread slot `slot` of entry `entry` in a copy of the table.
     public static func intent(in table: UnsafeRawBufferPointer, entry: Int, slot: Int) -> UInt64 {
-        UInt64(littleEndian: table.loadUnaligned(fromByteOffset: entry * entrySize + intentsOffset + slot * 8, as: UInt64.self))
+        let offset = entry * entrySize + intentsOffset + intentWord(slot: slot) * 8
+        return UInt64(littleEndian: table.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
     /// True when `identity` names the process with `startTime` (compared on its low 32 bits, as

@@ -33,10 +33,10 @@ extension ShmBench {
         var directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         @Flag(help: "Skip the 4 GiB aged-cache figures (they need about 4 GiB of memory and a few seconds).")
         var skipLarge = false
-        @Option(help: "Run only these groups (pairs, scaling, aged, placement, stats); all by default.")
+        @Option(help: "Run only these groups (pairs, threads, scaling, aged, placement, stats); all by default.")
         var only: [Group] = Group.allCases
 
-        enum Group: String, CaseIterable, ExpressibleByArgument { case pairs, scaling, aged, placement, stats }
+        enum Group: String, CaseIterable, ExpressibleByArgument { case pairs, threads, scaling, aged, placement, stats }
 
         func run() throws {
             var table = ResultTable()
@@ -44,6 +44,7 @@ extension ShmBench {
             defer { scratch.removeAll() }
 
             if only.contains(.pairs) { try PairBenchmarks(runs: runs, scratch: scratch).run(into: &table) }
+            if only.contains(.threads) { try ThreadsBenchmark(runs: runs, scratch: scratch).run(into: &table) }
             if only.contains(.scaling) { try ScalingBenchmark(runs: runs, scratch: scratch).run(into: &table) }
             if only.contains(.aged) {
                 for capacity in skipLarge ? [64 << 20] : [64 << 20, 4 << 30] {

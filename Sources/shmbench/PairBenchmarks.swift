@@ -59,6 +59,8 @@ struct PairBenchmarks {
     }
 
     static let ringSize = 1024
+    /// The ring's replacement order as a victim table for `replace`: oldest first.
+    static let ringOrder = (0..<4096).map { $0 & (ringSize - 1) }
 
     /// Nanoseconds per allocate + touch + free pair.
     static func pairs<Allocator: PairAllocator>(_ allocator: Allocator, sizes: [Int], count: Int) -> Double {
@@ -81,17 +83,41 @@ struct PairBenchmarks {
 
     /// Nanoseconds per free-oldest + allocate-new step, with `ringSize` allocations live.
     static func ring<Allocator: PairAllocator>(_ allocator: Allocator, sizes: [Int], count: Int) -> Double {
-        precondition(sizes.count.isPowerOfTwo)
         var ring = [UnsafeMutableRawPointer?](repeating: nil, count: ringSize)
         let start = nowNanoseconds()
-        for iteration in 0..<count {
-            let slot = iteration & (ringSize - 1)
-            allocator.free(ring[slot])
-            ring[slot] = allocator.allocate(sizes[iteration & (sizes.count - 1)]).map(escape)
-        }
+        replace(allocator, live: &ring, sizes: sizes, victims: ringOrder, steps: 0..<count)
         let elapsed = nowNanoseconds() - start
         ring.forEach(allocator.free)
         return Double(elapsed) / Double(count)
+    }
+
+    /// The loop of every workload with allocations kept live: step `i` frees `live[victims[i]]`
+    /// and allocates `sizes[i]` in its place (`nil` slots free nothing, so an empty `live` fills
+    /// itself). Every victim must be an index of `live` (unchecked in the loop). Both tables are
+    /// indexed modulo their power-of-two length, so the loop only reads arrays; `steps` continues
+    /// a sequence across calls.
+    ///
+    /// The new pointers are stored in `live`, which the caller frees later, so the optimiser cannot
+    /// pair a malloc with its free; no `escape` is needed, which keeps the loop free of shared
+    /// writes when threads run it side by side.
+    @inline(__always)
+    static func replace<Allocator: PairAllocator>(
+        _ allocator: Allocator, live: inout [UnsafeMutableRawPointer?], sizes: [Int], victims: [Int], steps: Range<Int>
+    ) {
+        precondition(sizes.count.isPowerOfTwo && victims.count.isPowerOfTwo)
+        let sizeMask = sizes.count - 1
+        let victimMask = victims.count - 1
+        live.withUnsafeMutableBufferPointer { live in
+            sizes.withUnsafeBufferPointer { sizes in
+                victims.withUnsafeBufferPointer { victims in
+                    for step in steps {
+                        let slot = victims[step & victimMask]
+                        allocator.free(live[slot])
+                        live[slot] = allocator.allocate(sizes[step & sizeMask])
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -102,7 +128,8 @@ func escape(_ pointer: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
     escapedPointer = pointer
     return pointer
 }
-/// Written by `escape`; read by nobody, so only the store is paid for. Benchmarks are single-threaded.
+/// Written by `escape`; read by nobody, so only the store is paid for. Only the single-threaded
+/// loops call `escape`: threads writing one variable would fight over its cache line.
 nonisolated(unsafe) var escapedPointer: UnsafeMutableRawPointer?
 
 /// Keeps a value alive so the optimiser cannot delete the loop that made it.

@@ -125,9 +125,9 @@ extension SharedCache {
         guard let entry = (0..<OwnerTable.entryCount).first(where: {
             OwnerTable.pid(ofIdentity: table.load(fromByteOffset: $0 * OwnerTable.entrySize, as: UInt64.self)) == pid
         }) else { return [] }
+        let copy = UnsafeRawBufferPointer(start: table, count: OwnerTable.byteCount)
         return (0..<OwnerTable.intentSlots).compactMap { slot in
-            let intent = table.load(fromByteOffset: entry * OwnerTable.entrySize + OwnerTable.intentsOffset + slot * 8, as: UInt64.self)
-            return OwnerTable.target(ofIntent: intent).map {
+            OwnerTable.target(ofIntent: OwnerTable.intent(in: copy, entry: entry, slot: slot)).map {
                 $0.block << geometry.maxShift + geometry.tree.byteOffset(ofNode: $0.node, minSize: geometry.minSize)
             }
         }

@@ -29,8 +29,8 @@ struct FileHeaderTests {
         let layout = Self.layout
         #expect(layout.headerSize == 4096)
         #expect(layout.ownersOffset == 4096)
-        #expect(layout.ownersLength == 20480)   // 64 entries × 320 B
-        #expect(layout.wordsOffset == 4096 + 20480)
+        #expect(layout.ownersLength == 36864)   // 64 entries × 576 B
+        #expect(layout.wordsOffset == 4096 + 36864)
         #expect(layout.wordsLength == 8192)   // 1024 blocks × 8 B
         #expect(layout.indexOffset == layout.wordsOffset + 8192)
         #expect(layout.dataOffset == layout.indexOffset + layout.indexLength)
@@ -101,10 +101,10 @@ struct FileHeaderTests {
         refused(.geometry(.minSizeNotAllowed(48))) { Self.store(UInt64(48), at: FileHeader.Field.minSize, in: &$0) }
         refused(.geometry(.capacityOutOfRange(0))) { Self.store(UInt64(0), at: FileHeader.Field.blockCount, in: &$0) }
         refused(.pageSizeNotAllowed(3000)) { Self.store(UInt64(3000), at: FileHeader.Field.pageSize, in: &$0) }
-        refused(.inconsistentLayout(field: "owners length", stored: 4096, expected: 20480)) {
+        refused(.inconsistentLayout(field: "owners length", stored: 4096, expected: 36864)) {
             Self.store(UInt64(4096), at: FileHeader.Field.ownersLength, in: &$0)
         }
-        refused(.inconsistentLayout(field: "words offset", stored: 8192, expected: 24576)) {
+        refused(.inconsistentLayout(field: "words offset", stored: 8192, expected: 40960)) {
             Self.store(UInt64(8192), at: FileHeader.Field.wordsOffset, in: &$0)
         }
         refused(.inconsistentLayout(field: "data offset", stored: 0, expected: Self.layout.dataOffset)) {
