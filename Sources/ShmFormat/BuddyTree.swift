@@ -188,16 +188,20 @@ public struct BuddyTree: Hashable, Sendable {
         // every lower order), so L + 1 is how many orders have one: counted without a branch on
         // the word, as frees meet words of every shape and a data-dependent exit mispredicts.
         var taken = leaves(word)
-        if taken == 0 { return depth }   // an empty block: the common result of a free
-        var ordersWithRoom = ~taken & allLeaves != 0 ? 1 : 0
+        var ordersWithRoom = Self.isNonZero(~taken & allLeaves)
         var order = 0
         while order < depth {
             taken |= taken &>> UInt64(1 &<< order)
             order &+= 1
-            ordersWithRoom &+= ~taken & startMask(order: order) != 0 ? 1 : 0
+            ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: order))
         }
         return ordersWithRoom == 0 ? nil : ordersWithRoom &- 1
     }
+
+    /// 1 when `bits` is non-zero, else 0, by arithmetic: the compiler turns `bits != 0 ? 1 : 0`
+    /// into a branch here, which random words mispredict.
+    @inlinable @inline(__always)
+    static func isNonZero(_ bits: UInt64) -> Int { Int(truncatingIfNeeded: (bits | (0 &- bits)) &>> 63) }
 
     /// The number of leaves taken by allocations (each allocation takes all leaves under it).
     @inlinable public func takenLeafCount(_ word: UInt64) -> Int { leaves(word).nonzeroBitCount }
