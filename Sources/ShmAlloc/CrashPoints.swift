@@ -31,10 +31,8 @@ public enum CrashPoint: Int, CaseIterable, Sendable, CustomStringConvertible {
     case freeCleared
     /// Index insert: a word became non-empty, the summary bit above it is not set yet.
     case insertBeforeSummary
-    /// Index remove: a word became empty, its summary bit is still set.
-    case removeBeforeSummary
-    /// Index remove: the summary bit is cleared, the word is not re-read yet.
-    case removeBeforeRecheck
+    /// Index search: a stale summary bit is cleared, the word below it is not re-read yet.
+    case staleSummaryCleared
     /// Refile: the block is removed from the class it was found under; its new class may not be
     /// listed yet (a free raced in).
     case refileRemoved
@@ -52,8 +50,7 @@ public enum CrashPoint: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .freePreListed: "freePreListed"
         case .freeCleared: "freeCleared"
         case .insertBeforeSummary: "insertBeforeSummary"
-        case .removeBeforeSummary: "removeBeforeSummary"
-        case .removeBeforeRecheck: "removeBeforeRecheck"
+        case .staleSummaryCleared: "staleSummaryCleared"
         case .refileRemoved: "refileRemoved"
         case .repairMidway: "repairMidway"
         }

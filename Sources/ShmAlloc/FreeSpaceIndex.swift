@@ -6,20 +6,25 @@
 // killed between setting a word's first bit and that word's summary bit leaves the summary clear,
 // and the next insert that sets any bit of the word mends it (an insert that stopped at the first
 // level whose bit was set already would leave the word unreachable for ever, and the loss would
-// grow with every block listed there since). A remove that turns a word to zero clears the bit above it, then
-// re-reads the word: if an insert refilled it in between, the bit is set again.
+// grow with every block listed there since). A remove clears only its own bit: a summary bit
+// over a word that became empty goes stale, and the search that steps over it clears it and then
+// re-reads the word below, setting the bit again if an insert refilled the word meanwhile.
+// Summaries are thus written when a search finds one stale, not each time a word of a sparse
+// class empties and refills (which, with many threads, bounced the few summary words every
+// searcher reads between cores).
 //
-// Memory ordering: every load and read-modify-write here is sequentially consistent. Removes and
-// inserts are each a write to one word followed by a read of another (the word above, or the
-// word re-read), the store-buffering shape: with acquire/release alone, both sides could read the
-// other's word from before its write, and a non-empty word would end with its summary clear. On
-// x86 a sequentially consistent load is a plain load and every RMW is locked anyway, so this costs
-// nothing there.
+// Memory ordering: every load and read-modify-write here is sequentially consistent. Inserts and
+// stale-summary clears are each a write to one word followed by a read of another (the word
+// above, or the word below re-read), the store-buffering shape: with acquire/release alone, both
+// sides could read the other's word from before its write, and a non-empty word would end with
+// its summary clear. On x86 a sequentially consistent load is a plain load and every RMW is
+// locked anyway, so this costs nothing there.
 //
 // Invariant, whenever no operation is between two of its writes: a non-empty word has its summary
 // bit set. Between two writes (or after a process died there) a non-empty word may have its
-// summary bit clear; the next insert into that word, or the repair pass (BlockSearch.swift),
-// mends it. A summary bit may be set over an empty word for a moment, which a search steps over.
+// summary bit clear; the next insert that sets a bit in that word, or the repair pass
+// (BlockSearch.swift), mends it. A summary bit may be set over an empty word, which the next
+// search to meet it clears.
 
 import ShmFormat
 import Synchronization
@@ -110,20 +115,28 @@ struct FreeSpaceIndex: ~Copyable {
         words[wordIndex(class: blockClass, level: 0, bit: block)].load(ordering: .sequentiallyConsistent) & bitMask(block) != 0
     }
 
-    /// Removes `block` from `blockClass`, clearing summary bits as words become empty.
-    func remove(_ block: Int, class blockClass: Int) { removeBit(block, class: blockClass, level: 0) }
+    /// Removes `block` from `blockClass`. Summary bits are left as they are: one over a word this
+    /// empties goes stale, and the next search that steps over it clears it (`clearStaleSummary`).
+    /// Clearing here instead would write the summary words, which every thread and process reads,
+    /// each time a word of a sparse class empties, to be set again by the next insert.
+    func remove(_ block: Int, class blockClass: Int) {
+        let word = words + wordIndex(class: blockClass, level: 0, bit: block)
+        if word.pointee.load(ordering: .sequentiallyConsistent) & bitMask(block) == 0 { return }
+        word.pointee.bitwiseAnd(~bitMask(block), ordering: .sequentiallyConsistent)
+    }
 
-    private func removeBit(_ bit: Int, class blockClass: Int, level: Int) {
-        let word = words + wordIndex(class: blockClass, level: level, bit: bit)
-        if word.pointee.load(ordering: .sequentiallyConsistent) & bitMask(bit) == 0 { return }
-        let after = word.pointee.bitwiseAnd(~bitMask(bit), ordering: .sequentiallyConsistent).newValue
-        guard after == 0, level &+ 1 < levelCount else { return }
-        crashPoint(.removeBeforeSummary, at: word)
-        removeBit(bit &>> 6, class: blockClass, level: level &+ 1)
-        crashPoint(.removeBeforeRecheck, at: word)
-        // An insert may have refilled the word after it emptied and before its summary bit went.
-        if word.pointee.load(ordering: .sequentiallyConsistent) != 0 {
-            setBits(bitMask(bit &>> 6), word: bit &>> 12, class: blockClass, level: level &+ 1)
+    /// Clears summary bit `bit` of `level`, found over an empty word, then re-reads that word: an
+    /// insert that refilled it meanwhile may have seen the bit still set and not set it again,
+    /// so this sets it again for that insert (the store-buffering pair of the file comment).
+    /// When the clear empties the summary word itself, the bit above it goes the same way.
+    private func clearStaleSummary(_ bit: Int, class blockClass: Int, level: Int) {
+        let summary = words + wordIndex(class: blockClass, level: level, bit: bit)
+        let after = summary.pointee.bitwiseAnd(~bitMask(bit), ordering: .sequentiallyConsistent).newValue
+        crashPoint(.staleSummaryCleared, at: summary)
+        if words[wordIndex(class: blockClass, level: level &- 1, bit: bit &<< 6)].load(ordering: .sequentiallyConsistent) != 0 {
+            setBits(bitMask(bit), word: bit &>> 6, class: blockClass, level: level)
+        } else if after == 0, level &+ 1 < levelCount {
+            clearStaleSummary(bit &>> 6, class: blockClass, level: level &+ 1)
         }
     }
 
@@ -159,7 +172,11 @@ struct FreeSpaceIndex: ~Copyable {
             while level > 0 {
                 let child = words[wordIndex(class: blockClass, level: level - 1, bit: found &<< 6)]
                     .load(ordering: .sequentiallyConsistent)
-                if child == 0 { break }   // a stale summary bit: resume after it, one level up
+                if child == 0 {
+                    // A stale summary bit: clear it, and resume after it, one level up.
+                    clearStaleSummary(found, class: blockClass, level: level)
+                    break
+                }
                 level &-= 1
                 found = found &<< 6 | child.trailingZeroBitCount
             }

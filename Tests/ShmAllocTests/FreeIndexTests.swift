@@ -33,14 +33,17 @@ private final class IndexUnderTest: @unchecked Sendable {  // shared by test thr
         return layout.lists(words, block: block, class: blockClass)
     }
 
-    /// Every summary bit is set exactly over a non-zero word (true whenever no operation is running).
-    func summariesAreExact() -> Bool {
-        for blockClass in 0..<layout.classCount {
+    /// Every non-zero word has its summary bit set (true whenever no operation is running); with
+    /// `exact`, also no summary bit is set over a zero word (true once searches have stepped over
+    /// every stale one).
+    func summariesAreComplete(exact: Bool = false, classes: Range<Int>? = nil) -> Bool {
+        for blockClass in classes ?? 0..<layout.classCount {
             for level in 1..<max(layout.levelCount, 1) {
                 for bit in 0..<layout.bitCount(level: level) {
                     let child = storage[layout.wordIndex(class: blockClass, level: level - 1, bit: bit << 6)].load(ordering: .relaxed)
                     let summary = storage[layout.wordIndex(class: blockClass, level: level, bit: bit)].load(ordering: .relaxed)
-                    if (child != 0) != (summary & (1 << UInt64(bit & 63)) != 0) { return false }
+                    let isSet = summary & (1 << UInt64(bit & 63)) != 0
+                    if child != 0 && !isSet || exact && child == 0 && isSet { return false }
                 }
             }
         }
@@ -82,7 +85,21 @@ struct FreeIndexTests {
             let expected = model[blockClass].filter { $0 >= start }.min() ?? model[blockClass].min()
             #expect(under.index.first(class: blockClass, from: start) == expected, "step \(step): first from \(start)")
         }
-        #expect(under.summariesAreExact())
+        #expect(under.summariesAreComplete())
+    }
+
+    @Test("a remove leaves its summary bits stale; the search that steps over them clears them")
+    func staleSummariesClearedBySearch() throws {
+        let under = try IndexUnderTest(blockCount: 64 * 64 * 3)
+        under.index.insert(5000, class: 1)
+        under.index.insert(9000, class: 1)
+        under.index.remove(5000, class: 1)
+        #expect(under.summariesAreComplete(classes: 1..<2) && !under.summariesAreComplete(exact: true, classes: 1..<2))
+        #expect(under.index.first(class: 1, from: 0) == 9000)
+        #expect(under.summariesAreComplete(exact: true, classes: 1..<2))
+        under.index.remove(9000, class: 1)
+        #expect(under.index.first(class: 1, from: 100) == nil)
+        #expect(under.summariesAreComplete(exact: true, classes: 1..<2))
     }
 
     @Test("a new cache lists every block but the null region under the top class")
@@ -96,7 +113,7 @@ struct FreeIndexTests {
         for block in [4, 63, 64, 4999] { #expect(under.lists(block, class: top)) }
         for blockClass in 0..<top { #expect(under.index.first(class: blockClass, from: 0) == nil) }
         #expect(under.index.first(class: top, from: 0) == 4)
-        #expect(under.summariesAreExact())
+        #expect(under.summariesAreComplete(exact: true))
     }
 
     @Test("threads inserting and removing at once leave exact summaries and their own bits")
@@ -124,7 +141,7 @@ struct FreeIndexTests {
                 }
             }
         }
-        #expect(under.summariesAreExact())
+        #expect(under.summariesAreComplete())
         var found: [Int] = []
         var start = 0
         while let block = under.index.first(class: 2, from: start), block >= start {
@@ -133,6 +150,7 @@ struct FreeIndexTests {
             if start == under.layout.blockCount { break }
         }
         #expect(found == Array(stride(from: 0, to: under.layout.blockCount, by: 7)))
+        #expect(under.summariesAreComplete(exact: true, classes: 2..<3), "the sweep cleared every stale summary")
     }
 }
 
