@@ -49,6 +49,8 @@ extension SharedCache {
     static let cursorSlots = 64
     /// A cursor holds `block | pid << cursorPIDShift`, so a child of `fork` ignores its parent's.
     static let cursorPIDShift = 40
+    /// The blocks from its origin a search looks at first (4 MiB of 1 KiB blocks).
+    static let searchWindow = 4096
     /// Freed-node hints kept per slot and order.
     static let hintDepth = 8
     /// Words per slot in `cursors`: the cursor, the hint counts (one per order) and the failure
@@ -90,7 +92,15 @@ extension SharedCache {
         return (block, node, intent)
     }
 
-    /// The best-fit search through the index (the slow path of `claimNode`).
+    /// The best-fit search through the index (the slow path of `claimNode`): first among the
+    /// `searchWindow` blocks from this slot's origin, then, when they have no room at all, over
+    /// the whole cache.
+    ///
+    /// The window keeps threads and processes in blocks of their own while the cache has room:
+    /// a search over the whole cache finds, for a size of which this slot has no partly used
+    /// block, the nearest one of another thread, and the two then fight over its word and its
+    /// cache lines. Best fit within the window still packs small requests into partly used
+    /// blocks; the whole cache is searched before any allocation fails.
     @inline(never)
     private func searchIndex(
         order: Int, slot: Int, pid: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>
@@ -99,10 +109,49 @@ extension SharedCache {
         // hash of pid and slot, whose high bits (all the scaling below keeps) differ for
         // neighbouring slots; scaled to the span by a multiply, as a 64-bit `%` costs tens of
         // cycles on every search.
+        let span = blockCount &- firstBlock
         let hash = (pid &<< 16 | UInt64(slot)) &* 0x9E37_79B9_7F4A_7C15
-        let origin = firstBlock &+ Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(blockCount &- firstBlock)).high)
-        for blockClass in order..<index.classCount {
+        let origin = firstBlock &+ Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(span)).high)
+        var beyondWindow = UInt64.max   // every class, when there is no window
+        if span > Self.searchWindow {
+            switch searchIndex(order: order, from: origin, within: Self.searchWindow, slot: slot, pid: pid, intent: intent) {
+            case .found(let block, let node): return (block, node)
+            case .none(let classesBeyond): beyondWindow = classesBeyond
+            }
+        }
+        // Only classes with listings past the window: in a full cache, none, and the failing
+        // search costs no second pass.
+        guard beyondWindow != 0 else { return nil }
+        switch searchIndex(order: order, from: origin, within: span, slot: slot, pid: pid, intent: intent, classes: beyondWindow) {
+        case .found(let block, let node): return (block, node)
+        case .none: return nil
+        }
+    }
+
+    /// What a search within a reach found.
+    private enum SearchResult {
+        /// A claimed node.
+        case found(block: Int, node: Int)
+        /// Nothing; bit c of the mask is set when class c lists blocks beyond the reach.
+        case none(classesBeyond: UInt64)
+    }
+
+    /// Best fit among the `reach` blocks from `origin` (wrapping around the cache), in the classes
+    /// of the mask `classes`.
+    @inline(__always)
+    private func searchIndex(
+        order: Int, from origin: Int, within reach: Int, slot: Int, pid: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>,
+        classes: UInt64 = .max
+    ) -> SearchResult {
+        let span = blockCount &- firstBlock
+        var classesBeyond: UInt64 = 0
+        for blockClass in order..<index.classCount where classes & (1 &<< UInt64(blockClass)) != 0 {
             while let block = index.first(class: blockClass, from: origin) {
+                let distance = block >= origin ? block &- origin : block &- firstBlock &+ span &- (origin &- firstBlock)
+                guard distance < reach else {
+                    classesBeyond |= 1 &<< UInt64(blockClass)
+                    break
+                }
                 // Listed below its class (a free added the higher listing): it is met again under
                 // that class, where it belongs, so skip it here and keep the best fit exact.
                 let currentClass = tree.largestFreeOrder(words[block].load(ordering: .relaxed)) ?? -1
@@ -114,10 +163,10 @@ extension SharedCache {
                 // full blocks must not clutter a nearly full cache's lists.
                 if tree.largestFreeOrder(word) != blockClass { refile(block, listedUnder: blockClass) }
                 if hasRoom(word) { remember(block, in: cursor(slot), pid: pid) }
-                return (block, node)
+                return .found(block: block, node: node)
             }
         }
-        return nil
+        return .none(classesBeyond: classesBeyond)
     }
 
     /// Slot `slot`'s cursor: the block it last allocated in that had room left.
