@@ -92,15 +92,17 @@ extension SharedCache {
         return (block, node, intent)
     }
 
-    /// The best-fit search through the index (the slow path of `claimNode`): first among the
-    /// `searchWindow` blocks from this slot's origin, then, when they have no room at all, over
-    /// the whole cache.
+    /// The best-fit search through the index (the slow path of `claimNode`): best fit among the
+    /// `searchWindow` blocks from this slot's origin first; when they have no room at all, best
+    /// fit among the nearest blocks past them, class by class.
     ///
     /// The window keeps threads and processes in blocks of their own while the cache has room:
     /// a search over the whole cache finds, for a size of which this slot has no partly used
     /// block, the nearest one of another thread, and the two then fight over its word and its
     /// cache lines. Best fit within the window still packs small requests into partly used
-    /// blocks; the whole cache is searched before any allocation fails.
+    /// blocks, and every class is searched over the whole cache before an allocation fails. The
+    /// first listed block past the window is remembered per class, so the fallback costs no
+    /// second walk down the index.
     @inline(never)
     private func searchIndex(
         order: Int, slot: Int, pid: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>
@@ -112,61 +114,52 @@ extension SharedCache {
         let span = blockCount &- firstBlock
         let hash = (pid &<< 16 | UInt64(slot)) &* 0x9E37_79B9_7F4A_7C15
         let origin = firstBlock &+ Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(span)).high)
-        var beyondWindow = UInt64.max   // every class, when there is no window
-        if span > Self.searchWindow {
-            switch searchIndex(order: order, from: origin, within: Self.searchWindow, slot: slot, pid: pid, intent: intent) {
-            case .found(let block, let node): return (block, node)
-            case .none(let classesBeyond): beyondWindow = classesBeyond
-            }
-        }
-        // Only classes with listings past the window: in a full cache, none, and the failing
-        // search costs no second pass.
-        guard beyondWindow != 0 else { return nil }
-        switch searchIndex(order: order, from: origin, within: span, slot: slot, pid: pid, intent: intent, classes: beyondWindow) {
-        case .found(let block, let node): return (block, node)
-        case .none: return nil
-        }
-    }
-
-    /// What a search within a reach found.
-    private enum SearchResult {
-        /// A claimed node.
-        case found(block: Int, node: Int)
-        /// Nothing; bit c of the mask is set when class c lists blocks beyond the reach.
-        case none(classesBeyond: UInt64)
-    }
-
-    /// Best fit among the `reach` blocks from `origin` (wrapping around the cache), in the classes
-    /// of the mask `classes`.
-    @inline(__always)
-    private func searchIndex(
-        order: Int, from origin: Int, within reach: Int, slot: Int, pid: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>,
-        classes: UInt64 = .max
-    ) -> SearchResult {
-        let span = blockCount &- firstBlock
-        var classesBeyond: UInt64 = 0
-        for blockClass in order..<index.classCount where classes & (1 &<< UInt64(blockClass)) != 0 {
+        let window = min(span, Self.searchWindow)
+        var pastWindow = InlineArray<8, Int>(repeating: -1)
+        for blockClass in order..<index.classCount {
             while let block = index.first(class: blockClass, from: origin) {
                 let distance = block >= origin ? block &- origin : block &- firstBlock &+ span &- (origin &- firstBlock)
-                guard distance < reach else {
-                    classesBeyond |= 1 &<< UInt64(blockClass)
+                guard distance < window else {
+                    pastWindow[blockClass] = block
                     break
                 }
-                // Listed below its class (a free added the higher listing): it is met again under
-                // that class, where it belongs, so skip it here and keep the best fit exact.
-                let currentClass = tree.largestFreeOrder(words[block].load(ordering: .relaxed)) ?? -1
-                guard currentClass <= blockClass, let (node, word) = claim(order: order, inBlock: block, intent: intent) else {
-                    refile(block, listedUnder: blockClass)
-                    continue
+                if let node = claim(order: order, inListed: block, class: blockClass, slot: slot, pid: pid, intent: intent) {
+                    return (block, node)
                 }
-                // Keep the lists exact for the blocks searches use: best fit depends on them, and
-                // full blocks must not clutter a nearly full cache's lists.
-                if tree.largestFreeOrder(word) != blockClass { refile(block, listedUnder: blockClass) }
-                if hasRoom(word) { remember(block, in: cursor(slot), pid: pid) }
-                return .found(block: block, node: node)
             }
         }
-        return .none(classesBeyond: classesBeyond)
+        for blockClass in order..<index.classCount where pastWindow[blockClass] >= 0 {
+            var block = pastWindow[blockClass]
+            while true {
+                if let node = claim(order: order, inListed: block, class: blockClass, slot: slot, pid: pid, intent: intent) {
+                    return (block, node)
+                }
+                guard let next = index.first(class: blockClass, from: origin) else { break }
+                block = next
+            }
+        }
+        return nil
+    }
+
+    /// Claims a node of `order` in `block`, which a search found listed under `listed`, and keeps
+    /// the lists exact for the blocks searches use: best fit depends on them, and full blocks must
+    /// not clutter a nearly full cache's lists.
+    ///
+    /// - Returns: the node, or `nil` when the block had no room for it (it is re-filed).
+    @inline(__always)
+    private func claim(
+        order: Int, inListed block: Int, class listed: Int, slot: Int, pid: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>
+    ) -> Int? {
+        // Listed below its class (a free added the higher listing): it is met again under that
+        // class, where it belongs, so skip it here and keep the best fit exact.
+        let currentClass = tree.largestFreeOrder(words[block].load(ordering: .relaxed)) ?? -1
+        guard currentClass <= listed, let (node, word) = claim(order: order, inBlock: block, intent: intent) else {
+            refile(block, listedUnder: listed)
+            return nil
+        }
+        if tree.largestFreeOrder(word) != listed { refile(block, listedUnder: listed) }
+        if hasRoom(word) { remember(block, in: cursor(slot), pid: pid) }
+        return node
     }
 
     /// Slot `slot`'s cursor: the block it last allocated in that had room left.
