@@ -16,7 +16,8 @@ extension Shmtop {
                 store realistic file paths (8 B to 1016 B, skewed like real paths), verify their bytes \
                 before freeing them, and follow a grow-and-shrink cycle between 20 % and 100 % of --fill, \
                 so a watched heatmap moves. On exit or Ctrl-C every writer frees what it holds and the \
-                totals are printed; any verification error makes the exit status 1.
+                totals are printed; any verification error makes the exit status 1, else Ctrl-C (SIGINT) \
+                makes it 130 and SIGTERM 143, as for `demo` and `watch`.
                 """
         )
 
@@ -80,6 +81,7 @@ extension Shmtop {
             writeLine("load: \(total.line)", to: STDOUT_FILENO)
             for problem in problems { printError("shmtop: \(path): \(problem)") }
             if total.verificationErrors > 0 || total.invalidFrees > 0 || !problems.isEmpty { throw ExitCode.failure }
+            try StopSignals.exitIfRequested()
         }
 
         private func failure(_ path: String, _ what: String) -> ExitCode {
