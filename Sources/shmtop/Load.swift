@@ -5,6 +5,7 @@ import Musl
 #endif
 import ArgumentParser
 import ShmInspect
+import ShmTUI
 
 extension Shmtop {
     /// `shmtop load`: the demo workload, N writer processes growing and shrinking the cache.
@@ -47,7 +48,7 @@ extension Shmtop {
                 workers.append((process, pipeEnds.read))
             }
             writeLine(
-                "load: \(writers) writer\(writers == 1 ? "" : "s") on \(path) (pids \(workers.map { String($0.process.pid) }.joined(separator: " "))); Ctrl-C stops",
+                "load: \(Format.counted(writers, "writer")) on \(path) (pids \(workers.map { String($0.process.pid) }.joined(separator: " "))); Ctrl-C stops",
                 to: STDOUT_FILENO)
 
             // Wait; pass a stop on to writers that did not get the terminal's SIGINT themselves.
