@@ -40,8 +40,8 @@ struct DrillDownView {
         if detail.isNullBlock {
             heading += "\(glyphs.dot)null region (reserved)"
         } else {
-            heading += "\(glyphs.dot)fill \(Format.percent(fill))\(glyphs.dot)\(detail.allocations.count) allocations"
-                + "\(glyphs.dot)\(census.maximalFreeByOrder.reduce(0, +)) free chunks"
+            heading += "\(glyphs.dot)fill \(Format.percent(fill))\(glyphs.dot)\(Format.counted(detail.allocations.count, "allocation"))"
+                + "\(glyphs.dot)\(Format.counted(census.maximalFreeByOrder.reduce(0, +), "free chunk"))"
         }
         canvas.text(" " + heading, row: row, column: 0, style: .heading, maxWidth: layout.width)
         row += 1

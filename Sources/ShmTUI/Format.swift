@@ -73,6 +73,22 @@ public enum Format {
         return hertz == hertz.rounded() ? "\(Int(hertz)) Hz" : String(format: "%.1f Hz", hertz)
     }
 
+    /// A period in seconds with the decimals it needs, down to milliseconds: `0.05 s`, `0.5 s`,
+    /// `1 s`. Unlike ``age(_:)``, never rounded to a tenth: the refresh period must match its rate.
+    public static func seconds(_ duration: Duration) -> String {
+        let milliseconds = Int((duration / .milliseconds(1)).rounded())
+        var text = String(format: "%d.%03d", milliseconds / 1000, milliseconds % 1000)
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text + " s"
+    }
+
+    /// A count and its noun, in the plural unless the count is one: `1 allocation`, `0 blocks`,
+    /// `7 free chunks`.
+    public static func counted(_ count: Int, _ noun: String) -> String {
+        "\(count) \(noun)\(count == 1 ? "" : "s")"
+    }
+
     /// A duration in seconds for "n s ago" texts: `0.4 s`, `12 s`, `3 min`.
     public static func age(_ duration: Duration) -> String {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18

@@ -105,7 +105,7 @@ struct SelectionSummary {
         } else {
             parts += ["fill \(Format.percent(fill))", "allocations \(allocations)", "free chunks \(freeChunks)"]
         }
-        parts.append("1 cell = \(blocksPerCell) block\(blocksPerCell == 1 ? "" : "s") (\(Format.bytes(blocksPerCell * blockSize)))")
+        parts.append("1 cell = \(Format.counted(blocksPerCell, "block")) (\(Format.bytes(blocksPerCell * blockSize)))")
         return parts.joined(separator: glyphs.dot)
     }
 }
@@ -116,6 +116,8 @@ struct MainView {
     let state: ViewState
     let layout: ScreenLayout
     let now: ContinuousClock.Instant
+    /// Why the file cannot be read, while it cannot (the frame is then the last good one).
+    var detachment: Detachment?
     var glyphs: GlyphSet { state.glyphs }
 
     // MARK: - Title bar, banner, footer
@@ -125,11 +127,12 @@ struct MainView {
         canvas.fill(" ", row: row, column: 0, count: layout.width, style: CellStyle(.title))
         let geometry = frame.snapshot.geometry
         let writers = frame.headerScan?.statistics.aliveOwnerCount.map { "writers \($0)" } ?? "writers ?"
-        let status = state.paused ? "\(glyphs.liveMark) PAUSED" : "\(glyphs.liveMark) LIVE"
+        let titleStatus = TitleStatus(paused: state.paused, detachment: detachment)
+        let status = "\(glyphs.liveMark) \(titleStatus.rawValue)"
         // The facts, most detailed first; the first that leaves the path some room is shown.
         let geometries = [
-            "\(Format.bytes(geometry.minSize))..\(Format.bytes(geometry.maxSize)) \(glyphs.times) \(geometry.blockCount) blocks = \(Format.bytes(geometry.capacity))",
-            "\(Format.bytes(geometry.capacity)) in \(geometry.blockCount) blocks",
+            "\(Format.bytes(geometry.minSize))..\(Format.bytes(geometry.maxSize)) \(glyphs.times) \(Format.counted(geometry.blockCount, "block")) = \(Format.bytes(geometry.capacity))",
+            "\(Format.bytes(geometry.capacity)) in \(Format.counted(geometry.blockCount, "block"))",
             Format.bytes(geometry.capacity),
         ]
         let name = " shmtop "
@@ -146,7 +149,8 @@ struct MainView {
         let shownPath = path.unicodeScalars.count <= room ? path : "…" + String(String.UnicodeScalarView(path.unicodeScalars.suffix(max(0, room - 1))))
         column = canvas.text(shownPath, row: row, column: column, style: CellStyle(.title), maxWidth: room)
         canvas.text(facts, row: row, column: factsColumn, style: CellStyle(.title))
-        canvas.text(status, row: row, column: statusColumn, style: CellStyle(state.paused ? .titlePaused : .titleLive))
+        // Anything but live is drawn as a pause: the picture is not moving.
+        canvas.text(status, row: row, column: statusColumn, style: CellStyle(titleStatus == .live ? .titleLive : .titlePaused))
     }
 
     static func drawBanner(_ text: String, into canvas: inout Canvas, layout: ScreenLayout) {
@@ -186,8 +190,8 @@ struct MainView {
         let grid = cells.grid
         let region = layout.heatmap
         let snapshot = frame.snapshot
-        let perCell = grid.blocksPerCell == 1 ? "1 block per cell" : "\(grid.blocksPerCell) blocks per cell"
-        let scope = grid.showsEverything ? "all \(snapshot.geometry.blockCount) blocks" : "rows \(grid.firstRow + 1)–\(min(grid.totalRows, grid.firstRow + grid.visibleRows)) of \(grid.totalRows)"
+        let perCell = "\(Format.counted(grid.blocksPerCell, "block")) per cell"
+        let scope = grid.showsEverything ? "all \(Format.counted(snapshot.geometry.blockCount, "block"))" : "rows \(grid.firstRow + 1)–\(min(grid.totalRows, grid.firstRow + grid.visibleRows)) of \(grid.totalRows)"
         let legendStart = canvas.text(" Heatmap", row: layout.heatmapLegendRow, column: 0, style: .heading)
         let info = " \(perCell)\(glyphs.dot)\(scope)"
         let after = canvas.text(info, row: layout.heatmapLegendRow, column: legendStart, style: .muted, maxWidth: layout.dividerColumn - legendStart)

@@ -87,6 +87,48 @@ public enum Watch {
     }
 }
 
+/// Why the watched file cannot be read, while it cannot: the loop's one account of it, from
+/// which the banner and the title's status are both drawn.
+struct Detachment: Hashable {
+    /// What happened to the file.
+    let first: InspectError
+    /// Why the latest attempt to read or attach again failed.
+    let latest: InspectError
+
+    /// The banner's words: what happened, and why attaching fails now when that is another story
+    /// (a file still too short after a truncation is the same story).
+    var reason: String {
+        let sameStory = latest == first || (first.fileIsTooShort && latest.fileIsTooShort)
+        return sameStory ? first.reason : "\(first.reason) (now \(latest.reason))"
+    }
+}
+
+/// The state the title bar shows at its right end.
+enum TitleStatus: String, Hashable {
+    case live = "LIVE"
+    case paused = "PAUSED"
+    case deleted = "DELETED"
+    case truncated = "TRUNCATED"
+    case replaced = "REPLACED"
+    /// The file became unreadable in another way (a failing read, for one).
+    case detached = "DETACHED"
+
+    /// The status of a view `paused` or not, whose file is attached unless `detachment` says
+    /// otherwise; what happened to the file outweighs a pause, as the banner's first words do.
+    init(paused: Bool, detachment: Detachment?) {
+        guard let detachment else {
+            self = paused ? .paused : .live
+            return
+        }
+        switch detachment.first {
+        case .deleted: self = .deleted
+        case .replaced: self = .replaced
+        case let error where error.fileIsTooShort: self = .truncated
+        default: self = .detached
+        }
+    }
+}
+
 /// The loop's state: the sampler, the frames, the view state and the derived caches.
 final class WatchApp {
     private let terminal: Terminal
@@ -100,18 +142,9 @@ final class WatchApp {
     private var shown: LiveFrame?
     /// The drill-down's block, read at the frame on screen.
     private var detail: BlockDetail?
-    /// Why the file is not attached, while it is not: what happened to it, and (when different)
-    /// why the latest attempt to attach again failed.
-    private var detachedReason: String?
-    private var detachment: (first: InspectError, latest: InspectError)? {
-        didSet {
-            detachedReason = detachment.map { detachment in
-                let sameStory = detachment.latest == detachment.first
-                    || (detachment.first.fileIsTooShort && detachment.latest.fileIsTooShort)
-                return sameStory ? detachment.first.reason : "\(detachment.first.reason) (now \(detachment.latest.reason))"
-            }
-        }
-    }
+    /// Why the file is not attached, while it is not: the banner and the title's status both
+    /// come from it.
+    private var detachment: Detachment?
     private var heatmapCells: HeatmapCells?
     /// The grid and layout of the last paint, for keys that move by rows and for clicks.
     private var lastGrid: HeatmapGrid?
@@ -173,7 +206,7 @@ final class WatchApp {
             latest = frame
             if !state.paused { show(frame) }
         case .detached(let error):
-            detachment = (detachment?.first ?? error, error)
+            detach(error)
         }
     }
 
@@ -193,8 +226,14 @@ final class WatchApp {
             detail = fresh
             state.selectedAllocation = min(state.selectedAllocation, max(0, fresh.allocations.count - 1))
         } catch {
-            detachment = (detachment?.first ?? error, error)
+            detach(error)
         }
+    }
+
+    /// Records that the file cannot be read: the first error tells what happened to it, later
+    /// ones why attaching again fails.
+    private func detach(_ error: InspectError) {
+        detachment = Detachment(first: detachment?.first ?? error, latest: error)
     }
 
     // MARK: - Keys
@@ -255,7 +294,7 @@ final class WatchApp {
         case .writeSnapshot: writeSnapshot()
         case .cycleRefreshRate:
             state.interval = state.nextInterval
-            flash("refresh every \(Format.age(state.interval)) (\(Format.hertz(interval: state.interval)))")
+            flash(Self.refreshMessage(state.interval))
         case .cycleColorMode:
             let index = colorModes.firstIndex(of: state.colorMode) ?? 0
             state.colorMode = colorModes[(index + 1) % colorModes.count]
@@ -302,6 +341,11 @@ final class WatchApp {
         case .character(let character) where !character.isNewline: state.jumpInput?.append(character)
         default: break
         }
+    }
+
+    /// What `r` flashes: the new period and its rate.
+    static func refreshMessage(_ interval: Duration) -> String {
+        "refresh every \(Format.seconds(interval)) (\(Format.hertz(interval: interval)))"
     }
 
     private func flash(_ text: String, isError: Bool = false) {
@@ -351,7 +395,7 @@ final class WatchApp {
     private func paint(now: ContinuousClock.Instant) {
         let (width, height) = terminal.size
         var canvas = Canvas(width: width, height: height)
-        let layout = ScreenLayout(width: width, height: height, banner: detachedReason != nil)
+        let layout = ScreenLayout(width: width, height: height, banner: detachment != nil)
         lastLayout = layout
         defer { terminal.paint(canvas, palette: Palette(mode: state.colorMode)) }
         if layout.isTooSmall {
@@ -362,7 +406,7 @@ final class WatchApp {
             canvas.centred("attaching to \(options.path) …", row: height / 2, columns: 0..<width, style: .muted)
             return
         }
-        let view = MainView(frame: frame, state: state, layout: layout, now: now)
+        let view = MainView(frame: frame, state: state, layout: layout, now: now, detachment: detachment)
         switch state.screen {
         case .main:
             let grid = HeatmapGrid(
@@ -381,9 +425,9 @@ final class WatchApp {
                 DrillDownView(detail: detail, state: state, layout: layout, now: now).draw(into: &canvas)
             }
         }
-        if let detachedReason {
+        if let detachment {
             MainView.drawBanner(
-                "\(detachedReason) · showing the last good frame · re-attaching when a valid file appears",
+                "\(detachment.reason) · showing the last good frame · re-attaching when a valid file appears",
                 into: &canvas, layout: layout)
         }
         if state.showHelp { HelpOverlay.draw(into: &canvas, layout: layout, state: state) }

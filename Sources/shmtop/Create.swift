@@ -15,11 +15,11 @@ extension Shmtop {
         )
 
         @OptionGroup var file: CachePathArgument
-        @Option(help: "The smallest allocation node in bytes.")
+        @Option(parsing: .unconditional, help: "The smallest allocation node in bytes.")
         var minSize = ByteSizeArgument(bytes: Geometry.default.minSize)
-        @Option(help: "The largest allocation node, which is also the block size.")
+        @Option(parsing: .unconditional, help: "The largest allocation node, which is also the block size.")
         var maxSize = ByteSizeArgument(bytes: Geometry.default.maxSize)
-        @Option(help: "The data region's size.")
+        @Option(parsing: .unconditional, help: "The data region's size.")
         var capacity = ByteSizeArgument(bytes: Geometry.default.capacity)
 
         func run() throws {

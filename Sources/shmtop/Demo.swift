@@ -18,17 +18,18 @@ extension Shmtop {
             discussion: """
                 Without --file the cache is a temporary file (default geometry) removed at the end. Opens the \
                 live view (`shmtop watch`), refreshed every --interval seconds; without a terminal, prints a \
-                snapshot every --interval seconds instead. q or Ctrl-C stops the writers and exits.
+                snapshot every --interval seconds instead. q or Ctrl-C stops the writers and exits (Ctrl-C with \
+                status 130, SIGTERM with 143).
                 """
         )
 
         @Option(help: ArgumentHelp("The cache file to create or reuse (default: a temporary file).", valueName: "path"))
         var file: String?
-        @Option(help: "Writer processes.")
+        @Option(parsing: .unconditional, help: "Writer processes.")
         var writers = 2
-        @Option(help: "Seconds between refreshes.")
+        @Option(parsing: .unconditional, help: "Seconds between refreshes.")
         var interval: Double = 0.1
-        @Option(help: "Stop after this many seconds; 0 runs until Ctrl-C or q.")
+        @Option(parsing: .unconditional, help: "Stop after this many seconds; 0 runs until Ctrl-C or q.")
         var seconds: Double = 0
         @Flag(help: "Draw with ASCII characters only.")
         var ascii = false
@@ -95,6 +96,7 @@ extension Shmtop {
                 previous = snapshot
                 StopSignals.sleep(seconds: interval)
             }
+            try StopSignals.exitIfRequested()
         }
 
         /// A temporary file already unlinked (it vanishes with its last descriptor), for the load's

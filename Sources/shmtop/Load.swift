@@ -5,6 +5,7 @@ import Musl
 #endif
 import ArgumentParser
 import ShmInspect
+import ShmTUI
 
 extension Shmtop {
     /// `shmtop load`: the demo workload, N writer processes growing and shrinking the cache.
@@ -16,7 +17,8 @@ extension Shmtop {
                 store realistic file paths (8 B to 1016 B, skewed like real paths), verify their bytes \
                 before freeing them, and follow a grow-and-shrink cycle between 20 % and 100 % of --fill, \
                 so a watched heatmap moves. On exit or Ctrl-C every writer frees what it holds and the \
-                totals are printed; any verification error makes the exit status 1.
+                totals are printed; any verification error makes the exit status 1, else Ctrl-C (SIGINT) \
+                makes it 130 and SIGTERM 143, as for `demo` and `watch`.
                 """
         )
 
@@ -46,7 +48,7 @@ extension Shmtop {
                 workers.append((process, pipeEnds.read))
             }
             writeLine(
-                "load: \(writers) writer\(writers == 1 ? "" : "s") on \(path) (pids \(workers.map { String($0.process.pid) }.joined(separator: " "))); Ctrl-C stops",
+                "load: \(Format.counted(writers, "writer")) on \(path) (pids \(workers.map { String($0.process.pid) }.joined(separator: " "))); Ctrl-C stops",
                 to: STDOUT_FILENO)
 
             // Wait; pass a stop on to writers that did not get the terminal's SIGINT themselves.
@@ -80,6 +82,7 @@ extension Shmtop {
             writeLine("load: \(total.line)", to: STDOUT_FILENO)
             for problem in problems { printError("shmtop: \(path): \(problem)") }
             if total.verificationErrors > 0 || total.invalidFrees > 0 || !problems.isEmpty { throw ExitCode.failure }
+            try StopSignals.exitIfRequested()
         }
 
         private func failure(_ path: String, _ what: String) -> ExitCode {

@@ -18,13 +18,18 @@ extension Shmtop {
         var json = false
         @Flag(help: "Draw with ASCII characters only.")
         var ascii = false
-        @Option(help: "Heatmap cells per row.")
+        @Option(parsing: .unconditional, help: "Heatmap cells per row.")
         var width = 64
-        @Option(name: .customLong("block"), help: ArgumentHelp("Also draw this block's tree and allocations (repeatable).", valueName: "n"))
+        @Option(
+            name: .customLong("block"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("Also draw this block's tree and allocations (repeatable).", valueName: "n"))
         var blocks: [Int] = []
 
         func validate() throws {
             guard width >= 8 else { throw ValidationError("--width must be at least 8") }
+            if let negative = blocks.first(where: { $0 < 0 }) {
+                throw ValidationError("block \(negative) is negative: blocks are numbered from 0")
+            }
         }
 
         func run() throws {
@@ -32,7 +37,7 @@ extension Shmtop {
             let inspector = try failingWithOneLine { () throws(InspectError) in try CacheInspector(path: path) }
             let blockCount = inspector.geometry.blockCount
             if let bad = blocks.first(where: { !(0..<blockCount).contains($0) }) {
-                throw ValidationError("--block \(bad) is outside the cache's blocks 0..<\(blockCount)")
+                throw ValidationError("block \(bad) is out of range (0..<\(blockCount))")
             }
             let snapshot = try failingWithOneLine { () throws(InspectError) in try inspector.snapshot() }
             let statistics = CacheStatistics(snapshot)

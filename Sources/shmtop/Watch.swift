@@ -17,13 +17,13 @@ extension Shmtop {
         )
 
         @OptionGroup var file: CachePathArgument
-        @Option(help: "Seconds between refreshes (0.1 = 10 Hz).")
+        @Option(parsing: .unconditional, help: "Seconds between refreshes (0.1 = 10 Hz).")
         var interval: Double = 0.1
         @Flag(help: "Draw with ASCII characters only.")
         var ascii = false
         @Option(help: ArgumentHelp("Where `s` writes snapshot files.", valueName: "directory"))
         var snapshotDirectory = "."
-        @Option(help: "Quit by itself after this many seconds; 0 runs until q or Ctrl-C.")
+        @Option(parsing: .unconditional, help: "Quit by itself after this many seconds; 0 runs until q or Ctrl-C.")
         var seconds: Double = 0
 
         func validate() throws {

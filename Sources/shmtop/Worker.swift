@@ -32,15 +32,15 @@ extension Shmtop {
 
 /// How `load` and its workers run: shared by both commands, passed on from one to the other.
 struct WorkloadOptions: ParsableArguments {
-    @Option(help: "Writer processes.")
+    @Option(parsing: .unconditional, help: "Writer processes.")
     var writers = 2
-    @Option(help: "Run time in seconds; 0 runs until Ctrl-C (SIGINT) or SIGTERM.")
+    @Option(parsing: .unconditional, help: "Run time in seconds; 0 runs until Ctrl-C (SIGINT) or SIGTERM.")
     var seconds: Double = 10
-    @Option(help: "Peak share of the usable bytes the writers fill together (0...1).")
+    @Option(parsing: .unconditional, help: "Peak share of the usable bytes the writers fill together (0...1).")
     var fill = 0.7
-    @Option(help: "Operations (allocations + frees) per second per writer; 0 means as fast as possible.")
+    @Option(parsing: .unconditional, help: "Operations (allocations + frees) per second per writer; 0 means as fast as possible.")
     var rate = 50_000
-    @Option(help: "Seconds of one grow-and-shrink cycle.")
+    @Option(parsing: .unconditional, help: "Seconds of one grow-and-shrink cycle.")
     var period: Double = 8
 
     func validate() throws {

@@ -64,8 +64,10 @@ struct LiveLoadTests {
         #expect(CacheStatistics(try inspector.snapshot()).liveAllocations == 0)
     }
 
-    @Test("SIGINT stops load: writers free what they hold, the summary is printed, exit status 0")
-    func interruptStopsWriters() throws {
+    @Test(
+        "SIGINT or SIGTERM stops load: writers free what they hold, the summary is printed, exit status 128 + the signal (as demo and watch)",
+        arguments: [SIGINT, SIGTERM])
+    func interruptStopsWriters(signal: Int32) throws {
         let file = TemporaryFile("interrupt")
         defer { file.remove() }
         _ = try file.createCache(try Geometry(minSize: 32, maxSize: 1024, capacity: 4 << 20))
@@ -74,11 +76,11 @@ struct LiveLoadTests {
         // Wait until the writers hold something.
         let deadline = ContinuousClock.now + .seconds(10)
         while CacheStatistics(try inspector.snapshot()).liveAllocations == 0, ContinuousClock.now < deadline { usleep(10_000) }
-        load.send(SIGINT)
+        load.send(signal)
         let termination = load.wait()
         let text = String(decoding: ChildProcess.readAll(output), as: UTF8.self)
         close(output)
-        #expect(termination.isSuccess, "\(text)")
+        #expect(termination == .exited(128 + signal), "\(text)")
         #expect(text.contains("load: allocations="), "\(text)")
         #expect(text.contains("verificationErrors=0"), "\(text)")
         let statistics = CacheStatistics(try inspector.snapshot())
@@ -86,7 +88,7 @@ struct LiveLoadTests {
         #expect(statistics.owners == [])
     }
 
-    @Test("demo without a terminal: snapshots of a live temporary cache; SIGINT stops the writers and removes the file")
+    @Test("demo without a terminal: snapshots of a live temporary cache; SIGINT stops the writers, removes the file, exit status 130")
     func demoStopsAndCleansUp() throws {
         let output = try ChildProcess.makePipe()
         let demo = try ChildProcess.spawn(
@@ -101,7 +103,7 @@ struct LiveLoadTests {
         let termination = demo.wait()
         let text = String(decoding: ChildProcess.readAll(output.read), as: UTF8.self)
         close(output.read)
-        #expect(termination.isSuccess, "\(text.suffix(2000))")
+        #expect(termination == .exited(128 + SIGINT), "\(text.suffix(2000))")
         #expect(text.contains("Heatmap:"))
         #expect(text.contains("load: allocations="), "the writers' summary")
         #expect(text.contains("verificationErrors=0"))

@@ -86,6 +86,13 @@ struct FormatTests {
         #expect(Format.hexBytes([0, 15, 255]) == "00 0f ff")
         #expect(Format.hertz(interval: .milliseconds(100)) == "10 Hz")
         #expect(Format.hertz(interval: .seconds(2)) == "0.5 Hz")
+        #expect(Format.seconds(.milliseconds(50)) == "0.05 s")
+        #expect(Format.seconds(.milliseconds(100)) == "0.1 s")
+        #expect(Format.seconds(.seconds(1)) == "1 s")
+        #expect(Format.seconds(.milliseconds(1250)) == "1.25 s")
+        #expect(Format.counted(1, "allocation") == "1 allocation")
+        #expect(Format.counted(0, "block") == "0 blocks")
+        #expect(Format.counted(2, "free chunk") == "2 free chunks")
         #expect(Format.right("ab", 4) == "  ab")
         #expect(Format.left("ab", 4) == "ab  ")
     }
@@ -178,6 +185,17 @@ struct KeyTests {
         #expect(KeyMap.jumpTarget("1000", blockSize: 1024, blockCount: 1000) == nil)
         #expect(KeyMap.jumpTarget("abc", blockSize: 1024, blockCount: 1000) == nil)
         #expect(KeyMap.jumpTarget("", blockSize: 1024, blockCount: 1000) == nil)
+    }
+
+    @Test("`r` says a period that matches its rate, for every rate it cycles through")
+    func refreshMessages() throws {
+        #expect(WatchApp.refreshMessage(.milliseconds(50)) == "refresh every 0.05 s (20 Hz)")
+        for interval in ViewState.refreshIntervals {
+            let message = WatchApp.refreshMessage(interval)
+            let match = try #require(message.firstMatch(of: /refresh every ([0-9.]+) s \(([0-9.]+) Hz\)/), "\(message)")
+            let (period, hertz) = (try #require(Double(match.1)), try #require(Double(match.2)))
+            #expect(abs(period * hertz - 1) < 1e-9, "\(message)")
+        }
     }
 
     @Test("refresh rates cycle; colour modes follow the terminal and NO_COLOR")
@@ -301,6 +319,38 @@ struct FrameRenderingTests {
         #expect(lines.contains { $0.contains("0x00001008") && $0.contains("512 B") && $0.contains("300") && $0.contains("4242") && $0.contains("hello") })
         #expect(lines.contains { $0.contains("0x00001208") && $0.contains("128 B") && $0.contains("40") })
         #expect(lines.contains { $0.contains(Format.binaryWord(snapshot.words[4])) })
+        #expect(lines.contains { $0.contains(" · 2 allocations · ") && $0.hasSuffix(" · 2 free chunks") }, "\(lines[1])")
+
+        // One allocation and one free chunk: counted in the singular.
+        let single = bytes.withUnsafeBytes {
+            BlockDetail(block: 4, word: snapshot.tree.setMask(ofNode: 2), layout: snapshot.layout, blockBytes: $0, previewLength: 16)
+        }
+        var singleCanvas = Canvas(width: 80, height: 24)
+        DrillDownView(detail: single, state: state, layout: layout, now: .now).draw(into: &singleCanvas)
+        let heading = singleCanvas.lines[layout.body.top]
+        #expect(heading.contains(" · 1 allocation · ") && heading.hasSuffix(" · 1 free chunk"), "\(heading)")
+    }
+
+    @Test("the title's status follows the file: live, paused, then what happened to it, whether paused or not")
+    func titleStatus() throws {
+        let frame = try Self.frame()
+        let layout = ScreenLayout(width: 80, height: 24, banner: true)
+        let path = frame.snapshot.path
+        let cases: [(InspectError?, Bool, String)] = [
+            (nil, false, "● LIVE"), (nil, true, "● PAUSED"),
+            (.deleted(path: path), false, "● DELETED"), (.deleted(path: path), true, "● DELETED"),
+            (.truncated(path: path, size: 10, expected: 4096), false, "● TRUNCATED"),
+            (.format(path: path, .truncatedHeader(size: 10, needed: 4096)), false, "● TRUNCATED"),
+            (.replaced(path: path), true, "● REPLACED"),
+        ]
+        for (error, paused, status) in cases {
+            var state = ViewState(colorMode: .monochrome, glyphs: .unicode, interval: .milliseconds(100))
+            state.paused = paused
+            let detachment = error.map { Detachment(first: $0, latest: .deleted(path: path)) }
+            var canvas = Canvas(width: 80, height: 24)
+            MainView(frame: frame, state: state, layout: layout, now: .now, detachment: detachment).drawTitle(into: &canvas)
+            #expect(canvas.lines[0].hasSuffix(status), "\(canvas.lines[0])")
+        }
     }
 
     @Test("heatmap cells advanced by a frame's deltas equal cells counted afresh")

@@ -11,7 +11,7 @@ import ShmTUI
 import Testing
 
 extension WatchTmuxTests {
-    @Test("the file grows while watching: no banner; shrinks: a banner, the last frame stays; back to its size: re-attached")
+    @Test("the file grows while watching: no banner; shrinks: a banner, TRUNCATED in the title, the last frame stays; back to its size: re-attached, LIVE")
     func fileGrowsAndShrinks() throws {
         let cache = try KnownCache()
         defer { cache.directory.remove() }
@@ -27,11 +27,13 @@ extension WatchTmuxTests {
         #expect(truncate(cache.path, off_t(size / 2)) == 0)
         let shrunk = try session.waitForScreen("the banner") { $0.contains("truncated to \(size / 2) bytes while attached") }
         #expect(shrunk.contains("showing the last good frame"))
+        #expect(shrunk.lines.first?.hasSuffix("● TRUNCATED") == true, "the title says so too:\n\(shrunk)")
         #expect(shrunk.contains("Heatmap") && shrunk.contains("owners  0 alive  1 dead"), "the last frame stays")
 
         #expect(truncate(cache.path, off_t(size)) == 0)
         let back = try session.waitForScreen("re-attached") { $0.contains("re-attached to") }
         #expect(!back.contains("while attached"))
+        #expect(back.lines.first?.hasSuffix("● LIVE") == true, "\(back)")
         #expect(try session.quit() == 0)
     }
 }

@@ -263,18 +263,23 @@ struct WatchTmuxTests {
         #expect(after.contains("failures=0 verificationErrors=0"))
     }
 
-    @Test("the file deleted while watching: a banner, the last frame stays, re-attached when it is back")
+    @Test("the file deleted while watching: a banner, the title turns from LIVE to DELETED, the last frame stays, re-attached when it is back")
     func fileDeletedAndBack() throws {
         let cache = try KnownCache()
         defer { cache.directory.remove() }
         let session = try cache.watchMainView()
+        func title(_ screen: String) -> Substring { screen.lines.first ?? "" }
+        #expect(title(try session.capture()).hasSuffix("● LIVE"))
         #expect(unlink(cache.path) == 0)
         let screen = try session.waitForScreen("the banner") { $0.contains("deleted while attached") }
+        #expect(title(screen).hasSuffix("● DELETED"), "\(title(screen))")
+        #expect(!title(screen).contains("LIVE"))
         #expect(screen.contains("showing the last good frame"))
         #expect(screen.contains("Heatmap") && screen.contains("owners  0 alive  1 dead"), "the last frame stays")
         #expect(try runToEnd(Built.path("shmtop"), ["create", cache.path, "--capacity", "8MiB"]).termination.isSuccess)
         let back = try session.waitForScreen("re-attached") { $0.contains("re-attached to") }
         #expect(back.contains("8192 blocks") && !back.contains("deleted while attached"))
+        #expect(title(back).hasSuffix("● LIVE"), "\(title(back))")
         #expect(try session.quit() == 0)
     }
 
