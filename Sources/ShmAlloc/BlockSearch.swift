@@ -101,8 +101,8 @@ extension SharedCache {
     /// block, the nearest one of another thread, and the two then fight over its word and its
     /// cache lines. Best fit within the window still packs small requests into partly used
     /// blocks, and every class is searched over the whole cache before an allocation fails. The
-    /// first listed block past the window is remembered per class, so the fallback costs no
-    /// second walk down the index.
+    /// first block past the window in the smallest class that has one is remembered, so the
+    /// fallback usually costs no second walk down the index.
     @inline(never)
     private func searchIndex(
         order: Int, slot: Int, pid: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>
@@ -115,12 +115,15 @@ extension SharedCache {
         let hash = (pid &<< 16 | UInt64(slot)) &* 0x9E37_79B9_7F4A_7C15
         let origin = firstBlock &+ Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(span)).high)
         let window = min(span, Self.searchWindow)
-        var pastWindow = InlineArray<8, Int>(repeating: -1)
+        // The smallest class with a block listed past the window, and that block. (Scalars, not
+        // a table per class: an `InlineArray` would need type metadata made at run time in a
+        // debug build, under a lock, and a signal handler that allocates could wait on it.)
+        var fallbackClass = -1, fallbackBlock = -1
         for blockClass in order..<index.classCount {
             while let block = index.first(class: blockClass, from: origin) {
                 let distance = block >= origin ? block &- origin : block &- firstBlock &+ span &- (origin &- firstBlock)
                 guard distance < window else {
-                    pastWindow[blockClass] = block
+                    if fallbackClass < 0 { (fallbackClass, fallbackBlock) = (blockClass, block) }
                     break
                 }
                 if let node = claim(order: order, inListed: block, class: blockClass, slot: slot, pid: pid, intent: intent) {
@@ -128,14 +131,14 @@ extension SharedCache {
                 }
             }
         }
-        for blockClass in order..<index.classCount where pastWindow[blockClass] >= 0 {
-            var block = pastWindow[blockClass]
-            while true {
+        guard fallbackClass >= 0 else { return nil }
+        var candidate: Int? = fallbackBlock
+        for blockClass in fallbackClass..<index.classCount {
+            while let block = candidate ?? index.first(class: blockClass, from: origin) {
+                candidate = nil
                 if let node = claim(order: order, inListed: block, class: blockClass, slot: slot, pid: pid, intent: intent) {
                     return (block, node)
                 }
-                guard let next = index.first(class: blockClass, from: origin) else { break }
-                block = next
             }
         }
         return nil
@@ -363,14 +366,18 @@ extension SharedCache {
         var added = 0
         let lastGroup = (blockCount &- 1) &>> 6
         for group in (firstBlock &>> 6)...lastGroup {
-            var classMasks = InlineArray<8, UInt64>(repeating: 0)
-            for block in max(group &<< 6, firstBlock)..<min((group &+ 1) &<< 6, blockCount) {
-                if let blockClass = tree.largestFreeOrder(words[block].load(ordering: .relaxed)) {
-                    classMasks[blockClass] |= 1 &<< UInt64(block & 63)
+            // On the stack, by a pointer: an `InlineArray` would need type metadata made at run
+            // time in a debug build, under a lock (the pass may run in a signal handler).
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: Geometry.largestDepth &+ 1) { classMasks in
+                classMasks.initialize(repeating: 0)
+                for block in max(group &<< 6, firstBlock)..<min((group &+ 1) &<< 6, blockCount) {
+                    if let blockClass = tree.largestFreeOrder(words[block].load(ordering: .relaxed)) {
+                        classMasks[blockClass] |= 1 &<< UInt64(block & 63)
+                    }
                 }
-            }
-            for blockClass in 0..<index.classCount where classMasks[blockClass] != 0 {
-                added &+= index.insert(blocks: classMasks[blockClass], group: group, class: blockClass)
+                for blockClass in 0..<index.classCount where classMasks[blockClass] != 0 {
+                    added &+= index.insert(blocks: classMasks[blockClass], group: group, class: blockClass)
+                }
             }
             if group == lastGroup &>> 1 { crashPoint(.repairMidway, at: words + group &<< 6) }
         }

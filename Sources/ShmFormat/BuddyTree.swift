@@ -87,9 +87,16 @@ public struct BuddyTree: Hashable, Sendable {
     /// The leaf-aligned bits where a node of `order` may start: every 2^order-th leaf.
     @inlinable @inline(__always)
     public func startMask(order: Int) -> UInt64 {
-        // A table, not a switch: allocations of random orders would mispredict its jump table.
-        let patterns: InlineArray<6, UInt64> = [0xFFFF_FFFF, 0x5555_5555, 0x1111_1111, 0x0101_0101, 0x0001_0001, 0x0000_0001]
-        return patterns[order] & allLeaves
+        // Every leaf, then every second, fourth … 2^order-th: each step ANDs in one of the usual
+        // bit-interleaving masks, kept (all ones) while the step is beyond `order`. Arithmetic,
+        // not a switch (random orders mispredict its jump table) nor a table (an `InlineArray`
+        // needs its type metadata made at run time in a debug build, under a lock: not
+        // async-signal-safe).
+        let order = UInt64(truncatingIfNeeded: order)
+        func step(_ k: UInt64, _ mask: UInt64) -> UInt64 { mask | (0 &- ((order &- k) &>> 63)) }
+        let pattern: UInt64 = 0xFFFF_FFFF & step(1, 0x5555_5555) & step(2, 0x3333_3333) & step(3, 0x0F0F_0F0F)
+            & step(4, 0x00FF_00FF) & step(5, 0x0000_FFFF)
+        return pattern & allLeaves
     }
 
     /// The internal nodes: every level but the leaves (nodes 1 ..< leafCount).
