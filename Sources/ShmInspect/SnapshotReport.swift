@@ -6,7 +6,9 @@ import ShmFormat
 /// The machine-readable form of a snapshot's statistics: what `shmtop snapshot --json` prints.
 ///
 /// Keys are stable; maps keyed by size use the node size in bytes as a decimal string ("32",
-/// "64", …). Optional values are absent when the snapshot skipped the allocation header scan.
+/// "64", …). Optional values are absent when the snapshot skipped the allocation header scan (and an
+/// allocation's header fields when its header did not decode); `fragmentationIndex` is `null` for
+/// the sizes where a request would succeed.
 public struct SnapshotReport: Codable, Hashable, Sendable {
     /// `geometry`: the cache's shape.
     public struct GeometryReport: Codable, Hashable, Sendable {
