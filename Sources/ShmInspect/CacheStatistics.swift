@@ -31,9 +31,18 @@ public struct CacheStatistics: Hashable, Sendable {
         /// The kernel's fragmentation index for this order: −1 when a chunk this large is free,
         /// else 0...1 (see ``FragmentationIndices``).
         public let fragmentationIndex: Double
+        /// How many more requests of this size would fit right now, one after another: the free
+        /// nodes of this order. In a buddy tree the free nodes of one order are aligned and
+        /// disjoint, and a request of that order takes exactly one of them (best fit or not), so
+        /// this is exact, not an estimate; it counts each size alone, not a mix.
+        public let fits: Int
 
         /// Node bytes of this class's live allocations.
         public var allocatedBytes: Int { allocations * size }
+
+        /// The fragmentation index where a request of this size would fail; `nil` where it would
+        /// succeed (the kernel's −1), which reports show as a dash rather than as a number.
+        public var failingFragmentationIndex: Double? { fragmentationIndex < 0 ? nil : fragmentationIndex }
     }
 
     /// How many blocks are in which state (also the report's `blocks` object).
@@ -174,7 +183,8 @@ public struct CacheStatistics: Hashable, Sendable {
                 freeChunks: maximalFree[order],
                 blocksWithLargestFreeChunk: census.wordsByLargestFreeOrder[order + 1],
                 unusableFreeIndex: indices.unusableFreeIndex(order: order),
-                fragmentationIndex: indices.fragmentationIndex(order: order))
+                fragmentationIndex: indices.fragmentationIndex(order: order),
+                fits: census.freeNodesByOrder[order])
         }
         owners = snapshot.allocations?.owners
         unreadableHeaders = snapshot.allocations?.unreadableHeaders
@@ -188,10 +198,16 @@ public struct CacheStatistics: Hashable, Sendable {
     /// Bytes the allocations spend beyond what was requested (headers and rounding).
     public var internalFragmentationBytes: Int? { requestedBytes.map { allocatedBytes - $0 } }
 
-    /// External fragmentation: `1 − largest free chunk / free bytes`; 0 when nothing is free.
-    /// 0 means all free memory is one chunk; near 1, it is scattered in small pieces.
+    /// External fragmentation: the share of the free bytes that cannot serve the largest request
+    /// (a whole block), i.e. the free bytes outside whole free blocks over the free bytes; 0 when
+    /// nothing is free.
+    ///
+    /// The classic `1 − largest free chunk / free bytes` is about 1 in any cache of more than one
+    /// block, since no chunk can exceed a block: it would call an empty cache fragmented. This one
+    /// is 0 for an empty cache and rises as free space shatters into partly used blocks.
     public var externalFragmentation: Double {
-        freeBytes == 0 ? 0 : 1 - Double(largestFreeChunk) / Double(freeBytes)
+        guard freeBytes > 0, let largestClass = sizeClasses.last else { return 0 }
+        return 1 - Double(largestClass.fits * largestClass.size) / Double(freeBytes)
     }
 
     /// The share of the usable bytes that is allocated, 0...1.

@@ -6,7 +6,9 @@ import ShmFormat
 /// The machine-readable form of a snapshot's statistics: what `shmtop snapshot --json` prints.
 ///
 /// Keys are stable; maps keyed by size use the node size in bytes as a decimal string ("32",
-/// "64", …). Optional values are absent when the snapshot skipped the allocation header scan.
+/// "64", …). Optional values are absent when the snapshot skipped the allocation header scan (and an
+/// allocation's header fields when its header did not decode); `fragmentationIndex` is `null` for
+/// the sizes where a request would succeed.
 public struct SnapshotReport: Codable, Hashable, Sendable {
     /// `geometry`: the cache's shape.
     public struct GeometryReport: Codable, Hashable, Sendable {
@@ -58,6 +60,51 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         }
     }
 
+    /// One entry of `fitsPerSizeClass`.
+    public struct FitReport: Codable, Hashable, Sendable {
+        /// The node size of the class in bytes.
+        public let size: Int
+        /// How many more requests of this size would fit right now (``CacheStatistics/SizeClass/fits``).
+        public let count: Int
+    }
+
+    /// One entry of `blockDetails`: a block asked for with `--block`.
+    public struct BlockDetailReport: Codable, Hashable, Sendable {
+        /// One allocation of the block.
+        public struct AllocationReport: Codable, Hashable, Sendable {
+            /// The offset callers use (past the 8-byte header), from the user base.
+            public let offset: Int
+            /// The node's size in bytes, header included.
+            public let nodeSize: Int
+            /// Bytes the caller asked for; absent when the header did not decode.
+            public let requestedBytes: Int?
+            /// The owner's pid; absent when the header did not decode.
+            public let ownerPid: Int32?
+            /// What became of the owner when the block was read; absent when the header did not decode.
+            public let ownerState: ProcessState?
+        }
+
+        /// The block number.
+        public let block: Int
+        /// The buddy word as `0x` and hex digits: a string, since most JSON readers keep only 53
+        /// bits of a number exact and a word has 64.
+        public let word: String
+        /// The allocations, in address order.
+        public let allocations: [AllocationReport]
+
+        /// The entry of `detail`.
+        public init(_ detail: BlockDetail) {
+            block = detail.block
+            word = "0x" + String(detail.word, radix: 16)
+            allocations = detail.allocations.map { allocation in
+                AllocationReport(
+                    offset: allocation.offset, nodeSize: allocation.nodeSize,
+                    requestedBytes: allocation.header.map(\.requestedSize), ownerPid: allocation.header.map(\.ownerPID),
+                    ownerState: allocation.ownerState)
+            }
+        }
+    }
+
     /// The file inspected.
     public let path: String
     /// The file's format version.
@@ -80,7 +127,7 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
     public let liveAllocations: Int
     /// The largest free node in bytes, 0 when none.
     public let largestFreeChunk: Int
-    /// `1 − largestFreeChunk / freeBytes`.
+    /// The share of the free bytes outside whole free blocks (``CacheStatistics/externalFragmentation``).
     public let externalFragmentation: Double
     /// Allocated share of the usable bytes.
     public let utilisation: Double
@@ -88,8 +135,11 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
     public let freeChunksBySize: [String: Int]
     /// The kernel's unusable free space index per size.
     public let unusableFreeIndex: [String: Double]
-    /// The kernel's fragmentation index per size.
-    public let fragmentationIndex: [String: Double]
+    /// The kernel's fragmentation index per size; `null` where a request of that size would
+    /// succeed (the kernel's −1).
+    public let fragmentationIndex: [String: Double?]
+    /// How many more requests of each size would fit right now, smallest size first.
+    public let fitsPerSizeClass: [FitReport]
     /// Live allocations per size.
     public let allocationsBySize: [String: SizeClassReport]
     /// Usable blocks per size of their largest free node.
@@ -112,9 +162,17 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
     public let invalidFrees: UInt64
     /// When the copy was taken, nanoseconds since the Unix epoch.
     public let takenAtNanoseconds: UInt64
+    /// The mean fill, 0...1, of every heatmap cell the text draws, in block order.
+    public let heatmap: [Double]
+    /// The blocks asked for, with their words and allocations, in the order asked.
+    public let blockDetails: [BlockDetailReport]
 
-    /// The report of `statistics`, computed from `snapshot`.
-    public init(snapshot: CacheSnapshot, statistics: CacheStatistics) {
+    /// The report of `statistics`, computed from `snapshot`, with the block `details` and the
+    /// heatmap cells `text` would draw (so that the JSON holds what the text shows).
+    public init(
+        snapshot: CacheSnapshot, statistics: CacheStatistics, details: [BlockDetail] = [],
+        heatmapAs text: SnapshotText = SnapshotText(ascii: true)
+    ) {
         let geometry = snapshot.geometry
         func bySize<Value>(_ value: (CacheStatistics.SizeClass) -> Value) -> [String: Value] {
             Dictionary(uniqueKeysWithValues: statistics.sizeClasses.map { (String($0.size), value($0)) })
@@ -136,7 +194,8 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         utilisation = statistics.utilisation
         freeChunksBySize = bySize(\.freeChunks)
         unusableFreeIndex = bySize(\.unusableFreeIndex)
-        fragmentationIndex = bySize(\.fragmentationIndex)
+        fragmentationIndex = bySize(\.failingFragmentationIndex)
+        fitsPerSizeClass = statistics.sizeClasses.map { FitReport(size: $0.size, count: $0.fits) }
         allocationsBySize = bySize { SizeClassReport(count: $0.allocations, bytes: $0.allocatedBytes, requestedBytes: $0.requestedBytes) }
         blocksByLargestFreeChunk = bySize(\.blocksWithLargestFreeChunk)
         blocks = statistics.blocks
@@ -154,6 +213,8 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         failedAllocations = statistics.failedAllocations
         invalidFrees = statistics.invalidFrees
         takenAtNanoseconds = snapshot.wallClockNanoseconds
+        heatmap = text.heatmapCells(snapshot)
+        blockDetails = details.map(BlockDetailReport.init)
     }
 
     /// The report as pretty-printed JSON with sorted keys, ending in a newline.

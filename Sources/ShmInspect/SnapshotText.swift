@@ -139,7 +139,8 @@ public struct SnapshotText: Sendable {
         return table.text
     }
 
-    /// One column per size class, with the buddyinfo row and the kernel's indices.
+    /// One column per size class, with the buddyinfo row, the requests of each size that would
+    /// fit, and the kernel's indices.
     public func sizeClasses(_ statistics: CacheStatistics) -> String {
         let classes = statistics.sizeClasses
         var table = TextTable(["Size class"] + classes.map { "\(ByteCount($0.size))" })
@@ -150,8 +151,11 @@ public struct SnapshotText: Sendable {
         }
         table.add(["free chunks (buddyinfo)"] + classes.map { "\($0.freeChunks)" })
         table.add(["blocks by largest free"] + classes.map { "\($0.blocksWithLargestFreeChunk)" })
+        table.add(["requests that fit"] + classes.map { "\($0.fits)" })
         table.add(["unusable free index"] + classes.map { Self.fixed($0.unusableFreeIndex) })
-        table.add(["fragmentation index"] + classes.map { Self.fixed($0.fragmentationIndex) })
+        // Where a request would succeed the kernel's index is −1: a dash says so without a column
+        // of identical numbers drowning the rows where a request would fail.
+        table.add(["fragmentation index"] + classes.map { $0.failingFragmentationIndex.map(Self.fixed) ?? "—" })
         let buddyinfo = "buddyinfo \(statistics.geometry.blockCount - statistics.blocks.null) blocks " +
             classes.map { String($0.freeChunks) }.joined(separator: " ")
         return finish(table.text + buddyinfo + "\n")
@@ -188,11 +192,17 @@ public struct SnapshotText: Sendable {
         return finish(line + "\n")
     }
 
+    /// The mean fill of every heatmap cell this renderer draws (at most `width × maxRows`; cell i
+    /// covers the blocks `snapshot.heatmapGroup(i, of: count)`): what the JSON report lists too.
+    public func heatmapCells(_ snapshot: CacheSnapshot) -> [Double] {
+        snapshot.heatmap(cellCount: min(snapshot.geometry.blockCount, width * maxRows))
+    }
+
     /// The fill of every block (or group of blocks), row by row, with a legend.
     public func heatmap(_ snapshot: CacheSnapshot) -> String {
         let blockCount = snapshot.geometry.blockCount
-        let cellCount = min(blockCount, width * maxRows)
-        let fills = snapshot.heatmap(cellCount: cellCount)
+        let fills = heatmapCells(snapshot)
+        let cellCount = fills.count
         let perCell = Double(blockCount) / Double(cellCount)
         let perCellText = perCell == perCell.rounded() ? "\(Int(perCell))" : String(format: "%.1f", perCell)
         var text = "Heatmap: \(cellCount) cells, \(perCellText) block\(perCell == 1 ? "" : "s") per cell, mean fill; "
@@ -253,7 +263,7 @@ public struct SnapshotText: Sendable {
     func finish(_ text: String) -> String {
         guard glyphs == .ascii else { return text }
         return text.replacingOccurrences(of: "·", with: "-").replacingOccurrences(of: "×", with: "x")
-            .replacingOccurrences(of: "–", with: "-")
+            .replacingOccurrences(of: "–", with: "-").replacingOccurrences(of: "—", with: "-")
     }
 
     static func timestamp(_ nanoseconds: UInt64) -> String {

@@ -41,15 +41,16 @@ extension Shmtop {
             }
             let snapshot = try failingWithOneLine { () throws(InspectError) in try inspector.snapshot() }
             let statistics = CacheStatistics(snapshot)
-            if json {
-                print(SnapshotReport(snapshot: snapshot, statistics: statistics).jsonText(), terminator: "")
-                return
-            }
             let details = try failingWithOneLine { () throws(InspectError) in
                 try blocks.map { block throws(InspectError) in try inspector.blockDetail(block) }
             }
             let text = SnapshotText(ascii: ascii || !SnapshotText.localeIsUTF8(), width: width)
-            print(text.render(snapshot, statistics, blocks: details), terminator: "")
+            if json {
+                let report = SnapshotReport(snapshot: snapshot, statistics: statistics, details: details, heatmapAs: text)
+                print(report.jsonText(), terminator: "")
+            } else {
+                print(text.render(snapshot, statistics, blocks: details), terminator: "")
+            }
         }
     }
 }

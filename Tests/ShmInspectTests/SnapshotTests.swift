@@ -73,7 +73,7 @@ struct SnapshotTests {
         // Free chunks add up to the free bytes.
         #expect(report.freeChunksBySize.map { Int($0.key)! * $0.value }.reduce(0, +) == report.freeBytes)
         #expect(report.largestFreeChunk == 1024)
-        #expect(report.fragmentationIndex["1024"] == -1)
+        #expect(report.fragmentationIndex["1024"] == .some(nil), "a 1 KiB request would succeed: no index")
     }
 
     @Test("statistics of an empty cache: everything free, every block empty, indices at their floor")
@@ -89,8 +89,90 @@ struct SnapshotTests {
         #expect(statistics.blocks == CacheStatistics.BlockCounts(empty: usable, partial: 0, full: 0, null: snapshot.layout.nullBlockCount))
         #expect(statistics.sizeClasses.map(\.freeChunks) == [0, 0, 0, 0, 0, usable])
         #expect(statistics.sizeClasses.map(\.unusableFreeIndex) == [0, 0, 0, 0, 0, 0])
+        #expect(statistics.sizeClasses.map(\.failingFragmentationIndex) == [nil, nil, nil, nil, nil, nil])
+        #expect(statistics.externalFragmentation == 0)
+        #expect(statistics.sizeClasses.map(\.fits) == [32, 16, 8, 4, 2, 1].map { $0 * usable })
         #expect(statistics.owners == [])
         #expect(statistics.requestedBytes == 0)
+    }
+
+    @Test("shattered free space: every other 32 B node free, a few whole blocks; fragmentation and fits against the words")
+    func shatteredFreeSpace() throws {
+        let file = TemporaryFile("shattered")
+        defer { file.remove() }
+        let cache = try file.createCache(smallGeometry)
+        var held: [ShmOffset] = []
+        while let offset = try? cache.allocate(24) { held.append(offset) }
+        #expect(nodeSize(24) == 32)
+        let usable = smallGeometry.blockCount - cache.layout.nullBlockCount
+        #expect(held.count == usable * 32, "every leaf of every usable block taken")
+        // Every other leaf by address, then the rest of the first few blocks: whole free blocks.
+        held.sort { $0.rawValue < $1.rawValue }
+        let wholeBlocks = 10
+        for (index, offset) in held.enumerated() where index % 2 == 0 || index < wholeBlocks * 32 {
+            try cache.free(offset)
+        }
+
+        let snapshot = try CacheInspector(path: file.path).snapshot()
+        let statistics = CacheStatistics(snapshot)
+        let words = Array(snapshot.words[snapshot.usableBlocks])
+        let depth = smallGeometry.tree.depth
+        let bruteFits = (0...depth).map { order in words.reduce(0) { $0 + requestsThatFit($1, depth: depth, order: order) } }
+        let freeLeaves = words.reduce(0) { total, word in total + (0..<(1 << depth)).filter { word >> UInt64((1 << depth) + $0) & 1 == 0 }.count }
+        let wholeFree = words.filter { requestsThatFit($0, depth: depth, order: depth) == 1 }.count
+        #expect(statistics.sizeClasses.map(\.fits) == bruteFits)
+        #expect(statistics.freeBytes == freeLeaves * 32)
+        #expect(statistics.externalFragmentation == 1 - Double(wholeFree * 1024) / Double(freeLeaves * 32))
+        // The same figures by hand: the shattered blocks offer 16 single leaves each and nothing larger.
+        let shattered = usable - wholeBlocks
+        #expect(bruteFits == [shattered * 16 + wholeBlocks * 32, wholeBlocks * 16, wholeBlocks * 8, wholeBlocks * 4, wholeBlocks * 2, wholeBlocks])
+        #expect(statistics.externalFragmentation == Double(shattered * 512) / Double(shattered * 512 + wholeBlocks * 1024))
+        #expect(statistics.sizeClasses.map { $0.failingFragmentationIndex == nil } == [true, true, true, true, true, true])
+
+        let result = try run(Executable.shmtop, ["snapshot", "--json", file.path])
+        #expect(result.termination.isSuccess, "\(result.error)")
+        let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(result.output.utf8))
+        #expect(report.externalFragmentation == statistics.externalFragmentation)
+        #expect(report.fitsPerSizeClass.map(\.count) == bruteFits)
+        #expect(report.fitsPerSizeClass.map(\.size) == [32, 64, 128, 256, 512, 1024])
+        let text = SnapshotText(ascii: true).sizeClasses(statistics)
+        #expect(text.contains("requests that fit"))
+    }
+
+    @Test("snapshot --json --block: the block's word and the fixture's allocations; the heatmap has the text's cells")
+    func jsonBlockDetailsAndHeatmap() throws {
+        let file = TemporaryFile("json-block")
+        defer { file.remove() }
+        let nullBlocks = try file.createCache(smallGeometry).layout.nullBlockCount
+        let sizes = [10, 100, 300]
+        let fixture = try run(Executable.fixture, [file.path] + sizes.map(String.init))
+        #expect(fixture.termination.isSuccess, "\(fixture.error)")
+        let offsets = fixture.output.split(separator: "\n").compactMap { Int($0) }
+        let block = try #require(offsets.first) / smallGeometry.blockSize
+        let inBlock = zip(offsets, sizes).filter { $0.0 / smallGeometry.blockSize == block }.sorted { $0.0 < $1.0 }
+
+        let result = try run(Executable.shmtop, ["snapshot", "--json", "--width", "32", "--block", "\(block)", "--block", "0", file.path])
+        #expect(result.termination.isSuccess, "\(result.error)")
+        let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(result.output.utf8))
+        #expect(report.blockDetails.map(\.block) == [block, 0])
+        let detail = try #require(report.blockDetails.first)
+        #expect(detail.allocations.map(\.offset) == inBlock.map(\.0))
+        #expect(detail.allocations.map(\.requestedBytes) == inBlock.map(\.1))
+        #expect(detail.allocations.map(\.nodeSize) == inBlock.map { nodeSize($0.1) })
+        #expect(detail.allocations.allSatisfy { $0.ownerState == .dead && $0.ownerPid != nil && $0.ownerPid != getpid() })
+        #expect(detail.word != "0x0")
+        let blockWord = try CacheInspector(path: file.path).blockDetail(block).word
+        #expect(detail.word == "0x" + String(blockWord, radix: 16))
+        #expect(report.blockDetails[1].allocations.map(\.nodeSize) == [1024], "the null region: one taken block")
+        #expect(report.blockDetails[1].allocations.map(\.requestedBytes) == [nil], "… without a header")
+
+        // 1024 blocks in at most 32 × 16 cells, as the text draws them.
+        let text = try run(Executable.shmtop, ["snapshot", "--ascii", "--width", "32", file.path])
+        #expect(text.output.contains("Heatmap: \(report.heatmap.count) cells"))
+        #expect(report.heatmap.count == 512)
+        // Two blocks per cell: the cells with a fill are those of the null region and the fixture's blocks.
+        let fixtureCells = Set(offsets.map { $0 / smallGeometry.blockSize / 2 } + (0..<nullBlocks).map { $0 / 2 })
+        #expect(report.heatmap.indices.filter { report.heatmap[$0] > 0 } == fixtureCells.sorted())
     }
 
     @Test("a full cache: no free bytes, every usable block full, allocations fail")
@@ -256,4 +338,17 @@ struct OwnerSummary: Hashable, CustomStringConvertible {
     }
 
     var description: String { "pid \(pid) \(alive ? "alive" : "dead") \(allocations) allocations \(bytes) B (\(requestedBytes) requested)" }
+}
+
+/// How many order-`order` requests one word could still take, found by taking them one at a time:
+/// each takes the first node of that order whose leaves are all clear, checked leaf by leaf.
+func requestsThatFit(_ word: UInt64, depth: Int, order: Int) -> Int {
+    var leaves = (0..<(1 << depth)).map { word >> UInt64((1 << depth) + $0) & 1 == 1 }
+    var count = 0
+    let span = 1 << order
+    while let start = stride(from: 0, to: leaves.count, by: span).first(where: { start in !leaves[start..<(start + span)].contains(true) }) {
+        for leaf in start..<(start + span) { leaves[leaf] = true }
+        count += 1
+    }
+    return count
 }
