@@ -389,7 +389,10 @@ struct PanelWriter {
         let figures = Format.right("\(sizeClass.freeChunks)", Self.countWidth)
             + Format.right("\(sizeClass.blocksWithLargestFreeChunk)", Self.blocksWidth)
             + Format.right(Format.fixed(sizeClass.unusableFreeIndex, digits: 2), Self.indexWidth)
-            + Format.right(Format.fixed(sizeClass.fragmentationIndex, digits: 2), Self.indexWidth)
+            // A dash where a request of this size would succeed (the kernel's −1), as the snapshot does.
+            + Format.right(
+                sizeClass.failingFragmentationIndex.map { Format.fixed($0, digits: 2) } ?? (glyphs.snapshot == .unicode ? "—" : "-"),
+                Self.indexWidth)
         canvas.text(figures, row: row, column: region.left + region.width - figures.count, style: .plain)
         row += 1
     }

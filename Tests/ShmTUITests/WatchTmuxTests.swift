@@ -97,7 +97,7 @@ struct WatchTmuxTests {
             let label = Format.bytes(Int(size)!)
             let figures = Format.right("\(chunks)", 8) + Format.right("\(report.blocksByLargestFreeChunk[size]!)", 7)
                 + Format.right(Format.fixed(report.unusableFreeIndex[size]!, digits: 2), 6)
-                + Format.right(Format.fixed(report.fragmentationIndex[size]! ?? -1, digits: 2), 6)
+                + Format.right(report.fragmentationIndex[size]!.map { Format.fixed($0, digits: 2) } ?? "—", 6)
             #expect(screen.lines.contains { $0.contains(" \(label) ") && $0.hasSuffix(figures) }, "free chunks and blocks of \(label): \(figures)")
         }
         #expect(try session.quit() == 0)
