@@ -299,6 +299,15 @@ public final class CacheInspector: Sendable {
 
     // MARK: - Allocation scan
 
+    /// Block `block`'s word as the file holds it now, or `nil` when it cannot be read.
+    ///
+    /// The C function `pread`.
+    private func currentWord(ofBlock block: Int) -> UInt64? {
+        var word: UInt64 = 0
+        let count = withUnsafeMutableBytes(of: &word) { try? Self.readFully(descriptor, into: $0, at: layout.wordsOffset + block * 8) }
+        return count == 8 ? UInt64(littleEndian: word) : nil
+    }
+
     /// Reads the owner table.
     private func readOwners() throws(InspectError) -> OwnerRegistry {
         let table = UnsafeMutableRawBufferPointer.allocate(byteCount: OwnerTable.byteCount, alignment: 8)
@@ -334,7 +343,9 @@ public final class CacheInspector: Sendable {
                     nodes &= nodes &- 1
                     let offsetInRun = (index - block) * geometry.blockSize + tree.byteOffset(ofNode: node, minSize: geometry.minSize)
                     let raw = UInt64(littleEndian: run.loadUnaligned(fromByteOffset: offsetInRun, as: UInt64.self))
-                    builder.add(rawHeader: raw, order: tree.order(ofNode: node), claimer: owners.claimer(block: index, node: node))
+                    builder.add(
+                        rawHeader: raw, order: tree.order(ofNode: node), claimer: owners.claimer(block: index, node: node),
+                        blockChanged: currentWord(ofBlock: index) != words[index])
                 }
             }
             block = end

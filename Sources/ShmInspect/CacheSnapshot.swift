@@ -80,16 +80,21 @@ public struct CacheSnapshot: Sendable {
 /// What the allocation headers of one snapshot said, summed.
 ///
 /// A header is *readable* when its check byte matches and its order and requested size fit the
-/// node it sits in. A node claimed a moment before the copy may not have its header written yet;
-/// such nodes (and any overwritten by user code, or still showing the header a free left there)
-/// are counted in ``unreadableHeaders``.
+/// node it sits in. A node that names no owner is attributed to the process whose owner-table
+/// intent names it (claiming or freeing it, or dead while doing so). Of the rest, a node whose
+/// block's word changed between the copy of the words and the read of the header was in flight
+/// (claimed or freed meanwhile) and is counted in ``inFlightHeaders``; what remains is damaged
+/// (overwritten by user code) and counted in ``unreadableHeaders``.
 public struct AllocationCensus: Hashable, Sendable {
     /// Requested bytes per order, over readable headers.
     public let requestedBytesByOrder: [Int]
     /// Allocations per owner, largest holder first (ties by pid).
     public let owners: [OwnerAllocations]
-    /// Allocation nodes whose header could not be read.
+    /// Allocation nodes whose header could not be read while their block held still: damaged.
     public let unreadableHeaders: Int
+    /// Allocation nodes whose header did not match because their block changed after the words
+    /// were copied (a claim or free in flight), not damage.
+    public let inFlightHeaders: Int
 
     /// Requested bytes over all readable headers.
     public var requestedBytes: Int { requestedBytesByOrder.reduce(0, +) }
@@ -103,6 +108,7 @@ public struct AllocationCensus: Hashable, Sendable {
         /// writer's allocations sit together, and this spares a dictionary lookup per header.
         var current: OwnerAllocations?
         var unreadable = 0
+        var inFlight = 0
 
         /// A builder for headers of a cache of `geometry`.
         public init(geometry: Geometry) {
@@ -114,7 +120,12 @@ public struct AllocationCensus: Hashable, Sendable {
         /// owner (not written yet, or left by a free that has not cleared the node yet) counts
         /// for `claimer`, the process whose owner-table intent names the node, when there is one
         /// (asked only then).
-        public mutating func add(rawHeader: UInt64, order: Int, claimer: @autoclosure () -> Int32? = nil) {
+        ///
+        /// `blockChanged` says whether the node's block changed since the words were copied; it is
+        /// asked only for a header that decodes to nothing usable.
+        public mutating func add(
+            rawHeader: UInt64, order: Int, claimer: @autoclosure () -> Int32? = nil, blockChanged: @autoclosure () -> Bool = false
+        ) {
             let nodeSize = geometry.nodeSize(ofOrder: order)
             let stored = AllocationHeader(rawValue: rawHeader)
             let fits = stored.map { $0.order == order && $0.requestedSize <= nodeSize - AllocationHeader.size } ?? false
@@ -125,7 +136,7 @@ public struct AllocationCensus: Hashable, Sendable {
                 // A released header tells what was last asked for the node; a stale one does not.
                 header = AllocationHeader(ownerPID: claimer, requestedSize: fits ? stored!.requestedSize : 0, order: order)
             } else {
-                unreadable += 1
+                if blockChanged() { inFlight += 1 } else { unreadable += 1 }
                 return
             }
             requestedBytesByOrder[order] += header.requestedSize
@@ -154,7 +165,8 @@ public struct AllocationCensus: Hashable, Sendable {
             return AllocationCensus(
                 requestedBytesByOrder: requestedBytesByOrder,
                 owners: owners.sorted { ($0.bytes, $1.pid) > ($1.bytes, $0.pid) },
-                unreadableHeaders: unreadable)
+                unreadableHeaders: unreadable,
+                inFlightHeaders: inFlight)
         }
     }
 }

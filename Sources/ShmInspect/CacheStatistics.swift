@@ -89,8 +89,11 @@ public struct CacheStatistics: Hashable, Sendable {
     public let sizeClasses: [SizeClass]
     /// Owners of the allocations, largest holder first; `nil` without a header scan.
     public let owners: [OwnerAllocations]?
-    /// Allocation nodes whose header could not be read; `nil` without a header scan.
+    /// Allocation nodes whose header could not be read although their block held still
+    /// (damaged); `nil` without a header scan.
     public let unreadableHeaders: Int?
+    /// Allocation nodes claimed or freed while the snapshot was taken; `nil` without a header scan.
+    public let inFlightHeaders: Int?
     /// Words that break the buddy invariant: 0 in a healthy cache.
     public let invalidWords: Int
     /// The header's count of allocations that found no room, since creation.
@@ -188,6 +191,7 @@ public struct CacheStatistics: Hashable, Sendable {
         }
         owners = snapshot.allocations?.owners
         unreadableHeaders = snapshot.allocations?.unreadableHeaders
+        inFlightHeaders = snapshot.allocations?.inFlightHeaders
         invalidWords = census.invalidWords
         failedAllocations = snapshot.header.failedAllocations
         invalidFrees = snapshot.header.invalidFrees

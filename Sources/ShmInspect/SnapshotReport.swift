@@ -152,8 +152,10 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
     public let leakedBytes: Int?
     /// Words breaking the buddy invariant.
     public let invalidWords: Int
-    /// Allocation nodes whose header did not decode.
+    /// Allocation nodes whose header did not decode although their block held still: damaged.
     public let unreadableHeaders: Int?
+    /// Allocation nodes claimed or freed while the snapshot was taken.
+    public let inFlightHeaders: Int?
     /// The free-space index against the words; absent without an index.
     public let freeIndex: FreeIndexReport?
     /// The header's failed-allocation counter.
@@ -203,6 +205,7 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         leakedBytes = statistics.leakedBytes
         invalidWords = statistics.invalidWords
         unreadableHeaders = statistics.unreadableHeaders
+        inFlightHeaders = statistics.inFlightHeaders
         freeIndex = FreeIndexStatistics(snapshot).map { index in
             FreeIndexReport(
                 listedBySize: Dictionary(uniqueKeysWithValues: index.listedByOrder.enumerated().map {

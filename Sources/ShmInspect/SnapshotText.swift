@@ -188,6 +188,7 @@ public struct SnapshotText: Sendable {
     public func health(_ statistics: CacheStatistics) -> String {
         var line = "Health: invalid words \(statistics.invalidWords)"
         if let unreadable = statistics.unreadableHeaders { line += " · unreadable headers \(unreadable)" }
+        if let inFlight = statistics.inFlightHeaders, inFlight > 0 { line += " · in flight \(inFlight)" }
         line += " · failed allocations \(statistics.failedAllocations) · invalid frees \(statistics.invalidFrees)"
         return finish(line + "\n")
     }

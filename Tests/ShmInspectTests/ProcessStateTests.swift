@@ -88,3 +88,21 @@ struct ProcessStateTests {
         #expect(json.contains("\"alive\" : false") && json.contains("\"state\" : \"zombie\""))
     }
 }
+
+@Suite("Header census")
+struct HeaderCensusTests {
+    @Test("a header that does not decode is in flight when its block changed since the copy, damaged when it did not")
+    func inFlightAgainstDamaged() throws {
+        let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20)
+        var builder = AllocationCensus.Builder(geometry: geometry)
+        let good = AllocationHeader(ownerPID: 77, requestedSize: 20, order: 0).rawValue
+        builder.add(rawHeader: good, order: 0, blockChanged: true)
+        builder.add(rawHeader: 0, order: 0, blockChanged: true)
+        builder.add(rawHeader: 0, order: 1, blockChanged: false)
+        // An owner-less header named by an intent belongs to the claimer, changed block or not.
+        builder.add(rawHeader: AllocationHeader(ownerPID: 0, requestedSize: 20, order: 0).rawValue, order: 0, claimer: 99, blockChanged: true)
+        let census = builder.census { _ in .dead }
+        #expect(census.inFlightHeaders == 1 && census.unreadableHeaders == 1)
+        #expect(Set(census.owners.map(\.pid)) == [77, 99])
+    }
+}
