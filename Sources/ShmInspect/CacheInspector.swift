@@ -350,7 +350,7 @@ public final class CacheInspector: Sendable {
             }
             block = end
         }
-        return builder.census(state: owners.state(of:))
+        return builder.census(state: owners.state(of:), command: ProcessState.commandName(ofProcess:))
     }
 
     /// Nanoseconds since the Unix epoch.

@@ -153,13 +153,15 @@ public struct AllocationCensus: Hashable, Sendable {
             current = nil
         }
 
-        /// The census, with each owner's process state as `state` gives it.
-        public func census(state: (Int32) -> ProcessState) -> AllocationCensus {
+        /// The census, with each owner's process state as `state` gives it, and the command name
+        /// of each live owner as `command` gives it.
+        public func census(state: (Int32) -> ProcessState, command: (Int32) -> String? = { _ in nil }) -> AllocationCensus {
             var builder = self
             builder.flushCurrent()
             let owners = builder.byOwner.values.map { owner in
                 var owner = owner
-                owner.mark(state(owner.pid))
+                let ownerState = state(owner.pid)
+                owner.mark(ownerState, command: ownerState == .alive ? command(owner.pid) : nil)
                 return owner
             }
             return AllocationCensus(
@@ -180,6 +182,8 @@ public struct OwnerAllocations: Hashable, Sendable, Codable {
     public private(set) var alive: Bool
     /// What became of the owner when the snapshot was taken.
     public private(set) var state: ProcessState
+    /// The owner's command name (`/proc/<pid>/comm`) while it is alive; `nil` otherwise.
+    public private(set) var command: String?
     /// The number of allocations.
     public private(set) var allocations: Int
     /// Their node bytes (rounded sizes, headers included).
@@ -196,9 +200,10 @@ public struct OwnerAllocations: Hashable, Sendable, Codable {
         requestedBytes = 0
     }
 
-    /// Records the owner's process state.
-    mutating func mark(_ state: ProcessState) {
+    /// Records the owner's process state and, while it is alive, its command name.
+    mutating func mark(_ state: ProcessState, command: String?) {
         self.state = state
+        self.command = command
         alive = state == .alive
     }
 

@@ -175,11 +175,13 @@ public struct SnapshotText: Sendable {
     /// the dead).
     public func owners(_ statistics: CacheStatistics) -> String {
         guard let owners = statistics.owners else { return "" }
-        var table = TextTable(["Owner pid", "state", "allocations", "bytes", "requested"], leftAligned: [1])
+        var table = TextTable(["Owner pid", "state", "allocations", "bytes", "requested", "command"], leftAligned: [1, 5])
         for owner in owners {
-            table.add(["\(owner.pid)", owner.state.rawValue, "\(owner.allocations)", "\(owner.bytes)", "\(owner.requestedBytes)"])
+            table.add([
+                "\(owner.pid)", owner.state.rawValue, "\(owner.allocations)", "\(owner.bytes)", "\(owner.requestedBytes)", owner.command ?? "",
+            ])
         }
-        if owners.isEmpty { table.add(["(none)", "", "", "", ""]) }
+        if owners.isEmpty { table.add(["(none)", "", "", "", "", ""]) }
         let leaked = statistics.leakedBytes ?? 0
         return finish(table.text) + "leaked by dead owners: \(leaked) bytes (\(ByteCount(leaked)))\n"
     }

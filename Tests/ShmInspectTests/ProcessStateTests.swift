@@ -79,6 +79,9 @@ struct ProcessStateTests {
         let owner = try #require(statistics.owners?.first { $0.pid == child.pid })
         #expect(owner.state == .zombie && !owner.alive)
         #expect(statistics.owners?.first { $0.pid == getpid() }?.state == .alive)
+        // A live owner is named by its command; a zombie's is no longer shown.
+        #expect(statistics.owners?.first { $0.pid == getpid() }?.command == ProcessState.commandName(ofProcess: getpid()))
+        #expect(owner.command == nil)
         #expect(statistics.aliveOwnerCount == 1)
         #expect(statistics.leakedBytes == theirs.map { nodeSize($0) }.reduce(0, +))
         let row = SnapshotText(ascii: true).owners(statistics).split(separator: "\n").first { $0.hasPrefix("\(child.pid) ") }
@@ -86,6 +89,7 @@ struct ProcessStateTests {
         // Both keys: `alive` as before, `state` beside it.
         let json = SnapshotReport(snapshot: snapshot, statistics: statistics).jsonText()
         #expect(json.contains("\"alive\" : false") && json.contains("\"state\" : \"zombie\""))
+        #expect(json.contains("\"command\" : \""), "the live owner's command is in the JSON")
     }
 }
 
