@@ -2,6 +2,11 @@
 // crash point kills it (Tests/ShmAllocTests/CrashPointTests.swift). Exits 1 when the point was
 // not reached HIT times, so a test can tell "killed there" from "never got there".
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 @_spi(CrashTesting) import ShmAlloc
 import ShmFormat
 
@@ -41,3 +46,24 @@ func crashWorkload(path: String, point: CrashPoint, hit: Int, seed: UInt64) -> N
     fail("crash point \(point) was not reached \(hit) times")
 }
 #endif
+
+// MARK: - fork
+
+/// `fork PATH`: attaches, allocates, then forks; the child allocates through the inherited cache
+/// (registering itself in the owner table on that first allocation) and both exit without freeing.
+/// Prints `parent=PID child=PID`.
+func forkAndAllocate(path: String) -> Never {
+    let cache = attach(path)
+    guard (try? cache.allocate(100)) != nil else { fail("parent allocation failed") }
+    let child = fork()
+    guard child >= 0 else { fail("fork: \(errno)") }
+    if child == 0 {
+        // Only async-signal-safe work in the child of a possibly multi-threaded parent: the
+        // allocator's hot path and its first-use registration (open, read, close) are.
+        _exit((try? cache.allocate(200)) != nil ? 0 : 3)
+    }
+    var status: Int32 = 0
+    guard waitpid(child, &status, 0) == child, status == 0 else { fail("child ended with status \(status)") }
+    writeLine("parent=\(getpid()) child=\(child)")
+    exit(0)
+}

@@ -7,6 +7,7 @@
 //   signals PATH SECONDS                   allocate/free in a loop while SIGALRM handlers do the same
 //   heap    PATH PAIRS                     count heap allocations over PAIRS allocate/free pairs
 //   crash   PATH POINT HIT SEED            churn until the HIT-th reach of crash point POINT kills it
+//   fork    PATH                           allocate, fork, allocate in the child; print both pids
 
 #if canImport(Glibc)
 import Glibc
@@ -382,6 +383,8 @@ case "signals":
     signals(path: argument(2), seconds: seconds(3))
 case "heap":
     countHeapAllocations(path: argument(2), pairs: integer(3))
+case "fork":
+    forkAndAllocate(path: argument(2))
 case "crash":
     #if SHM_CRASH_POINTS
     guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }

@@ -207,6 +207,22 @@ struct OwnerRegistrationTests {
         #expect(cache.intents(of: getpid()).isEmpty, "this process finished every operation")
     }
 
+    @Test("a child of fork registers itself on its first allocation; each process's allocation is its own")
+    func forkedChildRegisters() throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.file("fork.shm")
+        let cache = try makeCache(at: path, geometry: CrashPointTests.geometry)
+        let run = try runToEnd(BuiltProducts.helper, ["fork", path], in: scratch)
+        try #require(run.termination == .exited(0), "\(run.outputTail)")
+        let parent = pid_t(run.result("parent")), child = pid_t(run.result("child"))
+        let pids = Self.identities(cache).map(OwnerTable.pid(ofIdentity:))
+        #expect(pids.contains(parent) && pids.contains(child), "both processes have an entry: \(pids)")
+        let parentHeld = cache.allocationCensus(owner: parent), childHeld = cache.allocationCensus(owner: child)
+        // Two allocations in all, each with its own process's header.
+        #expect(parentHeld.owned.count == 1 && childHeld.owned.count == 1)
+        #expect(parentHeld.ownerless.count == 1 && childHeld.ownerless.count == 1)
+    }
+
     @Test("a full table: entries of exited processes are taken over; with none, allocation still works")
     func fullTable() throws {
         let scratch = try ScratchDirectory()
