@@ -9,9 +9,13 @@
 // synchronisation) sees the header.
 //
 // Crash windows, in order (each a `CrashPoint`, each with a test that kills a process there):
-// allocate: intent │ claim CAS │ claimedBeforeHeader │ header store │ intent cleared.
-// free: validation │ freeValidated │ intent │ header CAS to owner-less │ freeHeaderReleased │
-// index insert │ freePreListed │ word CAS │ intent cleared │ freeCleared │ index insert.
+// allocate: intent │ claimIntentWritten │ claim CAS │ claimedBeforeHeader │ header store │
+// headerWritten │ intent cleared.
+// free: validation │ freeValidated │ intent │ freeIntentWritten │ header CAS to owner-less │
+// freeHeaderReleased │ index insert │ freePreListed │ word CAS │ freeWordCleared │ intent cleared
+// │ freeCleared │ index insert.
+// (The index work of a search that claims, between its claim and the header store, has its own
+// points in FreeSpaceIndex.swift and BlockSearch.swift.)
 
 #if canImport(Glibc)
 import Glibc
@@ -44,6 +48,7 @@ extension SharedCache {
         let header = AllocationHeader(ownerPID: ProcessIdentity.pid, requestedSize: byteCount, order: order)
         // Relaxed: the header is published by whatever hands the offset to another process.
         headerWord(atNode: nodeOffset).pointee.store(header.rawValue.littleEndian, ordering: .relaxed)
+        crashPoint(.headerWritten, at: base + nodeOffset)
         // The header names the owner now; relaxed, as the intent was written (see OwnerTable).
         intent.pointee.store(0, ordering: .relaxed)
         return ShmOffset(rawValue: UInt64(nodeOffset &+ AllocationHeader.size))
@@ -122,6 +127,7 @@ extension SharedCache {
         let slot = cursorSlot()
         let intent = owners.intent(slot: slot)
         intent.pointee.store(OwnerTable.intent(block: block, node: node), ordering: .relaxed)
+        crashPoint(.freeIntentWritten, at: headerWord)
 
         // Take the header from the validated value to owner-less, or refuse without a write: if it
         // changed, another caller freed this node since, and it may be a new owner's node now
@@ -157,9 +163,11 @@ extension SharedCache {
             if exchanged { break }
             word = current
         }
+        crashPoint(.freeWordCleared, at: headerWord)
         intent.pointee.store(0, ordering: .relaxed)
         crashPoint(.freeCleared, at: headerWord)
-        confirmFreeAdvertised(block: block, class: afterClass)
+        // Listed again unless the pre-CAS listing is still there (see `advertiseFree`).
+        index.insert(block, class: afterClass)
         rememberFreedNode(block: block, node: node, order: header.order, slot: slot)
     }
 

@@ -46,17 +46,18 @@ import Synchronization
 extension SharedCache {
     /// The number of per-process cursors: the first this many threads of a process each have
     /// their own; later threads share them round-robin.
-    static let cursorSlots = 64
+    static let cursorSlots = OwnerTable.intentSlots
     /// A cursor holds `block | pid << cursorPIDShift`, so a child of `fork` ignores its parent's.
     static let cursorPIDShift = 40
     /// The blocks from its origin a search looks at first (4 MiB of 1 KiB blocks).
     static let searchWindow = 4096
     /// Freed-node hints kept per slot and order.
     static let hintDepth = 8
-    /// Words per slot in `cursors`: the cursor, the hint counts (one per order) and the failure
-    /// count in the first cache line, the hints after it; whole lines, so threads never write a
-    /// line another reads.
-    static let slotStride = (8 + (Geometry.largestDepth + 1) * hintDepth + 7) & ~7
+    /// A slot's words in `cursors`: the cursor, the hint counts (one per order) and the failed
+    /// searches in the first cache line, the hints after it; whole lines, so threads never write
+    /// a line another reads.
+    static let cursorWord = 0, hintCountWords = 1, failedSearchesWord = 7, hintWords = 8
+    static let slotStride = (hintWords + (Geometry.largestDepth + 1) * hintDepth + 7) & ~7
     /// The least time between two repair passes of one cache, by any processes.
     static let repairInterval: UInt64 = 1_000_000_000
 
@@ -167,7 +168,7 @@ extension SharedCache {
 
     /// Slot `slot`'s cursor: the block it last allocated in that had room left.
     @inline(__always)
-    func cursor(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { cursors + slot &* Self.slotStride }
+    func cursor(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { cursors + (slot &* Self.slotStride &+ Self.cursorWord) }
 
     /// The block `memo` holds, when this process (not its parent before a `fork`) stored it.
     /// Relaxed: the memo is only a hint; the CAS on the block's word decides.
@@ -189,7 +190,7 @@ extension SharedCache {
     /// allocation in a full cache).
     @inline(__always)
     private func isRepairCheckDue(_ slot: Int) -> Bool {
-        let failures = cursors + (slot &* Self.slotStride &+ 7)
+        let failures = cursors + (slot &* Self.slotStride &+ Self.failedSearchesWord)
         let count = failures.pointee.load(ordering: .relaxed)
         failures.pointee.store(count &+ 1, ordering: .relaxed)
         return count & 63 == 0
@@ -208,16 +209,30 @@ extension SharedCache {
     func claim(order: Int, inBlock block: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>) -> (node: Int, word: UInt64)? {
         var word = words[block].load(ordering: .relaxed)
         while let node = tree.bestFitNode(word, order: order) {
-            // Relaxed: the intent matters to a reader only once this process has died, when
-            // every store it made is in the file.
-            intent.pointee.store(OwnerTable.intent(block: block, node: node), ordering: .relaxed)
-            let claimed = word | setMasks[node]
-            let (exchanged, current) = words[block].compareExchange(
-                expected: word, desired: claimed, successOrdering: .acquiring, failureOrdering: .relaxed)
-            if exchanged { return (node, claimed) }
-            word = current
+            if let claimed = claim(node, inBlock: block, word: &word, intent: intent) { return (node, claimed) }
         }
         return nil
+    }
+
+    /// One claim attempt: names `node` of `block` in `intent`, then sets it in the block's word
+    /// with one CAS from `word`, the word as last read.
+    ///
+    /// - Returns: the word after the claim; `nil` when the CAS failed, with `word` updated to
+    ///   what the block holds now.
+    @inline(__always)
+    private func claim(
+        _ node: Int, inBlock block: Int, word: inout UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>
+    ) -> UInt64? {
+        // Relaxed: the intent matters to a reader only once this process has died, when every
+        // store it made is in the file.
+        intent.pointee.store(OwnerTable.intent(block: block, node: node), ordering: .relaxed)
+        crashPoint(.claimIntentWritten, at: words + block)
+        // Acquiring: the new owner sees what the previous one wrote before its free.
+        let claimed = word | setMasks[node]
+        let (exchanged, current) = words[block].compareExchange(
+            expected: word, desired: claimed, successOrdering: .acquiring, failureOrdering: .relaxed)
+        word = current
+        return exchanged ? claimed : nil
     }
 
     // MARK: Freed-node hints
@@ -231,13 +246,13 @@ extension SharedCache {
     /// The number of hints slot `slot` holds for `order`.
     @inline(__always)
     private func hintCount(_ slot: Int, order: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        cursors + (slot &* Self.slotStride &+ 1 &+ order)
+        cursors + (slot &* Self.slotStride &+ Self.hintCountWords &+ order)
     }
 
     /// Hint `index` of slot `slot` for `order`.
     @inline(__always)
     private func hint(_ slot: Int, order: Int, index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        cursors + (slot &* Self.slotStride &+ 8 &+ order &* Self.hintDepth &+ index)
+        cursors + (slot &* Self.slotStride &+ Self.hintWords &+ order &* Self.hintDepth &+ index)
     }
 
     /// Remembers that slot `slot` freed `node` (of `order`) in `block`; past `hintDepth`, the
@@ -264,15 +279,10 @@ extension SharedCache {
             let hinted = hint(slot, order: order, index: count).pointee.load(ordering: .relaxed)
             let block = Int(truncatingIfNeeded: hinted &>> 8), node = Int(truncatingIfNeeded: hinted & 0xFF)
             guard block >= firstBlock, block < blockCount, node >= 1, node <= tree.nodeCount else { continue }
-            let mask = setMasks[node]
             var word = words[block].load(ordering: .relaxed)
-            while word & mask == 0 {
-                intent.pointee.store(OwnerTable.intent(block: block, node: node), ordering: .relaxed)
-                // Acquiring, as every claim (see Allocation.swift).
-                let (exchanged, current) = words[block].compareExchange(
-                    expected: word, desired: word | mask, successOrdering: .acquiring, failureOrdering: .relaxed)
-                if exchanged { return (block, node) }
-                word = current
+            // `setMasks`, not `tree.isFree`: the table is one load, the tree computes the mask.
+            while word & setMasks[node] == 0 {
+                if claim(node, inBlock: block, word: &word, intent: intent) != nil { return (block, node) }
             }
         }
         return nil
@@ -281,7 +291,9 @@ extension SharedCache {
     // MARK: Advertising frees
 
     /// Advertises a free: `block`'s word becomes `after`. Lists the block under the class the free
-    /// leaves it in. Called before the free's CAS (and `confirmFreeAdvertised` after it). Listings
+    /// leaves it in. Called before the free's CAS; after it, the free inserts again under the
+    /// class this returns (one load when the listing is still there, which it is unless a search
+    /// re-filed the block in between). Listings
     /// only ever get added here, so racing frees cannot hide a block from one another; a listing
     /// the block has outgrown (or never reached, when the CAS is retried) is removed by the next
     /// search that meets it.
@@ -290,21 +302,13 @@ extension SharedCache {
     /// itself is sequentially consistent, pairing with `refile`'s remove-then-re-read: either this
     /// free sees the removal and lists the block again, or `refile` sees the freed word.
     ///
-    /// - Returns: the class it listed the block under, for `confirmFreeAdvertised`.
+    /// - Returns: the class it listed the block under.
     @inline(__always)
     func advertiseFree(block: Int, after: UInt64) -> Int {
         // A free always leaves a free node, so the block has a class.
         let blockClass = tree.largestFreeOrder(after) ?? 0
         index.insert(block, class: blockClass)
         return blockClass
-    }
-
-    /// The second advertisement of a free, after its CAS: the listing `advertiseFree` made before
-    /// the CAS (for the same word) is still there unless a search re-filed the block in between,
-    /// so one load usually settles it; otherwise the block is listed again.
-    @inline(__always)
-    func confirmFreeAdvertised(block: Int, class blockClass: Int) {
-        if !index.lists(block, class: blockClass) { index.insert(block, class: blockClass) }
     }
 
     /// Moves `block` from `listed`, a class it was found under, to the class its word has now;

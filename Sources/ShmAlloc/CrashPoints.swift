@@ -17,17 +17,25 @@ import Synchronization
 
 /// A window between two writes to shared memory, named after the write that has just happened.
 @_spi(CrashTesting)
-public enum CrashPoint: Int, CaseIterable, Sendable, CustomStringConvertible {
+public enum CrashPoint: Int, CaseIterable, Sendable {
+    /// A claim: the node is named in the thread's intent, the word's CAS has not happened.
+    case claimIntentWritten = 1
     /// `allocate`: the node is claimed in the buddy word, its header is not written yet.
-    case claimedBeforeHeader = 1
+    case claimedBeforeHeader
+    /// `allocate`: the header is written, the intent still names the node.
+    case headerWritten
     /// `free`: the node is validated (header and word), nothing is written yet. Used by the race
     /// tests to interleave another caller here.
     case freeValidated
+    /// `free`: the intent names the node, the header is unchanged.
+    case freeIntentWritten
     /// `free`: the owner-less header is stored, the buddy word is unchanged.
     case freeHeaderReleased
     /// `free`: the block is listed under the class it is about to reach, the word is unchanged.
     case freePreListed
-    /// `free`: the word is cleared, the index is not told yet.
+    /// `free`: the word is cleared, the intent still names the node.
+    case freeWordCleared
+    /// `free`: the word and the intent are cleared, the listing is not confirmed yet.
     case freeCleared
     /// Index insert: a word became non-empty, the summary bit above it is not set yet.
     case insertBeforeSummary
@@ -39,22 +47,8 @@ public enum CrashPoint: Int, CaseIterable, Sendable, CustomStringConvertible {
     /// Repair pass: some groups relisted, the rest not yet.
     case repairMidway
 
-    public var description: String { String(describing: Self.self) + "." + name }
-
     /// The case's name as written in Swift, for command lines.
-    public var name: String {
-        switch self {
-        case .claimedBeforeHeader: "claimedBeforeHeader"
-        case .freeValidated: "freeValidated"
-        case .freeHeaderReleased: "freeHeaderReleased"
-        case .freePreListed: "freePreListed"
-        case .freeCleared: "freeCleared"
-        case .insertBeforeSummary: "insertBeforeSummary"
-        case .staleSummaryCleared: "staleSummaryCleared"
-        case .refileRemoved: "refileRemoved"
-        case .repairMidway: "repairMidway"
-        }
-    }
+    public var name: String { String(describing: self) }
 
     /// The point called `name`, or `nil`.
     public init?(name: String) {

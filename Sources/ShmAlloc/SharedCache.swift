@@ -55,8 +55,8 @@ public final class SharedCache: @unchecked Sendable {
     let index: FreeSpaceIndex
     /// This process's entry in the owner table, and the intent slots the hot paths write.
     let owners: OwnerRegistration
-    /// Per-process memory (not in the file): each thread slot's cursor and freed block, a cache
-    /// line per slot (see `claimNode`).
+    /// Per-process memory (not in the file): each thread slot's cursor, freed-node hints and
+    /// failed-search count, on cache lines of its own (see `claimNode` and `slotStride`).
     let cursors: UnsafeMutablePointer<Atomic<UInt64>>
     /// `tree.setMask(ofNode:)` for every node, computed once: one load instead of a loop per call.
     let setMasks: UnsafeMutablePointer<UInt64>

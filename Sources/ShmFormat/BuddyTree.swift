@@ -194,20 +194,19 @@ public struct BuddyTree: Hashable, Sendable {
         // The orders that have a free node form a prefix 0 ... L (a free node holds free nodes of
         // every lower order), so L + 1 is how many orders have one: counted without a branch on
         // the word, as frees meet words of every shape and a data-dependent exit mispredicts.
-        // Unrolled, with each order's start pattern (see `startMask`) as a constant: the loop form
-        // recomputed the pattern at every step, and this runs on every free. The `depth` tests are
-        // the same for every word of a cache, so they predict perfectly.
+        // Unrolled, so that each `startMask` has a constant order and folds to a constant: the loop
+        // form recomputed the pattern at every step, and this runs on every free. The `depth` tests
+        // are the same for every word of a cache, so they predict perfectly.
         assert(depth <= 5, "a word holds at most 63 nodes")
-        let all = allLeaves
         var taken = leaves(word)
         // An empty block, what a free leaves most often when one thread frees what it allocated.
         if taken == 0 { return depth }
-        var ordersWithRoom = Self.isNonZero(~taken & all)
-        if depth >= 1 { taken |= taken &>> 1; ordersWithRoom &+= Self.isNonZero(~taken & 0x5555_5555 & all) }
-        if depth >= 2 { taken |= taken &>> 2; ordersWithRoom &+= Self.isNonZero(~taken & 0x1111_1111 & all) }
-        if depth >= 3 { taken |= taken &>> 4; ordersWithRoom &+= Self.isNonZero(~taken & 0x0101_0101 & all) }
-        if depth >= 4 { taken |= taken &>> 8; ordersWithRoom &+= Self.isNonZero(~taken & 0x0001_0001 & all) }
-        if depth >= 5 { taken |= taken &>> 16; ordersWithRoom &+= Self.isNonZero(~taken & 0x0000_0001 & all) }
+        var ordersWithRoom = Self.isNonZero(~taken & allLeaves)
+        if depth >= 1 { taken |= taken &>> 1; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 1)) }
+        if depth >= 2 { taken |= taken &>> 2; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 2)) }
+        if depth >= 3 { taken |= taken &>> 4; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 3)) }
+        if depth >= 4 { taken |= taken &>> 8; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 4)) }
+        if depth >= 5 { taken |= taken &>> 16; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 5)) }
         return ordersWithRoom == 0 ? nil : ordersWithRoom &- 1
     }
 

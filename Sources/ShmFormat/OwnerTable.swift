@@ -77,11 +77,17 @@ public enum OwnerTable {
         return UInt64(littleEndian: table.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
-    /// True when `identity` names the process with `startTime` (compared on its low 32 bits, as
-    /// stored: at 100 ticks a second they repeat every 497 days of uptime).
+    /// True when `identity` names the process with `startTime`.
     @inlinable
     public static func matches(_ identity: UInt64, startTime: UInt64) -> Bool {
-        startTimeBits(ofIdentity: identity) == UInt32(truncatingIfNeeded: startTime)
+        isSameStartTime(UInt64(startTimeBits(ofIdentity: identity)), startTime)
+    }
+
+    /// True when two start times are the same as the table can tell: compared on their low 32
+    /// bits, as stored (at 100 ticks a second they repeat every 497 days of uptime).
+    @inlinable
+    public static func isSameStartTime(_ first: UInt64, _ second: UInt64) -> Bool {
+        UInt32(truncatingIfNeeded: first) == UInt32(truncatingIfNeeded: second)
     }
 }
 

@@ -69,10 +69,11 @@ public struct BlockDetail: Hashable, Sendable {
     /// The census of this one word: taken leaves, free chunks per order, largest free order.
     public var census: BuddyCensus { BuddyCensus(tree: tree, word: word) }
 
-    /// Describes block `block` from its word and its bytes (`blockBytes`: the whole block).
+    /// Describes block `block` from its word and its bytes (`blockBytes`: the whole block); each
+    /// owner's state is judged through `owners` (by pid alone when it is empty).
     public init(
         block: Int, word: UInt64, layout: FileLayout, blockBytes: UnsafeRawBufferPointer, previewLength: Int,
-        advertisedOrders: [Int] = []
+        advertisedOrders: [Int] = [], owners: OwnerRegistry = OwnerRegistry()
     ) {
         let geometry = layout.geometry
         let tree = geometry.tree
@@ -101,7 +102,7 @@ public struct BlockDetail: Hashable, Sendable {
             let previewStart = start + AllocationHeader.size
             allocations.append(Allocation(
                 node: node, order: order, nodeSize: nodeSize, offset: offsets.lowerBound + previewStart,
-                header: header, ownerState: header.map { ProcessState(pid: $0.ownerPID) },
+                header: header, ownerState: header.map { owners.state(of: $0.ownerPID) },
                 firstBytes: Array(blockBytes[previewStart..<(previewStart + previewCount)])))
         }
         self.allocations = allocations.sorted { $0.offset < $1.offset }

@@ -194,10 +194,11 @@ public final class CacheInspector: Sendable {
                 if listing & (1 << UInt64(block & 63)) != 0 { advertised.append(order) }
             }
         }
+        let owners = try readOwners()
         return data.withUnsafeBytes { bytes in
             BlockDetail(
                 block: block, word: word, layout: layout, blockBytes: bytes, previewLength: previewLength,
-                advertisedOrders: advertised)
+                advertisedOrders: advertised, owners: owners)
         }
     }
 
@@ -300,12 +301,8 @@ public final class CacheInspector: Sendable {
     // MARK: - Allocation scan
 
     /// Block `block`'s word as the file holds it now, or `nil` when it cannot be read.
-    ///
-    /// The C function `pread`.
     private func currentWord(ofBlock block: Int) -> UInt64? {
-        var word: UInt64 = 0
-        let count = withUnsafeMutableBytes(of: &word) { try? Self.readFully(descriptor, into: $0, at: layout.wordsOffset + block * 8) }
-        return count == 8 ? UInt64(littleEndian: word) : nil
+        try? readWords(count: 1, at: layout.wordsOffset + block * 8)[0]
     }
 
     /// Reads the owner table.

@@ -39,7 +39,7 @@ public enum ProcessState: String, Hashable, Sendable, Codable {
             self = kill(pid, 0) == 0 || errno == EPERM ? .alive : .dead
             return
         }
-        if let expectedStartTime, UInt32(truncatingIfNeeded: status.startTime) != UInt32(truncatingIfNeeded: expectedStartTime) {
+        if let expectedStartTime, !OwnerTable.isSameStartTime(status.startTime, expectedStartTime) {
             self = .dead
             return
         }
