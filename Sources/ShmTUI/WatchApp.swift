@@ -94,12 +94,16 @@ struct Detachment: Hashable {
     let first: InspectError
     /// Why the latest attempt to read or attach again failed.
     let latest: InspectError
-
     /// The banner's words: what happened, and why attaching fails now when that is another story
-    /// (a file still too short after a truncation is the same story).
-    var reason: String {
+    /// (a file still too short after a truncation is the same story). Made once per change of
+    /// state, not once per frame.
+    let reason: String
+
+    init(first: InspectError, latest: InspectError) {
+        self.first = first
+        self.latest = latest
         let sameStory = latest == first || (first.fileIsTooShort && latest.fileIsTooShort)
-        return sameStory ? first.reason : "\(first.reason) (now \(latest.reason))"
+        reason = sameStory ? first.reason : "\(first.reason) (now \(latest.reason))"
     }
 }
 
