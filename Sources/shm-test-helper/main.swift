@@ -5,6 +5,7 @@
 //   stress  PATH SECONDS THREADS WINDOW   allocate/fill/verify/free in THREADS threads
 //   open    PATH MIN MAX CAPACITY START_NS  open a (new) path at wall-clock START_NS, print what it saw
 //   signals PATH SECONDS                   allocate/free in a loop while SIGALRM handlers do the same
+//                                          (for SECONDS, and at least 1001 runs of each)
 //   heap    PATH PAIRS                     count heap allocations over PAIRS allocate/free pairs
 //   crash   PATH POINT HIT SEED            churn until the HIT-th reach of crash point POINT kills it
 //   fork    PATH                           allocate, fork, allocate in the child; print both pids
@@ -257,8 +258,10 @@ func allocatingSignalHandler(_ signal: Int32) {
     }
 }
 
-/// Allocates and frees in a loop for `seconds` while a 50 µs interval timer raises SIGALRM, whose
-/// handler allocates and frees too. A deadlock shows as a hang (the test's deadline kills it).
+/// Allocates and frees in a loop for `seconds`, and on until both the loop and the handler have run
+/// `minimumRuns` times (so a slow, e.g. sanitized, build does as much work as a fast one), while a
+/// 50 µs interval timer raises SIGALRM, whose handler allocates and frees too. A deadlock shows as
+/// a hang (the test's deadline kills it).
 func signals(path: String, seconds: Double) {
     let cache = attach(path)
     handlerCache.store(UInt(bitPattern: Unmanaged.passRetained(cache).toOpaque()), ordering: .releasing)
@@ -275,7 +278,8 @@ func signals(path: String, seconds: Double) {
     var loops = 0, mismatches = 0
     var live: [LiveAllocation] = []
     live.reserveCapacity(16)
-    while monotonicNanoseconds() < deadline {
+    let minimumRuns = 1001
+    while monotonicNanoseconds() < deadline || loops < minimumRuns || handlerRuns.load(ordering: .relaxed) < minimumRuns {
         let size = mixedRequestSize(cache.geometry, &random)
         let tag = UInt64(loops)
         do {
