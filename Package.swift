@@ -59,16 +59,19 @@ let package = Package(
         // The read-only inspector: snapshots, statistics, text and JSON reports. Never writes a file.
         .target(
             name: "ShmInspect",
-            dependencies: ["ShmFormat", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["ShmFormat", "ShmSystem", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // Workloads and their plumbing, for `shmtop load/demo`, the benchmarks and the tests (not a
+        // product): the seedable generator, realistic path names, the load writers, stop signals.
+        .target(name: "ShmWorkloads", dependencies: ["ShmAlloc", "ShmSystem"]),
         // ncursesw (wide characters) with shims for what Swift cannot import; see its shim.h.
         .systemLibrary(name: "CNcurses"),
         // `shmtop watch`: the live ncurses view. Renders what ShmInspect computes; never reads the format itself.
-        .target(name: "ShmTUI", dependencies: ["CNcurses", "ShmFormat", "ShmInspect"]),
+        .target(name: "ShmTUI", dependencies: ["CNcurses", "ShmFormat", "ShmInspect", "ShmSystem"]),
         .executableTarget(
             name: "shmtop",
             dependencies: [
-                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmTUI",
+                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmTUI", "ShmSystem", "ShmWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -76,30 +79,32 @@ let package = Package(
         .executableTarget(
             name: "shmbench",
             dependencies: [
-                "ShmFormat", "ShmAlloc", "ShmInspect",
+                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // Worker processes for the multi-process tests (stress, creation races, signals, heap counting).
+        // Worker processes for the multi-process tests (stress, creation races, signals, heap
+        // counting, crash points) and the crash soak.
         .executableTarget(
             name: "shm-test-helper",
             dependencies: [
-                "ShmFormat", "ShmAlloc",
+                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmSystem", "ShmWorkloads",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
             swiftSettings: [.define("SHM_CRASH_POINTS", .when(configuration: .debug))]
         ),
         // The fuzz target (scripts/fuzz.sh builds it with libFuzzer; a plain build replays inputs).
         .executableTarget(name: "shm-fuzz", dependencies: ["ShmFormat", "ShmInspect"]),
-        .testTarget(name: "ShmFormatTests", dependencies: ["ShmFormat"]),
+        .testTarget(name: "ShmFormatTests", dependencies: ["ShmFormat", "ShmWorkloads"]),
         // Allocates a given sequence in a cache and exits without freeing: fixtures for the inspector tests.
         .executableTarget(name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc"]),
         .testTarget(
             name: "ShmInspectTests",
-            dependencies: ["ShmFormat", "ShmInspect", "ShmAlloc", "shmtop", "shm-inspect-fixture"]
+            dependencies: ["ShmFormat", "ShmInspect", "ShmAlloc", "ShmSystem", "ShmWorkloads", "shmtop", "shm-inspect-fixture"]
         ),
         // The live view: pure rendering, and `shmtop watch` driven in tmux.
-        .testTarget(name: "ShmTUITests", dependencies: ["ShmTUI", "ShmInspect", "ShmFormat", "shmtop", "shm-inspect-fixture"]),
-        .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "ShmInspect", "shm-test-helper", "shmtop"]),
+        .testTarget(name: "ShmTUITests", dependencies: ["ShmTUI", "ShmInspect", "ShmFormat", "ShmSystem", "shmtop", "shm-inspect-fixture"]),
+        .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "ShmInspect", "ShmSystem", "ShmWorkloads", "shm-test-helper", "shmtop"]),
     ]
 )

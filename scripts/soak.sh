@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The long soaks of docs/reliability.md (the test suite runs short versions of both).
 #
-#   scripts/soak.sh crash   [KILLS] [shmtop soak options...]   default 200 kills, 4 writers, ~300 ms apart
+#   scripts/soak.sh crash   [KILLS] [soak options...]           default 200 kills, 4 writers, ~300 ms apart
 #   scripts/soak.sh signals [SECONDS] [PROCESSES]               default 10 s, 4 processes
 #
-# crash:   `shmtop soak`: writers killed with SIGKILL one after another; after each kill the inspector
+# crash:   `shm-test-helper soak`: writers killed with SIGKILL one after another; after each kill the inspector
 #          must find every word valid and attribute to the dead writer exactly what its journal held;
 #          at the end leaked bytes = what the dead held. Prints the soak's summary line.
 # signals: PROCESSES `shm-test-helper signals` processes on one cache at once, each interrupted by a
@@ -28,13 +28,13 @@ case "$mode" in
 crash)
     kills=${1:-200}
     shift || true
-    build shmtop
-    /usr/bin/time -f "soak-time: wall=%es user=%Us sys=%Ss" "$bin/shmtop" soak "$work/soak.shm" --kills "$kills" "$@"
+    build shm-test-helper
+    /usr/bin/time -f "soak-time: wall=%es user=%Us sys=%Ss" "$bin/shm-test-helper" soak "$work/soak.shm" --kills "$kills" "$@"
     ;;
 signals)
     seconds=${1:-10}
     processes=${2:-4}
-    build shmtop
+    build shm-test-helper
     build shm-test-helper
     "$bin/shmtop" create "$work/signals.shm" --min-size 32 --max-size 1KiB --capacity 8MiB >/dev/null
     pids=()

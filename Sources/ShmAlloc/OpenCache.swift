@@ -51,6 +51,19 @@ extension SharedCache {
         path: String, policy: OpenPolicy = .createIfNeeded(.default),
         address: UnsafeMutableRawPointer? = nil, creationTimeout: Duration = .seconds(5)
     ) throws(CacheError) {
+        try self.init(path: path, policy: policy, address: address, creationTimeout: creationTimeout, registering: true)
+    }
+
+    /// Opens the cache as the public initialiser does; `registering` false leaves this process's
+    /// owner-table entry to its first allocation or free. The C library opens that way: a process
+    /// it is preloaded into and that never allocates pays nothing for the table. The Swift
+    /// library registers at once, because registering runs generic code, which an unoptimised
+    /// build runs through runtime metadata whose lock a signal handler must never wait for; the
+    /// C library is Embedded Swift, where every generic is specialised at compile time.
+    convenience init(
+        path: String, policy: OpenPolicy, address: UnsafeMutableRawPointer?, creationTimeout: Duration,
+        registering: Bool
+    ) throws(CacheError) {
         ProcessIdentity.prepare()
         let descriptor: FileDescriptor
         do {
@@ -93,6 +106,7 @@ extension SharedCache {
             throw .system(path: path, operation: "mmap", errno: error)
         }
         self.init(path: path, header: header, mapping: mapping, processMemory: processMemory)
+        if registering { owners.register() }
     }
 
     /// The file's header once it is ready, creating the file first when the policy allows it.

@@ -1,10 +1,11 @@
 // This process's entry in a cache's owner table (ShmFormat/OwnerTable.swift), and the intents the
 // hot paths write there.
 //
-// An entry is claimed on a process's first allocation or free, not when it opens the cache (a
-// process that only attaches, such as one the C library is preloaded into, costs the table
-// nothing), and again by a child of `fork` on its own first (it inherits its parent's
-// `SharedCache`, not its parent's identity). Claiming
+// An entry is claimed when a Swift program opens the cache, and on a process's first allocation
+// or free in the C library (a process it is preloaded into that never allocates costs the table
+// nothing; see `SharedCache.init(path:policy:address:creationTimeout:registering:)`), and again by
+// a child of `fork` on its own first (it inherits its parent's `SharedCache`, not its parent's
+// identity). Claiming
 // prefers this process's own entry (a second `SharedCache` of one file), then a free entry, then
 // the entry of a process that has exited outside any operation; a process that finds no such
 // entry writes its intents to process memory instead, and its allocations are attributed by pid
@@ -29,9 +30,8 @@ struct OwnerRegistration: ~Copyable {
     private static let intentsWord = 1
     private static let fallbackWords = 2
 
-    /// Prepares the registration of the calling process in `table`, which happens on its first
-    /// allocation or free (see `intent(slot:)`): a process that only attaches takes no entry
-    /// and reads no `/proc` file.
+    /// Prepares the registration of the calling process in `table`, which happens in
+    /// ``register()`` or else on its first allocation or free (see `intent(slot:)`).
     init(table: UnsafeMutableRawPointer) {
         self.table = table
         storage = .allocate(capacity: Self.fallbackWords + OwnerTable.intentSlots)
@@ -47,13 +47,19 @@ struct OwnerRegistration: ~Copyable {
     /// the process first on its first operation (and a child of `fork` on its own first).
     @inline(__always)
     func intent(slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        register()
+        let intents = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(storage[Self.intentsWord].load(ordering: .relaxed)))!
+        return intents + OwnerTable.intentWord(slot: slot)
+    }
+
+    /// Registers the calling process now, unless it already has.
+    @inline(__always)
+    func register() {
         let pid = ProcessIdentity.pid
         // Relaxed: the words are process memory, written by `register` of this very process (or
         // inherited through fork); a race between two threads of a new child registers twice,
         // and both land on the same entry.
         if storage[Self.pidWord].load(ordering: .relaxed) != UInt64(UInt32(bitPattern: pid)) { register(pid: pid) }
-        let intents = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(storage[Self.intentsWord].load(ordering: .relaxed)))!
-        return intents + OwnerTable.intentWord(slot: slot)
     }
 
     /// Claims an entry for `pid` and points the intents at it.

@@ -99,7 +99,8 @@ private func install(
     }
     let policy: SharedCache.OpenPolicy = geometry.map { .require($0) } ?? .createIfNeeded(.default)
     do throws(CacheError) {
-        let cache = try SharedCache(path: String(cString: cPath), policy: policy, address: address)
+        let cache = try SharedCache(
+            path: String(cString: cPath), policy: policy, address: address, creationTimeout: .seconds(5), registering: false)
         installedExplicitly.store(explicit, ordering: .relaxed)
         installedCache.store(UInt(bitPattern: Unmanaged.passRetained(cache).toOpaque()), ordering: .releasing)
         // The load-time mapping an explicit call replaced: unmapped, as shm_alloc.h warns.

@@ -12,6 +12,7 @@ import Musl
 #endif
 import CNcurses
 import ShmInspect
+import ShmSystem
 import Synchronization
 
 /// The signal that asked the program to stop, or 0. Written by the signal handler (an atomic

@@ -357,8 +357,11 @@ func unblockAllSignals() {
     pthread_sigmask(SIG_SETMASK, &none, nil)
 }
 
-unblockAllSignals()
 let arguments = CommandLine.arguments
+// The test commands want every signal unblocked at once; the soak's processes start with their
+// stop signals blocked and unblock them only once StopSignals has installed its handlers (a
+// SIGTERM arriving in between would kill a writer that is still starting).
+if !["soak", "soak-writer"].contains(arguments.dropFirst().first) { unblockAllSignals() }
 func argument(_ index: Int) -> String {
     guard index < arguments.count else { fail("missing argument \(index); usage in Sources/shm-test-helper/main.swift") }
     return arguments[index]
@@ -389,6 +392,10 @@ case "heap":
     countHeapAllocations(path: argument(2), pairs: integer(3))
 case "fork":
     forkAndAllocate(path: argument(2))
+case "soak":
+    Soak.main(Array(arguments.dropFirst(2)))
+case "soak-writer":
+    SoakWriter.main(Array(arguments.dropFirst(2)))
 case "crash":
     #if SHM_CRASH_POINTS
     guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }

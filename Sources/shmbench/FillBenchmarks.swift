@@ -5,6 +5,7 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
+import ShmWorkloads
 
 /// The live allocations of a benchmark and the rounded bytes they hold.
 struct LiveSet {

@@ -2,6 +2,7 @@
 
 import Foundation
 import ShmInspect
+import ShmWorkloads
 
 /// Monotonic nanoseconds.
 @inline(__always)

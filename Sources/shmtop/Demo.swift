@@ -9,6 +9,8 @@ import ShmAlloc
 import ShmFormat
 import ShmInspect
 import ShmTUI
+import ShmSystem
+import ShmWorkloads
 
 extension Shmtop {
     /// `shmtop demo`: a cache, writers on it, and the live view.

@@ -6,6 +6,8 @@ import Musl
 import ArgumentParser
 import ShmInspect
 import ShmTUI
+import ShmSystem
+import ShmWorkloads
 
 extension Shmtop {
     /// `shmtop load`: the demo workload, N writer processes growing and shrinking the cache.

@@ -7,6 +7,7 @@ import ArgumentParser
 import ShmAlloc
 import ShmFormat
 import ShmInspect
+import ShmWorkloads
 
 extension Shmtop {
     /// `shmtop worker`: one writer process of `load` (hidden; `load` starts these).
@@ -23,7 +24,7 @@ extension Shmtop {
             StopSignals.install()
             let path = try file.resolved()
             let cache = try failingWithOneLine { () throws(CacheError) in try SharedCache(path: path, policy: .attach) }
-            var writer = Workload(cache: cache, index: index, options: workload)
+            var writer = Workload(cache: cache, index: index, parameters: workload.parameters)
             writer.run(seconds: workload.seconds, rate: workload.rate)
             print(writer.summary.line)
         }
@@ -51,161 +52,11 @@ struct WorkloadOptions: ParsableArguments {
         guard period > 0 else { throw ValidationError("--period must be positive") }
     }
 
+    /// The writers' shape of the workload.
+    var parameters: Workload.Parameters { Workload.Parameters(writers: writers, fill: fill, period: period) }
+
     /// The options as arguments, for starting a worker with the same settings.
     var arguments: [String] {
         ["--writers", "\(writers)", "--seconds", "\(seconds)", "--fill", "\(fill)", "--rate", "\(rate)", "--period", "\(period)"]
-    }
-}
-
-/// What a writer did, as one line `load` parses: `allocations=… frees=… failures=… verificationErrors=… invalidFrees=…`.
-struct WorkloadSummary: Hashable, Sendable {
-    var allocations = 0
-    var frees = 0
-    var failures = 0
-    var verificationErrors = 0
-    var invalidFrees = 0
-
-    var line: String {
-        "allocations=\(allocations) frees=\(frees) failures=\(failures) verificationErrors=\(verificationErrors) invalidFrees=\(invalidFrees)"
-    }
-
-    init() {}
-
-    /// Parses `line`'s `key=value` fields; `nil` when one is missing.
-    init?(line: String) {
-        var fields: [String: Int] = [:]
-        for field in line.split(separator: " ") {
-            let parts = field.split(separator: "=")
-            if parts.count == 2, let value = Int(parts[1]) { fields[String(parts[0])] = value }
-        }
-        guard let allocations = fields["allocations"], let frees = fields["frees"], let failures = fields["failures"],
-              let verificationErrors = fields["verificationErrors"], let invalidFrees = fields["invalidFrees"]
-        else { return nil }
-        self.allocations = allocations
-        self.frees = frees
-        self.failures = failures
-        self.verificationErrors = verificationErrors
-        self.invalidFrees = invalidFrees
-    }
-
-    static func + (lhs: Self, rhs: Self) -> Self {
-        var sum = lhs
-        sum.allocations += rhs.allocations
-        sum.frees += rhs.frees
-        sum.failures += rhs.failures
-        sum.verificationErrors += rhs.verificationErrors
-        sum.invalidFrees += rhs.invalidFrees
-        return sum
-    }
-}
-
-/// One writer's workload: insert paths, keep them, verify them, free them, so that the bytes it
-/// holds follow a triangle wave between 20 % and 100 % of its share of `fill`.
-struct Workload {
-    /// An allocation this writer holds: where, and the seed that regenerates its bytes.
-    private struct Held {
-        let offset: ShmOffset
-        let seed: UInt64
-        let length: Int
-        let nodeBytes: Int
-    }
-
-    let cache: SharedCache
-    let index: Int
-    let peakBytes: Double
-    let period: Double
-    private(set) var summary = WorkloadSummary()
-    private var held: [Held] = []
-    private var heldBytes = 0
-    private var nextSeed: UInt64
-    private var random: SplitMix64
-
-    init(cache: SharedCache, index: Int, options: WorkloadOptions) {
-        self.cache = cache
-        self.index = index
-        let usable = cache.geometry.capacity - cache.layout.nullRegionLength
-        peakBytes = Double(usable) * min(max(options.fill, 0), 1) / Double(max(options.writers, 1))
-        self.period = max(options.period, 0.1)
-        nextSeed = UInt64(index) << 48 | UInt64(UInt32(truncatingIfNeeded: cache.header.createdAtNanoseconds))
-        random = SplitMix64(seed: UInt64(index) &+ 0x5EED)
-    }
-
-    /// The bytes to hold `elapsed` seconds in: a triangle wave from 20 % up to 100 % and back.
-    func targetBytes(elapsed: Double) -> Double {
-        let phase = (elapsed / period).truncatingRemainder(dividingBy: 1)
-        let rise = phase < 0.5 ? phase * 2 : (1 - phase) * 2
-        return peakBytes * (0.2 + 0.8 * rise)
-    }
-
-    /// Runs until `seconds` pass (0: forever) or a stop is requested, then frees everything held.
-    mutating func run(seconds: Double, rate: Int) {
-        let start = ContinuousClock.now
-        let batch = rate > 0 ? max(1, rate / 100) : 1000
-        var operations = 0
-        while !StopSignals.requested {
-            let elapsed = Double((ContinuousClock.now - start) / .microseconds(1)) / 1e6
-            if seconds > 0, elapsed >= seconds { break }
-            let target = targetBytes(elapsed: elapsed)
-            for _ in 0..<batch {
-                if Double(heldBytes) < target || held.isEmpty {
-                    insert()
-                } else {
-                    removeRandom()
-                }
-                if random.next() % 16 == 0, !held.isEmpty {
-                    _ = verify(held[Int(random.next() % UInt64(held.count))])
-                }
-            }
-            operations += batch
-            if rate > 0 {
-                // Pace to `rate` operations per second.
-                let due = start + .microseconds(Int(Double(operations) / Double(rate) * 1e6))
-                let now = ContinuousClock.now
-                if due > now { StopSignals.sleep(seconds: Double((due - now) / .microseconds(1)) / 1e6) }
-            }
-        }
-        while !held.isEmpty { removeRandom() }
-    }
-
-    private mutating func insert() {
-        let seed = nextSeed
-        nextSeed &+= 1
-        let bytes = PathNames.path(seed: seed)
-        do {
-            let offset = try cache.allocate(bytes.count)
-            let pointer = cache.pointer(to: offset)!
-            bytes.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-            let nodeBytes = cache.geometry.nodeSize(ofOrder: cache.geometry.order(forRequest: bytes.count)!)
-            held.append(Held(offset: offset, seed: seed, length: bytes.count, nodeBytes: nodeBytes))
-            heldBytes += nodeBytes
-            summary.allocations += 1
-        } catch {
-            summary.failures += 1
-        }
-    }
-
-    private mutating func removeRandom() {
-        let position = Int(random.next() % UInt64(held.count))
-        let item = held[position]
-        held.swapAt(position, held.count - 1)
-        held.removeLast()
-        heldBytes -= item.nodeBytes
-        _ = verify(item)
-        do {
-            try cache.free(item.offset)
-            summary.frees += 1
-        } catch {
-            summary.invalidFrees += 1
-        }
-    }
-
-    /// Compares the allocation's bytes with the path its seed regenerates.
-    private mutating func verify(_ item: Held) -> Bool {
-        let expected = PathNames.path(seed: item.seed)
-        let pointer = UnsafeRawPointer(cache.pointer(to: item.offset)!)
-        let matches = expected.count == item.length
-            && expected.withUnsafeBytes { memcmp($0.baseAddress!, pointer, item.length) == 0 }
-        if !matches { summary.verificationErrors += 1 }
-        return matches
     }
 }

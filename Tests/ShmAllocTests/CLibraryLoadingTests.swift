@@ -3,6 +3,7 @@
 
 import Foundation
 import ShmAlloc
+import ShmFormat
 import Testing
 
 @Suite("the C library, loaded and installed")
@@ -48,6 +49,7 @@ struct CLibraryLoadingTests {
         #include <inttypes.h>
         #include <stdio.h>
         #include <string.h>
+        #include <unistd.h>
 
         int main(int argc, char **argv) {
             uint64_t (*shm_malloc)(size_t) = (uint64_t (*)(size_t))dlsym(RTLD_DEFAULT, "shm_malloc");
@@ -56,27 +58,38 @@ struct CLibraryLoadingTests {
             uint64_t offset = shm_malloc(strlen(argv[1]) + 1);
             if (offset == 0) return 3;
             strcpy((char *)user_base() + offset, argv[1]);
-            printf("%" PRIu64 "\n", offset);
+            printf("%" PRIu64 " %d\n", offset, (int)getpid());
             return 0;
         }
         """#
 
-    @Test("preloaded with SHM_FILE set, short processes allocate in the file before main ends")
+    @Test("preloaded with SHM_FILE set, short processes allocate in the file; one that never allocates leaves no trace")
     func preloadedProcessesAllocateInTheFile() throws {
         let scratch = try ScratchDirectory()
         let program = try Self.compile(Self.preloadedProgram, in: scratch, flags: ["-ldl"])
         let cachePath = scratch.file("preloaded.shm")
+        let preload = ["LD_PRELOAD=" + Self.library, "SHM_FILE=" + cachePath]
+        let idle = try runToEnd("/usr/bin/env", preload + ["/bin/true"], in: scratch)
+        try #require(idle.termination == .exited(0), "\(idle.outputTail)")
+        let created = try SharedCache(path: cachePath, policy: .attach)
+        let tableBefore = OwnerRegistrationTests.identities(created).filter { $0 != 0 }
+        #expect(tableBefore.map(OwnerTable.pid(ofIdentity:)) == [getpid()], "only this process, which just attached")
+
         var written: [UInt64: String] = [:]
+        var writers: [Int32] = []
         for process in 0..<12 {
             let message = "written by preloaded process \(process)"
-            let run = try runToEnd(
-                "/usr/bin/env", ["LD_PRELOAD=" + Self.library, "SHM_FILE=" + cachePath, program, message], in: scratch)
+            let run = try runToEnd("/usr/bin/env", preload + [program, message], in: scratch)
             try #require(run.termination == .exited(0), "\(run.termination): \(run.outputTail)")
-            let offset = try #require(UInt64(run.output.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let fields = run.output.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            let offset = try #require(fields.first.flatMap { UInt64($0) })
+            writers += fields.dropFirst().compactMap { Int32($0) }
             #expect(written[offset] == nil, "two processes got offset \(offset)")
             written[offset] = message
         }
         let cache = try SharedCache(path: cachePath, policy: .attach)
+        let registered = Set(OwnerRegistrationTests.identities(cache).map(OwnerTable.pid(ofIdentity:)))
+        #expect(writers.count == 12 && writers.allSatisfy(registered.contains), "each allocating process registered")
         for (offset, message) in written {
             let address = try #require(cache.pointer(to: ShmOffset(rawValue: offset)))
             #expect(String(cString: address.assumingMemoryBound(to: CChar.self)) == message)

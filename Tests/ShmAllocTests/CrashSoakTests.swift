@@ -1,4 +1,4 @@
-// The crash soak in small: `shmtop soak` with 20 SIGKILLs (the full soak is 200 or more; see
+// The crash soak in small: `shm-test-helper soak` with 20 SIGKILLs (the full soak is 200 or more; see
 // docs/reliability.md), and the inspector's JSON report of what the dead left behind.
 
 #if canImport(Glibc)
@@ -9,6 +9,8 @@ import ShmAlloc
 import ShmFormat
 import ShmInspect
 import Testing
+import ShmSystem
+import ShmWorkloads
 
 extension MultiProcessTests {
     @Test("crash soak: 20 SIGKILLs of 4 writers; every word valid after each; leaked bytes = what the dead held",
@@ -16,7 +18,7 @@ extension MultiProcessTests {
     func crashSoak() throws {
         let scratch = try ScratchDirectory()
         let path = scratch.file("soak.shm")
-        let soak = try runToEnd(BuiltProducts.shmtop, ["soak", path, "--kills", "20", "--interval-ms", "100", "--keep"],
+        let soak = try runToEnd(BuiltProducts.helper, ["soak", path, "--kills", "20", "--interval-ms", "100", "--keep"],
                                 in: scratch, timeout: .seconds(120))
         #expect(soak.termination == .exited(0), "\(soak.outputTail)")
         #expect(soak.result("kills") == 20)
@@ -74,6 +76,11 @@ extension MultiProcessTests {
             usleep(UInt32(10_000 + random.next() % 40_000))
             for writer in writers { writer.killLeavingZombie() }
             if leftZombies {
+                // SIGKILL is delivered asynchronously: until the kernel has made it a zombie, the
+                // writer still reads as running.
+                for writer in writers {
+                    #expect(poll(timeout: .seconds(10)) { ProcessState(pid: writer.pid) == .zombie })
+                }
                 zombies += writers
             } else {
                 for writer in writers { #expect(writer.wait(timeout: .seconds(10)) == .signalled(SIGKILL)) }

@@ -6,6 +6,7 @@ import Synchronization
 import Testing
 @testable import ShmAlloc
 import ShmInspect
+import ShmWorkloads
 
 /// A free-space index over zeroed process memory, for tests.
 private final class IndexUnderTest: @unchecked Sendable {  // shared by test threads only through atomics

@@ -16,6 +16,7 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import Testing
+import ShmSystem
 
 extension MultiProcessTests {
     /// Runs the `signals` helper in `processes` processes at once on one cache: a loop allocating

@@ -6,6 +6,7 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import Testing
+import ShmSystem
 
 @Suite("Multi-process", .serialized)
 struct MultiProcessTests {

@@ -86,16 +86,3 @@ struct BuddyModel: Equatable {
     func nodeMask(_ nodes: [Int]) -> UInt64 { nodes.reduce(0) { $0 | 1 << UInt64($1) } }
     func leafMask(_ nodes: [Int]) -> UInt64 { nodes.reduce(0) { $0 | 1 << UInt64(firstLeaf(of: $1)) } }
 }
-
-/// A small, seedable generator (SplitMix64), so a failing sequence can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ mixed >> 30) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ mixed >> 27) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ mixed >> 31
-    }
-}

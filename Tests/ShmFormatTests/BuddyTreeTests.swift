@@ -2,6 +2,7 @@
 
 import ShmFormat
 import Testing
+import ShmWorkloads
 
 @Suite("BuddyTree against a brute-force model")
 struct BuddyTreeTests {

@@ -2,6 +2,7 @@
 
 import ShmFormat
 import Testing
+import ShmWorkloads
 
 @Suite("FileHeader and FileLayout")
 struct FileHeaderTests {

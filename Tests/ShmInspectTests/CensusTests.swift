@@ -4,6 +4,7 @@
 import ShmFormat
 import ShmInspect
 import Testing
+import ShmWorkloads
 
 /// What one word holds, found node by node (heap numbering: root 1, children 2i and 2i+1).
 struct BruteForceWord {

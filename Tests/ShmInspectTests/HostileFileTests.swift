@@ -9,6 +9,7 @@ import ShmAlloc
 import ShmFormat
 import ShmInspect
 import Testing
+import ShmWorkloads
 
 extension RobustnessTests {
     /// A small cache file holding three allocations of a finished owner, and an inspector attached to it.

@@ -8,6 +8,7 @@ import ShmAlloc
 import ShmFormat
 import ShmInspect
 import Testing
+import ShmSystem
 
 @Suite("Live multi-writer runs", .serialized)
 struct LiveLoadTests {

@@ -8,6 +8,7 @@ import ShmAlloc
 import ShmFormat
 @testable import ShmInspect
 import Testing
+import ShmSystem
 
 @Suite("Process states")
 struct ProcessStateTests {

@@ -10,6 +10,7 @@ import ShmFormat
 @testable import ShmInspect
 import Synchronization
 import Testing
+import ShmWorkloads
 
 @Suite("Bad files and files that change while attached")
 struct RobustnessTests {

@@ -5,6 +5,7 @@ import ShmAlloc
 import ShmFormat
 import ShmInspect
 import Testing
+import ShmWorkloads
 
 @Suite("Snapshots by difference")
 struct SnapshotSeriesTests {

@@ -8,6 +8,7 @@ import ShmAlloc
 import ShmFormat
 import ShmInspect
 import Testing
+import ShmWorkloads
 
 /// 32 B .. 1 KiB × 1024 blocks: small enough to check by hand.
 let smallGeometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20)

@@ -7,6 +7,7 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
+import ShmSystem
 /// A temporary path that is removed when the value goes away (use it with `defer { file.remove() }`).
 struct TemporaryFile {
     let path: String

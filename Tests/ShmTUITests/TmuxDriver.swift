@@ -11,6 +11,7 @@ import Glibc
 import Foundation
 import ShmInspect
 import Testing
+import ShmSystem
 
 /// The executables the test target depends on, next to the test bundle.
 enum Built {

@@ -8,6 +8,7 @@ import ShmFormat
 import ShmInspect
 import ShmTUI
 import Testing
+import ShmSystem
 
 /// A 16 MiB cache (16384 blocks of 1 KiB) holding allocations of a dead process: known content.
 struct KnownCache {

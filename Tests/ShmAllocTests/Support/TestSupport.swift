@@ -10,6 +10,7 @@ import ShmAlloc
 import ShmFormat
 import ShmInspect
 import Testing
+import ShmSystem
 
 // MARK: - Scratch files
 
@@ -68,10 +69,10 @@ enum Termination: Equatable, CustomStringConvertible {
 }
 
 /// A helper process of a test, its output (stdout and stderr) going to a file. Started with the
-/// project's spawner (`ShmInspect.ChildProcess`: empty signal mask, default dispositions), which
+/// project's spawner (`ShmSystem.ChildProcess`: empty signal mask, default dispositions), which
 /// Swift Testing needs, as its threads block most signals and children would inherit that.
 final class ChildProcess {
-    private let process: ShmInspect.ChildProcess
+    private let process: ShmSystem.ChildProcess
     let outputPath: String
     private(set) var termination: Termination?
     var pid: pid_t { process.pid }
@@ -82,7 +83,7 @@ final class ChildProcess {
         let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard output >= 0, input >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         defer { close(output); close(input) }
-        process = try ShmInspect.ChildProcess.spawn(
+        process = try ShmSystem.ChildProcess.spawn(
             executable, arguments, standardOutput: output, standardError: output, standardInput: input)
     }
 

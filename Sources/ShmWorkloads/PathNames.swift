@@ -1,13 +1,13 @@
 // Realistic file paths, reproducible from a number: what the load workers store and verify.
 
-import ShmInspect
 
 /// Paths like the ones a file cache keeps: a common prefix, a few directories, a file name.
 ///
 /// Lengths are skewed like real paths: most between 30 and 120 bytes, a tail of deep ones, and
 /// a few very long (generated, hashed) names, always within `lengths`.
-enum PathNames {
-    static let lengths = 8...1016
+public enum PathNames {
+    /// The lengths a path may have: what one allocation of the default geometry holds.
+    public static let lengths = 8...1016
 
     private static let prefixes = [
         "/usr/lib/x86_64-linux-gnu/", "/usr/share/doc/", "/usr/include/", "/usr/lib/python3/dist-packages/",
@@ -26,7 +26,7 @@ enum PathNames {
     private static let extensions = [".so.6", ".so.3", ".h", ".py", ".json", ".gz", ".md", ".txt", ".swift", ".conf", ".mo", ""]
 
     /// The path with this seed.
-    static func path(seed: UInt64) -> [UInt8] {
+    public static func path(seed: UInt64) -> [UInt8] {
         var random = SplitMix64(seed: seed)
         var text = prefixes.randomElement(using: &random)!
         // Depth: mostly 1–4 directories, sometimes deep.

@@ -1,8 +1,9 @@
 // ShmSystem: the one system layer, thin typed wrappers over the C library's system calls, used by
-// the allocator and the inspector. It compiles in both builds that share it, the Swift library and
-// the runtime-free C library (Embedded Swift), so it imports only `CShmSystem` and the standard
-// library: no Foundation, no swift-system, no existentials, no untyped `throws`. It must not
-// import ShmFormat or anything above it.
+// the allocator, the inspector and the tools. It must not import ShmFormat or anything above it.
+// Its Core folder compiles in both builds that share it, the Swift library and the runtime-free C
+// library (Embedded Swift, which links this folder alone), so it imports only `CShmSystem` and the
+// standard library: no Foundation, no swift-system, no existentials, no untyped `throws`.
+// Processes (child processes, signal routing) serves the tools and is free of that rule.
 
 import CShmSystem
 

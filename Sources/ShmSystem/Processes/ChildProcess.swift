@@ -1,3 +1,7 @@
+// Process control for the tools (the command line, the benchmarks, the tests): not part of the C
+// library's core, which links ShmSystem/Core alone, so this folder may use Glibc and the standard
+// library's full runtime.
+//
 // Starting helper processes the way this project needs them: posix_spawn with an empty signal mask.
 //
 // Why not Foundation.Process: a child that outlives its parent's wait (a daemon) keeps a descriptor
@@ -10,7 +14,6 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import SystemPackage
 
 /// A process started with `posix_spawn`, its signal mask empty (or as chosen) and its signal
 /// dispositions reset.
