@@ -18,6 +18,11 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         return mixed ^ (mixed &>> 31)
     }
 
+    /// A uniform integer in `0..<bound` (`bound` > 0). Concrete, with no generic code behind it,
+    /// so a signal handler may call it even in a debug build.
+    @inline(__always)
+    public mutating func below(_ bound: Int) -> Int { Int(truncatingIfNeeded: next() % UInt64(bound)) }
+
     /// A uniform integer in `range` (the modulo bias, below 2^-40 for the ranges used here, is
     /// irrelevant to workloads).
     @inline(__always)

@@ -9,6 +9,7 @@ import Musl
 #endif
 @_spi(CrashTesting) import ShmAlloc
 import ShmFormat
+import ShmWorkloads
 
 #if SHM_CRASH_POINTS
 /// Churns mixed sizes with many whole-block requests (a full block is what a search takes out of
@@ -18,7 +19,7 @@ import ShmFormat
 func crashWorkload(path: String, point: CrashPoint, hit: Int, seed: UInt64) -> Never {
     let cache = attach(path)
     let geometry = cache.geometry
-    var random = FastRandom(seed: seed)
+    var random = SplitMix64(seed: seed)
     var live: [ShmOffset] = []
     live.reserveCapacity(geometry.blockCount * geometry.tree.leafCount)
     CrashPoints.arm(point, hit: hit)

@@ -3,6 +3,7 @@
 
 import Foundation
 import ShmAlloc
+import ShmWorkloads
 
 /// The `threads` group: each POSIX thread keeps `liveCount` allocations of random 1..1000 B live
 /// and churns them (free one at random, allocate a new random size), in one 512 MiB cache.

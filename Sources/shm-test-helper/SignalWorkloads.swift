@@ -1,0 +1,132 @@
+// The roles that prove the hot path fit for signal handlers and free of the heap: SIGALRM handlers
+// allocating while the interrupted loop does, and a count of heap allocations over a million pairs.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import MallocInterposerSwift
+import ShmAlloc
+import ShmSystem
+import ShmWorkloads
+import Synchronization
+
+// MARK: - signals
+
+/// The cache the signal handler allocates in: published once before the timer starts.
+let handlerCache = Atomic<UInt>(0)
+let handlerRuns = Atomic<Int>(0)
+let handlerFailures = Atomic<Int>(0)
+
+/// SIGALRM handler: allocates, fills, verifies and frees, interrupting the main loop at any point.
+func allocatingSignalHandler(_ signal: Int32) {
+    let savedErrno = errno
+    defer { errno = savedErrno }
+    guard let address = UnsafeRawPointer(bitPattern: handlerCache.load(ordering: .acquiring)) else { return }
+    Unmanaged<SharedCache>.fromOpaque(address)._withUnsafeGuaranteedRef { cache in
+        let run = handlerRuns.add(1, ordering: .relaxed).newValue
+        var random = SplitMix64(seed: UInt64(run) &* 0x2545_F491_4F6C_DD1D)
+        let size = mixedRequestSize(cache.geometry, &random)
+        let tag = 0x5160_0000_0000_0000 | UInt64(run)
+        do {
+            let offset = try cache.allocate(size)
+            fillPattern(cache.base + Int(offset.rawValue), count: size, tag: tag)
+            if !patternMatches(cache.base + Int(offset.rawValue), count: size, tag: tag) {
+                handlerFailures.add(1, ordering: .relaxed)
+            }
+            try cache.free(offset)
+        } catch {
+            handlerFailures.add(1, ordering: .relaxed)
+        }
+    }
+}
+
+/// Allocates and frees in a loop for `seconds`, and on until both the loop and the handler have run
+/// `minimumRuns` times (so a slow, e.g. sanitized, build does as much work as a fast one), while a
+/// 50 µs interval timer raises SIGALRM, whose handler allocates and frees too. A deadlock shows as
+/// a hang (the test's deadline kills it).
+func signals(path: String, seconds: Double) {
+    let cache = attach(path)
+    handlerCache.store(UInt(bitPattern: Unmanaged.passRetained(cache).toOpaque()), ordering: .releasing)
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = allocatingSignalHandler
+    action.sa_flags = SA_RESTART
+    sigemptyset(&action.sa_mask)
+    guard sigaction(SIGALRM, &action, nil) == 0 else { fail("sigaction: \(errno)") }
+    var interval = itimerval(it_interval: timeval(tv_sec: 0, tv_usec: 50), it_value: timeval(tv_sec: 0, tv_usec: 50))
+    guard setitimer(__itimer_which_t(ITIMER_REAL.rawValue), &interval, nil) == 0 else { fail("setitimer: \(errno)") }
+
+    let deadline = SystemClock.monotonicNanoseconds() &+ UInt64(seconds * 1e9)
+    var random = SplitMix64(seed: 42)
+    var loops = 0, mismatches = 0
+    var live: [LiveAllocation] = []
+    live.reserveCapacity(16)
+    let minimumRuns = 1001
+    while SystemClock.monotonicNanoseconds() < deadline || loops < minimumRuns || handlerRuns.load(ordering: .relaxed) < minimumRuns {
+        let size = mixedRequestSize(cache.geometry, &random)
+        let tag = UInt64(loops)
+        do {
+            let offset = try cache.allocate(size)
+            fillPattern(cache.base + Int(offset.rawValue), count: size, tag: tag)
+            live.append(LiveAllocation(offset: offset, size: size, tag: tag))
+            if live.count == 16 {
+                for allocation in live {
+                    if !patternMatches(cache.base + Int(allocation.offset.rawValue), count: allocation.size, tag: allocation.tag) {
+                        mismatches += 1
+                    }
+                    try cache.free(allocation.offset)
+                }
+                live.removeAll(keepingCapacity: true)
+            }
+        } catch {
+            fail("main loop: \(error)")
+        }
+        loops += 1
+    }
+    interval = itimerval()
+    setitimer(__itimer_which_t(ITIMER_REAL.rawValue), &interval, nil)
+    for allocation in live { try? cache.free(allocation.offset) }
+    let failures = handlerFailures.load(ordering: .relaxed)
+    writeLine("loops=\(loops) handlerRuns=\(handlerRuns.load(ordering: .relaxed)) handlerFailures=\(failures) mismatches=\(mismatches)")
+    if failures != 0 || mismatches != 0 { exit(1) }
+}
+
+// MARK: - heap
+
+/// Where the control allocation of `countHeapAllocations` escapes to.
+let controlAllocation = Atomic<UInt>(0)
+
+/// Counts heap allocations (Swift and libc) over `pairs` allocate/free pairs of mixed sizes.
+/// A control bracket around one `malloc` proves the counter counts.
+func countHeapAllocations(path: String, pairs: Int) {
+    let cache = attach(path)
+    var random = SplitMix64(seed: 7)
+    // Warm-up: any one-time work (metadata, lazy globals) happens here, outside the count.
+    for _ in 0..<1000 {
+        if let offset = try? cache.allocate(mixedRequestSize(cache.geometry, &random)) { try? cache.free(offset) }
+    }
+    MallocInterposerSwift.initialize()
+    MallocInterposerSwift.hook()
+    // Published through an atomic so the optimiser cannot drop the malloc/free pair as unused.
+    controlAllocation.store(UInt(bitPattern: malloc(64)), ordering: .relaxed)
+    MallocInterposerSwift.unhook()
+    free(UnsafeMutableRawPointer(bitPattern: controlAllocation.load(ordering: .relaxed)))
+    let controlCount = MallocInterposerSwift.getStatistics().mallocCount
+
+    var failures = 0
+    MallocInterposerSwift.initialize()
+    MallocInterposerSwift.hook()
+    for _ in 0..<pairs {
+        do {
+            let offset = try cache.allocate(mixedRequestSize(cache.geometry, &random))
+            try cache.free(offset)
+        } catch {
+            failures &+= 1
+        }
+    }
+    MallocInterposerSwift.unhook()
+    let statistics = MallocInterposerSwift.getStatistics()
+    writeLine("pairs=\(pairs) mallocs=\(statistics.mallocCount) bytes=\(statistics.mallocBytesCount) "
+        + "failures=\(failures) control=\(controlCount)")
+}
