@@ -21,18 +21,19 @@ let package = Package(
     ],
     targets: [
         // File format and buddy-tree math: pure, no I/O. Shared by the allocator and the inspector.
-        .target(name: "ShmFormat"),
+        .target(name: "ShmFormat", exclude: ["README.md"]),
         // What the system layer needs from C: wrappers for what Swift cannot import (variadic
         // `open`, `errno`, `MAP_FAILED`), and initial-exec thread-local slots.
         .target(name: "CShmSystem"),
         // The one system layer: typed wrappers over system calls (files, mappings, clocks). Compiles
         // in Embedded Swift too (the C library), so it uses nothing but CShmSystem.
-        .target(name: "ShmSystem", dependencies: ["CShmSystem"]),
+        .target(name: "ShmSystem", dependencies: ["CShmSystem"], exclude: ["README.md"]),
         // The read-write side: creating, mapping and allocating in a cache file. Debug builds (the
         // test build) carry crash points, see CrashPoints.swift; release builds do not.
         .target(
             name: "ShmAlloc",
             dependencies: ["ShmFormat", "ShmSystem", "CShmSystem"],
+            exclude: ["README.md"],
             swiftSettings: [.define("SHM_CRASH_POINTS", .when(configuration: .debug))]
         ),
         // `shm_alloc.h` (and the load-time initialiser of the C library).
@@ -43,7 +44,7 @@ let package = Package(
         .target(
             name: "ShmCLibrary",
             dependencies: ["CShmSystem", "CShmAlloc"],
-            exclude: ["exports.map"],
+            exclude: ["exports.map", "README.md", "ShmFormat/README.md", "ShmAlloc/README.md"],
             swiftSettings: [
                 .enableExperimentalFeature("Embedded"),
                 .unsafeFlags(["-wmo", "-Osize", "-Xfrontend", "-function-sections"]),
@@ -59,21 +60,23 @@ let package = Package(
         // The read-only inspector: snapshots, statistics, text and JSON reports. Never writes a file.
         .target(
             name: "ShmInspect",
-            dependencies: ["ShmFormat", "ShmSystem", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["ShmFormat", "ShmSystem", .product(name: "SystemPackage", package: "swift-system")],
+            exclude: ["README.md"]
         ),
         // Workloads and their plumbing, for `shmtop load/demo`, the benchmarks and the tests (not a
         // product): the seedable generator, realistic path names, the load writers, stop signals.
-        .target(name: "ShmWorkloads", dependencies: ["ShmAlloc", "ShmSystem"]),
+        .target(name: "ShmWorkloads", dependencies: ["ShmAlloc", "ShmSystem"], exclude: ["README.md"]),
         // ncursesw (wide characters) with shims for what Swift cannot import; see its shim.h.
         .systemLibrary(name: "CNcurses"),
         // `shmtop watch`: the live ncurses view. Renders what ShmInspect computes; never reads the format itself.
-        .target(name: "ShmTUI", dependencies: ["CNcurses", "ShmFormat", "ShmInspect", "ShmSystem"]),
+        .target(name: "ShmTUI", dependencies: ["CNcurses", "ShmFormat", "ShmInspect", "ShmSystem"], exclude: ["README.md"]),
         .executableTarget(
             name: "shmtop",
             dependencies: [
                 "ShmFormat", "ShmAlloc", "ShmInspect", "ShmTUI", "ShmSystem", "ShmWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            exclude: ["README.md"]
         ),
         // The benchmark suite: `swift run -c release shmbench`.
         .executableTarget(
@@ -81,7 +84,8 @@ let package = Package(
             dependencies: [
                 "ShmFormat", "ShmAlloc", "ShmInspect", "ShmWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            exclude: ["README.md"]
         ),
         // Worker processes for the multi-process tests (stress, creation races, signals, heap
         // counting, crash points) and the crash soak.
@@ -92,13 +96,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
+            exclude: ["README.md"],
             swiftSettings: [.define("SHM_CRASH_POINTS", .when(configuration: .debug))]
         ),
         // The fuzz target (scripts/fuzz.sh builds it with libFuzzer; a plain build replays inputs).
-        .executableTarget(name: "shm-fuzz", dependencies: ["ShmFormat", "ShmInspect"]),
+        .executableTarget(name: "shm-fuzz", dependencies: ["ShmFormat", "ShmInspect"], exclude: ["README.md"]),
         .testTarget(name: "ShmFormatTests", dependencies: ["ShmFormat", "ShmWorkloads"]),
         // Allocates a given sequence in a cache and exits without freeing: fixtures for the inspector tests.
-        .executableTarget(name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc"]),
+        .executableTarget(name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc"], exclude: ["README.md"]),
         .testTarget(
             name: "ShmInspectTests",
             dependencies: ["ShmFormat", "ShmInspect", "ShmAlloc", "ShmSystem", "ShmWorkloads", "shmtop", "shm-inspect-fixture"]
