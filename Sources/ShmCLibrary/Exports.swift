@@ -42,8 +42,7 @@ private func withInstalledCache<Result>(_ fallback: Result, _ body: (SharedCache
 
 /// Prints one line to standard error: a C caller gets `false` and `errno`, a person gets the reason.
 private func report(_ message: String) {
-    var line = "shm_alloc: " + message + "\n"
-    line.withUTF8 { bytes in _ = write(STDERR_FILENO, bytes.baseAddress, bytes.count) }
+    FileDescriptor.standardError.writeLine("shm_alloc: " + message)
 }
 
 /// Whether an installed cache is what a call to `shm_init` with these arguments would open: the

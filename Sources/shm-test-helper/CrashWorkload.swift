@@ -10,6 +10,7 @@ import Musl
 @_spi(CrashTesting) import ShmAlloc
 import ShmFormat
 import ShmWorkloads
+import ShmSystem
 
 #if SHM_CRASH_POINTS
 /// Churns mixed sizes with many whole-block requests (a full block is what a search takes out of
@@ -65,6 +66,6 @@ func forkAndAllocate(path: String) -> Never {
     }
     var status: Int32 = 0
     guard waitpid(child, &status, 0) == child, status == 0 else { fail("child ended with status \(status)") }
-    writeLine("parent=\(getpid()) child=\(child)")
+    FileDescriptor.standardOutput.writeLine("parent=\(getpid()) child=\(child)")
     exit(0)
 }

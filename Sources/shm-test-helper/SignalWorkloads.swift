@@ -88,7 +88,7 @@ func signals(path: String, seconds: Double) {
     setitimer(__itimer_which_t(ITIMER_REAL.rawValue), &interval, nil)
     for allocation in live { try? cache.free(allocation.offset) }
     let failures = handlerFailures.load(ordering: .relaxed)
-    writeLine("loops=\(loops) handlerRuns=\(handlerRuns.load(ordering: .relaxed)) handlerFailures=\(failures) mismatches=\(mismatches)")
+    FileDescriptor.standardOutput.writeLine("loops=\(loops) handlerRuns=\(handlerRuns.load(ordering: .relaxed)) handlerFailures=\(failures) mismatches=\(mismatches)")
     if failures != 0 || mismatches != 0 { exit(1) }
 }
 
@@ -127,6 +127,6 @@ func countHeapAllocations(path: String, pairs: Int) {
     }
     MallocInterposerSwift.unhook()
     let statistics = MallocInterposerSwift.getStatistics()
-    writeLine("pairs=\(pairs) mallocs=\(statistics.mallocCount) bytes=\(statistics.mallocBytesCount) "
+    FileDescriptor.standardOutput.writeLine("pairs=\(pairs) mallocs=\(statistics.mallocCount) bytes=\(statistics.mallocBytesCount) "
         + "failures=\(failures) control=\(controlCount)")
 }

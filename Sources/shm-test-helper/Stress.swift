@@ -78,7 +78,7 @@ func stress(path: String, seconds: Double, threadCount: Int, window: Int, fillin
         allocations.add(done, ordering: .relaxed)
         outOfSpace.add(full, ordering: .relaxed)
     }
-    writeLine("allocations=\(allocations.load(ordering: .relaxed)) outOfSpace=\(outOfSpace.load(ordering: .relaxed)) "
+    FileDescriptor.standardOutput.writeLine("allocations=\(allocations.load(ordering: .relaxed)) outOfSpace=\(outOfSpace.load(ordering: .relaxed)) "
         + "mismatches=\(mismatches.load(ordering: .relaxed)) errors=\(errors.load(ordering: .relaxed))")
     if mismatches.load(ordering: .relaxed) != 0 || errors.load(ordering: .relaxed) != 0 { exit(1) }
 }
@@ -92,7 +92,7 @@ func openAtBarrier(path: String, geometry: Geometry, startNanoseconds: UInt64) {
     do {
         let cache = try SharedCache(path: path, policy: .createIfNeeded(geometry))
         let header = cache.header
-        writeLine("pid=\(getpid()) creator=\(header.creatorPID) createdAt=\(header.createdAtNanoseconds) "
+        FileDescriptor.standardOutput.writeLine("pid=\(getpid()) creator=\(header.creatorPID) createdAt=\(header.createdAtNanoseconds) "
             + "geometry=\(header.geometry.minSize),\(header.geometry.maxSize),\(header.geometry.blockCount)")
     } catch {
         fail("\(error)")

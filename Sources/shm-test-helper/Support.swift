@@ -11,12 +11,7 @@ import Musl
 import ShmFormat
 import ShmWorkloads
 import Synchronization
-
-/// Writes one line to a file descriptor without Foundation or stdio buffering.
-func writeLine(_ text: String, to descriptor: Int32 = STDOUT_FILENO) {
-    let line = text + "\n"
-    _ = line.withCString { write(descriptor, $0, strlen($0)) }
-}
+import ShmSystem
 
 /// How many problem lines a worker has printed; after 20 it only counts them.
 let problemLines = Atomic<Int>(0)
@@ -24,12 +19,12 @@ let problemLines = Atomic<Int>(0)
 /// Prints one problem line to stderr, unless 20 were printed already (the counts in the result
 /// line tell the whole story).
 func reportProblem(_ message: String) {
-    if problemLines.add(1, ordering: .relaxed).newValue <= 20 { writeLine(message, to: STDERR_FILENO) }
+    if problemLines.add(1, ordering: .relaxed).newValue <= 20 { FileDescriptor.standardError.writeLine(message) }
 }
 
 /// Reports a problem and exits with status 1.
 func fail(_ message: String) -> Never {
-    writeLine("shm-test-helper: \(message)", to: STDERR_FILENO)
+    FileDescriptor.standardError.writeLine("shm-test-helper: \(message)")
     exit(1)
 }
 

@@ -121,7 +121,7 @@ extension Shmtop {
             // The writers shared this descriptor's offset, which they left at the end.
             guard lseek(log, 0, SEEK_SET) == 0 else { return }
             let text = String(decoding: ChildProcess.readAll(log), as: UTF8.self)
-            if !text.isEmpty { writeLine(String(text.dropLast(text.hasSuffix("\n") ? 1 : 0)), to: STDOUT_FILENO) }
+            if !text.isEmpty { FileDescriptor.standardOutput.writeLine(String(text.dropLast(text.hasSuffix("\n") ? 1 : 0))) }
         }
 
         /// True when a line starting with `q` is waiting on standard input (checked without blocking).

@@ -49,9 +49,9 @@ extension Shmtop {
                 close(pipeEnds.write)
                 workers.append((process, pipeEnds.read))
             }
-            writeLine(
-                "load: \(Format.counted(writers, "writer")) on \(path) (pids \(workers.map { String($0.process.pid) }.joined(separator: " "))); Ctrl-C stops",
-                to: STDOUT_FILENO)
+            let pids = workers.map { String($0.process.pid) }.joined(separator: " ")
+            FileDescriptor.standardOutput.writeLine(
+                "load: \(Format.counted(writers, "writer")) on \(path) (pids \(pids)); Ctrl-C stops")
 
             // Wait; pass a stop on to writers that did not get the terminal's SIGINT themselves.
             var endings: [Int32: ChildProcess.Termination] = [:]
@@ -81,7 +81,7 @@ extension Shmtop {
                 }
                 if !ending.isSuccess { problems.append("writer \(worker.process.pid): \(ending)") }
             }
-            writeLine("load: \(total.line)", to: STDOUT_FILENO)
+            FileDescriptor.standardOutput.writeLine("load: \(total.line)")
             for problem in problems { printError("shmtop: \(path): \(problem)") }
             if total.verificationErrors > 0 || total.invalidFrees > 0 || !problems.isEmpty { throw ExitCode.failure }
             try StopSignals.exitIfRequested()
@@ -94,21 +94,5 @@ extension Shmtop {
     }
 }
 
-/// Writes one line to standard error.
-func printError(_ line: String) { writeLine(line, to: STDERR_FILENO) }
-
-/// Writes one line to `descriptor` at once, unbuffered: when standard output is a file (as `demo`
-/// makes it for `load`), buffered lines would come after unbuffered errors, or be lost with the
-/// process.
-func writeLine(_ line: String, to descriptor: Int32) {
-    var text = line + "\n"
-    text.withUTF8 { bytes in
-        var written = 0
-        while written < bytes.count {
-            let count = write(descriptor, bytes.baseAddress! + written, bytes.count - written)
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { return }
-            written += count
-        }
-    }
-}
+/// Writes one line to standard error, unbuffered (see `FileDescriptor.writeLine`).
+func printError(_ line: String) { FileDescriptor.standardError.writeLine(line) }

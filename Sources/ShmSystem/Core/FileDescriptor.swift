@@ -131,6 +131,33 @@ public struct FileDescriptor: RawRepresentable, Hashable, Sendable {
         }
     }
 
+    /// Writes all of `bytes` at the file's current position (the end, for a pipe or a terminal).
+    ///
+    /// The C function is `write`, repeated until every byte is written.
+    public func write(_ bytes: UnsafeRawBufferPointer, retryOnInterrupt: Bool = true) throws(Errno) {
+        var done = 0
+        while done < bytes.count {
+            done += try valueOrErrno(retryOnInterrupt: retryOnInterrupt) {
+                CShmSystem.write(rawValue, bytes.baseAddress! + done, bytes.count - done)
+            }
+        }
+    }
+
+    /// Writes `text` and a newline with one `write` where the kernel takes it whole: unbuffered,
+    /// so a line is neither held back behind buffered output nor lost with the process. A failure
+    /// (a closed pipe, a full disk) is dropped: there is nowhere left to report it.
+    ///
+    /// The C function is `write`.
+    public func writeLine(_ text: String) {
+        var line = text + "\n"
+        line.withUTF8 { bytes in try? write(UnsafeRawBufferPointer(bytes)) }
+    }
+
+    /// Standard output (descriptor 1).
+    public static var standardOutput: FileDescriptor { FileDescriptor(rawValue: STDOUT_FILENO) }
+    /// Standard error (descriptor 2).
+    public static var standardError: FileDescriptor { FileDescriptor(rawValue: STDERR_FILENO) }
+
     /// Sets the file's size: a longer file reads as zeros (and takes no disk until written).
     ///
     /// The C function is `ftruncate`.
