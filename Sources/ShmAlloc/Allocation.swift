@@ -81,14 +81,10 @@ extension SharedCache {
     ///
     /// Not detectable: freeing an offset a second time *after* another caller was handed the same
     /// node again; that frees the new owner's allocation, as with any offset-based allocator.
+    @inline(__always)
     public func free(_ offset: ShmOffset) throws(FreeError) {
         if offset.isNull { return }
-        do throws(FreeError) {
-            try release(offset)
-        } catch {
-            invalidFreeCount.pointee.add(1, ordering: .relaxed)
-            throw error
-        }
+        try release(offset)
     }
 
     /// The header word of the node at `nodeOffset` from the user base.
@@ -97,31 +93,36 @@ extension SharedCache {
         (base + nodeOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 
+    /// Counts a refused free in the header and returns its error: out of line, so that the hot
+    /// path of `release` keeps its registers for the free.
+    @inline(never)
+    private func refused(_ error: FreeError) -> FreeError {
+        invalidFreeCount.pointee.add(1, ordering: .relaxed)
+        return error
+    }
+
     /// The validation and the writes of `free`.
     @inline(__always)
     private func release(_ offset: ShmOffset) throws(FreeError) {
         let nodeStart = Int(truncatingIfNeeded: offset.rawValue) &- AllocationHeader.size
-        guard offset.rawValue <= UInt64(geometry.capacity), nodeStart >= firstBlock &<< blockShift else {
-            throw .outOfRange(offset)
-        }
-        guard nodeStart & (geometry.minSize &- 1) == 0 else { throw .misaligned(offset) }
+        guard offset.rawValue <= UInt64(capacity), nodeStart >= firstNodeOffset else { throw refused(.outOfRange(offset)) }
+        guard nodeStart & (geometry.minSize &- 1) == 0 else { throw refused(.misaligned(offset)) }
         let headerWord = headerWord(atNode: nodeStart)
         let stored = headerWord.pointee.load(ordering: .relaxed)
-        guard let header = AllocationHeader(rawValue: UInt64(littleEndian: stored)), header.order < geometry.orderCount,
+        guard let header = AllocationHeader(rawValue: UInt64(littleEndian: stored)), header.order < orderCount,
               header.requestedSize <= geometry.nodeSize(ofOrder: header.order) &- AllocationHeader.size
-        else { throw .corruptedHeader(offset) }
+        else { throw refused(.corruptedHeader(offset)) }
         let block = nodeStart &>> blockShift
         let offsetInBlock = nodeStart & (geometry.blockSize &- 1)
-        guard offsetInBlock & (geometry.nodeSize(ofOrder: header.order) &- 1) == 0 else { throw .misaligned(offset) }
+        guard offsetInBlock & (geometry.nodeSize(ofOrder: header.order) &- 1) == 0 else { throw refused(.misaligned(offset)) }
         let node = tree.node(order: header.order, position: offsetInBlock &>> (minShift &+ header.order))
-        let mask = setMasks[node]
 
         var word = words[block].load(ordering: .relaxed)
         guard tree.isAllocation(word, node: node) else {
-            throw word & (UInt64(1) &<< UInt64(node)) == 0 ? .notAllocated(offset) : .insideAllocation(offset)
+            throw refused(word & (UInt64(1) &<< UInt64(node)) == 0 ? .notAllocated(offset) : .insideAllocation(offset))
         }
         // What a free leaves behind: the node was freed already, or is being claimed again.
-        guard !header.isReleased else { throw .notAllocated(offset) }
+        guard !header.isReleased else { throw refused(.notAllocated(offset)) }
         crashPoint(.freeValidated, at: headerWord)
         // From the owner-less header to the word's CAS, only the intent names who frees the node.
         let slot = cursorSlot()
@@ -137,21 +138,13 @@ extension SharedCache {
         let released = header.released.rawValue.littleEndian
         guard headerWord.pointee.compareExchange(expected: stored, desired: released, ordering: .relaxed).exchanged else {
             intent.pointee.store(0, ordering: .relaxed)
-            throw .notAllocated(offset)
+            throw refused(.notAllocated(offset))
         }
         crashPoint(.freeHeaderReleased, at: headerWord)
 
+        let mask = setMasks[node]
         var afterClass = 0
         while true {
-            // Only this call frees the node now, and a claim cannot take an allocated node, so the
-            // node is still an allocation, unless it was freed between the word check and the
-            // header CAS and its bytes now lie inside a larger allocation that happens to hold the
-            // validated header value: then give those bytes back and refuse.
-            guard tree.isAllocation(word, node: node) else {
-                _ = headerWord.pointee.compareExchange(expected: released, desired: stored, ordering: .relaxed)
-                intent.pointee.store(0, ordering: .relaxed)
-                throw .insideAllocation(offset)
-            }
             let after = word & ~mask
             // Listed before the CAS: a process killed right after it leaves the block findable.
             afterClass = advertiseFree(block: block, after: after)
@@ -162,12 +155,22 @@ extension SharedCache {
                 expected: word, desired: after, successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed)
             if exchanged { break }
             word = current
+            // Only this call frees the node now, and a claim cannot take an allocated node, so the
+            // node is still an allocation (as validated, in the word the first CAS tried), unless
+            // it was freed between the word check and the header CAS and its bytes now lie inside a
+            // larger allocation that happens to hold the validated header value: then give those
+            // bytes back and refuse.
+            guard tree.isAllocation(word, node: node) else {
+                _ = headerWord.pointee.compareExchange(expected: released, desired: stored, ordering: .relaxed)
+                intent.pointee.store(0, ordering: .relaxed)
+                throw refused(.insideAllocation(offset))
+            }
         }
         crashPoint(.freeWordCleared, at: headerWord)
         intent.pointee.store(0, ordering: .relaxed)
         crashPoint(.freeCleared, at: headerWord)
         // Listed again unless the pre-CAS listing is still there (see `advertiseFree`).
-        index.insert(block, class: afterClass)
+        list(block, class: afterClass)
         rememberFreedNode(block: block, node: node, order: header.order, slot: slot)
     }
 
@@ -188,8 +191,7 @@ extension SharedCache {
     public func free(pointer: UnsafeRawPointer?) throws(FreeError) {
         guard let pointer else { return }
         guard let offset = offset(of: pointer) else {
-            invalidFreeCount.pointee.add(1, ordering: .relaxed)
-            throw .outOfRange(ShmOffset(rawValue: UInt64(UInt(bitPattern: pointer))))
+            throw refused(.outOfRange(ShmOffset(rawValue: UInt64(UInt(bitPattern: pointer)))))
         }
         try free(offset)
     }

@@ -312,9 +312,22 @@ extension SharedCache {
     func advertiseFree(block: Int, after: UInt64) -> Int {
         // A free always leaves a free node, so the block has a class.
         let blockClass = tree.largestFreeOrder(after) ?? 0
-        index.insert(block, class: blockClass)
+        list(block, class: blockClass)
         return blockClass
     }
+
+    /// Lists `block` under `blockClass` unless it is listed there already: the check inline (one
+    /// load, all that most frees need), the insert out of line, so that its loop over the levels
+    /// does not take the free's registers.
+    @inline(__always)
+    func list(_ block: Int, class blockClass: Int) {
+        if !index.lists(block, class: blockClass) { insertListing(block, class: blockClass) }
+    }
+
+    /// The out-of-line insert of `list`. A method of the cache, not of the index: a call to the
+    /// index's own would copy the index out of the cache first.
+    @inline(never)
+    private func insertListing(_ block: Int, class blockClass: Int) { index.insert(block, class: blockClass) }
 
     /// Moves `block` from `listed`, a class it was found under, to the class its word has now;
     /// repeats until the word holds still across the update. Only the two classes involved are

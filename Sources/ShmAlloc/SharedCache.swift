@@ -68,6 +68,14 @@ public final class SharedCache: @unchecked Sendable {
     let repairedListingCount: UnsafeMutablePointer<Atomic<UInt64>>
     /// The first block after the null region.
     let firstBlock: Int
+    /// Where the first block after the null region starts, from the user base: the lowest node
+    /// offset `free` accepts. This and the next two are geometry computed once, as `free` checks
+    /// every offset and header against them.
+    let firstNodeOffset: Int
+    /// `geometry.capacity`: the end of the data region, from the user base.
+    let capacity: Int
+    /// `geometry.orderCount`: a header's order must be below it.
+    let orderCount: Int
     let blockCount: Int
     let blockShift: Int
     let minShift: Int
@@ -99,6 +107,9 @@ public final class SharedCache: @unchecked Sendable {
         self.repairPassCount = counter(FileHeader.Field.repairPasses)
         self.repairedListingCount = counter(FileHeader.Field.repairedListings)
         self.firstBlock = layout.nullBlockCount
+        self.firstNodeOffset = layout.nullBlockCount &<< geometry.maxShift
+        self.capacity = geometry.capacity
+        self.orderCount = geometry.orderCount
         self.blockCount = geometry.blockCount
         self.blockShift = geometry.maxShift
         self.minShift = geometry.minShift
