@@ -43,7 +43,10 @@ extension SharedCache {
             failedAllocationCount.pointee.add(1, ordering: .relaxed)
             throw .outOfSpace(requested: byteCount)
         }
-        let nodeOffset = block &<< blockShift &+ tree.byteOffset(ofNode: node, minSize: geometry.minSize)
+        // The node's offset in its block from its order, known here: `tree.byteOffset(ofNode:)`
+        // would find the order again from the node number.
+        let position = node &- tree.node(order: order, position: 0)
+        let nodeOffset = block &<< blockShift &+ position &<< (order &+ minShift)
         crashPoint(.claimedBeforeHeader, at: base + nodeOffset)
         let header = AllocationHeader(ownerPID: ProcessIdentity.pid, requestedSize: byteCount, order: order)
         // Relaxed: the header is published by whatever hands the offset to another process.
