@@ -146,28 +146,11 @@ extension SharedCache {
         crashPoint(.freeHeaderReleased, at: headerWord)
 
         let mask = setMasks[node]
-        var afterClass = 0
-        while true {
-            let after = word & ~mask
-            // Listed before the CAS: a process killed right after it leaves the block findable.
-            afterClass = advertiseFree(block: block, after: after)
-            crashPoint(.freePreListed, at: headerWord)
-            // Sequentially consistent: a release for the next owner, and ordered before the index
-            // reads of `advertiseFree` below (see its comment).
-            let (exchanged, current) = words[block].compareExchange(
-                expected: word, desired: after, successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed)
-            if exchanged { break }
-            word = current
-            // Only this call frees the node now, and a claim cannot take an allocated node, so the
-            // node is still an allocation (as validated, in the word the first CAS tried), unless
-            // it was freed between the word check and the header CAS and its bytes now lie inside a
-            // larger allocation that happens to hold the validated header value: then give those
-            // bytes back and refuse.
-            guard tree.isAllocation(word, node: node) else {
-                _ = headerWord.pointee.compareExchange(expected: released, desired: stored, ordering: .relaxed)
-                intent.pointee.store(0, ordering: .relaxed)
-                throw refused(.insideAllocation(offset))
-            }
+        var (exchanged, afterClass) = clearNode(mask, inBlock: block, word: &word, headerWord: headerWord)
+        if !exchanged {
+            afterClass = try retryClear(
+                node, mask: mask, inBlock: block, word: word, headerWord: headerWord, stored: stored, intent: intent,
+                offset: offset)
         }
         crashPoint(.freeWordCleared, at: headerWord)
         intent.pointee.store(0, ordering: .relaxed)
@@ -175,6 +158,55 @@ extension SharedCache {
         // Listed again unless the pre-CAS listing is still there (see `advertiseFree`).
         list(block, class: afterClass)
         rememberFreedNode(block: block, node: node, order: header.order, slot: slot)
+    }
+
+    /// One attempt at a free's word CAS: lists the block under the class the free leaves it in,
+    /// then clears `mask` in the block's word with one CAS from `word`, the word as last read.
+    ///
+    /// - Returns: whether the CAS succeeded (`word` is then what the block holds now), and the
+    ///   class the block was listed under.
+    @inline(__always)
+    private func clearNode(
+        _ mask: UInt64, inBlock block: Int, word: inout UInt64, headerWord: UnsafeMutablePointer<Atomic<UInt64>>
+    ) -> (exchanged: Bool, afterClass: Int) {
+        let after = word & ~mask
+        // Listed before the CAS: a process killed right after it leaves the block findable.
+        let afterClass = advertiseFree(block: block, after: after)
+        crashPoint(.freePreListed, at: headerWord)
+        // Sequentially consistent: a release for the next owner, and ordered before the index
+        // reads of `advertiseFree` that follow it (see its comment).
+        let (exchanged, current) = words[block].compareExchange(
+            expected: word, desired: after, successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed)
+        word = current
+        return (exchanged, afterClass)
+    }
+
+    /// The attempts after a free's first CAS failed (another claim or free changed the block's
+    /// word): out of line, so that the free's usual path is straight.
+    ///
+    /// - Returns: the class the block was listed under.
+    @inline(never)
+    private func retryClear(
+        _ node: Int, mask: UInt64, inBlock block: Int, word: UInt64, headerWord: UnsafeMutablePointer<Atomic<UInt64>>,
+        stored: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>, offset: ShmOffset
+    ) throws(FreeError) -> Int {
+        var word = word
+        while true {
+            // Only this call frees the node now, and a claim cannot take an allocated node, so the
+            // node is still an allocation (as validated, in the word the first CAS tried), unless
+            // it was freed between the word check and the header CAS and its bytes now lie inside a
+            // larger allocation that happens to hold the validated header value: then give those
+            // bytes back and refuse.
+            guard tree.isAllocation(word, node: node) else {
+                let released = AllocationHeader(rawValue: UInt64(littleEndian: stored)).unsafelyUnwrapped.released
+                _ = headerWord.pointee.compareExchange(
+                    expected: released.rawValue.littleEndian, desired: stored, ordering: .relaxed)
+                intent.pointee.store(0, ordering: .relaxed)
+                throw refused(.insideAllocation(offset))
+            }
+            let (exchanged, afterClass) = clearNode(mask, inBlock: block, word: &word, headerWord: headerWord)
+            if exchanged { return afterClass }
+        }
     }
 
     // MARK: - Pointer wrappers
