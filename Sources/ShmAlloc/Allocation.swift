@@ -108,7 +108,9 @@ extension SharedCache {
     @inline(__always)
     private func release(_ offset: ShmOffset) throws(FreeError) {
         let nodeStart = Int(truncatingIfNeeded: offset.rawValue) &- AllocationHeader.size
-        guard offset.rawValue <= UInt64(capacity), nodeStart >= firstNodeOffset else { throw refused(.outOfRange(offset)) }
+        guard offset.rawValue <= UInt64(truncatingIfNeeded: capacity), nodeStart >= firstNodeOffset else {
+            throw refused(.outOfRange(offset))
+        }
         guard nodeStart & (geometry.minSize &- 1) == 0 else { throw refused(.misaligned(offset)) }
         let headerWord = headerWord(atNode: nodeStart)
         let stored = headerWord.pointee.load(ordering: .relaxed)
