@@ -81,21 +81,32 @@ extension SharedCache {
         let slot = cursorSlot()
         let intent = owners.intent(slot: slot)
         if let (block, node) = claimFreedNode(order: order, slot: slot, intent: intent) { return (block, node, intent) }
+        guard let (block, node) = claimUnhinted(order: order, slot: slot, intent: intent) else { return nil }
+        return (block, node, intent)
+    }
+
+    /// The claims of `claimNode` after the freed-node hints: the cursor, the index, the repair
+    /// pass. Out of line: about one allocation in 60 of a churn gets here, and the hint path keeps
+    /// its registers.
+    ///
+    /// - Returns: the block and the claimed node; `nil`, with the intent cleared, when no block has room.
+    @inline(never)
+    private func claimUnhinted(
+        order: Int, slot: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>
+    ) -> (block: Int, node: Int)? {
         let pid = UInt64(UInt32(bitPattern: ProcessIdentity.pid))
         if let block = remembered(cursor(slot), pid: pid), let (node, _) = claim(order: order, inBlock: block, intent: intent) {
-            return (block, node, intent)
+            return (block, node)
         }
-        if let (block, node) = searchIndex(order: order, slot: slot, pid: pid, intent: intent) {
-            return (block, node, intent)
-        }
+        if let found = searchIndex(order: order, slot: slot, pid: pid, intent: intent) { return found }
         guard isRepairCheckDue(slot), repairIndexIfDue(),
-              let (block, node) = searchIndex(order: order, slot: slot, pid: pid, intent: intent)
+              let found = searchIndex(order: order, slot: slot, pid: pid, intent: intent)
         else {
             // Tried nodes were named in the intent; none was claimed.
             intent.pointee.store(0, ordering: .relaxed)
             return nil
         }
-        return (block, node, intent)
+        return found
     }
 
     /// The best-fit search through the index (the slow path of `claimNode`): best fit among the
