@@ -73,7 +73,7 @@ public final class SharedCache: @unchecked Sendable {
     /// every offset and header against them.
     let firstNodeOffset: Int
     /// `geometry.capacity`: the end of the data region, from the user base.
-    let capacity: Int
+    @usableFromInline let capacity: Int
     /// `geometry.orderCount`: a header's order must be below it.
     let orderCount: Int
     let blockCount: Int
@@ -127,7 +127,7 @@ public final class SharedCache: @unchecked Sendable {
     /// The address of `offset` in this process, or `nil` for ``ShmOffset/null`` and offsets past the end.
     @inlinable
     public func pointer(to offset: ShmOffset) -> UnsafeMutableRawPointer? {
-        guard !offset.isNull, offset.rawValue < UInt64(geometry.capacity) else { return nil }
+        guard !offset.isNull, offset.rawValue < UInt64(truncatingIfNeeded: capacity) else { return nil }
         return base + Int(offset.rawValue)
     }
 
@@ -135,7 +135,7 @@ public final class SharedCache: @unchecked Sendable {
     @inlinable
     public func offset(of pointer: UnsafeRawPointer) -> ShmOffset? {
         let distance = pointer - UnsafeRawPointer(base)
-        guard distance >= 0, distance < geometry.capacity else { return nil }
+        guard distance >= 0, distance < capacity else { return nil }
         return ShmOffset(rawValue: UInt64(distance))
     }
 
