@@ -200,9 +200,12 @@ extension SharedCache {
             // larger allocation that happens to hold the validated header value: then give those
             // bytes back and refuse.
             guard tree.isAllocation(word, node: node) else {
-                let released = AllocationHeader(rawValue: UInt64(littleEndian: stored)).unsafelyUnwrapped.released
-                _ = headerWord.pointee.compareExchange(
-                    expected: released.rawValue.littleEndian, desired: stored, ordering: .relaxed)
+                // The owner-less header the CAS stored, from the validated value: recomputed here
+                // rather than passed, which would keep it in a register on the usual path. (`!`,
+                // not `unsafelyUnwrapped`: a debug build makes `Optional`'s metadata for the
+                // latter at run time, under a lock.)
+                let released = AllocationHeader(rawValue: UInt64(littleEndian: stored))!.released.rawValue.littleEndian
+                _ = headerWord.pointee.compareExchange(expected: released, desired: stored, ordering: .relaxed)
                 intent.pointee.store(0, ordering: .relaxed)
                 throw refused(.insideAllocation(offset))
             }

@@ -47,9 +47,7 @@ struct OwnerRegistration: ~Copyable {
         // inherited through fork); a race between two threads of a new child registers twice,
         // and both land on the same entry.
         if storage[Self.pidWord].load(ordering: .relaxed) != UInt64(UInt32(bitPattern: pid)) { register(pid: pid) }
-        // Never nil: `register` stored it (in `init`, or just above), before the pid.
-        let intents = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(storage[Self.intentsWord].load(ordering: .relaxed)))
-            .unsafelyUnwrapped
+        let intents = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(storage[Self.intentsWord].load(ordering: .relaxed)))!
         return intents + OwnerTable.intentWord(slot: slot)
     }
 
