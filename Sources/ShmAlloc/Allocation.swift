@@ -41,7 +41,10 @@ extension SharedCache {
             failedAllocationCount.pointee.add(1, ordering: .relaxed)
             throw .outOfSpace(requested: byteCount)
         }
-        let nodeOffset = block &<< blockShift &+ tree.byteOffset(ofNode: node, minSize: geometry.minSize)
+        // The node's offset in its block from its order, known here: `tree.byteOffset(ofNode:)`
+        // would find the order again from the node number.
+        let position = node &- tree.node(order: order, position: 0)
+        let nodeOffset = block &<< blockShift &+ position &<< (order &+ minShift)
         crashPoint(.claimedBeforeHeader, at: base + nodeOffset)
         let header = AllocationHeader(ownerPID: ProcessIdentity.pid, requestedSize: byteCount, order: order)
         // Relaxed: the header is published by whatever hands the offset to another process.
@@ -79,14 +82,10 @@ extension SharedCache {
     ///
     /// Not detectable: freeing an offset a second time *after* another caller was handed the same
     /// node again; that frees the new owner's allocation, as with any offset-based allocator.
+    @inline(__always)
     public func free(_ offset: ShmOffset) throws(FreeError) {
         if offset.isNull { return }
-        do throws(FreeError) {
-            try release(offset)
-        } catch {
-            invalidFreeCount.pointee.add(1, ordering: .relaxed)
-            throw error
-        }
+        try release(offset)
     }
 
     /// The header word of the node at `nodeOffset` from the user base.
@@ -95,31 +94,38 @@ extension SharedCache {
         (base + nodeOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 
+    /// Counts a refused free in the header and returns its error: out of line, so that the hot
+    /// path of `release` keeps its registers for the free.
+    @inline(never)
+    private func refused(_ error: FreeError) -> FreeError {
+        invalidFreeCount.pointee.add(1, ordering: .relaxed)
+        return error
+    }
+
     /// The validation and the writes of `free`.
     @inline(__always)
     private func release(_ offset: ShmOffset) throws(FreeError) {
         let nodeStart = Int(truncatingIfNeeded: offset.rawValue) &- AllocationHeader.size
-        guard offset.rawValue <= UInt64(geometry.capacity), nodeStart >= firstBlock &<< blockShift else {
-            throw .outOfRange(offset)
+        guard offset.rawValue <= UInt64(truncatingIfNeeded: capacity), nodeStart >= firstNodeOffset else {
+            throw refused(.outOfRange(offset))
         }
-        guard nodeStart & (geometry.minSize &- 1) == 0 else { throw .misaligned(offset) }
+        guard nodeStart & (geometry.minSize &- 1) == 0 else { throw refused(.misaligned(offset)) }
         let headerWord = headerWord(atNode: nodeStart)
         let stored = headerWord.pointee.load(ordering: .relaxed)
-        guard let header = AllocationHeader(rawValue: UInt64(littleEndian: stored)), header.order < geometry.orderCount,
+        guard let header = AllocationHeader(rawValue: UInt64(littleEndian: stored)), header.order < orderCount,
               header.requestedSize <= geometry.nodeSize(ofOrder: header.order) &- AllocationHeader.size
-        else { throw .corruptedHeader(offset) }
+        else { throw refused(.corruptedHeader(offset)) }
         let block = nodeStart &>> blockShift
         let offsetInBlock = nodeStart & (geometry.blockSize &- 1)
-        guard offsetInBlock & (geometry.nodeSize(ofOrder: header.order) &- 1) == 0 else { throw .misaligned(offset) }
+        guard offsetInBlock & (geometry.nodeSize(ofOrder: header.order) &- 1) == 0 else { throw refused(.misaligned(offset)) }
         let node = tree.node(order: header.order, position: offsetInBlock &>> (minShift &+ header.order))
-        let mask = setMasks[node]
 
         var word = words[block].load(ordering: .relaxed)
         guard tree.isAllocation(word, node: node) else {
-            throw word & (UInt64(1) &<< UInt64(node)) == 0 ? .notAllocated(offset) : .insideAllocation(offset)
+            throw refused(word & (UInt64(1) &<< UInt64(node)) == 0 ? .notAllocated(offset) : .insideAllocation(offset))
         }
         // What a free leaves behind: the node was freed already, or is being claimed again.
-        guard !header.isReleased else { throw .notAllocated(offset) }
+        guard !header.isReleased else { throw refused(.notAllocated(offset)) }
         crashPoint(.freeValidated, at: headerWord)
         // From the owner-less header to the word's CAS, only the intent names who frees the node.
         let slot = cursorSlot()
@@ -135,38 +141,75 @@ extension SharedCache {
         let released = header.released.rawValue.littleEndian
         guard headerWord.pointee.compareExchange(expected: stored, desired: released, ordering: .relaxed).exchanged else {
             intent.pointee.store(0, ordering: .relaxed)
-            throw .notAllocated(offset)
+            throw refused(.notAllocated(offset))
         }
         crashPoint(.freeHeaderReleased, at: headerWord)
 
-        var afterClass = 0
-        while true {
-            // Only this call frees the node now, and a claim cannot take an allocated node, so the
-            // node is still an allocation, unless it was freed between the word check and the
-            // header CAS and its bytes now lie inside a larger allocation that happens to hold the
-            // validated header value: then give those bytes back and refuse.
-            guard tree.isAllocation(word, node: node) else {
-                _ = headerWord.pointee.compareExchange(expected: released, desired: stored, ordering: .relaxed)
-                intent.pointee.store(0, ordering: .relaxed)
-                throw .insideAllocation(offset)
-            }
-            let after = word & ~mask
-            // Listed before the CAS: a process killed right after it leaves the block findable.
-            afterClass = advertiseFree(block: block, after: after)
-            crashPoint(.freePreListed, at: headerWord)
-            // Sequentially consistent: a release for the next owner, and ordered before the index
-            // reads of `advertiseFree` below (see its comment).
-            let (exchanged, current) = words[block].compareExchange(
-                expected: word, desired: after, successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed)
-            if exchanged { break }
-            word = current
+        let mask = setMasks[node]
+        var (exchanged, afterClass) = clearNode(mask, inBlock: block, word: &word, headerWord: headerWord)
+        if !exchanged {
+            afterClass = try retryClear(
+                node, mask: mask, inBlock: block, word: word, headerWord: headerWord, stored: stored, intent: intent,
+                offset: offset)
         }
         crashPoint(.freeWordCleared, at: headerWord)
         intent.pointee.store(0, ordering: .relaxed)
         crashPoint(.freeCleared, at: headerWord)
         // Listed again unless the pre-CAS listing is still there (see `advertiseFree`).
-        index.insert(block, class: afterClass)
+        list(block, class: afterClass)
         rememberFreedNode(block: block, node: node, order: header.order, slot: slot)
+    }
+
+    /// One attempt at a free's word CAS: lists the block under the class the free leaves it in,
+    /// then clears `mask` in the block's word with one CAS from `word`, the word as last read.
+    ///
+    /// - Returns: whether the CAS succeeded (`word` is then what the block holds now), and the
+    ///   class the block was listed under.
+    @inline(__always)
+    private func clearNode(
+        _ mask: UInt64, inBlock block: Int, word: inout UInt64, headerWord: UnsafeMutablePointer<Atomic<UInt64>>
+    ) -> (exchanged: Bool, afterClass: Int) {
+        let after = word & ~mask
+        // Listed before the CAS: a process killed right after it leaves the block findable.
+        let afterClass = advertiseFree(block: block, after: after)
+        crashPoint(.freePreListed, at: headerWord)
+        // Sequentially consistent: a release for the next owner, and ordered before the index
+        // reads of `advertiseFree` that follow it (see its comment).
+        let (exchanged, current) = words[block].compareExchange(
+            expected: word, desired: after, successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed)
+        word = current
+        return (exchanged, afterClass)
+    }
+
+    /// The attempts after a free's first CAS failed (another claim or free changed the block's
+    /// word): out of line, so that the free's usual path is straight.
+    ///
+    /// - Returns: the class the block was listed under.
+    @inline(never)
+    private func retryClear(
+        _ node: Int, mask: UInt64, inBlock block: Int, word: UInt64, headerWord: UnsafeMutablePointer<Atomic<UInt64>>,
+        stored: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>, offset: ShmOffset
+    ) throws(FreeError) -> Int {
+        var word = word
+        while true {
+            // Only this call frees the node now, and a claim cannot take an allocated node, so the
+            // node is still an allocation (as validated, in the word the first CAS tried), unless
+            // it was freed between the word check and the header CAS and its bytes now lie inside a
+            // larger allocation that happens to hold the validated header value: then give those
+            // bytes back and refuse.
+            guard tree.isAllocation(word, node: node) else {
+                // The owner-less header the CAS stored, from the validated value: recomputed here
+                // rather than passed, which would keep it in a register on the usual path. (`!`,
+                // not `unsafelyUnwrapped`: a debug build makes `Optional`'s metadata for the
+                // latter at run time, under a lock.)
+                let released = AllocationHeader(rawValue: UInt64(littleEndian: stored))!.released.rawValue.littleEndian
+                _ = headerWord.pointee.compareExchange(expected: released, desired: stored, ordering: .relaxed)
+                intent.pointee.store(0, ordering: .relaxed)
+                throw refused(.insideAllocation(offset))
+            }
+            let (exchanged, afterClass) = clearNode(mask, inBlock: block, word: &word, headerWord: headerWord)
+            if exchanged { return afterClass }
+        }
     }
 
     // MARK: - Pointer wrappers
@@ -186,8 +229,7 @@ extension SharedCache {
     public func free(pointer: UnsafeRawPointer?) throws(FreeError) {
         guard let pointer else { return }
         guard let offset = offset(of: pointer) else {
-            invalidFreeCount.pointee.add(1, ordering: .relaxed)
-            throw .outOfRange(ShmOffset(rawValue: UInt64(UInt(bitPattern: pointer))))
+            throw refused(.outOfRange(ShmOffset(rawValue: UInt64(UInt(bitPattern: pointer)))))
         }
         try free(offset)
     }

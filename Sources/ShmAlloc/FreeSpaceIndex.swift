@@ -67,6 +67,13 @@ struct FreeSpaceIndex: ~Copyable {
         blockClass &* wordsPerClass &+ levels[level] &+ bit &>> 6
     }
 
+    /// The bottom-level word that lists `block` under `blockClass`. Level 0 comes first in each
+    /// class's words, so this needs no look-up in the level table (a load on every free).
+    @inline(__always)
+    private func listingWord(_ block: Int, class blockClass: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        words + (blockClass &* wordsPerClass &+ block &>> 6)
+    }
+
     @inline(__always)
     private func bitCount(level: Int) -> Int { levels[levelCount &+ level] }
 
@@ -88,7 +95,7 @@ struct FreeSpaceIndex: ~Copyable {
     /// - Returns: how many of them were not listed before.
     @discardableResult
     func insert(blocks mask: UInt64, group: Int, class blockClass: Int) -> Int {
-        let levelZero = words + wordIndex(class: blockClass, level: 0, bit: group &<< 6)
+        let levelZero = listingWord(group &<< 6, class: blockClass)
         let added = (mask & ~levelZero.pointee.load(ordering: .sequentiallyConsistent)).nonzeroBitCount
         setBits(mask, word: group, class: blockClass, level: 0)
         return added
@@ -114,7 +121,7 @@ struct FreeSpaceIndex: ~Copyable {
     /// True when `block` is listed under `blockClass` at the bottom level (one load).
     @inline(__always)
     func lists(_ block: Int, class blockClass: Int) -> Bool {
-        words[wordIndex(class: blockClass, level: 0, bit: block)].load(ordering: .sequentiallyConsistent) & bitMask(block) != 0
+        listingWord(block, class: blockClass).pointee.load(ordering: .sequentiallyConsistent) & bitMask(block) != 0
     }
 
     /// Removes `block` from `blockClass`. Summary bits are left as they are: one over a word this
@@ -122,7 +129,7 @@ struct FreeSpaceIndex: ~Copyable {
     /// Clearing here instead would write the summary words, which every thread and process reads,
     /// each time a word of a sparse class empties, to be set again by the next insert.
     func remove(_ block: Int, class blockClass: Int) {
-        let word = words + wordIndex(class: blockClass, level: 0, bit: block)
+        let word = listingWord(block, class: blockClass)
         if word.pointee.load(ordering: .sequentiallyConsistent) & bitMask(block) == 0 { return }
         word.pointee.bitwiseAnd(~bitMask(block), ordering: .sequentiallyConsistent)
     }

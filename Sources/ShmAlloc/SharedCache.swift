@@ -71,6 +71,14 @@ public final class SharedCache: @unchecked Sendable {
     let repairedListingCount: UnsafeMutablePointer<Atomic<UInt64>>
     /// The first block after the null region.
     let firstBlock: Int
+    /// Where the first block after the null region starts, from the user base: the lowest node
+    /// offset `free` accepts. This and the next two are geometry computed once, as `free` checks
+    /// every offset and header against them.
+    let firstNodeOffset: Int
+    /// `geometry.capacity`: the end of the data region, from the user base.
+    @usableFromInline let capacity: Int
+    /// `geometry.orderCount`: a header's order must be below it.
+    let orderCount: Int
     let blockCount: Int
     let blockShift: Int
     let minShift: Int
@@ -106,6 +114,9 @@ public final class SharedCache: @unchecked Sendable {
         self.repairPassCount = counter(FileHeader.Field.repairPasses)
         self.repairedListingCount = counter(FileHeader.Field.repairedListings)
         self.firstBlock = layout.nullBlockCount
+        self.firstNodeOffset = layout.nullBlockCount &<< geometry.maxShift
+        self.capacity = geometry.capacity
+        self.orderCount = geometry.orderCount
         self.blockCount = geometry.blockCount
         self.blockShift = geometry.maxShift
         self.minShift = geometry.minShift
@@ -125,7 +136,7 @@ public final class SharedCache: @unchecked Sendable {
     /// The address of `offset` in this process, or `nil` for ``ShmOffset/null`` and offsets past the end.
     @inlinable
     public func pointer(to offset: ShmOffset) -> UnsafeMutableRawPointer? {
-        guard !offset.isNull, offset.rawValue < UInt64(geometry.capacity) else { return nil }
+        guard !offset.isNull, offset.rawValue < UInt64(truncatingIfNeeded: capacity) else { return nil }
         return base + Int(offset.rawValue)
     }
 
@@ -133,7 +144,7 @@ public final class SharedCache: @unchecked Sendable {
     @inlinable
     public func offset(of pointer: UnsafeRawPointer) -> ShmOffset? {
         let distance = pointer - UnsafeRawPointer(base)
-        guard distance >= 0, distance < geometry.capacity else { return nil }
+        guard distance >= 0, distance < capacity else { return nil }
         return ShmOffset(rawValue: UInt64(distance))
     }
 

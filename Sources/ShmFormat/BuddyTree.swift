@@ -194,19 +194,21 @@ public struct BuddyTree: Hashable, Sendable {
         // The orders that have a free node form a prefix 0 ... L (a free node holds free nodes of
         // every lower order), so L + 1 is how many orders have one: counted without a branch on
         // the word, as frees meet words of every shape and a data-dependent exit mispredicts.
-        // Unrolled, so that each `startMask` has a constant order and folds to a constant: the loop
-        // form recomputed the pattern at every step, and this runs on every free. The `depth` tests
-        // are the same for every word of a cache, so they predict perfectly.
+        // The bits past the last leaf count as taken: a fold that reaches past the leaves (an
+        // order above `depth`) then finds no free start, so every depth takes the same five
+        // steps with constant start patterns (`startMask` of a 32-leaf tree), and the depth is
+        // not needed to count.
         assert(depth <= 5, "a word holds at most 63 nodes")
-        var taken = leaves(word)
+        let leaves = leaves(word)
         // An empty block, what a free leaves most often when one thread frees what it allocated.
-        if taken == 0 { return depth }
-        var ordersWithRoom = Self.isNonZero(~taken & allLeaves)
-        if depth >= 1 { taken |= taken &>> 1; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 1)) }
-        if depth >= 2 { taken |= taken &>> 2; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 2)) }
-        if depth >= 3 { taken |= taken &>> 4; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 3)) }
-        if depth >= 4 { taken |= taken &>> 8; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 4)) }
-        if depth >= 5 { taken |= taken &>> 16; ordersWithRoom &+= Self.isNonZero(~taken & startMask(order: 5)) }
+        if leaves == 0 { return depth }
+        var taken = leaves | ~allLeaves
+        var ordersWithRoom = Self.isNonZero(~taken)
+        taken |= taken &>> 1; ordersWithRoom &+= Self.isNonZero(~taken & 0x5555_5555)
+        taken |= taken &>> 2; ordersWithRoom &+= Self.isNonZero(~taken & 0x1111_1111)
+        taken |= taken &>> 4; ordersWithRoom &+= Self.isNonZero(~taken & 0x0101_0101)
+        taken |= taken &>> 8; ordersWithRoom &+= Self.isNonZero(~taken & 0x0001_0001)
+        taken |= taken &>> 16; ordersWithRoom &+= Self.isNonZero(~taken & 0x0000_0001)
         return ordersWithRoom == 0 ? nil : ordersWithRoom &- 1
     }
 

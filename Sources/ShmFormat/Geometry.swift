@@ -71,13 +71,15 @@ public struct Geometry: Hashable, Sendable, CustomStringConvertible {
     @inlinable @inline(__always) public func nodeSize(ofOrder order: Int) -> Int { minSize &<< order }
 
     /// The largest request `allocate` accepts: the block minus the allocation header.
-    @inlinable @inline(__always) public var largestRequest: Int { maxSize - AllocationHeader.size }
+    /// (Wrapping arithmetic: `maxSize` is at least 16, and an overflow check would cost every allocation.)
+    @inlinable @inline(__always) public var largestRequest: Int { maxSize &- AllocationHeader.size }
 
     /// The order of the smallest node that holds `requestedBytes` plus the allocation header, or
     /// `nil` when even a whole block is too small.
     @inlinable @inline(__always)
     public func order(forRequest requestedBytes: Int) -> Int? {
-        guard requestedBytes >= 0, requestedBytes <= largestRequest else { return nil }
+        // One unsigned comparison: a negative count is a huge unsigned one.
+        guard UInt(bitPattern: requestedBytes) <= UInt(bitPattern: largestRequest) else { return nil }
         let needed = requestedBytes &+ AllocationHeader.size
         // ceil(log2(needed)), computed without a loop: the bit width of `needed - 1`.
         let shift = Int.bitWidth &- (needed &- 1).leadingZeroBitCount
