@@ -19,6 +19,13 @@ func median(_ values: [Double]) -> Double {
     return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
+/// The median over the runs of a ratio taken within each run (`numerator[run] / denominator[run]`):
+/// the two figures of one run met the same load from elsewhere on the machine, which medians taken
+/// apart would not cancel.
+func medianRatio(_ numerator: [Double], _ denominator: [Double]) -> Double {
+    median(zip(numerator, denominator).map { $0 / $1 })
+}
+
 /// Request sizes drawn once, so the measured loops only index an array.
 func randomSizes(_ range: ClosedRange<Int>, count: Int = 4096, seed: UInt64 = 42) -> [Int] {
     var random = SplitMix64(seed: seed)
