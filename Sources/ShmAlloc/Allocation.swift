@@ -46,6 +46,8 @@ extension SharedCache {
         let position = node &- tree.node(order: order, position: 0)
         let nodeOffset = block &<< blockShift &+ position &<< (order &+ minShift)
         crashPoint(.claimedBeforeHeader, at: base + nodeOffset)
+        assert(nodeOffset >= firstNodeOffset && nodeOffset & (geometry.nodeSize(ofOrder: order) &- 1) == 0,
+               "claimed node at \(nodeOffset) is outside the data region or misaligned")
         let header = AllocationHeader(ownerPID: ProcessIdentity.pid, requestedSize: byteCount, order: order)
         // Relaxed: the header is published by whatever hands the offset to another process.
         headerWord(atNode: nodeOffset).pointee.store(header.rawValue.littleEndian, ordering: .relaxed)
@@ -177,6 +179,12 @@ extension SharedCache {
         // reads of `advertiseFree` that follow it (see its comment).
         let (exchanged, current) = words[block].compareExchange(
             expected: word, desired: after, successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed)
+        // Invariants of a release: the word it cleared held the node as an allocation (validated
+        // before), and what is left is a buddy tree whose class is the one listed.
+        // (A set mask's lowest bit is its node.)
+        assert(!exchanged || (tree.isAllocation(current, node: mask.trailingZeroBitCount) && tree.isValid(after)),
+               "free in block \(block) left an invalid word")
+        assert(afterClass == tree.largestFreeOrder(after) ?? 0, "block \(block) listed under the wrong class")
         word = current
         return (exchanged, afterClass)
     }

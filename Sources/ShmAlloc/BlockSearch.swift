@@ -246,7 +246,12 @@ extension SharedCache {
         let (exchanged, current) = words[block].compareExchange(
             expected: word, desired: claimed, successOrdering: .acquiring, failureOrdering: .relaxed)
         word = current
-        return exchanged ? claimed : nil
+        guard exchanged else { return nil }
+        // Invariants of a claim: the node was free in the word it took, and the word stays a buddy
+        // tree (a bad node number would set bits of other nodes or none).
+        assert(tree.isFree(current, node: node), "claimed node \(node) of block \(block) was not free")
+        assert(tree.isAllocation(claimed, node: node) && tree.isValid(claimed), "claim left block \(block) invalid")
+        return claimed
     }
 
     // MARK: Freed-node hints
@@ -349,6 +354,11 @@ extension SharedCache {
         var word = words[block].load(ordering: .sequentiallyConsistent)
         var removed = false
         while true {
+            #if SHM_EXPENSIVE_CHECKS
+            // Every word a search reads is a buddy tree: a word is only ever changed by one CAS
+            // from a valid word to a valid word. (Expensive by frequency: every refile's re-read.)
+            precondition(tree.isValid(word), "block \(block) holds an invalid word \(word)")
+            #endif
             let current = tree.largestFreeOrder(word)
             if current == listed, !removed { return }
             if let current { index.insert(block, class: current) }

@@ -86,6 +86,7 @@ struct FreeSpaceIndex: ~Copyable {
     /// by the next insert that sets any bit of the word, or by the repair pass.
     @inline(__always)
     func insert(_ block: Int, class blockClass: Int) {
+        assert(isInRange(block, class: blockClass), "listing of block \(block) under class \(blockClass) out of range")
         if !lists(block, class: blockClass) { setBits(bitMask(block), word: block &>> 6, class: blockClass, level: 0) }
     }
 
@@ -99,6 +100,12 @@ struct FreeSpaceIndex: ~Copyable {
         let added = (mask & ~levelZero.pointee.load(ordering: .sequentiallyConsistent)).nonzeroBitCount
         setBits(mask, word: group, class: blockClass, level: 0)
         return added
+    }
+
+    /// True when `block` and `blockClass` name a listing of this index (a debug check: a listing out
+    /// of range would write another class's words).
+    func isInRange(_ block: Int, class blockClass: Int) -> Bool {
+        (0..<classCount).contains(blockClass) && (0..<bitCount(level: 0)).contains(block)
     }
 
     /// Sets the bits of `mask` in word `word` of `level`, then the summary bit of that word in the
@@ -129,6 +136,7 @@ struct FreeSpaceIndex: ~Copyable {
     /// Clearing here instead would write the summary words, which every thread and process reads,
     /// each time a word of a sparse class empties, to be set again by the next insert.
     func remove(_ block: Int, class blockClass: Int) {
+        assert(isInRange(block, class: blockClass), "removal of block \(block) from class \(blockClass) out of range")
         let word = listingWord(block, class: blockClass)
         if word.pointee.load(ordering: .sequentiallyConsistent) & bitMask(block) == 0 { return }
         word.pointee.bitwiseAnd(~bitMask(block), ordering: .sequentiallyConsistent)

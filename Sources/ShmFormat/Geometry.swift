@@ -86,6 +86,53 @@ public struct Geometry: Hashable, Sendable, CustomStringConvertible {
         return shift <= minShift ? 0 : shift &- minShift
     }
 
+    /// The bytes of the node a request of `requestedBytes` takes (header included), or `nil` when
+    /// even a whole block is too small.
+    @inlinable
+    public func nodeSize(forRequest requestedBytes: Int) -> Int? {
+        order(forRequest: requestedBytes).map(nodeSize(ofOrder:))
+    }
+
+    /// One allocation a buddy word records: its node in the block's tree, the node's order, and
+    /// where the node starts, in bytes from the user base (its header; the usable bytes follow).
+    public struct Allocation: Hashable, Sendable {
+        public let node: Int
+        public let order: Int
+        public let nodeOffset: Int
+
+        @inlinable
+        public init(node: Int, order: Int, nodeOffset: Int) {
+            self.node = node
+            self.order = order
+            self.nodeOffset = nodeOffset
+        }
+
+        /// The offset of the usable bytes, what `allocate` returned for it.
+        @inlinable public var offset: Int { nodeOffset &+ AllocationHeader.size }
+    }
+
+    /// Calls `body` with every allocation `word`, block `block`'s buddy word, records (nodes that
+    /// are set under a clear parent), lowest node number first.
+    @inlinable
+    public func forEachAllocation(inWord word: UInt64, ofBlock block: Int, _ body: (Allocation) -> Void) {
+        let tree = self.tree
+        var nodes = tree.allocations(word)
+        while nodes != 0 {
+            let node = nodes.trailingZeroBitCount
+            nodes &= nodes &- 1
+            let nodeOffset = block &* maxSize &+ tree.byteOffset(ofNode: node, minSize: minSize)
+            body(Allocation(node: node, order: tree.order(ofNode: node), nodeOffset: nodeOffset))
+        }
+    }
+
+    /// True when `header`, read at a node of `order`, may be a live allocation's header: it names
+    /// that order and an owner, and its requested bytes fit the node. A node whose header is not
+    /// plausible is being claimed or freed (see `AllocationHeader.isReleased`) or was overwritten.
+    @inlinable
+    public func isPlausible(_ header: AllocationHeader, atOrder order: Int) -> Bool {
+        header.order == order && !header.isReleased && header.requestedSize <= nodeSize(ofOrder: order) &- AllocationHeader.size
+    }
+
     public var description: String {
         "\(ByteCount(minSize))..\(ByteCount(maxSize)) × \(blockCount) blocks = \(ByteCount(capacity))"
     }

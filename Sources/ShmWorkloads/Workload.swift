@@ -146,7 +146,7 @@ public struct Workload {
             let offset = try cache.allocate(bytes.count)
             let pointer = cache.pointer(to: offset)!
             bytes.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-            let nodeBytes = cache.geometry.nodeSize(ofOrder: cache.geometry.order(forRequest: bytes.count)!)
+            let nodeBytes = cache.geometry.nodeSize(forRequest: bytes.count)!
             held.append(Held(offset: offset, seed: seed, length: bytes.count, nodeBytes: nodeBytes))
             heldBytes += nodeBytes
             summary.allocations += 1

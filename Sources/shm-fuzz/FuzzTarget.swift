@@ -116,13 +116,10 @@ func inspectWords(_ bytes: UnsafeRawBufferPointer, depthSelector: Int) {
     var builder = AllocationCensus.Builder(geometry: geometry)
     var headerSource = 0
     for block in layout.nullBlockCount..<geometry.blockCount {
-        var nodes = tree.allocations(allWords[block])
-        while nodes != 0 {
-            let node = nodes.trailingZeroBitCount
-            nodes &= nodes &- 1
+        geometry.forEachAllocation(inWord: allWords[block], ofBlock: block) { allocation in
             let raw = fuzzWords.isEmpty ? 0 : fuzzWords[headerSource % fuzzWords.count] &* 0x9E37_79B9_7F4A_7C15
             headerSource += 1
-            let order = tree.order(ofNode: node)
+            let order = allocation.order
             if raw & 1 == 0 {
                 builder.add(rawHeader: raw, order: order)
             } else {

@@ -220,22 +220,18 @@ extension Soak {
     /// slots no such allocation backs: what to look at when the totals disagree.
     static func unexplainedAllocations(path: String, pid: pid_t, journal: SoakJournal) -> [String] {
         guard let cache = try? SharedCache(path: path, policy: .attach) else { return ["(cannot attach to diagnose)"] }
-        let tree = cache.geometry.tree
         var slots = journal.heldOffsets
         var lines: [String] = []
         for block in cache.layout.nullBlockCount..<cache.geometry.blockCount {
             let word = cache.word(ofBlock: block)
-            var nodes = tree.allocations(word)
-            while nodes != 0 {
-                let node = nodes.trailingZeroBitCount
-                nodes &= nodes &- 1
-                let nodeOffset = block * cache.geometry.blockSize + tree.byteOffset(ofNode: node, minSize: cache.geometry.minSize)
-                let raw = (cache.base + nodeOffset).load(as: UInt64.self)
-                guard let header = AllocationHeader(rawValue: raw), header.ownerPID == pid else { continue }
-                let offset = UInt64(nodeOffset + AllocationHeader.size)
+            cache.geometry.forEachAllocation(inWord: word, ofBlock: block) { allocation in
+                let raw = (cache.base + allocation.nodeOffset).load(as: UInt64.self)
+                guard let header = AllocationHeader(rawValue: raw), header.ownerPID == pid else { return }
+                let offset = UInt64(allocation.offset)
                 if slots.remove(offset) == nil {
-                    lines.append("  not in the journal: offset 0x\(String(offset, radix: 16)) block \(block) node \(node) order \(header.order) "
-                        + "(header order \(header.order), \(header.requestedSize) B) word 0x\(String(word, radix: 16))")
+                    lines.append("  not in the journal: offset 0x\(String(offset, radix: 16)) block \(block) node \(allocation.node) "
+                        + "order \(allocation.order) (header order \(header.order), \(header.requestedSize) B) "
+                        + "word 0x\(String(word, radix: 16))")
                 }
             }
         }

@@ -66,7 +66,7 @@ struct SoakWriter: ParsableCommand {
         while !StopSignals.requested {
             if held.count < window, held.isEmpty || random.below(2) == 0 {
                 let size = mixedRequestSize(geometry, &random)
-                let nodeBytes = geometry.nodeSize(ofOrder: geometry.order(forRequest: size)!)
+                let nodeBytes = geometry.nodeSize(forRequest: size)!
                 journal.begin(.allocation, heldAfter: heldBytes + nodeBytes)
                 if let offset = try? cache.allocate(size) {
                     heldBytes += nodeBytes

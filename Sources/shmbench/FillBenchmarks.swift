@@ -35,7 +35,7 @@ struct LiveSet {
         let size = random.uniform(sizes)
         guard let offset = try? cache.allocate(size) else { return false }
         offsets.append(offset)
-        let bytes = cache.geometry.nodeSize(ofOrder: cache.geometry.order(forRequest: size)!)
+        let bytes = cache.geometry.nodeSize(forRequest: size)!
         nodeBytes.append(bytes)
         roundedBytes += bytes
         return true

@@ -63,7 +63,7 @@ struct StatsBenchmark {
             let size = sizes.uniform(8...1016)
             guard let offset = try? cache.allocate(size) else { break }
             held.append(offset)
-            allocated += cache.geometry.nodeSize(ofOrder: cache.geometry.order(forRequest: size)!)
+            allocated += cache.geometry.nodeSize(forRequest: size)!
         }
         held.shuffle(using: &random)
         for offset in held[..<(held.count / 2)] { try? cache.free(offset) }
