@@ -126,7 +126,7 @@ struct MainView {
         let row = layout.titleRow
         canvas.fill(" ", row: row, column: 0, count: layout.width, style: CellStyle(.title))
         let geometry = frame.snapshot.geometry
-        let writers = frame.headerScan?.statistics.aliveOwnerCount.map { "writers \($0)" } ?? "writers ?"
+        let writers = frame.statistics.aliveOwnerCount.map { "writers \($0)" } ?? "writers ?"
         let titleStatus = TitleStatus(paused: state.paused, detachment: detachment)
         let status = "\(glyphs.liveMark) \(titleStatus.rawValue)"
         // The facts, most detailed first; the first that leaves the path some room is shown.
@@ -209,12 +209,25 @@ struct MainView {
             canvas.text("100%", row: layout.heatmapLegendRow, column: start + 4 + ramp.count, style: .muted)
         }
         let selectedCell = grid.cell(ofBlock: state.selectedBlock)
+        // With an owner highlighted, cells holding none of its allocations are dimmed.
+        let owned = frame.highlightedBlocks.map { blocks in
+            var owned = [Bool](repeating: false, count: grid.columns * grid.visibleRows)
+            let firstCell = grid.firstRow * grid.columns
+            for block in blocks where owned.indices.contains(grid.cell(ofBlock: block) - firstCell) {
+                owned[grid.cell(ofBlock: block) - firstCell] = true
+            }
+            return owned
+        }
+        if let pid = state.highlightedOwner {
+            canvas.text(" pid \(pid) highlighted (Esc) ", row: layout.heatmapLegendRow, column: after, style: CellStyle(.accent, bold: true),
+                        maxWidth: max(0, layout.dividerColumn - after))
+        }
         for row in 0..<grid.visibleRows {
             for column in 0..<grid.columns {
                 let index = row * grid.columns + column
                 guard let fill = cells.fill(index) else { continue }
                 let cell = (grid.firstRow + row) * grid.columns + column
-                var style = cells.isNull[index] ? CellStyle.muted : heatStyle(fill: fill)
+                var style = cells.isNull[index] || owned.map({ !$0[index] }) == true ? CellStyle.muted : heatStyle(fill: fill)
                 if state.markChanges, cells.changed[index] {
                     style.bold = true
                     style.underline = state.colorMode == .monochrome
@@ -241,36 +254,34 @@ struct MainView {
 
     // MARK: - The panel
 
-    /// The age from which the header scan's figures are dimmed and the scan's age is shown: more
-    /// than the interval between scans of a cache whose scans are cheap, so they only change look
-    /// when scans are spaced out by their cost.
-    static let oldScanAge = LiveSampler.minimumScanInterval + .seconds(1)
+    /// The panel's first heading, with how often the whole cache is read (the refresh rate of a
+    /// cache small enough to read whole at every refresh, less for a larger one) and the age of
+    /// the figures: every figure, owners included, is as old as the part of the cache read
+    /// longest ago (0 while each refresh reads it whole).
+    static func memoryHeading(sweepSeconds: Double, figuresAge: Duration, glyphs: GlyphSet) -> String {
+        let rate = sweepSeconds > 0 ? Format.hertz(interval: .microseconds(Int((sweepSeconds * 1e6).rounded()))) : "–"
+        return "Memory\(glyphs.dot)read at \(rate)\(glyphs.dot)figures \(Format.age(figuresAge)) old"
+    }
 
     private func drawPanel(into canvas: inout Canvas) {
         let panel = layout.panel
         var writer = PanelWriter(region: Region(top: panel.top, left: panel.left + 1, width: panel.width - 1, height: panel.height))
         let statistics = frame.statistics
-        let scan = frame.headerScan
-        let scanStatistics = scan?.statistics
         let rates = frame.rates
 
-        writer.heading("Memory", into: &canvas)
+        writer.heading(Self.memoryHeading(sweepSeconds: frame.sweepSeconds, figuresAge: frame.figuresAge, glyphs: glyphs), into: &canvas)
         writer.bar(label: "used", fraction: statistics.utilisation, text: Format.percent(statistics.utilisation), glyphs: glyphs,
                    style: heatStyle(fill: max(0.01, statistics.utilisation)), into: &canvas)
-        // Figures of the header scan are as old as the scan: dimmed once it is older than scans
-        // come when they are cheap, so they are not read against this refresh's (the owners line
-        // gives the age).
-        let scanIsOld = scan.map { now - $0.takenAt > Self.oldScanAge } ?? false
         writer.pairs([
-            ("alloc", Format.bytes(statistics.allocatedBytes), false), ("free", Format.bytes(statistics.freeBytes), false),
-            ("request", scanStatistics?.requestedBytes.map(Format.bytes) ?? "–", scanIsOld),
-            ("int frag", scanStatistics?.internalFragmentationBytes.map(Format.bytes) ?? "–", scanIsOld),
-            ("live", "\(statistics.liveAllocations)", false), ("largest", Format.bytes(statistics.largestFreeChunk), false),
-            ("ext frag", Format.percent(statistics.externalFragmentation), false),
-            ("leaked", scanStatistics?.leakedBytes.map(Format.bytes) ?? "–", scanIsOld),
-            ("allocs/s", Format.count(rates.allocationsPerSecond), false), ("frees/s", Format.count(rates.freesPerSecond), false),
-            ("net", Format.byteRate(rates.netBytesPerSecond, signed: true), false),
-            ("blocks/s", Format.count(rates.blocksChangedPerSecond), false),
+            ("alloc", Format.bytes(statistics.allocatedBytes)), ("free", Format.bytes(statistics.freeBytes)),
+            ("request", statistics.requestedBytes.map(Format.bytes) ?? "–"),
+            ("int frag", statistics.internalFragmentationBytes.map(Format.bytes) ?? "–"),
+            ("live", "\(statistics.liveAllocations)"), ("largest", Format.bytes(statistics.largestFreeChunk)),
+            ("ext frag", Format.percent(statistics.externalFragmentation)),
+            ("leaked", statistics.leakedBytes.map(Format.bytes) ?? "–"),
+            ("allocs/s", Format.count(rates.allocationsPerSecond)), ("frees/s", Format.count(rates.freesPerSecond)),
+            ("net", Format.byteRate(rates.netBytesPerSecond, signed: true)),
+            ("blocks/s", Format.count(rates.blocksChangedPerSecond)),
         ], into: &canvas)
         writer.sparkline(label: "history", values: frame.utilisationHistory, glyphs: glyphs, into: &canvas)
 
@@ -283,12 +294,11 @@ struct MainView {
         }
         let blocks = statistics.blocks
         writer.line("blocks  empty \(blocks.empty)  partial \(blocks.partial)  full \(blocks.full)", style: .plain, into: &canvas)
-        if let scan, let owners = scan.statistics.owners {
+        if let owners = statistics.owners {
             let alive = owners.filter(\.alive).count
-            var text = "owners  \(alive) alive  \(owners.count - alive) dead"
-            let age = now - scan.takenAt
-            if age > Self.oldScanAge { text += "  (scan \(Format.age(age)) ago)" }
-            writer.line(text, style: owners.count > alive ? .init(.warning) : .plain, into: &canvas)
+            writer.line(
+                "owners  \(alive) alive  \(owners.count - alive) dead  (o: table)", style: owners.count > alive ? .init(.warning) : .plain,
+                into: &canvas)
         }
         if statistics.invalidWords > 0 {
             writer.line("INVALID WORDS \(statistics.invalidWords): the cache is corrupt", style: CellStyle(.bad, bold: true), into: &canvas)
@@ -334,9 +344,8 @@ struct PanelWriter {
         row += 1
     }
 
-    /// Label–value pairs, two per line: label left, value right-aligned in each half; a dimmed
-    /// value is drawn muted instead of bold.
-    mutating func pairs(_ items: [(label: String, value: String, dimmed: Bool)], into canvas: inout Canvas) {
+    /// Label–value pairs, two per line: label left, value right-aligned in each half.
+    mutating func pairs(_ items: [(label: String, value: String)], into canvas: inout Canvas) {
         let half = region.width / 2
         for start in stride(from: 0, to: items.count, by: 2) {
             guard hasRoom else { return }
@@ -347,7 +356,7 @@ struct PanelWriter {
                 canvas.text(item.label, row: row, column: left, style: .muted)
                 canvas.text(
                     Format.right(item.value, valueWidth), row: row, column: left + item.label.count + 1,
-                    style: item.dimmed ? .muted : CellStyle(.plain, bold: true), maxWidth: valueWidth)
+                    style: CellStyle(.plain, bold: true), maxWidth: valueWidth)
             }
             row += 1
         }

@@ -201,7 +201,13 @@ final class WatchApp {
     // MARK: - Sampling
 
     private func takeSample() {
-        switch sampler.sample() {
+        // The sampler brings the words up to date in place when no frame shares them: the frames
+        // let go of them first (a paused view keeps its frame, and the sample then copies them;
+        // while detached the sampler holds no words, and the last good frame stays).
+        latest = nil
+        if !state.paused, detachment == nil { shown = nil }
+        sampler.highlightedOwner = state.highlightedOwner
+        switch sampler.sample(interval: state.interval) {
         case .frame(let frame):
             if detachment != nil {
                 detachment = nil
@@ -209,7 +215,8 @@ final class WatchApp {
             }
             latest = frame
             if !state.paused { show(frame) }
-        case .detached(let error):
+        case .detached(let error, let lastGood):
+            if shown == nil { shown = lastGood }
             detach(error)
         }
     }
@@ -311,9 +318,20 @@ final class WatchApp {
         case .redraw:
             heatmapCells = nil
             terminal.invalidate()
+        case .toggleOwners: state.screen = state.screen == .owners ? .main : .owners
+        case .moveOwner(let delta): state.moveOwnerSelection(by: delta, count: owners.count)
+        case .sortColumn(let delta): state.sortOwners(movingColumnBy: delta, owners: owners)
+        case .invertSort: state.invertOwnerOrder(owners: owners)
+        case .highlightOwner:
+            state.highlightSelectedOwner(owners: owners)
+            flash(state.highlightedOwner.map { "highlighting the blocks of pid \($0) (Esc: stop)" } ?? "no owner highlighted")
+        case .clearHighlight: state.highlightedOwner = nil
         }
         return .handled
     }
+
+    /// The owners of the frame on screen.
+    private var owners: [OwnerAllocations] { shown?.statistics.owners ?? [] }
 
     private func moveSelection(cells delta: Int) {
         guard let grid = lastGrid else { return }
@@ -423,6 +441,8 @@ final class WatchApp {
             } ?? HeatmapCells(frame: frame, grid: grid)
             heatmapCells = cells
             view.draw(into: &canvas, cells: cells)
+        case .owners:
+            OwnerTableView(frame: frame, state: state, layout: layout, now: now).draw(into: &canvas, detachment: detachment)
         case .drillDown:
             view.drawTitle(into: &canvas)
             if let detail {

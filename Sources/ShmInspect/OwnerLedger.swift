@@ -1,0 +1,226 @@
+// Who holds what, kept block by block so that a live view can update it from the blocks that
+// changed instead of re-reading every allocation header.
+//
+// A full header scan of a cache with a million allocations reads a million headers spread over
+// the whole data region; between two refreshes of a busy cache a few per cent of its blocks
+// change. The ledger keeps, for every block that holds allocations, what each of its allocation
+// nodes counted for (owner, requested size, or in flight / damaged) and the word it was read at;
+// a changed block's old contribution is subtracted and its headers are read again. Blocks whose
+// headers were in flight (claimed but not written yet) are read again at the next update even if
+// their word holds still, so the figures settle within one refresh.
+
+import ShmFormat
+
+/// The owner figures of a cache, block by block: what every allocation node of every block
+/// counted for when it was last read, and the sums per owner and per order.
+///
+/// Built by ``CacheInspector/ownerLedger(of:)`` and kept up to date by
+/// ``CacheInspector/update(_:to:changes:)``; ``census(state:command:rates:)`` turns it into the
+/// ``AllocationCensus`` a snapshot reports.
+public struct OwnerLedger: Sendable {
+    /// What one allocation node counted for, packed in one word: the header's body (pid in bits
+    /// 0–31, requested size in 32–51, order in 52–55) and its kind in bits 62–63.
+    struct NodeRecord: Hashable {
+        let rawValue: UInt64
+
+        static let counted: UInt64 = 0, inFlight: UInt64 = 1, unreadable: UInt64 = 2
+
+        init(_ reading: AllocationCensus.NodeReading) {
+            switch reading {
+            case .counted(let header):
+                rawValue = UInt64(UInt32(bitPattern: header.ownerPID)) | UInt64(header.requestedSize) &<< 32 | UInt64(header.order) &<< 52
+            case .inFlight: rawValue = Self.inFlight &<< 62
+            case .unreadable: rawValue = Self.unreadable &<< 62
+            }
+        }
+
+        var kind: UInt64 { rawValue &>> 62 }
+        var pid: Int32 { Int32(bitPattern: UInt32(truncatingIfNeeded: rawValue)) }
+        var requestedSize: Int { Int((rawValue &>> 32) & 0xF_FFFF) }
+        var order: Int { Int((rawValue &>> 52) & 0xF) }
+        /// Whether the node should be read again at the next update: its header was not written
+        /// yet when its block was read.
+        var isUnsettled: Bool { kind == Self.inFlight }
+    }
+
+    /// One block's contribution: the word its nodes were read at, and one record per allocation
+    /// node of that word (ascending node numbers).
+    struct BlockRecords {
+        let word: UInt64
+        let records: [NodeRecord]
+    }
+
+    /// One owner's sums.
+    struct OwnerSums {
+        var allocations = 0
+        var bytes = 0
+        var requestedBytes = 0
+    }
+
+    let geometry: Geometry
+    /// Whether the ledger keeps each block's records, to be updated; a one-shot scan only sums.
+    let keepsBlocks: Bool
+    private(set) var blocks: [Int: BlockRecords] = [:]
+    private var sums: [Int32: OwnerSums] = [:]
+    private var requestedBytesByOrder: [Int]
+    private var inFlight = 0
+    private var unreadable = 0
+    /// Blocks with a record in flight: read again at the next update.
+    private(set) var unsettledBlocks: Set<Int> = []
+    private var activity = OwnerActivity()
+
+    /// An empty ledger of a cache of `geometry`; without `keepsBlocks` it only sums (it cannot
+    /// be updated then).
+    init(geometry: Geometry, keepsBlocks: Bool = true) {
+        self.geometry = geometry
+        self.keepsBlocks = keepsBlocks
+        requestedBytesByOrder = Array(repeating: 0, count: geometry.orderCount)
+    }
+
+    /// Allocation nodes the ledger holds.
+    public var allocationCount: Int { sums.values.reduce(0) { $0 + $1.allocations } + inFlight + unreadable }
+
+    /// Replaces block `block`'s contribution by `records`, read at `word`. With `counting`, an
+    /// allocation node that appeared counts as an allocation of its new owner and one that
+    /// disappeared as a free of its old one (the same lower bound as ``SnapshotRates``).
+    mutating func replace(block: Int, word: UInt64, records: [NodeRecord], counting: Bool) {
+        let tree = geometry.tree
+        let old = blocks[block]
+        if let old {
+            for record in old.records { add(record, sign: -1) }
+            if counting {
+                let gone = tree.allocations(old.word) & ~tree.allocations(word)
+                forEachRecord(of: old, among: gone) { activity.count(free: $0.pid, kind: $0.kind) }
+            }
+        }
+        for record in records { add(record, sign: 1) }
+        guard keepsBlocks else { return }
+        let new = BlockRecords(word: word, records: records)
+        if counting {
+            let came = tree.allocations(word) & ~(old.map { tree.allocations($0.word) } ?? 0)
+            forEachRecord(of: new, among: came) { activity.count(allocation: $0.pid, kind: $0.kind) }
+        }
+        blocks[block] = records.isEmpty ? nil : new
+        if records.contains(where: \.isUnsettled) { unsettledBlocks.insert(block) } else { unsettledBlocks.remove(block) }
+    }
+
+    /// Calls `body` with the records of `entry` whose nodes are in `nodes`.
+    private func forEachRecord(of entry: BlockRecords, among nodes: UInt64, _ body: (NodeRecord) -> Void) {
+        var all = geometry.tree.allocations(entry.word)
+        var index = 0
+        while all != 0 {
+            let bit = all & (0 &- all)
+            if nodes & bit != 0 { body(entry.records[index]) }
+            all &= all &- 1
+            index += 1
+        }
+    }
+
+    private mutating func add(_ record: NodeRecord, sign: Int) {
+        switch record.kind {
+        case NodeRecord.inFlight: inFlight += sign
+        case NodeRecord.unreadable: unreadable += sign
+        default:
+            let size = geometry.nodeSize(ofOrder: record.order)
+            requestedBytesByOrder[record.order] += sign * record.requestedSize
+            var owner = sums[record.pid] ?? OwnerSums()
+            owner.allocations += sign
+            owner.bytes += sign * size
+            owner.requestedBytes += sign * record.requestedSize
+            sums[record.pid] = owner.allocations == 0 ? nil : owner
+        }
+    }
+
+    /// What the owners allocated and freed since the last call, and starts counting afresh.
+    mutating func takeActivity() -> OwnerActivity {
+        defer { activity = OwnerActivity() }
+        return activity
+    }
+
+    /// The blocks holding allocations of `pid`, ascending.
+    public func blocks(ownedBy pid: Int32) -> [Int] {
+        blocks.compactMap { block, entry in
+            entry.records.contains { $0.kind == NodeRecord.counted && $0.pid == pid } ? block : nil
+        }.sorted()
+    }
+
+    /// The census the ledger's figures make, with each owner's process state as `state` gives
+    /// it, the command name of each live owner as `command` gives it, and each owner's rates
+    /// from `rates` (absent for an owner `rates` does not name, and for all without `rates`).
+    public func census(
+        state: (Int32) -> ProcessState, command: (Int32) -> String? = { _ in nil }, rates: OwnerRates? = nil
+    ) -> AllocationCensus {
+        let owners = sums.map { pid, sums in
+            var owner = OwnerAllocations(pid: pid, allocations: sums.allocations, bytes: sums.bytes, requestedBytes: sums.requestedBytes)
+            let ownerState = state(pid)
+            owner.mark(ownerState, command: ownerState == .alive ? command(pid) : nil, capacity: geometry.capacity)
+            if let rates { owner.setRates(rates.perSecond(of: pid)) }
+            return owner
+        }
+        return AllocationCensus(
+            requestedBytesByOrder: requestedBytesByOrder, owners: OwnerOrder.byBytes.sorted(owners),
+            unreadableHeaders: unreadable, inFlightHeaders: inFlight)
+    }
+}
+
+/// Allocations and frees per owner pid between two readings of a ledger, seen in the words: a
+/// node that appeared counts for the owner its header names, one that disappeared for the owner
+/// it counted for before. Nodes in flight count for nobody.
+public struct OwnerActivity: Hashable, Sendable {
+    /// Allocations and frees of each pid.
+    public private(set) var counts: [Int32: (allocations: Int, frees: Int)] = [:]
+
+    public init() {}
+
+    mutating func count(allocation pid: Int32, kind: UInt64) {
+        guard kind == OwnerLedger.NodeRecord.counted else { return }
+        counts[pid, default: (0, 0)].allocations += 1
+    }
+
+    mutating func count(free pid: Int32, kind: UInt64) {
+        guard kind == OwnerLedger.NodeRecord.counted else { return }
+        counts[pid, default: (0, 0)].frees += 1
+    }
+
+    /// This activity and `other`'s, summed.
+    public func adding(_ other: OwnerActivity) -> OwnerActivity {
+        var sum = self
+        for (pid, count) in other.counts {
+            sum.counts[pid, default: (0, 0)].allocations += count.allocations
+            sum.counts[pid, default: (0, 0)].frees += count.frees
+        }
+        return sum
+    }
+
+    public static func == (left: OwnerActivity, right: OwnerActivity) -> Bool {
+        left.counts.count == right.counts.count && left.counts.allSatisfy { pid, count in
+            right.counts[pid].map { $0 == count } ?? false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for pid in counts.keys.sorted() { hasher.combine(pid); hasher.combine(counts[pid]!.allocations); hasher.combine(counts[pid]!.frees) }
+    }
+}
+
+/// Allocations and frees per second of each owner, over a stated number of seconds.
+public struct OwnerRates: Hashable, Sendable {
+    /// What the owners did over `seconds`.
+    public let activity: OwnerActivity
+    /// The seconds `activity` covers.
+    public let seconds: Double
+
+    /// Rates of `activity` over `seconds`.
+    public init(activity: OwnerActivity, seconds: Double) {
+        self.activity = activity
+        self.seconds = seconds
+    }
+
+    /// Allocations and frees per second of `pid` (0 and 0 for a pid that did neither; `nil`
+    /// before any time has passed).
+    public func perSecond(of pid: Int32) -> (allocations: Double, frees: Double)? {
+        guard seconds > 0 else { return nil }
+        let count = activity.counts[pid] ?? (0, 0)
+        return (Double(count.allocations) / seconds, Double(count.frees) / seconds)
+    }
+}
