@@ -59,7 +59,7 @@ for kind in $cases; do
     oldest=0; heading=
     for _ in $(seq "$seconds"); do
       sleep 1
-      heading=$(tmux -L "$socket" capture-pane -p | grep -o 'Memory · read at [^│]*old' | head -1 || true)
+      heading=$(tmux -L "$socket" capture-pane -p | grep -o 'Memory · read [^│]*old' | head -1 || true)
       age=$(sed -n 's/.*figures \([0-9.]*\) s old.*/\1/p' <<<"$heading")
       oldest=$(awk -v a="${age:-0}" -v o="$oldest" 'BEGIN { print (a > o) ? a : o }')
     done

@@ -259,8 +259,10 @@ struct MainView {
     /// the figures: every figure, owners included, is as old as the part of the cache read
     /// longest ago (0 while each refresh reads it whole).
     static func memoryHeading(sweepSeconds: Double, figuresAge: Duration, glyphs: GlyphSet) -> String {
-        let rate = sweepSeconds > 0 ? Format.hertz(interval: .microseconds(Int((sweepSeconds * 1e6).rounded()))) : "–"
-        return "Memory\(glyphs.dot)read at \(rate)\(glyphs.dot)figures \(Format.age(figuresAge)) old"
+        let period = Duration.microseconds(Int((sweepSeconds * 1e6).rounded()))
+        // Slower than once a second, the period reads better than a rate of "0.0 Hz".
+        let rate = sweepSeconds <= 0 ? "read at –" : sweepSeconds <= 1 ? "read at \(Format.hertz(interval: period))" : "read every \(Format.age(period))"
+        return "Memory\(glyphs.dot)\(rate)\(glyphs.dot)figures \(Format.age(figuresAge)) old"
     }
 
     private func drawPanel(into canvas: inout Canvas) {

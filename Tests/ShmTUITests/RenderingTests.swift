@@ -269,7 +269,7 @@ struct FrameRenderingTests {
         let state = ViewState(colorMode: .monochrome, glyphs: .unicode, interval: .milliseconds(100))
         let grid = HeatmapGrid(blockCount: 64, columns: layout.heatmap.width, rows: layout.heatmap.height, zoom: nil, selectedBlock: 0, scrollRow: 0)
         for (sweep, age, heading) in [(0.1, Duration.zero, "Memory · read at 10 Hz · figures 0.0 s old"),
-                                      (1.25, .milliseconds(1100), "Memory · read at 0.8 Hz · figures 1.1 s old")] {
+                                      (1.25, .milliseconds(1100), "Memory · read every 1.2 s · figures 1.1 s old")] {
             let frame = LiveFrame(
                 snapshot: snapshot, statistics: CacheStatistics(snapshot), sequence: 1, figuresAge: age, sweepSeconds: sweep)
             var canvas = Canvas(width: 120, height: 30)
