@@ -1,13 +1,16 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+/// The package's folder: the C library's linker flags name a file in it.
+let packageRoot = String(#filePath.dropLast("Package.swift".count))
+
 let package = Package(
     name: "shmtop",
     products: [
         /// The Swift library: create, attach and allocate in a shared cache file.
         .library(name: "ShmAlloc", targets: ["ShmAlloc"]),
         /// The C face: `libshm_alloc.so` with `shm_alloc.h`.
-        .library(name: "shm_alloc", type: .dynamic, targets: ["ShmAllocC"]),
+        .library(name: "shm_alloc", type: .dynamic, targets: ["ShmCLibrary"]),
         /// The inspector and its command line.
         .executable(name: "shmtop", targets: ["shmtop"]),
     ],
@@ -19,19 +22,40 @@ let package = Package(
     targets: [
         // File format and buddy-tree math: pure, no I/O. Shared by the allocator and the inspector.
         .target(name: "ShmFormat"),
-        // What the allocator needs from C: initial-exec thread-local slots.
-        .target(name: "CShmSupport"),
+        // What the system layer needs from C: wrappers for what Swift cannot import (variadic
+        // `open`, `errno`, `MAP_FAILED`), and initial-exec thread-local slots.
+        .target(name: "CShmSystem"),
+        // The one system layer: typed wrappers over system calls (files, mappings, clocks). Compiles
+        // in Embedded Swift too (the C library), so it uses nothing but CShmSystem.
+        .target(name: "ShmSystem", dependencies: ["CShmSystem"]),
         // The read-write side: creating, mapping and allocating in a cache file. Debug builds (the
         // test build) carry crash points, see CrashPoints.swift; release builds do not.
         .target(
             name: "ShmAlloc",
-            dependencies: ["ShmFormat", "CShmSupport", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["ShmFormat", "ShmSystem", "CShmSystem"],
             swiftSettings: [.define("SHM_CRASH_POINTS", .when(configuration: .debug))]
         ),
         // `shm_alloc.h` (and the load-time initialiser of the C library).
         .target(name: "CShmAlloc"),
-        // `@_cdecl` exports: the C ABI over `ShmAlloc`.
-        .target(name: "ShmAllocC", dependencies: ["ShmAlloc", "CShmAlloc"]),
+        // The runtime-free C library: `@_cdecl` exports over the allocator, compiled in Embedded
+        // Swift together with the allocator's own sources (its folder links to ShmFormat, ShmSystem
+        // and ShmAlloc), so `libshm_alloc.so` needs nothing but libc. See its Exports.swift.
+        .target(
+            name: "ShmCLibrary",
+            dependencies: ["CShmSystem", "CShmAlloc"],
+            exclude: ["exports.map"],
+            swiftSettings: [
+                .enableExperimentalFeature("Embedded"),
+                .unsafeFlags(["-wmo", "-Osize", "-Xfrontend", "-function-sections"]),
+            ],
+            linkerSettings: [
+                // Only shm_alloc.h's functions are exported, and what they do not reach is dropped.
+                .unsafeFlags([
+                    "-Xlinker", "--version-script=\(packageRoot)Sources/ShmCLibrary/exports.map",
+                    "-Xlinker", "--gc-sections",
+                ]),
+            ]
+        ),
         // The read-only inspector: snapshots, statistics, text and JSON reports. Never writes a file.
         .target(
             name: "ShmInspect",

@@ -17,12 +17,10 @@
 // (The index work of a search that claims, between its claim and the header store, has its own
 // points in FreeSpaceIndex.swift and BlockSearch.swift.)
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat
+#endif
+import CShmSystem
 import Synchronization
 
 extension SharedCache {

@@ -34,13 +34,11 @@
 //    search and every 64th after it read the clock to look at that deadline; the others pay
 //    nothing more.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-import CShmSupport
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat
+import ShmSystem
+#endif
+import CShmSystem
 import Synchronization
 
 extension SharedCache {
@@ -62,7 +60,7 @@ extension SharedCache {
     static let repairInterval: UInt64 = 1_000_000_000
 
     /// This thread's cursor slot: handed out once per thread (initial-exec TLS, see
-    /// `shm_support.h`), so threads of one process never crowd into one slot while slots remain.
+    /// `shm_system.h`), so threads of one process never crowd into one slot while slots remain.
     @inline(__always)
     func cursorSlot() -> Int { Int(shm_thread_slot()) & (Self.cursorSlots &- 1) }
 
@@ -344,7 +342,7 @@ extension SharedCache {
     ///
     /// - Returns: true when this call ran the pass (the caller's search may now succeed).
     func repairIndexIfDue() -> Bool {
-        let now = coarseMonotonicNanoseconds()
+        let now = SystemClock.coarseMonotonicNanoseconds()
         let due = nextRepair.pointee.load(ordering: .relaxed)
         // A deadline more than one interval ahead was set before a reboot (the clock restarted).
         guard now >= due || due &- now > Self.repairInterval else { return false }
@@ -389,15 +387,4 @@ extension SharedCache {
         repairedListingCount.pointee.add(UInt64(added), ordering: .relaxed)
         return added
     }
-}
-
-/// A monotonic clock in nanoseconds, at the clock tick's resolution (a few ms): cheap enough for a
-/// failing allocation to read, async-signal-safe.
-///
-/// The corresponding C function is `clock_gettime(CLOCK_MONOTONIC_COARSE)`.
-@inline(__always)
-func coarseMonotonicNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
-    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
 }

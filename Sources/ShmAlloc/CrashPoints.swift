@@ -7,11 +7,7 @@
 // in a release build `crashPoint(_:)` is empty and inlined away.
 
 #if SHM_CRASH_POINTS
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import CShmSystem
 import Synchronization
 #endif
 
@@ -46,7 +42,10 @@ public enum CrashPoint: Int, CaseIterable, Sendable {
     case refileRemoved
     /// Repair pass: some groups relisted, the rest not yet.
     case repairMidway
+}
 
+#if !hasFeature(Embedded)  // names need reflection, which the runtime-free C library has not
+extension CrashPoint {
     /// The case's name as written in Swift, for command lines.
     public var name: String { String(describing: self) }
 
@@ -56,6 +55,7 @@ public enum CrashPoint: Int, CaseIterable, Sendable {
         self = point
     }
 }
+#endif
 
 #if SHM_CRASH_POINTS
 /// Arming crash points in a test build: one point at a time, per process.

@@ -1,7 +1,9 @@
 // What can go wrong, and the words a person reads when it does.
 
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat
-import SystemPackage
+import ShmSystem
+#endif
 
 /// Why a cache file could not be opened, created or mapped. Every case names the path.
 public enum CacheError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -42,7 +44,7 @@ public enum CacheError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What is wrong, without the path.
     public var reason: String {
         switch self {
-        case .system(_, let operation, let errno): "\(operation): \(errno.description.lowercased())"
+        case .system(_, let operation, let errno): "\(operation): \(errno)"
         case .notRegularFile: "not a regular file"
         case .readOnlyFile: "file is read-only (no write permission bits)"
         case .format(_, let error): error.description

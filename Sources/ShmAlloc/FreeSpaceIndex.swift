@@ -26,7 +26,9 @@
 // (BlockSearch.swift), mends it. A summary bit may be set over an empty word, which the next
 // search to meet it clears.
 
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat
+#endif
 import Synchronization
 
 /// The free-space index of a mapped cache: per class, a hierarchical bitmap over blocks.

@@ -11,14 +11,12 @@
 //
 // The lock is taken only while a file is being created; allocation never takes it.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat
+import ShmSystem
+#endif
+import CShmSystem
 import Synchronization
-import SystemPackage
 
 extension SharedCache {
     /// What to do when the file at a path is missing, empty, or has its own geometry.
@@ -54,26 +52,28 @@ extension SharedCache {
         address: UnsafeMutableRawPointer? = nil, creationTimeout: Duration = .seconds(5)
     ) throws(CacheError) {
         ProcessIdentity.prepare()
-        let options: FileDescriptor.OpenOptions = policy == .attach ? [.closeOnExec] : [.create, .closeOnExec]
         let descriptor: FileDescriptor
         do {
-            descriptor = try FileDescriptor.open(
-                FilePath(path), .readWrite, options: options, permissions: [.ownerReadWrite, .groupReadWrite, .otherReadWrite])
-        } catch let error as Errno {
-            throw error == .isDirectory ? .notRegularFile(path: path) : .system(path: path, operation: "open", errno: error)
+            // The file usually exists: opening it without O_CREAT spares the kernel the exclusive
+            // lock on the directory that O_CREAT takes even for an existing file (what a process
+            // the C library is preloaded into pays at every start).
+            do {
+                descriptor = try FileDescriptor.open(path, .readWrite, options: [.closeOnExec])
+            } catch where error == .noSuchFileOrDirectory && policy != .attach {
+                descriptor = try FileDescriptor.open(path, .readWrite, options: [.create, .closeOnExec], permissions: 0o666)
+            }
         } catch {
-            throw .system(path: path, operation: "open", errno: .ioError)
+            throw error == .isDirectory ? .notRegularFile(path: path) : .system(path: path, operation: "open", errno: error)
         }
         defer { try? descriptor.close() }
 
-        let status: Stat
-        do { status = try descriptor.stat() } catch { throw .system(path: path, operation: "fstat", errno: error) }
-        guard status.type == .regular else { throw .notRegularFile(path: path) }
-        guard !status.permissions.isDisjoint(with: [.ownerWrite, .groupWrite, .otherWrite]) else {
-            throw .readOnlyFile(path: path)
-        }
+        let status: FileStatus
+        do { status = try descriptor.status() } catch { throw .system(path: path, operation: "fstat", errno: error) }
+        guard status.isRegularFile else { throw .notRegularFile(path: path) }
+        guard status.hasWritePermission else { throw .readOnlyFile(path: path) }
 
-        let header = try Self.readyHeader(descriptor, path: path, policy: policy, timeout: creationTimeout)
+        let header = try Self.readyHeader(
+            descriptor, path: path, size: status.size, policy: policy, timeout: creationTimeout)
         if case .require(let wanted) = policy, wanted != header.geometry {
             throw .geometryMismatch(path: path, file: header.geometry, requested: wanted)
         }
@@ -81,21 +81,26 @@ extension SharedCache {
         do {
             mapping = try Mapping.map(descriptor, length: header.layout.fileSize, writable: true, at: address)
         } catch { throw .system(path: path, operation: "mmap", errno: error) }
+        let processMemory: UnsafeMutableRawPointer
         do {
             try Mapping.makeReadOnly(mapping + header.layout.dataOffset, length: header.layout.nullRegionLength)
         } catch {
-            Mapping.unmap(mapping, length: header.layout.fileSize)
+            try? Mapping.unmap(mapping, length: header.layout.fileSize)
             throw .system(path: path, operation: "mprotect", errno: error)
         }
-        self.init(path: path, header: header, mapping: mapping)
+        do { processMemory = try Mapping.mapZeroed(length: Self.processMemoryLength(header.geometry.tree)) } catch {
+            try? Mapping.unmap(mapping, length: header.layout.fileSize)
+            throw .system(path: path, operation: "mmap", errno: error)
+        }
+        self.init(path: path, header: header, mapping: mapping, processMemory: processMemory)
     }
 
     /// The file's header once it is ready, creating the file first when the policy allows it.
     private static func readyHeader(
-        _ descriptor: FileDescriptor, path: String, policy: OpenPolicy, timeout: Duration
+        _ descriptor: FileDescriptor, path: String, size: Int, policy: OpenPolicy, timeout: Duration
     ) throws(CacheError) -> FileHeader {
-        // The common case: a ready file, validated without any lock.
-        switch try decodeHeader(descriptor, path: path) {
+        // The common case: a ready file, validated without any lock (or another system call).
+        switch try decodeHeader(descriptor, path: path, size: size) {
         case .success(let header): return header
         case .failure(.truncatedHeader(size: 0, _)), .failure(.notReady):
             break
@@ -103,21 +108,22 @@ extension SharedCache {
             throw .format(path: path, error)
         }
 
-        let deadline = ContinuousClock.now + timeout
+        let deadline = SystemClock.monotonicNanoseconds() + timeout.wholeNanoseconds
         while true {
             let locked: Bool
             do { locked = try descriptor.tryLockExclusive() } catch {
                 throw .system(path: path, operation: "flock", errno: error)
             }
             if locked { break }
-            if ContinuousClock.now >= deadline {
+            if SystemClock.monotonicNanoseconds() >= deadline {
                 let pid = (try? peekCreatorPID(descriptor)) ?? 0
                 throw .creationTimedOut(path: path, pid: pid, seconds: Double(timeout.components.seconds))
             }
-            var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
-            nanosleep(&pause, nil)
+            SystemClock.sleep(nanoseconds: 1_000_000)
         }
-        defer { descriptor.unlock() }
+        // The kernel drops the lock with the descriptor, which the caller closes, so a failed
+        // unlock leaves nothing behind.
+        defer { try? descriptor.unlock() }
 
         switch try decodeHeader(descriptor, path: path) {
         case .success(let header):
@@ -134,14 +140,15 @@ extension SharedCache {
         }
     }
 
-    /// Reads and decodes the header; I/O errors throw, format problems are returned.
+    /// Reads and decodes the header of a file of `size` bytes (`nil`: ask the file); I/O errors
+    /// throw, format problems are returned.
     private static func decodeHeader(
-        _ descriptor: FileDescriptor, path: String
+        _ descriptor: FileDescriptor, path: String, size: Int? = nil
     ) throws(CacheError) -> Result<FileHeader, FormatError> {
         do {
-            let size = Int(try descriptor.stat().size)
+            let size = if let size { size } else { try descriptor.status().size }
             return try withUnsafeTemporaryAllocation(byteCount: FileHeader.Field.end, alignment: 8) { buffer throws(Errno) in
-                let count = try descriptor.readFully(at: 0, into: buffer)
+                let count = try descriptor.read(at: 0, into: buffer)
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[..<count])
                 return Result { () throws(FormatError) in try FileHeader(decoding: bytes, fileSize: size) }
             }
@@ -154,7 +161,7 @@ extension SharedCache {
     private static func peekCreatorPID(_ descriptor: FileDescriptor) throws(Errno) -> Int32 {
         var stateWord: UInt64 = 0
         _ = try withUnsafeMutableBytes(of: &stateWord) { buffer throws(Errno) in
-            try descriptor.readFully(at: FileHeader.Field.stateWord, into: buffer)
+            try descriptor.read(at: FileHeader.Field.stateWord, into: buffer)
         }
         return Int32(truncatingIfNeeded: UInt64(littleEndian: stateWord) &>> 32)
     }
@@ -164,36 +171,28 @@ extension SharedCache {
         _ descriptor: FileDescriptor, path: String, geometry: Geometry
     ) throws(CacheError) -> FileHeader {
         let layout: FileLayout
-        do { layout = try FileLayout(geometry: geometry, pageSize: systemPageSize) } catch {
+        do { layout = try FileLayout(geometry: geometry, pageSize: Mapping.pageSize) } catch {
             throw .format(path: path, error)
         }
-        let header = FileHeader(layout: layout, creatorPID: getpid(), createdAtNanoseconds: wallClockNanoseconds())
+        let header = FileHeader(layout: layout, creatorPID: getpid(), createdAtNanoseconds: SystemClock.wallNanoseconds())
         // The header page goes first, in state `initialising`: from here on a creator that dies is
         // recognisable by its pid, never mistaken for an empty file.
         do {
             try withUnsafeTemporaryAllocation(byteCount: layout.headerSize, alignment: 8) { page throws(Errno) in
                 page.initializeMemory(as: UInt8.self, repeating: 0)
                 header.encode(into: page)
-                var written = 0
-                while written < page.count {
-                    let count = pwrite(descriptor.rawValue, page.baseAddress! + written, page.count - written, off_t(written))
-                    if count < 0 {
-                        if errno == EINTR { continue }
-                        throw Errno(rawValue: errno)
-                    }
-                    written += count
-                }
+                try descriptor.write(at: 0, from: UnsafeRawBufferPointer(page))
             }
         } catch { throw .system(path: path, operation: "write", errno: error) }
-        do { try descriptor.resize(to: Int64(layout.fileSize)) } catch let error as Errno {
+        do { try descriptor.resize(to: layout.fileSize) } catch {
             throw .system(path: path, operation: "ftruncate", errno: error)
-        } catch { throw .system(path: path, operation: "ftruncate", errno: .ioError) }
+        }
 
         let mapping: UnsafeMutableRawPointer
         do { mapping = try Mapping.map(descriptor, length: layout.fileSize, writable: true, at: nil) } catch {
             throw .system(path: path, operation: "mmap", errno: error)
         }
-        defer { Mapping.unmap(mapping, length: layout.fileSize) }
+        defer { try? Mapping.unmap(mapping, length: layout.fileSize) }
         let words = (mapping + layout.wordsOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
         for block in 0..<layout.nullBlockCount {
             words[block].store(geometry.tree.fullWord, ordering: .relaxed)

@@ -1,8 +1,10 @@
 // This process's entry in a cache's owner table (ShmFormat/OwnerTable.swift), and the intents the
 // hot paths write there.
 //
-// An entry is claimed when the cache is opened, and again by a child of `fork` on its first
-// allocation or free (it inherits its parent's `SharedCache`, not its parent's identity). Claiming
+// An entry is claimed on a process's first allocation or free, not when it opens the cache (a
+// process that only attaches, such as one the C library is preloaded into, costs the table
+// nothing), and again by a child of `fork` on its own first (it inherits its parent's
+// `SharedCache`, not its parent's identity). Claiming
 // prefers this process's own entry (a second `SharedCache` of one file), then a free entry, then
 // the entry of a process that has exited outside any operation; a process that finds no such
 // entry writes its intents to process memory instead, and its allocations are attributed by pid
@@ -10,7 +12,9 @@
 // Entries are not given back on close: the allocations a process leaves in the cache stay
 // attributed to it until its entry is needed by another.
 
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat
+#endif
 import Synchronization
 
 /// This process's registration with one cache, in process memory.
@@ -25,12 +29,13 @@ struct OwnerRegistration: ~Copyable {
     private static let intentsWord = 1
     private static let fallbackWords = 2
 
-    /// Registers the calling process in `table`.
+    /// Prepares the registration of the calling process in `table`, which happens on its first
+    /// allocation or free (see `intent(slot:)`): a process that only attaches takes no entry
+    /// and reads no `/proc` file.
     init(table: UnsafeMutableRawPointer) {
         self.table = table
         storage = .allocate(capacity: Self.fallbackWords + OwnerTable.intentSlots)
         for word in 0..<(Self.fallbackWords + OwnerTable.intentSlots) { (storage + word).initialize(to: Atomic(0)) }
-        register(pid: ProcessIdentity.pid)
     }
 
     deinit {
@@ -39,7 +44,7 @@ struct OwnerRegistration: ~Copyable {
     }
 
     /// The intent slot of `slot` (a thread's cursor slot) for the calling process, registering
-    /// the process first when it is a child of `fork` that has not registered yet.
+    /// the process first on its first operation (and a child of `fork` on its own first).
     @inline(__always)
     func intent(slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
         let pid = ProcessIdentity.pid

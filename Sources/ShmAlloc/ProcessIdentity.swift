@@ -1,12 +1,11 @@
 // The calling process's identity: its pid, cached so the hot path never makes a system call, and
 // its start time, which names it for good in a cache's owner table.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat
+import ShmSystem
+#endif
+import CShmSystem
 import Synchronization
 
 /// The pid stamped into allocation headers. `getpid()` is a real system call here (about 140 ns,
@@ -58,9 +57,12 @@ enum ProcessIdentity {
             }
             append("/stat")
             append(0)
+            // Plain C calls rather than ShmSystem's wrappers: this runs inside whatever allocation
+            // comes first, a signal handler's included, and the wrappers' generic code would need
+            // runtime metadata (which takes a lock) in an unoptimised build.
             let descriptor = buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: length) { path in
                 var descriptor: Int32
-                repeat { descriptor = open(path, O_RDONLY | O_CLOEXEC) } while descriptor < 0 && errno == EINTR
+                repeat { descriptor = shm_open_file(path, O_RDONLY | O_CLOEXEC, 0) } while descriptor < 0 && shm_errno() == EINTR
                 return descriptor
             }
             guard descriptor >= 0 else { return nil }
@@ -69,7 +71,7 @@ enum ProcessIdentity {
             var filled = 0
             while filled < buffer.count {
                 let count = read(descriptor, buffer.baseAddress! + filled, buffer.count - filled)
-                if count < 0, errno == EINTR { continue }
+                if count < 0, shm_errno() == EINTR { continue }
                 if count <= 0 { break }
                 filled += count
             }

@@ -1,11 +1,10 @@
 // A mapped cache file: the object every allocation goes through.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat
+import ShmSystem
+#endif
+import CShmSystem
 import Synchronization
 
 /// An offset from a cache's user base. `0` is ``ShmOffset/null``: it lies in the read-only null
@@ -60,6 +59,10 @@ public final class SharedCache: @unchecked Sendable {
     let cursors: UnsafeMutablePointer<Atomic<UInt64>>
     /// `tree.setMask(ofNode:)` for every node, computed once: one load instead of a loop per call.
     let setMasks: UnsafeMutablePointer<UInt64>
+    /// The zeroed private mapping that holds `cursors` and then `setMasks`: zero is every slot's
+    /// starting value, so opening a cache writes only the masks' page and a thread faults in
+    /// only its own slot (a preloaded process that never allocates pays for none of it).
+    let processMemory: UnsafeMutableRawPointer
     let invalidFreeCount: UnsafeMutablePointer<Atomic<UInt64>>
     let failedAllocationCount: UnsafeMutablePointer<Atomic<UInt64>>
     /// The header's repair deadline and counters (see `repairIndexIfDue`).
@@ -72,7 +75,12 @@ public final class SharedCache: @unchecked Sendable {
     let blockShift: Int
     let minShift: Int
 
-    init(path: String, header: FileHeader, mapping: UnsafeMutableRawPointer) {
+    /// The bytes of `processMemory`: the cursor slots, then one mask per node and one for node 0.
+    static func processMemoryLength(_ tree: BuddyTree) -> Int { (cursorSlots * slotStride + tree.nodeCount + 1) * 8 }
+
+    /// Wraps a mapped, ready file. `processMemory` is a zeroed mapping of
+    /// `processMemoryLength(geometry.tree)` bytes, which the cache unmaps when it goes.
+    init(path: String, header: FileHeader, mapping: UnsafeMutableRawPointer, processMemory: UnsafeMutableRawPointer) {
         self.path = path
         self.header = header
         self.layout = header.layout
@@ -86,13 +94,12 @@ public final class SharedCache: @unchecked Sendable {
         }
         self.index = FreeSpaceIndex(
             layout: layout.freeIndex, words: (mapping + layout.indexOffset).assumingMemoryBound(to: Atomic<UInt64>.self))
-        self.setMasks = .allocate(capacity: tree.nodeCount + 1)
-        setMasks[0] = 0
+        self.processMemory = processMemory
+        self.cursors = processMemory.bindMemory(to: Atomic<UInt64>.self, capacity: Self.cursorSlots * Self.slotStride)
+        self.setMasks = (processMemory + Self.cursorSlots * Self.slotStride * 8)
+            .bindMemory(to: UInt64.self, capacity: tree.nodeCount + 1)
         for node in 1...tree.nodeCount { setMasks[node] = tree.setMask(ofNode: node) }
         self.owners = OwnerRegistration(table: mapping + layout.ownersOffset)
-        self.cursors = UnsafeMutableRawPointer.allocate(byteCount: Self.cursorSlots * Self.slotStride * 8, alignment: 64)
-            .bindMemory(to: Atomic<UInt64>.self, capacity: Self.cursorSlots * Self.slotStride)
-        for word in 0..<(Self.cursorSlots * Self.slotStride) { (cursors + word).initialize(to: Atomic(0)) }
         self.invalidFreeCount = counter(FileHeader.Field.invalidFrees)
         self.failedAllocationCount = counter(FileHeader.Field.failedAllocations)
         self.nextRepair = counter(FileHeader.Field.nextRepair)
@@ -105,10 +112,12 @@ public final class SharedCache: @unchecked Sendable {
     }
 
     deinit {
-        Mapping.unmap(fileBase, length: layout.fileSize)
-        setMasks.deallocate()
-        cursors.deinitialize(count: Self.cursorSlots * Self.slotStride)
-        UnsafeMutableRawPointer(cursors).deallocate()
+        do {
+            try Mapping.unmap(fileBase, length: layout.fileSize)
+            try Mapping.unmap(processMemory, length: Self.processMemoryLength(tree))
+        } catch {
+            assertionFailure("munmap of the cache failed: \(error)")  // only a bad address can fail
+        }
     }
 
     // MARK: - Offsets and pointers

@@ -129,15 +129,18 @@ public struct ByteCount: CustomStringConvertible, Sendable {
 
     public var description: String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
+        let magnitude = bytes.magnitude
         var unit = 0
-        while abs(value) >= 1024, unit < units.count - 1 {
-            value /= 1024
+        var scale: UInt = 1
+        while unit < units.count - 1, magnitude / scale >= 1024 {
+            scale *= 1024
             unit += 1
         }
-        if unit == 0 || value == value.rounded() { return "\(Int(value)) \(units[unit])" }
-        let tenths = (value * 10).rounded() / 10
-        return "\(tenths) \(units[unit])"
+        let sign = bytes < 0 ? "-" : ""
+        if magnitude % scale == 0 { return "\(sign)\(magnitude / scale) \(units[unit])" }
+        // Tenths rounded half up, in integers: the runtime-free C library links no libm.
+        let tenths = magnitude / scale * 10 + (magnitude % scale * 10 + scale / 2) / scale
+        return "\(sign)\(tenths / 10).\(tenths % 10) \(units[unit])"
     }
 }
 

@@ -33,10 +33,15 @@ extension ShmBench {
         var directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         @Flag(help: "Skip the 4 GiB aged-cache figures (they need about 4 GiB of memory and a few seconds).")
         var skipLarge = false
-        @Option(help: "Run only these groups (pairs, threads, scaling, aged, placement, stats); all by default.")
+        @Option(help: "Run only these groups (pairs, threads, scaling, aged, placement, stats, startup); all by default.")
         var only: [Group] = Group.allCases
+        @Option(help: "The C library the startup group preloads (default: libshm_alloc.so beside shmbench).")
+        var library = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("libshm_alloc.so").path
 
-        enum Group: String, CaseIterable, ExpressibleByArgument { case pairs, threads, scaling, aged, placement, stats }
+        enum Group: String, CaseIterable, ExpressibleByArgument {
+            case pairs, threads, scaling, aged, placement, stats, startup
+        }
 
         func run() throws {
             var table = ResultTable()
@@ -53,6 +58,9 @@ extension ShmBench {
             }
             if only.contains(.placement) { try PlacementBenchmark(runs: runs, scratch: scratch).run(into: &table) }
             if only.contains(.stats) { try StatsBenchmark(runs: runs, scratch: scratch).run(into: &table) }
+            if only.contains(.startup) {
+                try StartupBenchmark(runs: runs, scratch: scratch, library: library).run(into: &table)
+            }
             Self.addMetadataOverhead(to: &table)
             print(json ? table.json() : table.text(machine: MachineDescription.current))
         }

@@ -29,7 +29,7 @@ extension MultiProcessTests {
             CHECK(shm_init_with_geometry(NULL, argv[1], 32, 1024, 1 << 20));
             CHECK(shm_init(NULL, argv[1]));   /* already initialised: a no-op that succeeds */
             CHECK(get_shm_max_allocatable_size() == 1016);
-            CHECK(get_shm_min_allocatable_size() == 24);
+            CHECK(get_shm_min_allocatable_size() == 32);
             CHECK(get_sizeof_block_header() == 8);
             CHECK(get_mapping_size_needed_by_shm() > (1 << 20));
 

@@ -183,12 +183,20 @@ struct OwnerRegistrationTests {
     /// This process's start time, as the allocator reads it.
     static var ownStartTime: UInt64 { ProcessIdentity.status(ofProcess: getpid())!.startTime }
 
-    @Test("a process that attaches is named by pid and start time, once however often it attaches")
+    /// Allocates and frees once: what registers a process.
+    static func touch(_ cache: SharedCache) throws {
+        try cache.free(try cache.allocate(100))
+    }
+
+    @Test("a process registers on its first allocation, by pid and start time, once however often it attaches")
     func registersOnce() throws {
         let scratch = try ScratchDirectory()
         let path = scratch.file("owners.shm")
         let cache = try makeCache(at: path, geometry: CrashPointTests.geometry)
         let again = try SharedCache(path: path, policy: .attach)
+        #expect(Self.identities(cache).allSatisfy { $0 == 0 }, "attaching alone takes no entry")
+        try Self.touch(cache)
+        try Self.touch(again)
         let own = OwnerTable.identity(pid: getpid(), startTime: Self.ownStartTime)
         #expect(Self.identities(cache).filter { $0 == own }.count == 1)
         #expect(Self.identities(again).filter { $0 != 0 }.count == 1)
@@ -199,6 +207,7 @@ struct OwnerRegistrationTests {
         let scratch = try ScratchDirectory()
         let path = scratch.file("fork.shm")
         let cache = try makeCache(at: path, geometry: CrashPointTests.geometry)
+        try Self.touch(cache)
         let victim = try runToEnd(BuiltProducts.helper, ["crash", path, CrashPoint.claimedBeforeHeader.name, "1", "1"], in: scratch)
         try #require(victim.termination == .signalled(SIGKILL))
         let pids = Self.identities(cache).map(OwnerTable.pid(ofIdentity:))
@@ -236,7 +245,7 @@ struct OwnerRegistrationTests {
         }
         // This pid with other start times: processes that had this pid before (all gone).
         fill { OwnerTable.identity(pid: getpid(), startTime: Self.ownStartTime + 1 + UInt64($0)) }
-        _ = try SharedCache(path: path, policy: .attach)
+        try Self.touch(try SharedCache(path: path, policy: .attach))
         #expect(Self.identities(cache).contains(OwnerTable.identity(pid: getpid(), startTime: Self.ownStartTime)))
 
         // Every entry a live process (the parent, with its real start time): no room.

@@ -6,16 +6,23 @@
  * returned. Every allocation and free is one compare-and-swap on a block's 64-bit buddy word:
  * no locks, async-signal-safe, safe across processes.
  *
- * Build:  swift build -c release --product shm_alloc      (yields .build/release/libshm_alloc.so)
- * Use:    gcc prog.c -I Sources/CShmAlloc/include -L .build/release -lshm_alloc \
- *             -Wl,-rpath,$PWD/.build/release
+ * The library needs nothing but libc (it is Embedded Swift, without the Swift runtime), so it can be
+ * linked into or preloaded (LD_PRELOAD) into any process.
+ * Build:   swift build -c release --product shm_alloc      (yields .build/release/libshm_alloc.so)
+ * Install: scripts/install.sh PREFIX                       (header, library, pkg-config file)
+ * Use:     gcc prog.c $(pkg-config --cflags --libs shm_alloc)
+ *
+ * This header stands alone, as the original's did: it brings <stdio.h> and <stdatomic.h> with it.
  */
 #ifndef SHM_ALLOC_H
 #define SHM_ALLOC_H
 
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,6 +30,9 @@ extern "C" {
 
 /* An offset from the user base. Unsigned, and lock-free as _Atomic(shm_offt). */
 typedef uint64_t shm_offt;
+
+/* The printf conversion of a shm_offt: printf("%" PRIu_shm_offt "\n", off). */
+#define PRIu_shm_offt PRIu64
 
 /* The offset that is never allocated; it points into a read-only page. */
 #define SHM_NULL ((shm_offt)0)
@@ -34,10 +44,18 @@ typedef uint64_t shm_offt;
 /*
  * Opens or creates the cache file and maps it. `path` NULL means the environment variable
  * SHM_FILE. A new file gets the default geometry (32 B .. 1024 B, 512 MiB); an existing one is
- * used with the geometry in its header. `addr` non-NULL maps the file there (MAP_FIXED).
- * Returns true on success, and when already initialised (a no-op). On failure returns false,
- * sets errno and prints one line naming the path and the reason to stderr.
- * Safe to call from many threads and processes at once; children of fork inherit the mapping.
+ * used with the geometry in its header. `addr` non-NULL maps the file there (never replacing a
+ * mapping that is already there: EEXIST).
+ *
+ * When SHM_FILE is set, the library maps it as it is loaded, before main(), as the original did.
+ * That load-time mapping is implicit: an explicit shm_init replaces it with what it names (the
+ * load-time mapping is unmapped, so call shm_init before allocating through it).
+ * A second explicit call succeeds when it names the cache already mapped (same path; the same
+ * addr when one is given) and fails with EEXIST when it names another.
+ *
+ * Returns true on success. On failure returns false, sets errno and prints one line naming the
+ * path and the reason to stderr. Safe to call from many threads and processes at once; children
+ * of fork inherit the mapping.
  */
 bool shm_init(void *addr, const char *path);
 
@@ -69,11 +87,14 @@ void ptr_free(void *ptr);
 /* The address offsets are relative to (NULL when not initialised). */
 void *get_shm_user_base(void);
 
-/* Geometry of the mapped cache (0 when not initialised). */
-size_t get_shm_max_allocatable_size(void); /* the largest n shm_malloc accepts */
-size_t get_shm_min_allocatable_size(void); /* the smallest node's usable bytes */
-size_t get_sizeof_block_header(void);      /* bytes in front of every allocation (8) */
-size_t get_mapping_size_needed_by_shm(void); /* bytes mapped: the whole file */
+/*
+ * Geometry. Before shm_init these answer with the default geometry, the one shm_init gives a new
+ * file, as the original's constants did; after it, with the mapped file's.
+ */
+size_t get_shm_max_allocatable_size(void);   /* the largest n shm_malloc accepts: the block size less the header (1016) */
+size_t get_shm_min_allocatable_size(void);   /* the least memory an allocation takes: the smallest node (32), header included */
+size_t get_sizeof_block_header(void);        /* bytes in front of every allocation, inside its node (8) */
+size_t get_mapping_size_needed_by_shm(void); /* bytes mapped: the whole file (header, words, index, data) */
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,9 @@
-// Per-thread slot numbers for the allocator's cursors (see shm_support.h).
+// Per-thread slot numbers for the allocator's cursors (see shm_system.h).
 //
 // Initial-exec TLS is fine for a library loaded at start-up or by LD_PRELOAD, and glibc keeps a
 // surplus of static TLS for the few bytes a dlopen'ed one needs.
 #include <stdatomic.h>
-#include "shm_support.h"
+#include "shm_system.h"
 
 __thread unsigned shm_thread_slot_plus_one __attribute__((tls_model("initial-exec")));
 
