@@ -155,9 +155,13 @@ public struct AllocationCensus: Hashable, Sendable {
         public mutating func add(
             rawHeader: UInt64, order: Int, claimer: @autoclosure () -> Int32? = nil, blockChanged: @autoclosure () -> Bool = false
         ) {
+            add(AllocationCensus.reading(rawHeader: rawHeader, order: order, geometry: geometry, claimer: claimer(), blockChanged: blockChanged()), order: order)
+        }
+
+        /// Adds what an allocation node of `order` counts for.
+        public mutating func add(_ reading: NodeReading, order: Int) {
             let header: AllocationHeader
-            switch AllocationCensus.reading(
-                rawHeader: rawHeader, order: order, geometry: geometry, claimer: claimer(), blockChanged: blockChanged()) {
+            switch reading {
             case .counted(let counted): header = counted
             case .inFlight: inFlight += 1; return
             case .unreadable: unreadable += 1; return

@@ -58,8 +58,6 @@ public struct OwnerLedger: Sendable {
     }
 
     let geometry: Geometry
-    /// Whether the ledger keeps each block's records, to be updated; a one-shot scan only sums.
-    let keepsBlocks: Bool
     private(set) var blocks: [Int: BlockRecords] = [:]
     private var sums: [Int32: OwnerSums] = [:]
     private var requestedBytesByOrder: [Int]
@@ -69,11 +67,9 @@ public struct OwnerLedger: Sendable {
     private(set) var unsettledBlocks: Set<Int> = []
     private var activity = OwnerActivity()
 
-    /// An empty ledger of a cache of `geometry`; without `keepsBlocks` it only sums (it cannot
-    /// be updated then).
-    init(geometry: Geometry, keepsBlocks: Bool = true) {
+    /// An empty ledger of a cache of `geometry`.
+    init(geometry: Geometry) {
         self.geometry = geometry
-        self.keepsBlocks = keepsBlocks
         requestedBytesByOrder = Array(repeating: 0, count: geometry.orderCount)
     }
 
@@ -83,7 +79,7 @@ public struct OwnerLedger: Sendable {
     /// Replaces block `block`'s contribution by `records`, read at `word`. With `counting`, an
     /// allocation node that appeared counts as an allocation of its new owner and one that
     /// disappeared as a free of its old one (the same lower bound as ``SnapshotRates``).
-    mutating func replace(block: Int, word: UInt64, records: [NodeRecord], counting: Bool) {
+    mutating func replace(block: Int, word: UInt64, records: ArraySlice<NodeRecord>, counting: Bool) {
         let tree = geometry.tree
         let old = blocks[block]
         if let old {
@@ -94,8 +90,7 @@ public struct OwnerLedger: Sendable {
             }
         }
         for record in records { add(record, sign: 1) }
-        guard keepsBlocks else { return }
-        let new = BlockRecords(word: word, records: records)
+        let new = BlockRecords(word: word, records: Array(records))
         if counting {
             let came = tree.allocations(word) & ~(old.map { tree.allocations($0.word) } ?? 0)
             forEachRecord(of: new, among: came) { activity.count(allocation: $0.pid, kind: $0.kind) }
@@ -137,11 +132,26 @@ public struct OwnerLedger: Sendable {
         return activity
     }
 
-    /// The blocks holding allocations of `pid`, ascending.
-    public func blocks(ownedBy pid: Int32) -> [Int] {
-        blocks.compactMap { block, entry in
-            entry.records.contains { $0.kind == NodeRecord.counted && $0.pid == pid } ? block : nil
-        }.sorted()
+    /// The pids that hold allocations.
+    public var ownerPIDs: [Int32] { Array(sums.keys) }
+
+    /// The blocks holding allocations of `pid` (reads the whole ledger; ``update(_:ownedBy:blocks:)``
+    /// keeps the set up to date from then on).
+    public func blocks(ownedBy pid: Int32) -> BlockSet {
+        var owned = BlockSet(capacity: geometry.blockCount)
+        for block in blocks.keys where owns(block: block, pid: pid) { owned.set(block, true) }
+        return owned
+    }
+
+    /// Brings `owned`, the blocks of `pid` before `blocks` were read again (see
+    /// ``CacheInspector/update(_:to:changes:)``), up to the ledger.
+    public func update(_ owned: inout BlockSet, ownedBy pid: Int32, blocks: [Int]) {
+        for block in blocks { owned.set(block, owns(block: block, pid: pid)) }
+    }
+
+    /// Whether block `block` holds an allocation of `pid`.
+    public func owns(block: Int, pid: Int32) -> Bool {
+        blocks[block]?.records.contains { $0.kind == NodeRecord.counted && $0.pid == pid } ?? false
     }
 
     /// The census the ledger's figures make, with each owner's process state as `state` gives

@@ -85,15 +85,15 @@ public struct LiveFrame: Sendable {
     public let figuresAge: Duration
     /// How long one read of the whole cache takes at the current pace.
     public let sweepSeconds: Double
-    /// The blocks holding allocations of the highlighted owner, ascending; `nil` when no owner
-    /// is highlighted.
-    public let highlightedBlocks: [Int]?
+    /// The blocks holding allocations of the highlighted owner; `nil` when no owner is
+    /// highlighted.
+    public let highlightedBlocks: BlockSet?
 
     /// A frame from its parts (the sampler makes them; tests may too).
     init(
         snapshot: CacheSnapshot, statistics: CacheStatistics, rates: RateSummary = RateSummary(), changedBlocks: [Int] = [],
         takenLeafDeltas: [Int] = [], utilisationHistory: [Double] = [], sequence: Int = 0, figuresAge: Duration = .zero,
-        sweepSeconds: Double = 0, highlightedBlocks: [Int]? = nil
+        sweepSeconds: Double = 0, highlightedBlocks: BlockSet? = nil
     ) {
         self.snapshot = snapshot
         self.statistics = statistics
@@ -122,6 +122,9 @@ final class LiveSampler {
     /// as it can in this share of the refresh interval, and a cache with more words is swept over
     /// several refreshes.
     static let passShare = 0.01
+    /// How old an owner's process state and command may grow before they are read again (an
+    /// owner's allocations and bytes are never older than one refresh).
+    static let ownerStatePeriod = Duration.seconds(1)
     /// Utilisation samples kept for the sparkline.
     static let historyLength = 512
 
@@ -133,6 +136,10 @@ final class LiveSampler {
     private var series = SnapshotSeries()
     private var census: BuddyCensus?
     private var ledger: OwnerLedger?
+    /// The owners' states and commands, read again once per ``ownerStatePeriod``.
+    private var ownerStates = OwnerStates(period: ownerStatePeriod)
+    /// The highlighted owner's blocks, kept up to date from the blocks the ledger read again.
+    private var highlighted: (pid: Int32, blocks: BlockSet)?
     private var rateWindow = RateWindow()
     private var history: [Double] = []
     private var sequence = 0
@@ -155,7 +162,7 @@ final class LiveSampler {
                 let snapshot = try inspector.snapshot(readingAllocations: false)
                 let ledger = try inspector.ownerLedger(of: snapshot)
                 census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: snapshot.tree, words: $0) }
-                return .frame(try frame(snapshot, ledger: ledger, changes: nil, activity: OwnerActivity(), inspector: inspector, interval: interval))
+                return .frame(try frame(snapshot, ledger: ledger, changes: nil, reread: [], activity: OwnerActivity(), inspector: inspector, interval: interval))
             }
             // Let go of this sampler's references, so that the words are changed in place.
             current = nil
@@ -177,8 +184,8 @@ final class LiveSampler {
             series.adapt(
                 words: pass.count, seconds: Self.seconds(.now - started), budget: Self.passShare * Self.seconds(interval),
                 usable: usable.count)
-            let activity = try inspector.update(&ledger, to: snapshot, changes: changes)
-            return .frame(try frame(snapshot, ledger: ledger, changes: changes, activity: activity, inspector: inspector, interval: interval))
+            let (activity, reread) = try inspector.update(&ledger, to: snapshot, changes: changes)
+            return .frame(try frame(snapshot, ledger: ledger, changes: changes, reread: reread, activity: activity, inspector: inspector, interval: interval))
         } catch {
             detach()
             return .detached(error, lastGood: nil)
@@ -195,6 +202,8 @@ final class LiveSampler {
         series = SnapshotSeries()
         census = nil
         ledger = nil
+        ownerStates = OwnerStates(period: Self.ownerStatePeriod)
+        highlighted = nil
         rateWindow = RateWindow()
     }
 
@@ -208,9 +217,11 @@ final class LiveSampler {
 
     /// The figures of `snapshot`; the census is updated from the blocks that changed since the
     /// previous sample instead of recounted (a live cache changes a few thousand of its blocks
-    /// between two refreshes, out of hundreds of thousands), as the ledger was.
+    /// between two refreshes, out of hundreds of thousands), as the ledger was, and so are the
+    /// highlighted owner's blocks from `reread`, the blocks whose headers the ledger read again.
     private func frame(
-        _ snapshot: CacheSnapshot, ledger: OwnerLedger, changes: SnapshotChanges?, activity: OwnerActivity, inspector: CacheInspector,
+        _ snapshot: CacheSnapshot, ledger: OwnerLedger, changes: SnapshotChanges?, reread: [Int], activity: OwnerActivity,
+        inspector: CacheInspector,
         interval: Duration
     ) throws(InspectError) -> LiveFrame {
         let tree = snapshot.tree
@@ -222,12 +233,22 @@ final class LiveSampler {
             deltas = zip(changes.earlierWords, changes.laterWords).map { tree.takenLeafCount($1) - tree.takenLeafCount($0) }
             self.census = changes.census(updating: census)
         }
-        let allocations = try inspector.census(of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates)
+        let allocations = try inspector.census(of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
         let statistics = CacheStatistics(census: self.census!, snapshot: snapshot, allocations: allocations)
         history.append(statistics.utilisation)
         if history.count > Self.historyLength { history.removeFirst(history.count - Self.historyLength) }
         sequence += 1
-        let highlighted = highlightedOwner.map { ledger.blocks(ownedBy: $0) }
+        if let pid = highlightedOwner {
+            if var kept = highlighted, kept.pid == pid {
+                highlighted = nil    // its blocks are changed in place
+                ledger.update(&kept.blocks, ownedBy: pid, blocks: reread)
+                highlighted = kept
+            } else {
+                highlighted = (pid, ledger.blocks(ownedBy: pid))
+            }
+        } else {
+            highlighted = nil
+        }
         current = snapshot
         self.ledger = ledger
         let sweepSeconds = series.sweepSeconds(interval: interval)
@@ -235,6 +256,6 @@ final class LiveSampler {
         return LiveFrame(
             snapshot: snapshot, statistics: statistics, rates: rateWindow.summary, changedBlocks: changed,
             takenLeafDeltas: deltas, utilisationHistory: history, sequence: sequence, figuresAge: series.figuresAge,
-            sweepSeconds: sweepSeconds, highlightedBlocks: highlighted)
+            sweepSeconds: sweepSeconds, highlightedBlocks: highlighted?.blocks)
     }
 }

@@ -78,7 +78,7 @@ extension Shmtop {
             usleep(useconds_t(seconds * 1e6))
             let second = try inspector.snapshot(readingAllocations: false)
             let changes = SnapshotChanges(from: first, to: second)
-            let activity = try inspector.update(&ledger, to: second, changes: changes)
+            let activity = try inspector.update(&ledger, to: second, changes: changes).activity
             let allocations = try inspector.census(of: ledger, rates: OwnerRates(activity: activity, seconds: changes.rates.seconds))
             let census = second.words[second.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: second.tree, words: $0) }
             return (second, CacheStatistics(census: census, snapshot: second, allocations: allocations), changes.rates.seconds)

@@ -49,7 +49,7 @@ struct SnapshotSeriesTests {
             census = changes.census(updating: census)
             // The owner ledger, updated from the changed blocks alone, says what a full header
             // scan says; this process's allocations and frees are the words' (one owner).
-            let activity = try inspector.update(&ledger, to: snapshot, changes: changes)
+            let activity = try inspector.update(&ledger, to: snapshot, changes: changes).activity
             let scanned = try #require(try inspector.snapshot(readingAllocations: true).allocations)
             #expect(try inspector.census(of: ledger) == scanned, "step \(step)")
             #expect(activity.counts[getpid()].map { $0.allocations } ?? 0 == changes.rates.allocations, "step \(step)")

@@ -17,7 +17,7 @@ struct OwnerTableTests {
             let mine = records.filter { $0.0 == block }
             ledger.replace(
                 block: block, word: 0,
-                records: mine.map { OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: $0.1, requestedSize: $0.2, order: $0.3))) },
+                records: mine.map { OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: $0.1, requestedSize: $0.2, order: $0.3))) }[...],
                 counting: false)
         }
         var activity = OwnerActivity()
@@ -70,13 +70,33 @@ struct OwnerTableTests {
         #expect(state.highlightedOwner == nil)
     }
 
+    @Test("a highlighted owner's blocks: read from the whole ledger once, then kept up to date from the blocks read again")
+    func highlightedBlocks() {
+        var ledger = OwnerLedger(geometry: try! Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10))
+        func put(_ block: Int, _ pids: [Int32]) {
+            let records = pids.map { OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: $0, requestedSize: 8, order: 0))) }
+            ledger.replace(block: block, word: 0, records: records[...], counting: false)
+        }
+        put(4, [30, 10])
+        put(5, [10])
+        put(63, [30])
+        var owned = ledger.blocks(ownedBy: 30)
+        #expect(owned.contains(4) && !owned.contains(5) && owned.contains(63))
+        #expect(owned.intersects(0..<5) && !owned.intersects(5..<63) && owned.intersects(60..<64) && !owned.intersects(64..<200))
+        put(5, [30])
+        put(4, [])
+        ledger.update(&owned, ownedBy: 30, blocks: [4, 5])
+        #expect(owned == ledger.blocks(ownedBy: 30))
+        #expect(!owned.contains(4) && owned.contains(5) && owned.intersects(5..<6) && !owned.intersects(0..<5))
+    }
+
     @Test("the table drawn from a frame: a row per owner, dead owners without a command, the sorted column marked")
     func drawn() throws {
         let snapshot = try FrameRenderingTests.snapshot()
         let census = BuddyCensus(tree: snapshot.tree, words: snapshot.words[snapshot.usableBlocks])
         var ledger = OwnerLedger(geometry: snapshot.geometry)
         ledger.replace(
-            block: 4, word: 0, records: [OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: 77, requestedSize: 9, order: 0)))],
+            block: 4, word: 0, records: [OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: 77, requestedSize: 9, order: 0)))][...],
             counting: false)
         let allocations = ledger.census(state: { _ in .dead })
         let frame = LiveFrame(
