@@ -55,7 +55,10 @@ extension CacheInspector {
         let owners = try readOwners()
         var builder = AllocationCensus.Builder(geometry: geometry)
         let tree = geometry.tree
-        try forEachNode(of: Self.allocatedBlocks(words, from: layout.nullBlockCount), words: words, inPlace: false, claimer: owners.claimer) {
+        try forEachNode(
+            of: Self.allocatedBlocks(words, from: layout.nullBlockCount), words: words, inPlace: false,
+            nodes: { tree.allocations(words[$0]) }, claimer: owners.claimer
+        ) {
             builder.add($2, order: tree.order(ofNode: $1))
         }
         return builder.census(state: owners.state(of:), command: ProcessState.commandName(ofProcess:))
@@ -82,7 +85,7 @@ extension CacheInspector {
     /// Reads the headers of the allocation nodes of `blocks` (ascending) at their words in
     /// `words`, and replaces each block's contribution to `ledger` with what they say.
     private func read(
-        _ blocks: some Sequence<Int>, words: [UInt64], into ledger: inout OwnerLedger, counting: Bool
+        _ blocks: some Collection<Int>, words: [UInt64], into ledger: inout OwnerLedger, counting: Bool
     ) throws(InspectError) {
         // The owner table is read only when a header names no owner (a claim or free in flight).
         // One that cannot be read names no claimer: its node counts as in flight, and the
@@ -95,26 +98,30 @@ extension CacheInspector {
             if owners == nil { owners = (try? self.readOwners()) ?? OwnerRegistry() }
             return owners!.claimer(block: block, node: node)
         }
-        try forEachNode(of: blocks, words: words, inPlace: true, claimer: claimer) { _, _, reading in
-            records.append(OwnerLedger.NodeRecord(reading))
+        // Only the nodes whose records the ledger cannot keep.
+        let toRead = blocks.map { ledger.nodesToRead(block: $0, word: words[$0]) }
+        var asked = 0
+        try forEachNode(of: blocks, words: words, inPlace: true, nodes: { _ in defer { asked += 1 }; return toRead[asked] }, claimer: claimer) {
+            records.append(OwnerLedger.NodeRecord($2))
         }
         var next = 0
-        for block in blocks {
-            let count = geometry.tree.allocations(words[block]).nonzeroBitCount
-            ledger.replace(block: block, word: words[block], records: records[next..<(next + count)], counting: counting)
+        for (block, nodes) in zip(blocks, toRead) {
+            let count = nodes.nonzeroBitCount
+            ledger.replace(block: block, word: words[block], read: records[next..<(next + count)], counting: counting)
             next += count
         }
     }
 
-    /// Calls `visit(block, node, reading)` for every allocation node of `blocks` (ascending) at
-    /// its word in `words`, in order of blocks and nodes; `claimer(block, node)` is asked for a
-    /// node whose header names no owner. With `inPlace`, the headers are loaded from the data
+    /// Calls `visit(block, node, reading)` for the allocation nodes `nodes(block)` of each of
+    /// `blocks` (ascending) at its word in `words`, in order of blocks and nodes (`nodes` is asked
+    /// once per block, in that order); `claimer(block, node)` is asked for a node whose header
+    /// names no owner. With `inPlace`, the headers are loaded from the data
     /// mapping where it reads in place (a few thousand scattered nodes, where a `pread` each would
     /// cost a system call); otherwise from runs of consecutive blocks, one `pread` each.
     ///
     /// A throw may come after some visits; with `inPlace`, those may have read zeros.
     private func forEachNode(
-        of blocks: some Sequence<Int>, words: [UInt64], inPlace: Bool, claimer: (Int, Int) -> Int32?,
+        of blocks: some Sequence<Int>, words: [UInt64], inPlace: Bool, nodes: (Int) -> UInt64, claimer: (Int, Int) -> Int32?,
         _ visit: (_ block: Int, _ node: Int, _ reading: AllocationCensus.NodeReading) -> Void
     ) throws(InspectError) {
         let tree = geometry.tree
@@ -123,17 +130,17 @@ extension CacheInspector {
         /// block → raw header).
         func visitBlock(_ block: Int, header: (Int) -> UInt64) {
             let word = words[block]
-            var nodes = tree.allocations(word)
-            while nodes != 0 {
-                let node = nodes.trailingZeroBitCount
-                nodes &= nodes &- 1
+            var remaining = nodes(block)
+            while remaining != 0 {
+                let node = remaining.trailingZeroBitCount
+                remaining &= remaining &- 1
                 visit(block, node, AllocationCensus.reading(
                     rawHeader: header(tree.byteOffset(ofNode: node, minSize: geometry.minSize)), order: tree.order(ofNode: node),
                     geometry: geometry, claimer: claimer(block, node), blockChanged: currentWord(ofBlock: block) != word))
             }
         }
         if inPlace, let dataMapping, dataMapping.readsInPlace {
-            let whole = dataMapping.read(descriptor) { mapped in
+            let whole: Void? = dataMapping.read(descriptor) { mapped in
                 for block in blocks {
                     let base = block * geometry.blockSize
                     visitBlock(block) { mapped.word(at: (base + $0) / 8) }

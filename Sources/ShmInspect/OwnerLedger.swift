@@ -41,13 +41,19 @@ public struct OwnerLedger: Sendable {
         /// Whether the node should be read again at the next update: its header was not written
         /// yet when its block was read.
         var isUnsettled: Bool { kind == Self.inFlight }
+        /// Whether the node counts as an allocation of `pid`.
+        func isCounted(for pid: Int32) -> Bool { kind == Self.counted && self.pid == pid }
     }
 
-    /// One block's contribution: the word its nodes were read at, and one record per allocation
-    /// node of that word (ascending node numbers).
-    struct BlockRecords {
-        let word: UInt64
-        let records: [NodeRecord]
+    /// The contributions of ``pageBlocks`` consecutive blocks: for each, the word its nodes
+    /// were read at (0 for none), the nodes whose records are settled (not in flight: kept,
+    /// unread, while they hold), and one record per allocation node of that word (ascending
+    /// node numbers). Words and settled nodes are plain arrays, so that asking which nodes to
+    /// read touches no block's records.
+    struct Page {
+        var words = [UInt64](repeating: 0, count: pageBlocks)
+        var settled = [UInt64](repeating: 0, count: pageBlocks)
+        var records = [[NodeRecord]](repeating: [], count: pageBlocks)
     }
 
     /// One owner's sums.
@@ -55,10 +61,25 @@ public struct OwnerLedger: Sendable {
         var allocations = 0
         var bytes = 0
         var requestedBytes = 0
+
+        /// Adds (`sign` 1) or takes away (-1) an allocation; returns the allocations left.
+        mutating func add(bytes: Int, requestedBytes: Int, sign: Int) -> Int {
+            allocations += sign
+            self.bytes += sign * bytes
+            self.requestedBytes += sign * requestedBytes
+            return allocations
+        }
     }
 
     let geometry: Geometry
-    private(set) var blocks: [Int: BlockRecords] = [:]
+    /// Each block's contribution, in pages (index: block / pageBlocks), a page made when one of
+    /// its blocks first holds allocations. A refresh visits the changed blocks in ascending
+    /// order, so neighbours share a page: a dictionary by block cost a cache miss and a hash for
+    /// each of three lookups per changed block, most of a busy refresh.
+    private var pages: [Page?] = []
+    static let pageBlocks = 1024
+    /// The records being assembled for a block (kept to spare an allocation per block).
+    private var assembled: [NodeRecord] = []
     private var sums: [Int32: OwnerSums] = [:]
     private var requestedBytesByOrder: [Int]
     private var inFlight = 0
@@ -76,39 +97,84 @@ public struct OwnerLedger: Sendable {
     /// Allocation nodes the ledger holds.
     public var allocationCount: Int { sums.values.reduce(0) { $0 + $1.allocations } + inFlight + unreadable }
 
-    /// Replaces block `block`'s contribution by `records`, read at `word`. With `counting`, an
-    /// allocation node that appeared counts as an allocation of its new owner and one that
-    /// disappeared as a free of its old one (the same lower bound as ``SnapshotRates``).
-    mutating func replace(block: Int, word: UInt64, records: ArraySlice<NodeRecord>, counting: Bool) {
-        let tree = geometry.tree
-        let old = blocks[block]
-        if let old {
-            for record in old.records { add(record, sign: -1) }
-            if counting {
-                let gone = tree.allocations(old.word) & ~tree.allocations(word)
-                forEachRecord(of: old, among: gone) { activity.count(free: $0.pid, kind: $0.kind) }
-            }
-        }
-        for record in records { add(record, sign: 1) }
-        let new = BlockRecords(word: word, records: Array(records))
-        if counting {
-            let came = tree.allocations(word) & ~(old.map { tree.allocations($0.word) } ?? 0)
-            forEachRecord(of: new, among: came) { activity.count(allocation: $0.pid, kind: $0.kind) }
-        }
-        blocks[block] = records.isEmpty ? nil : new
-        if records.contains(where: \.isUnsettled) { unsettledBlocks.insert(block) } else { unsettledBlocks.remove(block) }
+    /// The allocation nodes of `word` whose headers must be read to bring block `block` up to
+    /// it: those its last reading did not hold as allocations, or held in flight. A node that
+    /// held a settled allocation at both readings keeps its record unread, as a block whose word
+    /// did not change does: a node freed and allocated again between two readings is not seen
+    /// (as for the rates), and most of a changed block's allocations have not changed.
+    func nodesToRead(block: Int, word: UInt64) -> UInt64 {
+        let nodes = geometry.tree.allocations(word)
+        let (page, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
+        guard page < pages.count, let settled = pages[page]?.settled[index] else { return nodes }
+        return nodes & ~settled
     }
 
-    /// Calls `body` with the records of `entry` whose nodes are in `nodes`.
-    private func forEachRecord(of entry: BlockRecords, among nodes: UInt64, _ body: (NodeRecord) -> Void) {
-        var all = geometry.tree.allocations(entry.word)
-        var index = 0
-        while all != 0 {
-            let bit = all & (0 &- all)
-            if nodes & bit != 0 { body(entry.records[index]) }
-            all &= all &- 1
-            index += 1
+    /// Brings block `block`'s contribution up to `word`, whose nodes ``nodesToRead(block:word:)``
+    /// were read as `read` (ascending nodes); the other nodes keep their records. With `counting`,
+    /// an allocation node that appeared counts as an allocation of its new owner and one that
+    /// disappeared as a free of its old one (the same lower bound as ``SnapshotRates``).
+    mutating func replace(block: Int, word: UInt64, read: ArraySlice<NodeRecord>, counting: Bool) {
+        let tree = geometry.tree
+        let newNodes = tree.allocations(word)
+        let (page, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
+        if page >= pages.count {
+            guard newNodes != 0 else { return }
+            pages.append(contentsOf: repeatElement(nil, count: page + 1 - pages.count))
         }
+        if pages[page] == nil {
+            guard newNodes != 0 else { return }
+            pages[page] = Page()
+        }
+        // Taken out of the page, so that it is changed in place.
+        var oldRecords: [NodeRecord] = []
+        swap(&oldRecords, &pages[page]!.records[index])
+        let oldNodes = tree.allocations(pages[page]!.words[index])
+        let kept = newNodes & pages[page]!.settled[index]
+        let wasUnsettled = pages[page]!.settled[index] != oldNodes
+        var records: [NodeRecord] = []
+        swap(&records, &assembled)
+        records.removeAll(keepingCapacity: true)
+        var settled: UInt64 = 0
+        var oldIndex = 0, readIndex = read.startIndex
+        var nodes = oldNodes | newNodes
+        while nodes != 0 {
+            let bit = nodes & (0 &- nodes)
+            nodes &= nodes &- 1
+            var before: NodeRecord?
+            if oldNodes & bit != 0 {
+                before = oldRecords[oldIndex]
+                oldIndex += 1
+            }
+            var after: NodeRecord?
+            if newNodes & bit != 0 {
+                if kept & bit != 0 {
+                    after = before
+                } else {
+                    after = read[readIndex]
+                    readIndex += 1
+                }
+                records.append(after!)
+                if !after!.isUnsettled { settled |= bit }
+            }
+            guard before != after else { continue }
+            if let before {
+                add(before, sign: -1)
+                if counting, after == nil { activity.count(free: before.pid, kind: before.kind) }
+            }
+            if let after {
+                add(after, sign: 1)
+                if counting, before == nil { activity.count(allocation: after.pid, kind: after.kind) }
+            }
+        }
+        pages[page]!.words[index] = newNodes == 0 ? 0 : word
+        pages[page]!.settled[index] = settled
+        // The block's array is reused, and `assembled` stays this ledger's alone.
+        oldRecords.removeAll(keepingCapacity: !records.isEmpty)
+        oldRecords.append(contentsOf: records)
+        swap(&oldRecords, &pages[page]!.records[index])
+        swap(&records, &assembled)
+        // The set is asked only when the block enters or leaves it: most changed blocks do neither.
+        if settled != newNodes { unsettledBlocks.insert(block) } else if wasUnsettled { unsettledBlocks.remove(block) }
     }
 
     private mutating func add(_ record: NodeRecord, sign: Int) {
@@ -118,11 +184,10 @@ public struct OwnerLedger: Sendable {
         default:
             let size = geometry.nodeSize(ofOrder: record.order)
             requestedBytesByOrder[record.order] += sign * record.requestedSize
-            var owner = sums[record.pid] ?? OwnerSums()
-            owner.allocations += sign
-            owner.bytes += sign * size
-            owner.requestedBytes += sign * record.requestedSize
-            sums[record.pid] = owner.allocations == 0 ? nil : owner
+            // Changed in place: one lookup (an owner that holds nothing any more is removed).
+            if sums[record.pid, default: OwnerSums()].add(bytes: size, requestedBytes: record.requestedSize, sign: sign) == 0 {
+                sums[record.pid] = nil
+            }
         }
     }
 
@@ -139,7 +204,11 @@ public struct OwnerLedger: Sendable {
     /// keeps the set up to date from then on).
     public func blocks(ownedBy pid: Int32) -> BlockSet {
         var owned = BlockSet(capacity: geometry.blockCount)
-        for block in blocks.keys where owns(block: block, pid: pid) { owned.set(block, true) }
+        for (number, page) in pages.enumerated() {
+            for (index, records) in (page?.records ?? []).enumerated() where records.contains(where: { $0.isCounted(for: pid) }) {
+                owned.set(number * Self.pageBlocks + index, true)
+            }
+        }
         return owned
     }
 
@@ -151,7 +220,9 @@ public struct OwnerLedger: Sendable {
 
     /// Whether block `block` holds an allocation of `pid`.
     public func owns(block: Int, pid: Int32) -> Bool {
-        blocks[block]?.records.contains { $0.kind == NodeRecord.counted && $0.pid == pid } ?? false
+        let (page, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
+        guard page < pages.count, let page = pages[page] else { return false }
+        return page.records[index].contains { $0.isCounted(for: pid) }
     }
 
     /// The census the ledger's figures make, with each owner's process state as `state` gives

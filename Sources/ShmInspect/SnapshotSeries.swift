@@ -50,14 +50,21 @@ public struct SnapshotSeries: Sendable {
         Double(passesPerSweep) * Double(interval / .microseconds(1)) / 1e6
     }
 
+    /// The fewest words a pass compares: 4 MiB of words, a 512 MiB cache of 1 KiB blocks. A
+    /// busy cache of that size is read whole at every refresh, so its figures are never more
+    /// than one refresh old, even when a refresh finds many changes and takes longer than the
+    /// budget (comparing them costs less than the headers of the blocks that changed).
+    public static let minimumWordsPerPass = 1 << 19
+
     /// Chooses the pass size from the last pass's cost: `seconds` to compare `words` words, for
-    /// passes that should each take about `budget` seconds. Sizes are rounded to whole spans of
-    /// groups so that passes start on a word of `emptyGroups`.
+    /// passes that should each take about `budget` seconds, and at least
+    /// ``minimumWordsPerPass``. Sizes are rounded to whole spans of groups so that passes start
+    /// on a word of `emptyGroups`.
     public mutating func adapt(words: Int, seconds: Double, budget: Double, usable: Int) {
         guard words > 0, seconds > 0 else { return }
         let affordable = Int(Double(words) * budget / seconds)
         let span = SnapshotChanges.spanWords
-        let size = max(span * 64, affordable / span * span)
+        let size = max(Self.minimumWordsPerPass, affordable / span * span)
         wordsPerPass = size >= usable ? nil : size
         passesPerSweep = wordsPerPass.map { (usable + $0 - 1) / $0 } ?? 1
     }

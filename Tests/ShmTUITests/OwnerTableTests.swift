@@ -8,17 +8,26 @@ import Testing
 
 @Suite("Owner table")
 struct OwnerTableTests {
+    /// A block's word holding an allocation for each of `headers`, side by side from the first
+    /// leaf (each order's nodes aligned as long as orders do not fall).
+    static func word(_ headers: [AllocationHeader]) -> UInt64 {
+        let tree = try! Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10).tree
+        var leaf = 0, word: UInt64 = 0
+        for header in headers {
+            word |= tree.setMask(ofNode: tree.node(order: header.order, firstLeaf: leaf))
+            leaf += 1 << header.order
+        }
+        return word
+    }
+
     /// Three owners of a 64 KiB cache (`RenderingTests`' example), as the ledger's census reports them.
     static func owners() -> [OwnerAllocations] {
         var ledger = OwnerLedger(geometry: try! Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10))
         // pid 30: 3 allocations of 32 B; pid 10: one of 1 KiB; pid 20: two of 64 B.
         let records: [(Int, Int32, Int, Int)] = [(4, 30, 20, 0), (4, 30, 10, 0), (4, 30, 5, 0), (5, 10, 1000, 5), (6, 20, 50, 1), (6, 20, 40, 1)]
         for block in [4, 5, 6] {
-            let mine = records.filter { $0.0 == block }
-            ledger.replace(
-                block: block, word: 0,
-                records: mine.map { OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: $0.1, requestedSize: $0.2, order: $0.3))) }[...],
-                counting: false)
+            let mine = records.filter { $0.0 == block }.map { AllocationHeader(ownerPID: $0.1, requestedSize: $0.2, order: $0.3) }
+            ledger.replace(block: block, word: Self.word(mine), read: mine.map { OwnerLedger.NodeRecord(.counted($0)) }[...], counting: false)
         }
         var activity = OwnerActivity()
         activity.count(allocation: 20, kind: OwnerLedger.NodeRecord.counted)
@@ -74,8 +83,10 @@ struct OwnerTableTests {
     func highlightedBlocks() {
         var ledger = OwnerLedger(geometry: try! Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10))
         func put(_ block: Int, _ pids: [Int32]) {
-            let records = pids.map { OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: $0, requestedSize: 8, order: 0))) }
-            ledger.replace(block: block, word: 0, records: records[...], counting: false)
+            let headers = pids.map { AllocationHeader(ownerPID: $0, requestedSize: 8, order: 0) }
+            // Freed first: a node that holds an allocation at both readings keeps its record.
+            ledger.replace(block: block, word: 0, read: [], counting: false)
+            ledger.replace(block: block, word: Self.word(headers), read: headers.map { OwnerLedger.NodeRecord(.counted($0)) }[...], counting: false)
         }
         put(4, [30, 10])
         put(5, [10])
@@ -95,9 +106,8 @@ struct OwnerTableTests {
         let snapshot = try FrameRenderingTests.snapshot()
         let census = BuddyCensus(tree: snapshot.tree, words: snapshot.words[snapshot.usableBlocks])
         var ledger = OwnerLedger(geometry: snapshot.geometry)
-        ledger.replace(
-            block: 4, word: 0, records: [OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: 77, requestedSize: 9, order: 0)))][...],
-            counting: false)
+        let header = AllocationHeader(ownerPID: 77, requestedSize: 9, order: 0)
+        ledger.replace(block: 4, word: Self.word([header]), read: [OwnerLedger.NodeRecord(.counted(header))][...], counting: false)
         let allocations = ledger.census(state: { _ in .dead })
         let frame = LiveFrame(
             snapshot: snapshot, statistics: CacheStatistics(census: census, snapshot: snapshot, allocations: allocations), sequence: 1)
