@@ -4,10 +4,12 @@
 // A full header scan of a cache with a million allocations reads a million headers spread over
 // the whole data region; between two refreshes of a busy cache a few per cent of its blocks
 // change. The ledger keeps, for every block that holds allocations, what each of its allocation
-// nodes counted for (owner, requested size, or in flight / damaged) and the word it was read at;
-// a changed block's old contribution is subtracted and its headers are read again. Blocks whose
-// headers were in flight (claimed but not written yet) are read again at the next update even if
-// their word holds still, so the figures settle within one refresh.
+// nodes counted for (owner, requested size, or in flight / damaged) and the word it was read at.
+// In a changed block, the nodes that disappeared are subtracted and the headers of those that
+// appeared are read; the nodes that held at both readings keep their records (most of a changed
+// block's allocations did not change, and reading them again was most of a busy refresh). Nodes
+// whose headers were in flight (claimed but not written yet) are read again at the next update
+// even if their word holds still, so the figures settle within one refresh.
 
 import ShmFormat
 
