@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes screenshots/ from a real `shmtop demo` run: the main view, the drill-down and the help
-# overlay, each as text (tmux capture-pane: .txt plain, .ansi with colours) and as PNG rendered
+# Makes screenshots/ from a real `shmtop demo` run: the main view, the drill-down, the help
+# overlay and the owner table, each as text (tmux capture-pane: .txt plain, .ansi with colours) and as PNG rendered
 # from the ANSI capture with aha (ANSI → HTML) and wkhtmltoimage (HTML → PNG), both Debian packages.
 #
 # Usage: scripts/screenshots.sh   (from the repository; installs aha, wkhtmltopdf and a font with apt;
@@ -82,5 +82,12 @@ tmux -L "$socket" send-keys -t shots Escape
 tmux -L "$socket" send-keys -t shots '?'
 wait_for 'any key closes'
 capture help
+
+# The owner table (`o`): one row per writer, sorted by bytes.
+tmux -L "$socket" send-keys -t shots Escape
+tmux -L "$socket" send-keys -t shots o
+wait_for 'bytes▼'
+sleep 2  # a second of rates
+capture owners
 
 tmux -L "$socket" send-keys -t shots q

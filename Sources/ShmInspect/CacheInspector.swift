@@ -36,9 +36,14 @@ public final class CacheInspector: Sendable {
     /// The header as read when attaching (geometry and layout never change; counters do).
     public let header: FileHeader
 
-    private let descriptor: FileDescriptor
+    let descriptor: FileDescriptor
     /// The buddy words, mapped: what a live view reads at every refresh.
     private let mapping: GuardedMapping
+    /// The data region, mapped for reading allocation headers in place (a live view reads those
+    /// of the blocks that changed, a few thousand scattered nodes per refresh, where a `pread`
+    /// each would cost a system call); `nil` when it could not be mapped, and headers are read
+    /// with `pread`.
+    let dataMapping: GuardedMapping?
     private let device: UInt64
     private let inode: UInt64
 
@@ -71,6 +76,7 @@ public final class CacheInspector: Sendable {
             do {
                 mapping = try GuardedMapping(descriptor, offset: header.layout.wordsOffset, count: header.geometry.blockCount)
             } catch { throw InspectError.system(path: path, operation: "mmap", errno: error) }
+            dataMapping = try? GuardedMapping(descriptor, offset: header.layout.dataOffset, count: header.geometry.capacity / 8)
         } catch let error as InspectError {
             try? descriptor.close()
             throw error
@@ -109,70 +115,67 @@ public final class CacheInspector: Sendable {
             takenAt: started, wallClockNanoseconds: wallClock)
     }
 
-    /// The next snapshot of a series, taken by difference from `previous` (an earlier snapshot of
-    /// this inspector's), with what changed since: what a live view needs at every refresh.
+    /// Brings `snapshot` (an earlier snapshot of this inspector's) up to now by difference, and
+    /// returns what changed: what a live view needs at every refresh.
     ///
-    /// The mapped words are compared with the previous words where they are read, and only the
-    /// words that changed are written into the new snapshot's array. That array is `recycled`'s,
-    /// an older snapshot's words brought up to date from the changes recorded with it, so a
-    /// refresh neither allocates nor writes 8 bytes per block. (A snapshot from
-    /// ``snapshot(readingAllocations:)`` copies the words whole and reads them again to compare.)
-    /// The free-space index is not read: the snapshot's `indexWords` is empty.
+    /// The mapped words of `blocks` (all usable blocks when `nil`; see
+    /// ``SnapshotSeries/nextPass(of:)``) are compared with the snapshot's where they are read, and
+    /// only the words that changed are written into its array, in place when no other snapshot
+    /// shares it (copy-on-write): a series keeps one copy of the words and a refresh neither
+    /// allocates nor writes 8 bytes per block. Words outside `blocks` keep their earlier values.
+    /// The free-space index is not read (`indexWords` becomes empty), nor are allocation headers
+    /// (an ``OwnerLedger`` follows the changes instead).
     ///
-    /// `recycled` starts empty (``RecycledWords/init()``); pass the same one to every call of a
-    /// series, with the snapshot the last call returned as `previous` (any other starts afresh).
-    /// Its words are reused only once no other snapshot shares them (copy-on-write). Groups of
-    /// words that were all zero are compared without reading the previous words at all.
-    public func snapshot(
-        readingAllocations: Bool, after previous: CacheSnapshot, recycling recycled: inout RecycledWords
-    ) throws(InspectError) -> (snapshot: CacheSnapshot, changes: SnapshotChanges) {
-        precondition(previous.layout == layout, "a snapshot of another cache")
+    /// Pass the same `series` to every call of a series (a snapshot it does not know starts
+    /// afresh): it remembers which groups of words were all zero, which are then compared without
+    /// reading the earlier words at all.
+    public func advance(
+        _ snapshot: inout CacheSnapshot, series: inout SnapshotSeries, comparing blocks: Range<Int>? = nil
+    ) throws(InspectError) -> SnapshotChanges {
+        precondition(snapshot.layout == layout, "a snapshot of another cache")
         let started = ContinuousClock.now
         let wallClock = Self.wallClockNanoseconds()
         try checkFile()
         let current = try Self.readHeader(descriptor, path: path, fileSize: nil)
         guard current.layout == header.layout else { throw .replaced(path: path) }
 
-        // Bring the recycled words up to `previous` (or share its array: the first write copies it).
-        let usable = previous.usableBlocks    // the null region's words never change
-        var words = recycled.words
-        recycled.words = []
-        if words.count == previous.words.count, let changes = recycled.changes, recycled.basis == previous.takenAt {
-            for (block, word) in zip(changes.blocks, changes.laterWords) { words[block] = word }
-        } else {
-            words = previous.words
+        let usable = snapshot.usableBlocks    // the null region's words never change
+        let compared = series.alignedRange(blocks ?? usable, usable: usable)
+        if series.basis != snapshot.takenAt || series.emptyGroups.isEmpty {
             // Nothing known to be empty yet: every group is compared in full once.
-            let groups = (usable.count + SnapshotChanges.chunkWords - 1) / SnapshotChanges.chunkWords
-            recycled.emptyGroups = [UInt64](repeating: 0, count: (groups + 63) / 64)
+            series.emptyGroups = [UInt64](repeating: 0, count: (SnapshotSeries.groupCount(usable) + 63) / 64)
         }
-        let expected = (recycled.changes?.blocks.count ?? 0) * 5 / 4
-        let previousGroups = recycled.emptyGroups
-        var changes: SnapshotChanges
-        (changes, recycled.emptyGroups) = try readMapped { mapped in
-            var changes = SnapshotChanges(expected: expected)
-            var emptyGroups = previousGroups
-            words.withUnsafeBufferPointer { old in
-                emptyGroups.withUnsafeMutableBufferPointer { emptyGroups in
-                    changes.record(
-                        UnsafeBufferPointer(rebasing: old[usable]), mapped.advanced(by: usable.lowerBound),
-                        firstBlock: usable.lowerBound, emptyGroups: emptyGroups)
+        var words: [UInt64] = []
+        swap(&words, &snapshot.words)
+        let expected = series.changedLastTime * 5 / 4
+        let firstGroupWord = (compared.lowerBound - usable.lowerBound) / SnapshotChanges.spanWords
+        let previousGroups = series.emptyGroups
+        let changes: SnapshotChanges, emptyGroups: [UInt64]
+        do {
+            (changes, emptyGroups) = try readMapped { mapped in
+                var changes = SnapshotChanges(expected: expected)
+                var emptyGroups = previousGroups
+                words.withUnsafeBufferPointer { old in
+                    emptyGroups.withUnsafeMutableBufferPointer { groups in
+                        changes.record(
+                            UnsafeBufferPointer(rebasing: old[compared]), mapped.advanced(by: compared.lowerBound),
+                            firstBlock: compared.lowerBound, emptyGroups: UnsafeMutableBufferPointer(rebasing: groups[firstGroupWord...]))
+                    }
                 }
+                return (changes, emptyGroups)
             }
-            return (changes, emptyGroups)
+        } catch {
+            swap(&words, &snapshot.words)
+            throw error
         }
-        for (block, word) in zip(changes.blocks, changes.laterWords) { words[block] = word }
-        changes.finish(
-            seconds: SnapshotChanges.seconds(from: previous.takenAt, to: started), tree: geometry.tree, minSize: geometry.minSize)
-
-        let allocations = readingAllocations ? try scanAllocations(words) : nil
-        let snapshot = CacheSnapshot(
-            path: path, header: current, words: words, allocations: allocations, takenAt: started,
-            wallClockNanoseconds: wallClock)
-        // `previous`'s words, with what turns them into this snapshot's, for the call after next.
-        recycled.words = previous.words
-        recycled.changes = changes
-        recycled.basis = started
-        return (snapshot, changes)
+        var finished = changes
+        for (block, word) in zip(finished.blocks, finished.laterWords) { words[block] = word }
+        finished.finish(seconds: SnapshotChanges.seconds(from: snapshot.takenAt, to: started), tree: geometry.tree, minSize: geometry.minSize)
+        snapshot = CacheSnapshot(
+            path: path, header: current, words: words, allocations: nil, takenAt: started, wallClockNanoseconds: wallClock)
+        series.emptyGroups = emptyGroups
+        series.recordPass(compared, usable: usable, at: started, changed: finished.blocks.count)
+        return finished
     }
 
     /// Reads block `block` now and describes its tree and its allocations (header fields and first
@@ -244,7 +247,7 @@ public final class CacheInspector: Sendable {
     }
 
     /// Reads `count` little-endian 64-bit words at `offset`.
-    private func readWords(count: Int, at offset: Int) throws(InspectError) -> [UInt64] {
+    func readWords(count: Int, at offset: Int) throws(InspectError) -> [UInt64] {
         try [UInt64](unsafeUninitializedCapacity: count) { buffer, initialised throws(InspectError) in
             try read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
             #if _endian(big)
@@ -255,7 +258,7 @@ public final class CacheInspector: Sendable {
     }
 
     /// Fills `buffer` from `offset`; a short read means the file shrank under us.
-    private func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(InspectError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(InspectError) {
         let count: Int
         do { count = try Self.readFully(descriptor, into: buffer, at: offset) } catch {
             throw .system(path: path, operation: "read", errno: error)
@@ -298,58 +301,6 @@ public final class CacheInspector: Sendable {
         }
     }
 
-    // MARK: - Allocation scan
-
-    /// Block `block`'s word as the file holds it now, or `nil` when it cannot be read.
-    private func currentWord(ofBlock block: Int) -> UInt64? {
-        try? readWords(count: 1, at: layout.wordsOffset + block * 8)[0]
-    }
-
-    /// Reads the owner table.
-    private func readOwners() throws(InspectError) -> OwnerRegistry {
-        let table = UnsafeMutableRawBufferPointer.allocate(byteCount: OwnerTable.byteCount, alignment: 8)
-        defer { table.deallocate() }
-        try read(into: table, at: layout.ownersOffset)
-        return OwnerRegistry(table: UnsafeRawBufferPointer(table))
-    }
-
-    /// The most bytes one `pread` of the data region asks for.
-    static let scanChunkBytes = 1 << 20
-
-    /// Reads the header of every allocation in `words` (runs of non-empty blocks at a time) and
-    /// sums them per owner and per order; then reads each owner's process state.
-    private func scanAllocations(_ words: [UInt64]) throws(InspectError) -> AllocationCensus {
-        let tree = geometry.tree
-        let owners = try readOwners()
-        var builder = AllocationCensus.Builder(geometry: geometry)
-        let blocksPerChunk = max(1, Self.scanChunkBytes / geometry.blockSize)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blocksPerChunk * geometry.blockSize, alignment: 8)
-        defer { buffer.deallocate() }
-
-        var block = layout.nullBlockCount
-        while block < words.count {
-            guard words[block] != 0 else { block += 1; continue }
-            var end = block + 1
-            while end < words.count, end - block < blocksPerChunk, words[end] != 0 { end += 1 }
-            let run = UnsafeMutableRawBufferPointer(rebasing: buffer[..<((end - block) * geometry.blockSize)])
-            try read(into: run, at: layout.dataOffset + block * geometry.blockSize)
-            for index in block..<end {
-                var nodes = tree.allocations(words[index])
-                while nodes != 0 {
-                    let node = nodes.trailingZeroBitCount
-                    nodes &= nodes &- 1
-                    let offsetInRun = (index - block) * geometry.blockSize + tree.byteOffset(ofNode: node, minSize: geometry.minSize)
-                    let raw = UInt64(littleEndian: run.loadUnaligned(fromByteOffset: offsetInRun, as: UInt64.self))
-                    builder.add(
-                        rawHeader: raw, order: tree.order(ofNode: node), claimer: owners.claimer(block: index, node: node),
-                        blockChanged: currentWord(ofBlock: index) != words[index])
-                }
-            }
-            block = end
-        }
-        return builder.census(state: owners.state(of:), command: ProcessState.commandName(ofProcess:))
-    }
-
     /// Nanoseconds since the Unix epoch.
     static func wallClockNanoseconds() -> UInt64 {
         var now = timespec()
@@ -357,22 +308,3 @@ public final class CacheInspector: Sendable {
         return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 }
-
-/// An older snapshot's words kept for reuse by
-/// ``CacheInspector/snapshot(readingAllocations:after:recycling:)``, with the changes that bring
-/// them up to the snapshot the next call compares with.
-public struct RecycledWords: Sendable {
-    /// An older snapshot's words.
-    var words: [UInt64] = []
-    /// What turns `words` into the snapshot `basis` names.
-    var changes: SnapshotChanges?
-    /// When the snapshot the next call must compare with was taken (it must be the last one returned).
-    var basis: ContinuousClock.Instant?
-    /// One bit per group of `SnapshotChanges.chunkWords` usable words of that snapshot: set when
-    /// the group is all zero (empty blocks), so the next comparison need not read it.
-    var emptyGroups: [UInt64] = []
-
-    /// Nothing recycled yet.
-    public init() {}
-}
-

@@ -10,7 +10,7 @@ public struct CacheSnapshot: Sendable {
     /// The header as read for this snapshot (its counters are current).
     public let header: FileHeader
     /// Every block's buddy word, the null region's blocks included (index = block number).
-    public let words: [UInt64]
+    public internal(set) var words: [UInt64]
     /// The free-space index region's words (the allocator's per-class block bitmaps), copied just
     /// after the buddy words; empty for a file without an index.
     public let indexWords: [UInt64]
@@ -99,6 +99,35 @@ public struct AllocationCensus: Hashable, Sendable {
     /// Requested bytes over all readable headers.
     public var requestedBytes: Int { requestedBytesByOrder.reduce(0, +) }
 
+    /// What one allocation node's header counts for.
+    public enum NodeReading: Hashable, Sendable {
+        /// An allocation of the owner and size the header (or the claimer) names.
+        case counted(AllocationHeader)
+        /// Claimed or freed while it was read: counted for nobody.
+        case inFlight
+        /// Damaged: counted for nobody.
+        case unreadable
+    }
+
+    /// What the raw header found at an allocation node of `order` counts for. A header that names
+    /// no owner (not written yet, or left by a free that has not cleared the node yet) counts for
+    /// `claimer`, the process whose owner-table intent names the node, when there is one (asked
+    /// only then). `blockChanged` says whether the node's block changed since its word was read;
+    /// it is asked only for a header that decodes to nothing usable.
+    public static func reading(
+        rawHeader: UInt64, order: Int, geometry: Geometry, claimer: @autoclosure () -> Int32?, blockChanged: @autoclosure () -> Bool
+    ) -> NodeReading {
+        let nodeSize = geometry.nodeSize(ofOrder: order)
+        let stored = AllocationHeader(rawValue: rawHeader)
+        let fits = stored.map { $0.order == order && $0.requestedSize <= nodeSize - AllocationHeader.size } ?? false
+        if let stored, fits, !stored.isReleased { return .counted(stored) }
+        if let claimer = claimer() {
+            // A released header tells what was last asked for the node; a stale one does not.
+            return .counted(AllocationHeader(ownerPID: claimer, requestedSize: fits ? stored!.requestedSize : 0, order: order))
+        }
+        return blockChanged() ? .inFlight : .unreadable
+    }
+
     /// Sums headers one at a time; `census(state:)` finishes.
     public struct Builder {
         let geometry: Geometry
@@ -126,25 +155,23 @@ public struct AllocationCensus: Hashable, Sendable {
         public mutating func add(
             rawHeader: UInt64, order: Int, claimer: @autoclosure () -> Int32? = nil, blockChanged: @autoclosure () -> Bool = false
         ) {
-            let nodeSize = geometry.nodeSize(ofOrder: order)
-            let stored = AllocationHeader(rawValue: rawHeader)
-            let fits = stored.map { $0.order == order && $0.requestedSize <= nodeSize - AllocationHeader.size } ?? false
+            add(AllocationCensus.reading(rawHeader: rawHeader, order: order, geometry: geometry, claimer: claimer(), blockChanged: blockChanged()), order: order)
+        }
+
+        /// Adds what an allocation node of `order` counts for.
+        public mutating func add(_ reading: NodeReading, order: Int) {
             let header: AllocationHeader
-            if let stored, fits, !stored.isReleased {
-                header = stored
-            } else if let claimer = claimer() {
-                // A released header tells what was last asked for the node; a stale one does not.
-                header = AllocationHeader(ownerPID: claimer, requestedSize: fits ? stored!.requestedSize : 0, order: order)
-            } else {
-                if blockChanged() { inFlight += 1 } else { unreadable += 1 }
-                return
+            switch reading {
+            case .counted(let counted): header = counted
+            case .inFlight: inFlight += 1; return
+            case .unreadable: unreadable += 1; return
             }
             requestedBytesByOrder[order] += header.requestedSize
             if current?.pid != header.ownerPID {
                 flushCurrent()
                 current = byOwner.removeValue(forKey: header.ownerPID) ?? OwnerAllocations(pid: header.ownerPID)
             }
-            current!.add(nodeSize: nodeSize, requestedSize: header.requestedSize)
+            current!.add(nodeSize: geometry.nodeSize(ofOrder: order), requestedSize: header.requestedSize)
         }
 
         /// Moves the current owner's sums back into `byOwner`.
@@ -161,12 +188,12 @@ public struct AllocationCensus: Hashable, Sendable {
             let owners = builder.byOwner.values.map { owner in
                 var owner = owner
                 let ownerState = state(owner.pid)
-                owner.mark(ownerState, command: ownerState == .alive ? command(owner.pid) : nil)
+                owner.mark(ownerState, command: ownerState == .alive ? command(owner.pid) : nil, capacity: geometry.capacity)
                 return owner
             }
             return AllocationCensus(
                 requestedBytesByOrder: requestedBytesByOrder,
-                owners: owners.sorted { ($0.bytes, $1.pid) > ($1.bytes, $0.pid) },
+                owners: OwnerOrder.byBytes.sorted(owners),
                 unreadableHeaders: unreadable,
                 inFlightHeaders: inFlight)
         }
@@ -191,17 +218,33 @@ public struct OwnerAllocations: Hashable, Sendable, Codable {
     /// The bytes their callers asked for.
     public private(set) var requestedBytes: Int
 
-    init(pid: Int32) {
+    /// The share of the cache's capacity (its data region) these bytes take, 0...1.
+    public private(set) var share: Double
+    /// Allocations per second over the snapshot's rate window; absent without a previous frame.
+    public private(set) var allocationsPerSecond: Double?
+    /// Frees per second over the snapshot's rate window; absent without a previous frame.
+    public private(set) var freesPerSecond: Double?
+
+    init(pid: Int32, allocations: Int = 0, bytes: Int = 0, requestedBytes: Int = 0) {
         self.pid = pid
         alive = false
         state = .dead
-        allocations = 0
-        bytes = 0
-        requestedBytes = 0
+        self.allocations = allocations
+        self.bytes = bytes
+        self.requestedBytes = requestedBytes
+        share = 0
     }
 
-    /// Records the owner's process state and, while it is alive, its command name.
-    mutating func mark(_ state: ProcessState, command: String?) {
+    /// Records the owner's allocations and frees per second (`nil`: unknown).
+    mutating func setRates(_ rates: (allocations: Double, frees: Double)?) {
+        allocationsPerSecond = rates?.allocations
+        freesPerSecond = rates?.frees
+    }
+
+    /// Records the owner's process state and, while it is alive, its command name, and its
+    /// share of a cache of `capacity` bytes.
+    mutating func mark(_ state: ProcessState, command: String?, capacity: Int) {
+        share = capacity > 0 ? Double(bytes) / Double(capacity) : 0
         self.state = state
         self.command = command
         alive = state == .alive

@@ -160,8 +160,10 @@ public struct CacheStatistics: Hashable, Sendable {
     public static var defaultThreads: Int { min(4, ProcessInfo.processInfo.activeProcessorCount) }
 
     /// Statistics from a census already computed for `snapshot`'s usable blocks (e.g. kept up to
-    /// date incrementally from the blocks that changed).
-    public init(census: BuddyCensus, snapshot: CacheSnapshot) {
+    /// date incrementally from the blocks that changed), with the owner figures of `allocations`
+    /// (e.g. an ``OwnerLedger``'s) or else of the snapshot's own header scan.
+    public init(census: BuddyCensus, snapshot: CacheSnapshot, allocations: AllocationCensus? = nil) {
+        let allocations = allocations ?? snapshot.allocations
         let geometry = snapshot.geometry
         let layout = snapshot.layout
         self.geometry = geometry
@@ -171,7 +173,7 @@ public struct CacheStatistics: Hashable, Sendable {
         reservedBytes = layout.reservedBytes
         allocatedBytes = census.takenLeaves * geometry.minSize
         freeBytes = census.freeLeaves * geometry.minSize
-        requestedBytes = snapshot.allocations?.requestedBytes
+        requestedBytes = allocations?.requestedBytes
         liveAllocations = census.allocationsByOrder.reduce(0, +)
         largestFreeChunk = census.largestFreeOrder.map(geometry.nodeSize(ofOrder:)) ?? 0
         blocks = BlockCounts(
@@ -182,16 +184,16 @@ public struct CacheStatistics: Hashable, Sendable {
             SizeClass(
                 order: order, size: geometry.nodeSize(ofOrder: order),
                 allocations: census.allocationsByOrder[order],
-                requestedBytes: snapshot.allocations?.requestedBytesByOrder[order],
+                requestedBytes: allocations?.requestedBytesByOrder[order],
                 freeChunks: maximalFree[order],
                 blocksWithLargestFreeChunk: census.wordsByLargestFreeOrder[order + 1],
                 unusableFreeIndex: indices.unusableFreeIndex(order: order),
                 fragmentationIndex: indices.fragmentationIndex(order: order),
                 fits: census.freeNodesByOrder[order])
         }
-        owners = snapshot.allocations?.owners
-        unreadableHeaders = snapshot.allocations?.unreadableHeaders
-        inFlightHeaders = snapshot.allocations?.inFlightHeaders
+        owners = allocations?.owners
+        unreadableHeaders = allocations?.unreadableHeaders
+        inFlightHeaders = allocations?.inFlightHeaders
         invalidWords = census.invalidWords
         failedAllocations = snapshot.header.failedAllocations
         invalidFrees = snapshot.header.invalidFrees

@@ -117,6 +117,10 @@ final class GuardedMapping: @unchecked Sendable {
         return page == 0 ? nil : mappedOffset + Int(page - UInt(bitPattern: mapping))
     }
 
+    /// Whether ``read(_:_:)`` reads the mapping itself rather than a copy of the whole range
+    /// (which a caller reading a few words of a large range would rather avoid).
+    var readsInPlace: Bool { phase.load(ordering: .acquiring) != Self.abandoned && GuardTable.isHandlerInstalled }
+
     /// Calls `body` with the range's words, or returns `nil` when a page of the range faulted
     /// during the call or since the last ``restore(_:)``: then what `body` read is partly zeros.
     /// `body` may run and be thrown away, so it should only compute its result.

@@ -148,6 +148,9 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
     public let blocks: CacheStatistics.BlockCounts
     /// Allocations per owner pid, largest holder first.
     public let owners: [OwnerAllocations]?
+    /// The seconds between the two snapshots the owners' rates compare (`snapshot --interval`);
+    /// absent for a single snapshot, whose owners have no rates.
+    public let rateSeconds: Double?
     /// Node bytes held by owners that are not alive.
     public let leakedBytes: Int?
     /// Words breaking the buddy invariant.
@@ -170,11 +173,13 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
     public let blockDetails: [BlockDetailReport]
 
     /// The report of `statistics`, computed from `snapshot`, with the block `details` and the
-    /// heatmap cells `text` would draw (so that the JSON holds what the text shows).
+    /// heatmap cells `text` would draw (so that the JSON holds what the text shows), and the
+    /// seconds the owners' rates cover when they have rates.
     public init(
         snapshot: CacheSnapshot, statistics: CacheStatistics, details: [BlockDetail] = [],
-        heatmapAs text: SnapshotText = SnapshotText(ascii: true)
+        heatmapAs text: SnapshotText = SnapshotText(ascii: true), rateSeconds: Double? = nil
     ) {
+        self.rateSeconds = rateSeconds
         let geometry = snapshot.geometry
         func bySize<Value>(_ value: (CacheStatistics.SizeClass) -> Value) -> [String: Value] {
             Dictionary(uniqueKeysWithValues: statistics.sizeClasses.map { (String($0.size), value($0)) })

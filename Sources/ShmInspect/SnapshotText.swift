@@ -171,19 +171,35 @@ public struct SnapshotText: Sendable {
         return finish(table.text + "stale listings \(index.staleListings) (advisory) · missing listings \(index.missingListings)\n")
     }
 
-    /// Owners with their process state and the leak of those that can no longer free (zombies and
-    /// the dead).
-    public func owners(_ statistics: CacheStatistics) -> String {
+    /// The owner table: one row per owner with its process state, command while alive, what it
+    /// holds, its share of the cache and (when the snapshot has a previous frame) its allocations
+    /// and frees per second; and the leak of those that can no longer free (zombies and the dead).
+    public func owners(_ statistics: CacheStatistics, order: OwnerOrder = .byBytes) -> String {
         guard let owners = statistics.owners else { return "" }
-        var table = TextTable(["Owner pid", "state", "allocations", "bytes", "requested", "command"], leftAligned: [1, 5])
-        for owner in owners {
-            table.add([
-                "\(owner.pid)", owner.state.rawValue, "\(owner.allocations)", "\(owner.bytes)", "\(owner.requestedBytes)", owner.command ?? "",
-            ])
-        }
-        if owners.isEmpty { table.add(["(none)", "", "", "", "", ""]) }
+        let hasRates = owners.contains { $0.allocationsPerSecond != nil }
+        let columns = OwnerColumn.allCases.filter { hasRates || ($0 != .allocationsPerSecond && $0 != .freesPerSecond) }
+        var table = TextTable(
+            columns.map { $0 == .pid ? "Owner pid" : $0.title },
+            leftAligned: Set(columns.indices.filter { !columns[$0].isNumeric }))
+        for owner in order.sorted(owners) { table.add(columns.map { Self.cell($0, of: owner) }) }
+        if owners.isEmpty { table.add(["(none)"] + Array(repeating: "", count: columns.count - 1)) }
         let leaked = statistics.leakedBytes ?? 0
         return finish(table.text) + "leaked by dead owners: \(leaked) bytes (\(ByteCount(leaked)))\n"
+    }
+
+    /// The text of `owner`'s cell in `column`: exact counts, as the rest of the snapshot gives them.
+    static func cell(_ column: OwnerColumn, of owner: OwnerAllocations) -> String {
+        switch column {
+        case .pid: "\(owner.pid)"
+        case .state: owner.state.rawValue
+        case .command: owner.command ?? ""
+        case .allocations: "\(owner.allocations)"
+        case .bytes: "\(owner.bytes)"
+        case .requested: "\(owner.requestedBytes)"
+        case .share: String(format: "%.1f%%", owner.share * 100)
+        case .allocationsPerSecond: owner.allocationsPerSecond.map { String(format: "%.1f", $0) } ?? ""
+        case .freesPerSecond: owner.freesPerSecond.map { String(format: "%.1f", $0) } ?? ""
+        }
     }
 
     /// Counters that should stay at zero, and the allocator's failure counters.

@@ -27,6 +27,8 @@ public struct GlyphSet: Hashable, Sendable {
     public let dot: String
     /// "times", in geometry and size texts.
     public let times: String
+    /// Beside the heading of the column a table is sorted by: descending, ascending.
+    public var sortDescending: Unicode.Scalar = "▼", sortAscending: Unicode.Scalar = "▲"
 
     public static let unicode = GlyphSet(
         snapshot: .unicode, emptyCell: "·", nullCell: "×",
@@ -40,7 +42,7 @@ public struct GlyphSet: Hashable, Sendable {
         barEighths: ["#"], barTrack: ".",
         sparkline: ["_", ".", "-", "=", "+", "*", "#", "@"],
         horizontal: "-", vertical: "|", topLeft: "+", topRight: "+", bottomLeft: "+", bottomRight: "+",
-        liveMark: "*", pointer: ">", dot: " | ", times: "x")
+        liveMark: "*", pointer: ">", dot: " | ", times: "x", sortDescending: "v", sortAscending: "^")
 
     /// The glyph of a heatmap cell of mean fill `fill`.
     public func heatGlyph(fill: Double, isNull: Bool) -> Unicode.Scalar {

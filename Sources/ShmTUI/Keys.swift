@@ -23,6 +23,18 @@ public enum Command: Hashable, Sendable {
     case togglePause, writeSnapshot, cycleRefreshRate, cycleColorMode, toggleChangeMarks, toggleHelp
     case click(row: Int, column: Int)
     case redraw
+    /// Open (or close) the owner table.
+    case toggleOwners
+    /// Select the next (+1) or previous (−1) owner row.
+    case moveOwner(Int)
+    /// Sort the owner table by the column right (+1) or left (−1) of the current one.
+    case sortColumn(Int)
+    /// Reverse the owner table's order.
+    case invertSort
+    /// Highlight the selected owner's allocations in the heatmap.
+    case highlightOwner
+    /// Stop highlighting an owner.
+    case clearHighlight
 }
 
 /// The key map of both screens.
@@ -33,6 +45,7 @@ public enum KeyMap {
         switch screen {
         case .main: return mainCommand(key)
         case .drillDown: return drillDownCommand(key)
+        case .owners: return ownersCommand(key)
         }
     }
 
@@ -65,6 +78,22 @@ public enum KeyMap {
         case .character("-"), .character("_"): .zoomOut
         case .character("/"): .startJump
         case .enter: .drillDown
+        case .character("o"): .toggleOwners
+        case .escape: .clearHighlight
+        default: nil
+        }
+    }
+
+    /// htop's sort keys: `<` and `>` move the sort column, F6 moves it right, `I` inverts.
+    private static func ownersCommand(_ key: KeyPress) -> Command? {
+        switch key {
+        case .character("o"), .escape, .backspace: .toggleOwners
+        case .down, .character("j"), .tab: .moveOwner(1)
+        case .up, .character("k"), .backTab: .moveOwner(-1)
+        case .character("<"), .character(","): .sortColumn(-1)
+        case .character(">"), .character("."), .function(6): .sortColumn(1)
+        case .character("I"): .invertSort
+        case .enter: .highlightOwner
         default: nil
         }
     }

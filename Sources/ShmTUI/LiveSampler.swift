@@ -1,19 +1,12 @@
 // Sampling a live cache: one snapshot per refresh, and every figure the view shows computed once
 // from it. This is a thin layer over ShmInspect; it adds what a watcher needs and a one-shot
-// snapshot does not: a census kept up to date from the blocks that changed, rates averaged over a
-// window, the utilisation history, a header scan on its own slower schedule, and re-attaching
-// when the file goes away.
+// snapshot does not: the words compared in passes sized to a time budget (a large cache is swept
+// over several refreshes), a census and an owner ledger kept up to date from the blocks that
+// changed, rates averaged over a window, the utilisation history, and re-attaching when the file
+// goes away.
 
 import ShmFormat
 import ShmInspect
-
-/// The last header scan (owners, requested bytes): statistics of a snapshot that read them.
-public struct HeaderScan: Sendable {
-    /// Statistics of the scanned snapshot (``CacheStatistics/owners`` is set).
-    public let statistics: CacheStatistics
-    /// When the scan's snapshot was taken.
-    public let takenAt: ContinuousClock.Instant
-}
 
 /// Rates averaged over the last ``RateWindow/span`` of samples.
 public struct RateSummary: Hashable, Sendable {
@@ -30,33 +23,43 @@ public struct RateSummary: Hashable, Sendable {
 }
 
 /// The rates between consecutive samples over a sliding time window. Rates between two samples
-/// 0.1 s apart jump around; a one-second window reads like `top`.
+/// 0.1 s apart jump around; a one-second window reads like `top`. When a sweep of the cache takes
+/// several passes, each pass finds the changes of its part since that part was last read, so the
+/// window holds whole sweeps: then it has counted every part once over the seconds it covers.
 struct RateWindow {
-    /// How far back the summary looks.
+    /// How far back the summary looks at least.
     static let span = 1.0
-    private var recent: [SnapshotRates] = []
+    private var recent: [(rates: SnapshotRates, owners: OwnerActivity)] = []
 
-    mutating func add(_ rates: SnapshotRates) {
-        recent.append(rates)
+    mutating func add(_ rates: SnapshotRates, owners: OwnerActivity, passesPerSweep: Int) {
+        recent.append((rates, owners))
         var covered = 0.0
         var keep = recent.count
-        // Keep the newest samples that fill the span (at least one).
+        // Keep the newest samples that fill the span (at least one sweep), in whole sweeps.
         for (index, sample) in recent.enumerated().reversed() {
-            covered += sample.seconds
+            covered += sample.rates.seconds
             keep = recent.count - index
-            if covered >= Self.span { break }
+            if covered >= Self.span, keep % max(1, passesPerSweep) == 0 { break }
         }
         recent.removeFirst(recent.count - keep)
     }
 
+    /// Seconds the window covers.
+    private var seconds: Double { recent.reduce(0) { $0 + $1.rates.seconds } }
+
     var summary: RateSummary {
-        let seconds = recent.reduce(0) { $0 + $1.seconds }
+        let seconds = seconds
         guard seconds > 0 else { return RateSummary() }
-        func perSecond(_ value: (SnapshotRates) -> Int) -> Double { Double(recent.reduce(0) { $0 + value($1) }) / seconds }
+        func perSecond(_ value: (SnapshotRates) -> Int) -> Double { Double(recent.reduce(0) { $0 + value($1.rates) }) / seconds }
         return RateSummary(
             allocationsPerSecond: perSecond(\.allocations), freesPerSecond: perSecond(\.frees),
             allocatedBytesPerSecond: perSecond(\.allocatedBytes), freedBytesPerSecond: perSecond(\.freedBytes),
             blocksChangedPerSecond: perSecond(\.blocksChanged), seconds: seconds)
+    }
+
+    /// Each owner's allocations and frees over the window.
+    var ownerRates: OwnerRates {
+        OwnerRates(activity: recent.reduce(OwnerActivity()) { $0.adding($1.owners) }, seconds: seconds)
     }
 }
 
@@ -64,11 +67,10 @@ struct RateWindow {
 public struct LiveFrame: Sendable {
     /// The words and header of this refresh.
     public let snapshot: CacheSnapshot
-    /// Statistics of `snapshot` (owner figures only on frames that scanned headers; see `headerScan`).
+    /// Statistics of `snapshot`, owner figures included (from the owner ledger, with each
+    /// owner's rates over the rate window).
     public let statistics: CacheStatistics
-    /// The latest header scan: owners, requested bytes, leaks.
-    public let headerScan: HeaderScan?
-    /// Rates over the last second.
+    /// Rates over the last second (or whole sweeps, when longer).
     public let rates: RateSummary
     /// Blocks whose word changed since the previous sample, ascending.
     public let changedBlocks: [Int]
@@ -78,6 +80,32 @@ public struct LiveFrame: Sendable {
     public let utilisationHistory: [Double]
     /// Increases by one per sample, so views can cache what they derive from a frame.
     public let sequence: Int
+    /// How long before this snapshot the part of the cache read longest ago was read: the most
+    /// any figure lags (0 while every refresh reads the whole cache).
+    public let figuresAge: Duration
+    /// How long one read of the whole cache takes at the current pace.
+    public let sweepSeconds: Double
+    /// The blocks holding allocations of the highlighted owner; `nil` when no owner is
+    /// highlighted.
+    public let highlightedBlocks: BlockSet?
+
+    /// A frame from its parts (the sampler makes them; tests may too).
+    init(
+        snapshot: CacheSnapshot, statistics: CacheStatistics, rates: RateSummary = RateSummary(), changedBlocks: [Int] = [],
+        takenLeafDeltas: [Int] = [], utilisationHistory: [Double] = [], sequence: Int = 0, figuresAge: Duration = .zero,
+        sweepSeconds: Double = 0, highlightedBlocks: BlockSet? = nil
+    ) {
+        self.snapshot = snapshot
+        self.statistics = statistics
+        self.rates = rates
+        self.changedBlocks = changedBlocks
+        self.takenLeafDeltas = takenLeafDeltas
+        self.utilisationHistory = utilisationHistory
+        self.sequence = sequence
+        self.figuresAge = figuresAge
+        self.sweepSeconds = sweepSeconds
+        self.highlightedBlocks = highlightedBlocks
+    }
 }
 
 /// Takes the samples of one watched path, attaching and re-attaching as the file comes and goes.
@@ -85,29 +113,40 @@ final class LiveSampler {
     /// What one sample produced.
     enum Outcome {
         case frame(LiveFrame)
-        /// The file is gone, replaced, truncated or unreadable; the view keeps its last frame.
-        case detached(InspectError)
+        /// The file is gone, replaced, truncated or unreadable; the view keeps its last frame, which
+        /// comes back here (`nil` when there was none) for a view that let go of it.
+        case detached(InspectError, lastGood: LiveFrame?)
     }
 
-    /// The shortest time between two header scans.
-    static let minimumScanInterval = Duration.seconds(2)
-    /// From the second scan on, a header scan may take at most 1/`scanCostDivisor` of the time: a
-    /// scan of a big, full cache reads every used block, so its interval grows with its cost.
-    static let scanCostDivisor = 400
+    /// The share of one core the comparison of the words may take: a pass compares as many words
+    /// as it can in this share of the refresh interval, and a cache with more words is swept over
+    /// several refreshes.
+    static let passShare = 0.01
+    /// How old an owner's process state and command may grow before they are read again (an
+    /// owner's allocations and bytes are never older than one refresh).
+    static let ownerStatePeriod = Duration.seconds(1)
     /// Utilisation samples kept for the sparkline.
     static let historyLength = 512
 
     let path: String
     private(set) var inspector: CacheInspector?
-    private var previous: CacheSnapshot?
-    /// Words of the sample before `previous`, reused for the next one.
-    private var recycled = RecycledWords()
+    /// The newest snapshot. The view's frames share its words; the view lets go of them before
+    /// the next sample, so the words are brought up to date in place (one copy).
+    private var current: CacheSnapshot?
+    private var series = SnapshotSeries()
     private var census: BuddyCensus?
-    private var headerScan: HeaderScan?
-    private var nextScan = ContinuousClock.now
+    private var ledger: OwnerLedger?
+    /// The owners' states and commands, read again once per ``ownerStatePeriod``.
+    private var ownerStates = OwnerStates(period: ownerStatePeriod)
+    /// The highlighted owner's blocks, kept up to date from the blocks the ledger read again.
+    private var highlighted: (pid: Int32, blocks: BlockSet)?
     private var rateWindow = RateWindow()
     private var history: [Double] = []
     private var sequence = 0
+    /// The figures of the last frame, without its words: what a failed sample shows again.
+    private var lastFrame: (statistics: CacheStatistics, rates: RateSummary, figuresAge: Duration, sweepSeconds: Double)?
+    /// The owner whose blocks frames list (``LiveFrame/highlightedBlocks``).
+    var highlightedOwner: Int32?
 
     /// A sampler of `inspector`'s file.
     init(inspector: CacheInspector) {
@@ -115,41 +154,57 @@ final class LiveSampler {
         self.inspector = inspector
     }
 
-    /// Takes one sample (attaching first when detached).
-    func sample() -> Outcome {
+    /// Takes one sample (attaching first when detached); `interval` is the time until the next.
+    func sample(interval: Duration) -> Outcome {
         do {
             let inspector = try attached()
-            let scanning = ContinuousClock.now >= nextScan
+            guard var snapshot = current, var ledger else {
+                let snapshot = try inspector.snapshot(readingAllocations: false)
+                let ledger = try inspector.ownerLedger(of: snapshot)
+                census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: snapshot.tree, words: $0) }
+                return .frame(try frame(snapshot, ledger: ledger, changes: nil, reread: [], activity: OwnerActivity(), inspector: inspector, interval: interval))
+            }
+            // Let go of this sampler's references, so that the words are changed in place.
+            current = nil
+            self.ledger = nil
+            let usable = snapshot.usableBlocks
+            let pass = series.nextPass(of: usable)
             let started = ContinuousClock.now
-            let snapshot: CacheSnapshot, changes: SnapshotChanges?
-            if let previous {
-                (snapshot, changes) = try inspector.snapshot(readingAllocations: scanning, after: previous, recycling: &recycled)
-            } else {
-                (snapshot, changes) = (try inspector.snapshot(readingAllocations: scanning), nil)
+            let changes: SnapshotChanges
+            do { changes = try inspector.advance(&snapshot, series: &series, comparing: pass) } catch {
+                // `advance` left the words as they were: the last frame again, without I/O.
+                let lastGood = lastFrame.map { last in
+                    LiveFrame(
+                        snapshot: snapshot, statistics: last.statistics, rates: last.rates, utilisationHistory: history,
+                        sequence: sequence, figuresAge: last.figuresAge, sweepSeconds: last.sweepSeconds)
+                }
+                detach()
+                return .detached(error, lastGood: lastGood)
             }
-            if scanning {
-                // The first sample also copies every word and the index once: its cost says little
-                // about the scans to come, so the next one follows after the shortest interval
-                // (which also catches a cache that fills right after attaching, as in `demo`).
-                let cost = previous == nil ? .zero : ContinuousClock.now - started
-                nextScan = started + max(Self.minimumScanInterval, cost * Self.scanCostDivisor)
-            }
-            return .frame(frame(for: snapshot, changes: changes, scanned: scanning))
+            series.adapt(
+                words: pass.count, seconds: Self.seconds(.now - started), budget: Self.passShare * Self.seconds(interval),
+                usable: usable.count)
+            let (activity, reread) = try inspector.update(&ledger, to: snapshot, changes: changes)
+            return .frame(try frame(snapshot, ledger: ledger, changes: changes, reread: reread, activity: activity, inspector: inspector, interval: interval))
         } catch {
             detach()
-            return .detached(error)
+            return .detached(error, lastGood: nil)
         }
     }
+
+    private static func seconds(_ duration: Duration) -> Double { Double(duration / .nanoseconds(1)) / 1e9 }
 
     /// Forgets the attachment and everything relative to it; the next sample attaches again.
     private func detach() {
         inspector = nil
-        previous = nil
-        recycled = RecycledWords()
+        current = nil
+        lastFrame = nil
+        series = SnapshotSeries()
         census = nil
-        headerScan = nil
+        ledger = nil
+        ownerStates = OwnerStates(period: Self.ownerStatePeriod)
+        highlighted = nil
         rateWindow = RateWindow()
-        nextScan = .now
     }
 
     private func attached() throws(InspectError) -> CacheInspector {
@@ -162,29 +217,45 @@ final class LiveSampler {
 
     /// The figures of `snapshot`; the census is updated from the blocks that changed since the
     /// previous sample instead of recounted (a live cache changes a few thousand of its blocks
-    /// between two refreshes, out of hundreds of thousands).
-    private func frame(for snapshot: CacheSnapshot, changes: SnapshotChanges?, scanned: Bool) -> LiveFrame {
+    /// between two refreshes, out of hundreds of thousands), as the ledger was, and so are the
+    /// highlighted owner's blocks from `reread`, the blocks whose headers the ledger read again.
+    private func frame(
+        _ snapshot: CacheSnapshot, ledger: OwnerLedger, changes: SnapshotChanges?, reread: [Int], activity: OwnerActivity,
+        inspector: CacheInspector,
+        interval: Duration
+    ) throws(InspectError) -> LiveFrame {
         let tree = snapshot.tree
         var changed: [Int] = []
         var deltas: [Int] = []
         if let changes, let census {
-            // The snapshot was read by difference from the previous one: rates, census and
-            // heatmap deltas are computed from the changed blocks alone.
-            rateWindow.add(changes.rates)
+            rateWindow.add(changes.rates, owners: activity, passesPerSweep: series.passesPerSweep)
             changed = changes.blocks
             deltas = zip(changes.earlierWords, changes.laterWords).map { tree.takenLeafCount($1) - tree.takenLeafCount($0) }
             self.census = changes.census(updating: census)
-        } else {
-            census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: tree, words: $0) }
         }
-        let statistics = CacheStatistics(census: census!, snapshot: snapshot)
-        if scanned { headerScan = HeaderScan(statistics: statistics, takenAt: snapshot.takenAt) }
+        let allocations = try inspector.census(of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
+        let statistics = CacheStatistics(census: self.census!, snapshot: snapshot, allocations: allocations)
         history.append(statistics.utilisation)
         if history.count > Self.historyLength { history.removeFirst(history.count - Self.historyLength) }
-        previous = snapshot
         sequence += 1
+        if let pid = highlightedOwner {
+            if var kept = highlighted, kept.pid == pid {
+                highlighted = nil    // its blocks are changed in place
+                ledger.update(&kept.blocks, ownedBy: pid, blocks: reread)
+                highlighted = kept
+            } else {
+                highlighted = (pid, ledger.blocks(ownedBy: pid))
+            }
+        } else {
+            highlighted = nil
+        }
+        current = snapshot
+        self.ledger = ledger
+        let sweepSeconds = series.sweepSeconds(interval: interval)
+        lastFrame = (statistics, rateWindow.summary, series.figuresAge, sweepSeconds)
         return LiveFrame(
-            snapshot: snapshot, statistics: statistics, headerScan: headerScan, rates: rateWindow.summary,
-            changedBlocks: changed, takenLeafDeltas: deltas, utilisationHistory: history, sequence: sequence)
+            snapshot: snapshot, statistics: statistics, rates: rateWindow.summary, changedBlocks: changed,
+            takenLeafDeltas: deltas, utilisationHistory: history, sequence: sequence, figuresAge: series.figuresAge,
+            sweepSeconds: sweepSeconds, highlightedBlocks: highlighted?.blocks)
     }
 }

@@ -47,6 +47,8 @@ public enum KeyPress: Hashable, Sendable {
     case resize
     /// A mouse click at a screen position.
     case click(row: Int, column: Int)
+    /// A function key: F1 is `function(1)`.
+    case function(Int)
 }
 
 /// Why the terminal could not be used.
@@ -219,6 +221,7 @@ public final class Terminal {
         case KEY_BTAB: .backTab
         case KEY_RESIZE: .resize
         case KEY_MOUSE: mouseClick()
+        case (KEY_F0 + 1)...(KEY_F0 + 12): .function(Int(code - KEY_F0))
         default: nil
         }
     }

@@ -1,5 +1,7 @@
 // What the person watching has chosen: screen, selection, zoom, modes. Changed by keys, read by views.
 
+import ShmInspect
+
 /// The state of the live view that is not data: which screen, what is selected, which modes.
 public struct ViewState: Sendable {
     /// The two screens.
@@ -8,6 +10,8 @@ public struct ViewState: Sendable {
         case main
         /// One block opened up.
         case drillDown
+        /// The owner table.
+        case owners
     }
 
     /// A message shown in the key line for a few seconds.
@@ -35,6 +39,12 @@ public struct ViewState: Sendable {
     public var interval: Duration
     /// The selected allocation in the drill-down's list.
     public var selectedAllocation = 0
+    /// How the owner table is sorted.
+    public var ownerOrder = OwnerOrder.byBytes
+    /// The selected row of the owner table (in its sorted order).
+    public var selectedOwnerRow = 0
+    /// The owner whose allocations the heatmap highlights (the others' dimmed); `nil`: none.
+    public var highlightedOwner: Int32?
     /// The text typed after `/`, while the jump prompt is open.
     public var jumpInput: String?
     public var flash: Flash?
@@ -52,5 +62,43 @@ public struct ViewState: Sendable {
     public var nextInterval: Duration {
         guard let index = Self.refreshIntervals.firstIndex(of: interval) else { return Self.refreshIntervals[0] }
         return Self.refreshIntervals[(index + 1) % Self.refreshIntervals.count]
+    }
+
+    // MARK: - The owner table
+
+    /// Sorts the owner table by the column `offset` places right (left when negative) of the
+    /// current one, keeping the selection on the same owner among `owners` (the table's rows).
+    public mutating func sortOwners(movingColumnBy offset: Int, owners: [OwnerAllocations]) {
+        reorderOwners(ownerOrder.moved(by: offset), owners: owners)
+    }
+
+    /// Reverses the owner table's order, keeping the selection on the same owner.
+    public mutating func invertOwnerOrder(owners: [OwnerAllocations]) {
+        var order = ownerOrder
+        order.descending.toggle()
+        reorderOwners(order, owners: owners)
+    }
+
+    private mutating func reorderOwners(_ order: OwnerOrder, owners: [OwnerAllocations]) {
+        let rows = ownerOrder.sorted(owners)
+        let selected = rows.indices.contains(selectedOwnerRow) ? rows[selectedOwnerRow].pid : nil
+        ownerOrder = order
+        selectedOwnerRow = selected.flatMap { pid in order.sorted(owners).firstIndex { $0.pid == pid } } ?? 0
+    }
+
+    /// Moves the owner table's selection by `delta` rows within `count` rows.
+    public mutating func moveOwnerSelection(by delta: Int, count: Int) {
+        selectedOwnerRow = count == 0 ? 0 : min(max(0, selectedOwnerRow + delta), count - 1)
+    }
+
+    /// Highlights the selected owner of `owners` in the heatmap and goes back to it; the owner
+    /// highlighted already turns the highlight off.
+    public mutating func highlightSelectedOwner(owners: [OwnerAllocations]) {
+        let rows = ownerOrder.sorted(owners)
+        if rows.indices.contains(selectedOwnerRow) {
+            let pid = rows[selectedOwnerRow].pid
+            highlightedOwner = highlightedOwner == pid ? nil : pid
+        }
+        screen = .main
     }
 }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import ShmFormat
 import ShmInspect
 
 extension Shmtop {
@@ -24,9 +26,18 @@ extension Shmtop {
             name: .customLong("block"), parsing: .unconditionalSingleValue,
             help: ArgumentHelp("Also draw this block's tree and allocations (repeatable).", valueName: "n"))
         var blocks: [Int] = []
+        @Option(
+            parsing: .unconditional,
+            help: ArgumentHelp(
+                "Take a second snapshot this many seconds after the first and report it, with each owner's allocations and frees per second in between.",
+                valueName: "seconds"))
+        var interval: Double?
 
         func validate() throws {
             guard width >= 8 else { throw ValidationError("--width must be at least 8") }
+            if let interval, !(interval > 0 && interval <= 3600) {
+                throw ValidationError("--interval \(interval) is out of range: a number of seconds above 0, at most 3600")
+            }
             if let negative = blocks.first(where: { $0 < 0 }) {
                 throw ValidationError("block \(negative) is negative: blocks are numbered from 0")
             }
@@ -39,18 +50,38 @@ extension Shmtop {
             if let bad = blocks.first(where: { !(0..<blockCount).contains($0) }) {
                 throw ValidationError("block \(bad) is out of range (0..<\(blockCount))")
             }
-            let snapshot = try failingWithOneLine { () throws(InspectError) in try inspector.snapshot() }
-            let statistics = CacheStatistics(snapshot)
+            let (snapshot, statistics, rateSeconds) = try failingWithOneLine { () throws(InspectError) in
+                if let interval { return try Self.series(inspector, seconds: interval) }
+                let snapshot = try inspector.snapshot()
+                return (snapshot, CacheStatistics(snapshot), nil)
+            }
             let details = try failingWithOneLine { () throws(InspectError) in
                 try blocks.map { block throws(InspectError) in try inspector.blockDetail(block) }
             }
             let text = SnapshotText(ascii: ascii || !SnapshotText.localeIsUTF8(), width: width)
             if json {
-                let report = SnapshotReport(snapshot: snapshot, statistics: statistics, details: details, heatmapAs: text)
+                let report = SnapshotReport(
+                    snapshot: snapshot, statistics: statistics, details: details, heatmapAs: text, rateSeconds: rateSeconds)
                 print(report.jsonText(), terminator: "")
             } else {
                 print(text.render(snapshot, statistics, blocks: details), terminator: "")
             }
+        }
+
+        /// Two snapshots `seconds` apart: the second, its statistics with the owners of an owner
+        /// ledger brought up to it from the first (each owner's rates in between), and the seconds.
+        static func series(
+            _ inspector: CacheInspector, seconds: Double
+        ) throws(InspectError) -> (CacheSnapshot, CacheStatistics, Double?) {
+            let first = try inspector.snapshot(readingAllocations: false)
+            var ledger = try inspector.ownerLedger(of: first)
+            usleep(useconds_t(seconds * 1e6))
+            let second = try inspector.snapshot(readingAllocations: false)
+            let changes = SnapshotChanges(from: first, to: second)
+            let activity = try inspector.update(&ledger, to: second, changes: changes).activity
+            let allocations = try inspector.census(of: ledger, rates: OwnerRates(activity: activity, seconds: changes.rates.seconds))
+            let census = second.words[second.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: second.tree, words: $0) }
+            return (second, CacheStatistics(census: census, snapshot: second, allocations: allocations), changes.rates.seconds)
         }
     }
 }

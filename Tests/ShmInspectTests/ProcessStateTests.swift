@@ -110,4 +110,19 @@ struct HeaderCensusTests {
         #expect(census.inFlightHeaders == 1 && census.unreadableHeaders == 1)
         #expect(Set(census.owners.map(\.pid)) == [77, 99])
     }
+
+    @Test("a live view's owner states: the owner table read again after the period or for a new owner; states read once per period")
+    func ownerStatesPeriod() {
+        var states = OwnerStates(period: .seconds(1))
+        let start = ContinuousClock.now
+        let me = getpid()
+        #expect(states.needsOwnerTable(for: [me], at: start), "nothing read yet")
+        states.replaceRegistry(OwnerRegistry(), pids: [me], at: start)
+        states.check([me], at: start)
+        #expect(states.state(of: me) == .alive && states.command(of: me) != nil)
+        #expect(!states.needsOwnerTable(for: [me], at: start + .milliseconds(500)))
+        #expect(states.needsOwnerTable(for: [me, 1], at: start + .milliseconds(500)), "a new owner")
+        #expect(states.needsOwnerTable(for: [me], at: start + .seconds(1)), "the period is over")
+        #expect(OwnerStates().needsOwnerTable(for: [], at: start), "a one-shot census reads everything")
+    }
 }

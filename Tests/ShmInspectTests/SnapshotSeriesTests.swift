@@ -1,6 +1,9 @@
-// Snapshots taken by difference (`snapshot(readingAllocations:after:recycling:)`, what the live
-// view takes at every refresh) against fresh snapshots of the same moments.
+// Snapshots brought up to date by difference (`advance(_:series:comparing:)`, what the live view
+// does at every refresh) against fresh snapshots of the same moments.
 
+#if canImport(Glibc)
+import Glibc
+#endif
 import ShmAlloc
 import ShmFormat
 import ShmInspect
@@ -18,9 +21,10 @@ struct SnapshotSeriesTests {
         let inspector = try CacheInspector(path: file.path)
         var random = SplitMix64(seed: 0x5EED0005)
         var held: [ShmOffset] = []
-        var recycled = RecycledWords()
+        var series = SnapshotSeries()
         var previous = try inspector.snapshot(readingAllocations: false)
         var census = BuddyCensus(tree: previous.tree, words: previous.words[previous.usableBlocks])
+        var ledger = try inspector.ownerLedger(of: previous)
         for step in 0..<12 {
             // Grow, churn, and empty whole regions again, so groups turn empty and non-empty.
             if step % 4 == 3 {
@@ -34,7 +38,8 @@ struct SnapshotSeriesTests {
                 for offset in held.suffix(held.count / 3) { try cache.free(offset) }
                 held.removeLast(held.count / 3)
             }
-            let (snapshot, changes) = try inspector.snapshot(readingAllocations: step % 2 == 0, after: previous, recycling: &recycled)
+            var snapshot = previous
+            let changes = try inspector.advance(&snapshot, series: &series)
             let fresh = try inspector.snapshot(readingAllocations: false)
             #expect(snapshot.words == fresh.words, "step \(step)")
             let expected = SnapshotChanges(from: previous, to: snapshot)
@@ -43,6 +48,13 @@ struct SnapshotSeriesTests {
             #expect(changes.laterWords == expected.laterWords, "step \(step)")
             #expect(changes.rates.allocations == expected.rates.allocations && changes.rates.frees == expected.rates.frees)
             census = changes.census(updating: census)
+            // The owner ledger, updated from the changed blocks alone, says what a full header
+            // scan says; this process's allocations and frees are the words' (one owner).
+            let activity = try inspector.update(&ledger, to: snapshot, changes: changes).activity
+            let scanned = try #require(try inspector.snapshot(readingAllocations: true).allocations)
+            #expect(try inspector.census(of: ledger) == scanned, "step \(step)")
+            #expect(activity.counts[getpid()].map { $0.allocations } ?? 0 == changes.rates.allocations, "step \(step)")
+            #expect(activity.counts[getpid()].map { $0.frees } ?? 0 == changes.rates.frees, "step \(step)")
             #expect(census == BuddyCensus(tree: snapshot.tree, words: snapshot.words[snapshot.usableBlocks]), "step \(step)")
             previous = snapshot
         }

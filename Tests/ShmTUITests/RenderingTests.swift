@@ -233,7 +233,7 @@ struct FrameRenderingTests {
     static func frame() throws -> LiveFrame {
         let snapshot = try snapshot()
         return LiveFrame(
-            snapshot: snapshot, statistics: CacheStatistics(snapshot), headerScan: nil, rates: RateSummary(),
+            snapshot: snapshot, statistics: CacheStatistics(snapshot), rates: RateSummary(),
             changedBlocks: [4], takenLeafDeltas: [20], utilisationHistory: [0.1, 0.2], sequence: 1)
     }
 
@@ -262,31 +262,19 @@ struct FrameRenderingTests {
         #expect(lines.allSatisfy { $0.unicodeScalars.count <= 80 })
     }
 
-    @Test("figures of a header scan older than a second are dimmed, fresher ones bold like the rest")
-    func oldScanDimmed() throws {
+    @Test("the panel's heading gives how often the whole cache is read and the figures' age")
+    func sweepAges() throws {
         let snapshot = try Self.snapshot()
-        let statistics = CacheStatistics(snapshot)
-        let layout = ScreenLayout(width: 80, height: 24, banner: false)
+        let layout = ScreenLayout(width: 120, height: 30, banner: false)
         let state = ViewState(colorMode: .monochrome, glyphs: .unicode, interval: .milliseconds(100))
         let grid = HeatmapGrid(blockCount: 64, columns: layout.heatmap.width, rows: layout.heatmap.height, zoom: nil, selectedBlock: 0, scrollRow: 0)
-        for (age, dimmed) in [(Duration.milliseconds(200), false), (.seconds(5), true)] {
-            let now = ContinuousClock.now
+        for (sweep, age, heading) in [(0.1, Duration.zero, "Memory · read at 10 Hz · figures 0.0 s old"),
+                                      (1.25, .milliseconds(1100), "Memory · read every 1.2 s · figures 1.1 s old")] {
             let frame = LiveFrame(
-                snapshot: snapshot, statistics: statistics, headerScan: HeaderScan(statistics: statistics, takenAt: now - age),
-                rates: RateSummary(), changedBlocks: [], takenLeafDeltas: [], utilisationHistory: [], sequence: 1)
-            var canvas = Canvas(width: 80, height: 24)
-            MainView(frame: frame, state: state, layout: layout, now: now).draw(into: &canvas, cells: HeatmapCells(frame: frame, grid: grid))
-            /// The style of the first non-blank cell after `label` in the panel: its value.
-            func valueStyle(_ label: String) throws -> CellStyle {
-                let row = try #require(canvas.lines.firstIndex { $0.contains(" \(label) ") })
-                let scalars = Array(canvas.line(row).unicodeScalars)
-                let start = try #require((0..<scalars.count).first { String(String.UnicodeScalarView(scalars[$0...].prefix(label.count + 2))) == " \(label) " })
-                let value = try #require(((start + label.count + 1)..<scalars.count).first { scalars[$0] != " " })
-                return canvas[row, value].style
-            }
-            // A dash here: this snapshot read no headers.
-            #expect(try valueStyle("request") == (dimmed ? .muted : CellStyle(.plain, bold: true)), "scan \(age) old")
-            #expect(try valueStyle("alloc") == CellStyle(.plain, bold: true), "this refresh's figures stay bold")
+                snapshot: snapshot, statistics: CacheStatistics(snapshot), sequence: 1, figuresAge: age, sweepSeconds: sweep)
+            var canvas = Canvas(width: 120, height: 30)
+            MainView(frame: frame, state: state, layout: layout, now: .now).draw(into: &canvas, cells: HeatmapCells(frame: frame, grid: grid))
+            #expect(canvas.lines.contains { $0.contains(heading) }, "\(canvas.lines.joined(separator: "\n"))")
         }
     }
 
@@ -364,7 +352,7 @@ struct FrameRenderingTests {
             path: first.snapshot.path, header: first.snapshot.header, words: words, allocations: nil, takenAt: .now,
             wallClockNanoseconds: 0)
         let second = LiveFrame(
-            snapshot: snapshot, statistics: CacheStatistics(snapshot), headerScan: nil, rates: RateSummary(),
+            snapshot: snapshot, statistics: CacheStatistics(snapshot), rates: RateSummary(),
             changedBlocks: [4, 6], takenLeafDeltas: [-4, 32], utilisationHistory: [], sequence: 2)
         for columns in [3, 64] {
             let grid = HeatmapGrid(blockCount: 64, columns: columns, rows: 4, zoom: nil, selectedBlock: 0, scrollRow: 0)

@@ -242,6 +242,26 @@ struct WatchTmuxTests {
         #expect(try session.quit() == 0)
     }
 
+    @Test("o shows the owner table: the fixture's pid marked dead with its allocations; > moves the sort column; Enter highlights it")
+    func ownerTable() throws {
+        let cache = try KnownCache()
+        defer { cache.directory.remove() }
+        // The fixture allocated and exited without freeing: its pid owns everything, and is dead.
+        let pid = try #require(try cache.report().owners?.first?.pid)
+        let session = try cache.watchMainView()
+        try session.send("o")
+        let table = try session.waitForScreen("the owner table") { $0.contains("allocs/s") && $0.contains(" \(pid) ") }
+        let row = try #require(table.lines.first { $0.contains(" \(pid) ") })
+        #expect(row.contains(" dead ") && row.contains(" \(KnownCache.sizes.count) "), "\(row)")
+        #expect(table.contains("bytes▼"), "sorted by bytes at first:\n\(table)")
+        try session.send(">")
+        _ = try session.waitForScreen("sorted by requested bytes") { $0.contains("requested▼") }
+        try session.send("Enter")
+        let main = try session.waitForScreen("the heatmap, highlighting") { $0.contains("pid \(pid) highlighted") }
+        #expect(main.contains("Heatmap"))
+        #expect(try session.quit() == 0)
+    }
+
     @Test("demo: the writers' lines wait until the live view ends (none scrolls it), then q shows them")
     func demoKeepsTheScreen() throws {
         let directory = try ScratchDirectory()

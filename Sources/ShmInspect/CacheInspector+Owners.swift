@@ -1,0 +1,181 @@
+// Reading allocation headers: all of them for a one-shot census, or into an owner ledger, all
+// once and then those of the blocks that changed.
+
+import ShmFormat
+
+extension CacheInspector {
+    /// The owner ledger of `snapshot`: reads the header of every allocation in its words.
+    public func ownerLedger(of snapshot: CacheSnapshot) throws(InspectError) -> OwnerLedger {
+        var ledger = OwnerLedger(geometry: geometry)
+        try read(Self.allocatedBlocks(snapshot.words, from: layout.nullBlockCount), words: snapshot.words, into: &ledger, counting: false)
+        return ledger
+    }
+
+    /// Brings `ledger` (of an earlier snapshot of this cache, last brought up to the snapshot
+    /// `changes` starts from) up to `snapshot`: the headers of the blocks in `changes` are read
+    /// again, and so are those of blocks whose headers were in flight at the last reading.
+    /// Returns what the owners allocated and freed meanwhile, as the words show it, and the
+    /// blocks whose contribution was read again (ascending). On a throw `ledger` is unchanged.
+    public func update(
+        _ ledger: inout OwnerLedger, to snapshot: CacheSnapshot, changes: SnapshotChanges
+    ) throws(InspectError) -> (activity: OwnerActivity, blocks: [Int]) {
+        var blocks = changes.blocks
+        if !ledger.unsettledBlocks.isEmpty {
+            blocks = Array(Set(blocks).union(ledger.unsettledBlocks)).sorted()
+        }
+        try read(blocks, words: snapshot.words, into: &ledger, counting: true)
+        return (ledger.takeActivity(), blocks)
+    }
+
+    /// The census `ledger` makes now: each owner's process state (checked against the start time
+    /// the owner table holds), the command of each live owner, and each owner's `rates`. States
+    /// and commands come from `states`, which reads the owner table and `/proc` again only as
+    /// often as its period says (and at once for an owner it has not seen).
+    public func census(
+        of ledger: OwnerLedger, rates: OwnerRates? = nil, states: inout OwnerStates
+    ) throws(InspectError) -> AllocationCensus {
+        let now = ContinuousClock.now
+        let pids = ledger.ownerPIDs
+        if states.needsOwnerTable(for: pids, at: now) { states.replaceRegistry(try readOwners(), pids: pids, at: now) }
+        states.check(pids, at: now)
+        return ledger.census(state: states.state(of:), command: states.command(of:), rates: rates)
+    }
+
+    /// The census `ledger` makes now, every owner's state and command read afresh.
+    public func census(of ledger: OwnerLedger, rates: OwnerRates? = nil) throws(InspectError) -> AllocationCensus {
+        var states = OwnerStates()
+        return try census(of: ledger, rates: rates, states: &states)
+    }
+
+    /// The census of every allocation header in `words`, with each owner's state and command:
+    /// the headers are summed as they are read, runs of blocks with one `pread` each (the kernel
+    /// copies through its own large pages, where a scan of the mapping would miss the TLB on
+    /// every page), and nothing is kept per block.
+    func scanAllocations(_ words: [UInt64]) throws(InspectError) -> AllocationCensus {
+        let owners = try readOwners()
+        var builder = AllocationCensus.Builder(geometry: geometry)
+        let tree = geometry.tree
+        try forEachNode(
+            of: Self.allocatedBlocks(words, from: layout.nullBlockCount), words: words, inPlace: false,
+            nodes: { tree.allocations(words[$0]) }, claimer: owners.claimer
+        ) {
+            builder.add($2, order: tree.order(ofNode: $1))
+        }
+        return builder.census(state: owners.state(of:), command: ProcessState.commandName(ofProcess:))
+    }
+
+    /// Reads the owner table.
+    func readOwners() throws(InspectError) -> OwnerRegistry {
+        let table = UnsafeMutableRawBufferPointer.allocate(byteCount: OwnerTable.byteCount, alignment: 8)
+        defer { table.deallocate() }
+        try read(into: table, at: layout.ownersOffset)
+        return OwnerRegistry(table: UnsafeRawBufferPointer(table))
+    }
+
+    /// The blocks of `words` from `first` on that hold something, ascending.
+    private static func allocatedBlocks(_ words: [UInt64], from first: Int) -> LazyFilterSequence<Range<Int>> {
+        (first..<words.count).lazy.filter { words[$0] != 0 }
+    }
+
+    /// Block `block`'s word as the file holds it now, or `nil` when it cannot be read.
+    private func currentWord(ofBlock block: Int) -> UInt64? {
+        try? readWords(count: 1, at: layout.wordsOffset + block * 8)[0]
+    }
+
+    /// Reads the headers of the allocation nodes of `blocks` (ascending) at their words in
+    /// `words`, and replaces each block's contribution to `ledger` with what they say.
+    private func read(
+        _ blocks: some Collection<Int>, words: [UInt64], into ledger: inout OwnerLedger, counting: Bool
+    ) throws(InspectError) {
+        // The owner table is read only when a header names no owner (a claim or free in flight).
+        // One that cannot be read names no claimer: its node counts as in flight, and the
+        // file's check after the read reports why.
+        var owners: OwnerRegistry?
+        // All records first, in order of blocks and nodes: a read of the mapping that met a
+        // truncation is thrown away before the ledger changes.
+        var records: [OwnerLedger.NodeRecord] = []
+        let claimer = { (block: Int, node: Int) -> Int32? in
+            if owners == nil { owners = (try? self.readOwners()) ?? OwnerRegistry() }
+            return owners!.claimer(block: block, node: node)
+        }
+        // Only the nodes whose records the ledger cannot keep.
+        let toRead = blocks.map { ledger.nodesToRead(block: $0, word: words[$0]) }
+        var asked = 0
+        try forEachNode(of: blocks, words: words, inPlace: true, nodes: { _ in defer { asked += 1 }; return toRead[asked] }, claimer: claimer) {
+            records.append(OwnerLedger.NodeRecord($2))
+        }
+        var next = 0
+        for (block, nodes) in zip(blocks, toRead) {
+            let count = nodes.nonzeroBitCount
+            ledger.replace(block: block, word: words[block], read: records[next..<(next + count)], counting: counting)
+            next += count
+        }
+    }
+
+    /// Calls `visit(block, node, reading)` for the allocation nodes `nodes(block)` of each of
+    /// `blocks` (ascending) at its word in `words`, in order of blocks and nodes (`nodes` is asked
+    /// once per block, in that order); `claimer(block, node)` is asked for a node whose header
+    /// names no owner. With `inPlace`, the headers are loaded from the data
+    /// mapping where it reads in place (a few thousand scattered nodes, where a `pread` each would
+    /// cost a system call); otherwise from runs of consecutive blocks, one `pread` each.
+    ///
+    /// A throw may come after some visits; with `inPlace`, those may have read zeros.
+    private func forEachNode(
+        of blocks: some Sequence<Int>, words: [UInt64], inPlace: Bool, nodes: (Int) -> UInt64, claimer: (Int, Int) -> Int32?,
+        _ visit: (_ block: Int, _ node: Int, _ reading: AllocationCensus.NodeReading) -> Void
+    ) throws(InspectError) {
+        let tree = geometry.tree
+        let geometry = geometry
+        /// Visits block `block`'s nodes, their headers loaded by `header` (byte offset in the
+        /// block → raw header).
+        func visitBlock(_ block: Int, header: (Int) -> UInt64) {
+            let word = words[block]
+            var remaining = nodes(block)
+            while remaining != 0 {
+                let node = remaining.trailingZeroBitCount
+                remaining &= remaining &- 1
+                visit(block, node, AllocationCensus.reading(
+                    rawHeader: header(tree.byteOffset(ofNode: node, minSize: geometry.minSize)), order: tree.order(ofNode: node),
+                    geometry: geometry, claimer: claimer(block, node), blockChanged: currentWord(ofBlock: block) != word))
+            }
+        }
+        if inPlace, let dataMapping, dataMapping.readsInPlace {
+            let whole: Void? = dataMapping.read(descriptor) { mapped in
+                for block in blocks {
+                    let base = block * geometry.blockSize
+                    visitBlock(block) { mapped.word(at: (base + $0) / 8) }
+                }
+            }
+            guard whole != nil else {
+                try checkFile()
+                throw .truncated(path: path, size: dataMapping.faultedFileOffset ?? 0, expected: layout.fileSize)
+            }
+            return
+        }
+        let blocksPerChunk = max(1, Self.scanChunkBytes / geometry.blockSize)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blocksPerChunk * geometry.blockSize, alignment: 8)
+        defer { buffer.deallocate() }
+        /// The run of consecutive blocks being gathered for one `pread`.
+        var run: Range<Int>?
+        func readRun(_ run: Range<Int>) throws(InspectError) {
+            let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[..<(run.count * geometry.blockSize)])
+            try read(into: bytes, at: layout.dataOffset + run.lowerBound * geometry.blockSize)
+            for block in run {
+                let base = (block - run.lowerBound) * geometry.blockSize
+                visitBlock(block) { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: base + $0, as: UInt64.self)) }
+            }
+        }
+        for block in blocks {
+            if let current = run, current.upperBound == block, current.count < blocksPerChunk {
+                run = current.lowerBound..<(block + 1)
+                continue
+            }
+            if let current = run { try readRun(current) }
+            run = block..<(block + 1)
+        }
+        if let run { try readRun(run) }
+    }
+
+    /// The most bytes one `pread` of the data region asks for.
+    static let scanChunkBytes = 1 << 20
+}
