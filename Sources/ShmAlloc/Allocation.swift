@@ -15,7 +15,7 @@
 // freeHeaderReleased │ index insert │ freePreListed │ word CAS │ freeWordCleared │ intent cleared
 // │ freeCleared │ index insert.
 // (The index work of a search that claims, between its claim and the header store, has its own
-// points in FreeSpaceIndex.swift and BlockSearch.swift.)
+// points in FreeSpaceIndex.swift, BlockSearch.swift and IndexRepair.swift.)
 
 #if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat

@@ -24,15 +24,7 @@
 // block in between). The index is advisory either way; the CAS on the block's word is the only
 // point where ownership changes.
 //
-// 3. Repair. A process killed between two writes to the index can still leave free space listed
-//    nowhere it can be found (inside a remove, inside a re-file that raced a free). Such space is
-//    lost only until a search fails: a failing search runs the repair pass, which lists every
-//    block under the class its word has now and mends the summary bits above, and retries once.
-//    The pass only adds listings, so it is safe beside any number of allocating processes. It
-//    costs about a millisecond per 512 MiB, so one process at a time runs it, at most once per
-//    `repairInterval`, claimed through the header's `nextRepair` deadline. A thread's first failing
-//    search and every 64th after it read the clock to look at that deadline; the others pay
-//    nothing more.
+// (3. Repair: IndexRepair.swift. Freed-node hints: FreedNodeHints.swift.)
 
 #if !hasFeature(Embedded)  // the C library compiles the core's files as one module
 import ShmFormat
@@ -234,7 +226,7 @@ extension SharedCache {
     /// - Returns: the word after the claim; `nil` when the CAS failed, with `word` updated to
     ///   what the block holds now.
     @inline(__always)
-    private func claim(
+    func claim(
         _ node: Int, inBlock block: Int, word: inout UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>
     ) -> UInt64? {
         // Relaxed: the intent matters to a reader only once this process has died, when every
@@ -252,59 +244,6 @@ extension SharedCache {
         assert(tree.isFree(current, node: node), "claimed node \(node) of block \(block) was not free")
         assert(tree.isAllocation(claimed, node: node) && tree.isValid(claimed), "claim left block \(block) invalid")
         return claimed
-    }
-
-    // MARK: Freed-node hints
-    //
-    // Per slot and order, a stack of up to `hintDepth` nodes (`block << 8 | node`) with its count
-    // in the slot's first line. Every word is an atomic of process memory and every index is
-    // clamped, so a signal handler that allocates or frees in the middle of a push or pop on the
-    // same slot (or threads beyond `cursorSlots` sharing one) can only leave a stale hint, which
-    // the claim's CAS refuses: never a wrong claim, never an access out of bounds.
-
-    /// The number of hints slot `slot` holds for `order`.
-    @inline(__always)
-    private func hintCount(_ slot: Int, order: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        cursors + (slot &* Self.slotStride &+ Self.hintCountWords &+ order)
-    }
-
-    /// Hint `index` of slot `slot` for `order`.
-    @inline(__always)
-    private func hint(_ slot: Int, order: Int, index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        cursors + (slot &* Self.slotStride &+ Self.hintWords &+ order &* Self.hintDepth &+ index)
-    }
-
-    /// Remembers that slot `slot` freed `node` (of `order`) in `block`; past `hintDepth`, the
-    /// newest replaces the top.
-    @inline(__always)
-    func rememberFreedNode(block: Int, node: Int, order: Int, slot: Int) {
-        let count = Int(truncatingIfNeeded: min(hintCount(slot, order: order).pointee.load(ordering: .relaxed), UInt64(Self.hintDepth)))
-        hint(slot, order: order, index: min(count, Self.hintDepth &- 1)).pointee
-            .store(UInt64(truncatingIfNeeded: block) &<< 8 | UInt64(truncatingIfNeeded: node), ordering: .relaxed)
-        hintCount(slot, order: order).pointee.store(UInt64(min(count &+ 1, Self.hintDepth)), ordering: .relaxed)
-    }
-
-    /// Claims a node of `order` that this slot freed recently, if one is still free: the newest
-    /// first, dropping hints whose node another claim took.
-    @inline(__always)
-    private func claimFreedNode(
-        order: Int, slot: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>
-    ) -> (block: Int, node: Int)? {
-        let counter = hintCount(slot, order: order)
-        var count = Int(truncatingIfNeeded: min(counter.pointee.load(ordering: .relaxed), UInt64(Self.hintDepth)))
-        while count > 0 {
-            count &-= 1
-            counter.pointee.store(UInt64(count), ordering: .relaxed)
-            let hinted = hint(slot, order: order, index: count).pointee.load(ordering: .relaxed)
-            let block = Int(truncatingIfNeeded: hinted &>> 8), node = Int(truncatingIfNeeded: hinted & 0xFF)
-            guard block >= firstBlock, block < blockCount, node >= 1, node <= tree.nodeCount else { continue }
-            var word = words[block].load(ordering: .relaxed)
-            // `setMasks`, not `tree.isFree`: the table is one load, the tree computes the mask.
-            while word & setMasks[node] == 0 {
-                if claim(node, inBlock: block, word: &word, intent: intent) != nil { return (block, node) }
-            }
-        }
-        return nil
     }
 
     // MARK: Advertising frees
@@ -371,59 +310,5 @@ extension SharedCache {
             if now == word { return }
             word = now
         }
-    }
-}
-
-// MARK: - Repair
-
-extension SharedCache {
-    /// Runs ``repairIndex()`` unless some process ran it less than `repairInterval` ago.
-    ///
-    /// - Returns: true when this call ran the pass (the caller's search may now succeed).
-    func repairIndexIfDue() -> Bool {
-        let now = SystemClock.coarseMonotonicNanoseconds()
-        let due = nextRepair.pointee.load(ordering: .relaxed)
-        // A deadline more than one interval ahead was set before a reboot (the clock restarted).
-        guard now >= due || due &- now > Self.repairInterval else { return false }
-        // Relaxed: the deadline only elects one repairer; the pass reads the words atomically.
-        guard nextRepair.pointee.compareExchange(expected: due, desired: now &+ Self.repairInterval, ordering: .relaxed)
-            .exchanged
-        else { return false }
-        repairIndex()
-        return true
-    }
-
-    /// Lists every block under the class its word has now and mends the summary bits above every
-    /// listing; counts the pass and the listings it added in the header.
-    ///
-    /// Only adds listings, so it is safe while other processes allocate and free: a block whose
-    /// class changes after its word was read ends up listed too high (a claim), which searches
-    /// tolerate, or is listed by its own free (a free). Reads every buddy word once and about one
-    /// index word per 64 blocks and class: about a millisecond per 512 MiB of cache.
-    ///
-    /// - Returns: the listings added (blocks that were missing from their class).
-    @discardableResult
-    public func repairIndex() -> Int {
-        var added = 0
-        let lastGroup = (blockCount &- 1) &>> 6
-        for group in (firstBlock &>> 6)...lastGroup {
-            // On the stack, by a pointer: an `InlineArray` would need type metadata made at run
-            // time in a debug build, under a lock (the pass may run in a signal handler).
-            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: Geometry.largestDepth &+ 1) { classMasks in
-                classMasks.initialize(repeating: 0)
-                for block in max(group &<< 6, firstBlock)..<min((group &+ 1) &<< 6, blockCount) {
-                    if let blockClass = tree.largestFreeOrder(words[block].load(ordering: .relaxed)) {
-                        classMasks[blockClass] |= 1 &<< UInt64(block & 63)
-                    }
-                }
-                for blockClass in 0..<index.classCount where classMasks[blockClass] != 0 {
-                    added &+= index.insert(blocks: classMasks[blockClass], group: group, class: blockClass)
-                }
-            }
-            if group == lastGroup &>> 1 { crashPoint(.repairMidway, at: words + group &<< 6) }
-        }
-        repairPassCount.pointee.add(1, ordering: .relaxed)
-        repairedListingCount.pointee.add(UInt64(added), ordering: .relaxed)
-        return added
     }
 }

@@ -23,7 +23,7 @@
 // Invariant, whenever no operation is between two of its writes: a non-empty word has its summary
 // bit set. Between two writes (or after a process died there) a non-empty word may have its
 // summary bit clear; the next insert that sets a bit in that word, or the repair pass
-// (BlockSearch.swift), mends it. A summary bit may be set over an empty word, which the next
+// (IndexRepair.swift), mends it. A summary bit may be set over an empty word, which the next
 // search to meet it clears.
 
 #if !hasFeature(Embedded)  // the C library compiles the core's files as one module
