@@ -1,7 +1,7 @@
 // What can go wrong while inspecting a cache file, in the words a person reads.
 
 import ShmFormat
-import SystemPackage
+import ShmSystem
 
 /// Why a cache file could not be inspected, or can no longer be. Every case names the path.
 public enum InspectError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -51,7 +51,7 @@ public enum InspectError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What is wrong, without the path.
     public var reason: String {
         switch self {
-        case .system(_, let operation, let errno): "\(operation): \(errno.description.lowercased())"
+        case .system(_, let operation, let errno): "\(operation): \(errno)"
         case .notRegularFile: "not a regular file"
         case .format(_, let error): error.description
         case .truncated(_, let size, let expected):
