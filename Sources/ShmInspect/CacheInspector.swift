@@ -55,18 +55,18 @@ public final class CacheInspector: Sendable {
         self.path = path
         let descriptor: FileDescriptor
         do { descriptor = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec]) } catch {
-            throw .system(path: path, operation: "open", errno: error)
+            throw .system(SystemCallFailure(path: path, operation: "open", errno: error))
         }
         do throws(InspectError) {
             let status: FileStatus
-            do { status = try descriptor.status() } catch { throw .system(path: path, operation: "fstat", errno: error) }
+            do { status = try descriptor.status() } catch { throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error)) }
             guard status.isRegularFile else { throw .notRegularFile(path: path) }
             header = try Self.readHeader(descriptor, path: path, fileSize: status.size)
             device = status.device
             inode = status.inode
             do {
                 mapping = try GuardedMapping(descriptor, offset: header.layout.wordsOffset, count: header.geometry.blockCount)
-            } catch { throw .system(path: path, operation: "mmap", errno: error) }
+            } catch { throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error)) }
             dataMapping = try? GuardedMapping(descriptor, offset: header.layout.dataOffset, count: header.geometry.capacity / 8)
         } catch {
             try? descriptor.close()
@@ -198,11 +198,11 @@ public final class CacheInspector: Sendable {
         let named: FileStatus
         do { named = try FileStatus(path: path) } catch {
             if error == .noSuchFileOrDirectory { throw .deleted(path: path) }
-            throw .system(path: path, operation: "stat", errno: error)
+            throw .system(SystemCallFailure(path: path, operation: "stat", errno: error))
         }
         guard named.device == device, named.inode == inode else { throw .replaced(path: path) }
         let attached: FileStatus
-        do { attached = try descriptor.status() } catch { throw .system(path: path, operation: "fstat", errno: error) }
+        do { attached = try descriptor.status() } catch { throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error)) }
         if attached.size < layout.fileSize {
             throw .truncated(path: path, size: attached.size, expected: layout.fileSize)
         }
@@ -247,7 +247,7 @@ public final class CacheInspector: Sendable {
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(InspectError) {
         let count: Int
         do { count = try descriptor.read(at: offset, into: buffer) } catch {
-            throw .system(path: path, operation: "read", errno: error)
+            throw .system(SystemCallFailure(path: path, operation: "read", errno: error))
         }
         if count < buffer.count {
             let size = (try? descriptor.status().size) ?? offset + count
@@ -261,7 +261,7 @@ public final class CacheInspector: Sendable {
             return try withUnsafeTemporaryAllocation(byteCount: FileHeader.Field.end, alignment: 8) { buffer throws(InspectError) in
                 let count: Int
                 do throws(Errno) { count = try descriptor.read(at: 0, into: buffer) } catch {
-                    throw .system(path: path, operation: "read", errno: error)
+                    throw .system(SystemCallFailure(path: path, operation: "read", errno: error))
                 }
                 do throws(FormatError) {
                     return try FileHeader(decoding: UnsafeRawBufferPointer(rebasing: buffer[..<count]), fileSize: fileSize)
