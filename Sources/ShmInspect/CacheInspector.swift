@@ -136,34 +136,33 @@ public final class CacheInspector: Sendable {
         var words: [UInt64] = []
         swap(&words, &snapshot.words)
         let expected = series.changedLastTime * 5 / 4
-        let firstGroupWord = (compared.lowerBound - usable.lowerBound) / SnapshotChanges.spanWords
+        let firstGroupWord = (compared.lowerBound - usable.lowerBound) / ChangedWords.spanWords
         let previousGroups = series.emptyGroups
-        let changes: SnapshotChanges, emptyGroups: [UInt64]
+        let changed: ChangedWords, emptyGroups: [UInt64]
         do {
-            (changes, emptyGroups) = try readMapped { mapped in
-                var changes = SnapshotChanges(expected: expected)
+            (changed, emptyGroups) = try readMapped { mapped in
+                var changed = ChangedWords(expected: expected)
                 var emptyGroups = previousGroups
                 words.withUnsafeBufferPointer { old in
                     emptyGroups.withUnsafeMutableBufferPointer { groups in
-                        changes.record(
+                        changed.record(
                             UnsafeBufferPointer(rebasing: old[compared]), mapped.advanced(by: compared.lowerBound),
                             firstBlock: compared.lowerBound, emptyGroups: UnsafeMutableBufferPointer(rebasing: groups[firstGroupWord...]))
                     }
                 }
-                return (changes, emptyGroups)
+                return (changed, emptyGroups)
             }
         } catch {
             swap(&words, &snapshot.words)
             throw error
         }
-        var finished = changes
-        for (block, word) in zip(finished.blocks, finished.laterWords) { words[block] = word }
-        finished.finish(seconds: SnapshotChanges.seconds(from: snapshot.takenAt, to: started), tree: geometry.tree, minSize: geometry.minSize)
+        for (block, word) in zip(changed.blocks, changed.laterWords) { words[block] = word }
+        let changes = SnapshotChanges(changed, seconds: SnapshotChanges.seconds(from: snapshot.takenAt, to: started), geometry: geometry)
         snapshot = CacheSnapshot(
             path: path, header: current, words: words, allocations: nil, takenAt: started, wallClockNanoseconds: wallClock)
         series.emptyGroups = emptyGroups
-        series.recordPass(compared, usable: usable, at: started, changed: finished.blocks.count)
-        return finished
+        series.recordPass(compared, usable: usable, at: started, changed: changes.blocks.count)
+        return changes
     }
 
     /// Reads block `block` now and describes its tree and its allocations (header fields and first
