@@ -16,7 +16,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
     ],
     targets: [
@@ -60,7 +59,7 @@ let package = Package(
         // The read-only inspector: snapshots, statistics, text and JSON reports. Never writes a file.
         .target(
             name: "ShmInspect",
-            dependencies: ["ShmFormat", "ShmSystem", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["ShmFormat", "ShmSystem"],
             exclude: ["README.md"]
         ),
         // Workloads and their plumbing, for `shmtop load/demo`, the benchmarks and the tests (not a

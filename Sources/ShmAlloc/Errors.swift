@@ -8,7 +8,7 @@ import ShmSystem
 /// Why a cache file could not be opened, created or mapped. Every case names the path.
 public enum CacheError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A system call failed: which one, and its `errno`.
-    case system(path: String, operation: String, errno: Errno)
+    case system(SystemCallFailure)
     /// The path exists but is not a regular file (a directory, a device, a socket …).
     case notRegularFile(path: String)
     /// The file's permission bits forbid writing, and the allocator writes.
@@ -22,9 +22,11 @@ public enum CacheError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Another process kept the file in creation longer than the caller was willing to wait.
     case creationTimedOut(path: String, pid: Int32, seconds: Double)
 
+    /// The path the error is about.
     public var path: String {
         switch self {
-        case .system(let path, _, _), .notRegularFile(let path), .readOnlyFile(let path), .format(let path, _),
+        case .system(let failure): failure.path
+        case .notRegularFile(let path), .readOnlyFile(let path), .format(let path, _),
              .geometryMismatch(let path, _, _), .creatorDied(let path, _), .creationTimedOut(let path, _, _):
             path
         }
@@ -33,7 +35,7 @@ public enum CacheError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The `errno` a C caller sees for this error.
     public var errnoValue: Errno {
         switch self {
-        case .system(_, _, let errno): errno
+        case .system(let failure): failure.errno
         case .notRegularFile: .isDirectory
         case .readOnlyFile: .permissionDenied
         case .format, .geometryMismatch, .creatorDied: .invalidArgument
@@ -44,7 +46,7 @@ public enum CacheError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What is wrong, without the path.
     public var reason: String {
         switch self {
-        case .system(_, let operation, let errno): "\(operation): \(errno)"
+        case .system(let failure): failure.reason
         case .notRegularFile: "not a regular file"
         case .readOnlyFile: "file is read-only (no write permission bits)"
         case .format(_, let error): error.description

@@ -76,12 +76,12 @@ extension SharedCache {
                 descriptor = try FileDescriptor.open(path, .readWrite, options: [.create, .closeOnExec], permissions: 0o666)
             }
         } catch {
-            throw error == .isDirectory ? .notRegularFile(path: path) : .system(path: path, operation: "open", errno: error)
+            throw error == .isDirectory ? .notRegularFile(path: path) : .system(SystemCallFailure(path: path, operation: "open", errno: error))
         }
         defer { try? descriptor.close() }
 
         let status: FileStatus
-        do { status = try descriptor.status() } catch { throw .system(path: path, operation: "fstat", errno: error) }
+        do { status = try descriptor.status() } catch { throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error)) }
         guard status.isRegularFile else { throw .notRegularFile(path: path) }
         guard status.hasWritePermission else { throw .readOnlyFile(path: path) }
 
@@ -93,17 +93,17 @@ extension SharedCache {
         let mapping: UnsafeMutableRawPointer
         do {
             mapping = try Mapping.map(descriptor, length: header.layout.fileSize, writable: true, at: address)
-        } catch { throw .system(path: path, operation: "mmap", errno: error) }
+        } catch { throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error)) }
         let processMemory: UnsafeMutableRawPointer
         do {
             try Mapping.makeReadOnly(mapping + header.layout.dataOffset, length: header.layout.nullRegionLength)
         } catch {
             try? Mapping.unmap(mapping, length: header.layout.fileSize)
-            throw .system(path: path, operation: "mprotect", errno: error)
+            throw .system(SystemCallFailure(path: path, operation: "mprotect", errno: error))
         }
         do { processMemory = try Mapping.mapZeroed(length: Self.processMemoryLength(header.geometry.tree)) } catch {
             try? Mapping.unmap(mapping, length: header.layout.fileSize)
-            throw .system(path: path, operation: "mmap", errno: error)
+            throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error))
         }
         self.init(path: path, header: header, mapping: mapping, processMemory: processMemory)
         if registering { owners.register() }
@@ -126,7 +126,7 @@ extension SharedCache {
         while true {
             let locked: Bool
             do { locked = try descriptor.tryLockExclusive() } catch {
-                throw .system(path: path, operation: "flock", errno: error)
+                throw .system(SystemCallFailure(path: path, operation: "flock", errno: error))
             }
             if locked { break }
             if SystemClock.monotonicNanoseconds() >= deadline {
@@ -167,7 +167,7 @@ extension SharedCache {
                 return Result { () throws(FormatError) in try FileHeader(decoding: bytes, fileSize: size) }
             }
         } catch {
-            throw .system(path: path, operation: "read", errno: error)
+            throw .system(SystemCallFailure(path: path, operation: "read", errno: error))
         }
     }
 
@@ -197,14 +197,14 @@ extension SharedCache {
                 header.encode(into: page)
                 try descriptor.write(at: 0, from: UnsafeRawBufferPointer(page))
             }
-        } catch { throw .system(path: path, operation: "write", errno: error) }
+        } catch { throw .system(SystemCallFailure(path: path, operation: "write", errno: error)) }
         do { try descriptor.resize(to: layout.fileSize) } catch {
-            throw .system(path: path, operation: "ftruncate", errno: error)
+            throw .system(SystemCallFailure(path: path, operation: "ftruncate", errno: error))
         }
 
         let mapping: UnsafeMutableRawPointer
         do { mapping = try Mapping.map(descriptor, length: layout.fileSize, writable: true, at: nil) } catch {
-            throw .system(path: path, operation: "mmap", errno: error)
+            throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error))
         }
         defer { try? Mapping.unmap(mapping, length: layout.fileSize) }
         let words = (mapping + layout.wordsOffset).assumingMemoryBound(to: Atomic<UInt64>.self)

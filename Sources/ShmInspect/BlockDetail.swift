@@ -85,23 +85,18 @@ public struct BlockDetail: Hashable, Sendable {
         self.levels = Self.nodeStates(word, tree: tree)
         self.advertisedOrders = advertisedOrders
 
+        let offsets = offsets
         var allocations: [Allocation] = []
-        var nodes = tree.allocations(word)
-        while nodes != 0 {
-            let node = nodes.trailingZeroBitCount
-            nodes &= nodes &- 1
-            let order = tree.order(ofNode: node)
-            let nodeSize = geometry.nodeSize(ofOrder: order)
-            let start = tree.byteOffset(ofNode: node, minSize: geometry.minSize)
+        geometry.forEachAllocation(inWord: word, ofBlock: block) { found in
+            let nodeSize = geometry.nodeSize(ofOrder: found.order)
+            let start = found.nodeOffset - offsets.lowerBound
             let raw = UInt64(littleEndian: blockBytes.loadUnaligned(fromByteOffset: start, as: UInt64.self))
-            let header = AllocationHeader(rawValue: raw).flatMap { header in
-                header.order == order && !header.isReleased && header.requestedSize <= nodeSize - AllocationHeader.size ? header : nil
-            }
+            let header = AllocationHeader(rawValue: raw).flatMap { geometry.isPlausible($0, atOrder: found.order) ? $0 : nil }
             let usable = nodeSize - AllocationHeader.size
             let previewCount = min(previewLength, header?.requestedSize ?? usable)
             let previewStart = start + AllocationHeader.size
             allocations.append(Allocation(
-                node: node, order: order, nodeSize: nodeSize, offset: offsets.lowerBound + previewStart,
+                node: found.node, order: found.order, nodeSize: nodeSize, offset: offsets.lowerBound + previewStart,
                 header: header, ownerState: header.map { owners.state(of: $0.ownerPID) },
                 firstBytes: Array(blockBytes[previewStart..<(previewStart + previewCount)])))
         }

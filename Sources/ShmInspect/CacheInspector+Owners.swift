@@ -112,7 +112,8 @@ extension CacheInspector {
         }
     }
 
-    /// Calls `visit(block, node, reading)` for the allocation nodes `nodes(block)` of each of
+    /// Calls `visit(block, node, reading)` for the allocation nodes `nodes(block)` (a subset of the
+    /// word's allocations) of each of
     /// `blocks` (ascending) at its word in `words`, in order of blocks and nodes (`nodes` is asked
     /// once per block, in that order); `claimer(block, node)` is asked for a node whose header
     /// names no owner. With `inPlace`, the headers are loaded from the data
@@ -124,19 +125,18 @@ extension CacheInspector {
         of blocks: some Sequence<Int>, words: [UInt64], inPlace: Bool, nodes: (Int) -> UInt64, claimer: (Int, Int) -> Int32?,
         _ visit: (_ block: Int, _ node: Int, _ reading: AllocationCensus.NodeReading) -> Void
     ) throws(InspectError) {
-        let tree = geometry.tree
         let geometry = geometry
         /// Visits block `block`'s nodes, their headers loaded by `header` (byte offset in the
         /// block → raw header).
         func visitBlock(_ block: Int, header: (Int) -> UInt64) {
             let word = words[block]
-            var remaining = nodes(block)
-            while remaining != 0 {
-                let node = remaining.trailingZeroBitCount
-                remaining &= remaining &- 1
-                visit(block, node, AllocationCensus.reading(
-                    rawHeader: header(tree.byteOffset(ofNode: node, minSize: geometry.minSize)), order: tree.order(ofNode: node),
-                    geometry: geometry, claimer: claimer(block, node), blockChanged: currentWord(ofBlock: block) != word))
+            let chosen = nodes(block)
+            let base = block * geometry.blockSize
+            geometry.forEachAllocation(inWord: word, ofBlock: block) { found in
+                guard chosen & (1 << UInt64(found.node)) != 0 else { return }
+                visit(block, found.node, AllocationCensus.reading(
+                    rawHeader: header(found.nodeOffset - base), order: found.order,
+                    geometry: geometry, claimer: claimer(block, found.node), blockChanged: currentWord(ofBlock: block) != word))
             }
         }
         if inPlace, let dataMapping, dataMapping.readsInPlace {

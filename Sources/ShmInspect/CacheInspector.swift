@@ -14,13 +14,8 @@
 // snapshot of a live cache means. Every statistic is computed from the one copy, so figures agree
 // with each other.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ShmFormat
-import SystemPackage
+import ShmSystem
 
 /// A cache file opened read-only for inspection.
 ///
@@ -59,30 +54,23 @@ public final class CacheInspector: Sendable {
     public init(path: String) throws(InspectError) {
         self.path = path
         let descriptor: FileDescriptor
-        do {
-            descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
-        } catch let error as Errno {
-            throw .system(path: path, operation: "open", errno: error)
-        } catch {
-            throw .system(path: path, operation: "open", errno: .ioError)
+        do { descriptor = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec]) } catch {
+            throw .system(SystemCallFailure(path: path, operation: "open", errno: error))
         }
-        do {
-            let status: Stat
-            do { status = try descriptor.stat() } catch { throw InspectError.system(path: path, operation: "fstat", errno: error) }
-            guard status.type == .regular else { throw InspectError.notRegularFile(path: path) }
-            header = try Self.readHeader(descriptor, path: path, fileSize: Int(status.size))
-            device = UInt64(status.deviceID.rawValue)
-            inode = UInt64(status.inode.rawValue)
+        do throws(InspectError) {
+            let status: FileStatus
+            do { status = try descriptor.status() } catch { throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error)) }
+            guard status.isRegularFile else { throw .notRegularFile(path: path) }
+            header = try Self.readHeader(descriptor, path: path, fileSize: status.size)
+            device = status.device
+            inode = status.inode
             do {
                 mapping = try GuardedMapping(descriptor, offset: header.layout.wordsOffset, count: header.geometry.blockCount)
-            } catch { throw InspectError.system(path: path, operation: "mmap", errno: error) }
+            } catch { throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error)) }
             dataMapping = try? GuardedMapping(descriptor, offset: header.layout.dataOffset, count: header.geometry.capacity / 8)
-        } catch let error as InspectError {
-            try? descriptor.close()
-            throw error
         } catch {
             try? descriptor.close()
-            throw .system(path: path, operation: "open", errno: .ioError)
+            throw error
         }
         self.descriptor = descriptor
     }
@@ -98,7 +86,7 @@ public final class CacheInspector: Sendable {
     /// allocation, so a caller refreshing many times a second may scan less often.
     public func snapshot(readingAllocations: Bool = true) throws(InspectError) -> CacheSnapshot {
         let started = ContinuousClock.now
-        let wallClock = Self.wallClockNanoseconds()
+        let wallClock = SystemClock.wallNanoseconds()
         try checkFile()
         let current = try Self.readHeader(descriptor, path: path, fileSize: nil)
         guard current.layout == header.layout else { throw .replaced(path: path) }
@@ -134,7 +122,7 @@ public final class CacheInspector: Sendable {
     ) throws(InspectError) -> SnapshotChanges {
         precondition(snapshot.layout == layout, "a snapshot of another cache")
         let started = ContinuousClock.now
-        let wallClock = Self.wallClockNanoseconds()
+        let wallClock = SystemClock.wallNanoseconds()
         try checkFile()
         let current = try Self.readHeader(descriptor, path: path, fileSize: nil)
         guard current.layout == header.layout else { throw .replaced(path: path) }
@@ -148,34 +136,33 @@ public final class CacheInspector: Sendable {
         var words: [UInt64] = []
         swap(&words, &snapshot.words)
         let expected = series.changedLastTime * 5 / 4
-        let firstGroupWord = (compared.lowerBound - usable.lowerBound) / SnapshotChanges.spanWords
+        let firstGroupWord = (compared.lowerBound - usable.lowerBound) / ChangedWords.spanWords
         let previousGroups = series.emptyGroups
-        let changes: SnapshotChanges, emptyGroups: [UInt64]
+        let changed: ChangedWords, emptyGroups: [UInt64]
         do {
-            (changes, emptyGroups) = try readMapped { mapped in
-                var changes = SnapshotChanges(expected: expected)
+            (changed, emptyGroups) = try readMapped { mapped in
+                var changed = ChangedWords(expected: expected)
                 var emptyGroups = previousGroups
                 words.withUnsafeBufferPointer { old in
                     emptyGroups.withUnsafeMutableBufferPointer { groups in
-                        changes.record(
+                        changed.record(
                             UnsafeBufferPointer(rebasing: old[compared]), mapped.advanced(by: compared.lowerBound),
                             firstBlock: compared.lowerBound, emptyGroups: UnsafeMutableBufferPointer(rebasing: groups[firstGroupWord...]))
                     }
                 }
-                return (changes, emptyGroups)
+                return (changed, emptyGroups)
             }
         } catch {
             swap(&words, &snapshot.words)
             throw error
         }
-        var finished = changes
-        for (block, word) in zip(finished.blocks, finished.laterWords) { words[block] = word }
-        finished.finish(seconds: SnapshotChanges.seconds(from: snapshot.takenAt, to: started), tree: geometry.tree, minSize: geometry.minSize)
+        for (block, word) in zip(changed.blocks, changed.laterWords) { words[block] = word }
+        let changes = SnapshotChanges(changed, seconds: SnapshotChanges.seconds(from: snapshot.takenAt, to: started), geometry: geometry)
         snapshot = CacheSnapshot(
             path: path, header: current, words: words, allocations: nil, takenAt: started, wallClockNanoseconds: wallClock)
         series.emptyGroups = emptyGroups
-        series.recordPass(compared, usable: usable, at: started, changed: finished.blocks.count)
-        return finished
+        series.recordPass(compared, usable: usable, at: started, changed: changes.blocks.count)
+        return changes
     }
 
     /// Reads block `block` now and describes its tree and its allocations (header fields and first
@@ -207,18 +194,16 @@ public final class CacheInspector: Sendable {
 
     /// Throws when the path no longer names the attached file, or the file is shorter than its header says.
     public func checkFile() throws(InspectError) {
-        let named: Stat
-        do { named = try FilePath(path).stat() } catch {
+        let named: FileStatus
+        do { named = try FileStatus(path: path) } catch {
             if error == .noSuchFileOrDirectory { throw .deleted(path: path) }
-            throw .system(path: path, operation: "stat", errno: error)
+            throw .system(SystemCallFailure(path: path, operation: "stat", errno: error))
         }
-        guard UInt64(named.deviceID.rawValue) == device, UInt64(named.inode.rawValue) == inode else {
-            throw .replaced(path: path)
-        }
-        let attached: Stat
-        do { attached = try descriptor.stat() } catch { throw .system(path: path, operation: "fstat", errno: error) }
+        guard named.device == device, named.inode == inode else { throw .replaced(path: path) }
+        let attached: FileStatus
+        do { attached = try descriptor.status() } catch { throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error)) }
         if attached.size < layout.fileSize {
-            throw .truncated(path: path, size: Int(attached.size), expected: layout.fileSize)
+            throw .truncated(path: path, size: attached.size, expected: layout.fileSize)
         }
     }
 
@@ -260,30 +245,13 @@ public final class CacheInspector: Sendable {
     /// Fills `buffer` from `offset`; a short read means the file shrank under us.
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(InspectError) {
         let count: Int
-        do { count = try Self.readFully(descriptor, into: buffer, at: offset) } catch {
-            throw .system(path: path, operation: "read", errno: error)
+        do { count = try descriptor.read(at: offset, into: buffer) } catch {
+            throw .system(SystemCallFailure(path: path, operation: "read", errno: error))
         }
         if count < buffer.count {
-            let size = (try? descriptor.stat().size).map(Int.init) ?? offset + count
+            let size = (try? descriptor.status().size) ?? offset + count
             throw .truncated(path: path, size: size, expected: layout.fileSize)
         }
-    }
-
-    /// `pread` until `buffer` is full or the file ends; returns the bytes read.
-    private static func readFully(
-        _ descriptor: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, at offset: Int
-    ) throws(Errno) -> Int {
-        var done = 0
-        while done < buffer.count {
-            let count: Int
-            do {
-                count = try descriptor.read(
-                    fromAbsoluteOffset: Int64(offset + done), into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
-            } catch let error as Errno { throw error } catch { throw .ioError }
-            if count == 0 { break }
-            done += count
-        }
-        return done
     }
 
     /// Reads and validates the header page's fields.
@@ -291,8 +259,8 @@ public final class CacheInspector: Sendable {
         do {
             return try withUnsafeTemporaryAllocation(byteCount: FileHeader.Field.end, alignment: 8) { buffer throws(InspectError) in
                 let count: Int
-                do throws(Errno) { count = try readFully(descriptor, into: buffer, at: 0) } catch {
-                    throw .system(path: path, operation: "read", errno: error)
+                do throws(Errno) { count = try descriptor.read(at: 0, into: buffer) } catch {
+                    throw .system(SystemCallFailure(path: path, operation: "read", errno: error))
                 }
                 do throws(FormatError) {
                     return try FileHeader(decoding: UnsafeRawBufferPointer(rebasing: buffer[..<count]), fileSize: fileSize)
@@ -301,10 +269,4 @@ public final class CacheInspector: Sendable {
         }
     }
 
-    /// Nanoseconds since the Unix epoch.
-    static func wallClockNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
-    }
 }

@@ -117,13 +117,14 @@ public struct AllocationCensus: Hashable, Sendable {
     public static func reading(
         rawHeader: UInt64, order: Int, geometry: Geometry, claimer: @autoclosure () -> Int32?, blockChanged: @autoclosure () -> Bool
     ) -> NodeReading {
-        let nodeSize = geometry.nodeSize(ofOrder: order)
         let stored = AllocationHeader(rawValue: rawHeader)
-        let fits = stored.map { $0.order == order && $0.requestedSize <= nodeSize - AllocationHeader.size } ?? false
-        if let stored, fits, !stored.isReleased { return .counted(stored) }
+        if let stored, geometry.isPlausible(stored, atOrder: order) { return .counted(stored) }
         if let claimer = claimer() {
-            // A released header tells what was last asked for the node; a stale one does not.
-            return .counted(AllocationHeader(ownerPID: claimer, requestedSize: fits ? stored!.requestedSize : 0, order: order))
+            // A released header tells what was last asked for the node (plausible once it names the
+            // claimer); a stale one does not.
+            let asked = stored.map { AllocationHeader(ownerPID: claimer, requestedSize: $0.requestedSize, order: $0.order) }
+            if let asked, geometry.isPlausible(asked, atOrder: order) { return .counted(asked) }
+            return .counted(AllocationHeader(ownerPID: claimer, requestedSize: 0, order: order))
         }
         return blockChanged() ? .inFlight : .unreadable
     }

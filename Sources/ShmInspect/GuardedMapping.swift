@@ -33,8 +33,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import ShmSystem
 import Synchronization
-import SystemPackage
 
 /// A read-only shared mapping of a range of a file, whose reads survive the file being truncated
 /// under them.
@@ -87,15 +87,13 @@ final class GuardedMapping: @unchecked Sendable {
         self.offset = offset
         mappedOffset = offset & ~(pageSize - 1)
         mappedLength = offset - mappedOffset + count * 8
-        guard let mapping = mmap(nil, mappedLength, PROT_READ, MAP_SHARED, descriptor.rawValue, off_t(mappedOffset)),
-              mapping != MAP_FAILED
-        else { throw Errno(rawValue: errno) }
+        let mapping = try Mapping.mapReadOnly(descriptor, offset: mappedOffset, length: mappedLength)
         self.mapping = mapping
         self.count = count
         words = UnsafePointer((mapping + (offset - mappedOffset)).assumingMemoryBound(to: Atomic<UInt64>.self))
         let start = UInt(bitPattern: mapping)
         guard let slot = GuardTable.register(start..<(start + UInt(mappedLength))) else {
-            munmap(mapping, mappedLength)
+            try? Mapping.unmap(mapping, length: mappedLength)
             throw .tooManyOpenFiles
         }
         self.slot = slot
@@ -105,7 +103,7 @@ final class GuardedMapping: @unchecked Sendable {
         // An abandoned range may belong to another mapping now: it is left alone.
         guard phase.load(ordering: .acquiring) != Self.abandoned else { return }
         GuardTable.unregister(slot)
-        munmap(mapping, mappedLength)
+        try? Mapping.unmap(mapping, length: mappedLength)
     }
 
     /// The file offset of the lowest page of the range that ever faulted (the file was at most
@@ -154,16 +152,8 @@ final class GuardedMapping: @unchecked Sendable {
     private func copied<Result>(_ descriptor: FileDescriptor, _ body: (MappedWords) -> Result) -> Result? {
         let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: count * 8, alignment: MemoryLayout<UInt64>.alignment)
         defer { copy.deallocate() }
-        var done = 0
-        while done < copy.count {
-            // `retryOnInterrupt`: a signal during the read is no reason to fail it.
-            guard let read = try? descriptor.read(
-                fromAbsoluteOffset: Int64(offset + done), into: UnsafeMutableRawBufferPointer(rebasing: copy[done...]),
-                retryOnInterrupt: true),
-                  read > 0
-            else { return nil }
-            done += read
-        }
+        // `retryOnInterrupt`: a signal during the read is no reason to fail it.
+        guard let read = try? descriptor.read(at: offset, into: copy, retryOnInterrupt: true), read == copy.count else { return nil }
         return body(MappedWords(base: UnsafePointer(copy.bindMemory(to: Atomic<UInt64>.self).baseAddress!)))
     }
 
@@ -197,8 +187,9 @@ final class GuardedMapping: @unchecked Sendable {
         // Read before the remap: a fault whose page of zeros lands after the remap counts itself
         // after this load, so reads fail until the next `restore`.
         let faults = GuardTable.faults(slot)
-        let remapped = mmap(mapping, mappedLength, PROT_READ, MAP_SHARED | MAP_FIXED, descriptor.rawValue, off_t(mappedOffset))
-        guard remapped == mapping else {
+        do throws(Errno) {
+            try Mapping.remapReadOnly(descriptor, offset: mappedOffset, length: mappedLength, over: mapping)
+        } catch {
             // Readers that start from now on copy the words instead.
             phase.store(Self.abandoned, ordering: .releasing)
             GuardTable.unregister(slot)
@@ -253,7 +244,7 @@ enum GuardTable {
         return rows
     }()
     /// The system's page size, read once (the handler maps whole pages).
-    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+    static let pageSize = Mapping.pageSize
     /// The SIGBUS action before ours, for signals that are not ours.
     private nonisolated(unsafe) static let previousAction: UnsafeMutablePointer<sigaction> = {
         let action = UnsafeMutablePointer<sigaction>.allocate(capacity: 1)

@@ -1,12 +1,12 @@
 // What can go wrong while inspecting a cache file, in the words a person reads.
 
 import ShmFormat
-import SystemPackage
+import ShmSystem
 
 /// Why a cache file could not be inspected, or can no longer be. Every case names the path.
 public enum InspectError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A system call failed: which one, and its `errno`.
-    case system(path: String, operation: String, errno: Errno)
+    case system(SystemCallFailure)
     /// The path exists but is not a regular file (a directory, a device, a socket …).
     case notRegularFile(path: String)
     /// The file is not a valid cache file, or not one this version reads.
@@ -21,7 +21,8 @@ public enum InspectError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The path the error is about.
     public var path: String {
         switch self {
-        case .system(let path, _, _), .notRegularFile(let path), .format(let path, _), .truncated(let path, _, _),
+        case .system(let failure): failure.path
+        case .notRegularFile(let path), .format(let path, _), .truncated(let path, _, _),
              .deleted(let path), .replaced(let path):
             path
         }
@@ -51,7 +52,7 @@ public enum InspectError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What is wrong, without the path.
     public var reason: String {
         switch self {
-        case .system(_, let operation, let errno): "\(operation): \(errno.description.lowercased())"
+        case .system(let failure): failure.reason
         case .notRegularFile: "not a regular file"
         case .format(_, let error): error.description
         case .truncated(_, let size, let expected):

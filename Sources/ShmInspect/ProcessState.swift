@@ -14,7 +14,7 @@ import Glibc
 import Musl
 #endif
 import ShmFormat
-import SystemPackage
+import ShmSystem
 
 /// What became of the process with a pid: running, exited but not reaped, or gone.
 public enum ProcessState: String, Hashable, Sendable, Codable {
@@ -82,20 +82,12 @@ public enum ProcessState: String, Hashable, Sendable, Codable {
     ///
     /// The C functions `open`, `read` (each retried on `EINTR`) and `close`.
     static func contents(of path: String) -> [UInt8]? {
-        guard let descriptor = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec], retryOnInterrupt: true) else {
-            return nil
-        }
+        guard let descriptor = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec]) else { return nil }
         defer { try? descriptor.close() }
-        let capacity = 4096
-        // `/proc` files are generated per read call, so one read may return less than all.
-        return try? [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialised in
-            while initialised < capacity {
-                let count = try descriptor.read(
-                    into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[initialised...]),
-                    retryOnInterrupt: true)
-                if count == 0 { break }
-                initialised += count
-            }
+        // `/proc` files are generated per read call, so one read may return less than all: `read`
+        // repeats until the buffer is full or the file ends.
+        return try? [UInt8](unsafeUninitializedCapacity: 4096) { buffer, initialised throws(Errno) in
+            initialised = try descriptor.read(into: UnsafeMutableRawBufferPointer(buffer))
         }
     }
 }

@@ -10,7 +10,7 @@
 /// The state a series of ``CacheInspector/advance(_:series:comparing:)`` calls keeps: which
 /// groups of words were all zero, where the next pass starts, and how long the passes took.
 public struct SnapshotSeries: Sendable {
-    /// One bit per group of ``SnapshotChanges/chunkWords`` usable words: set when the group was
+    /// One bit per group of ``ChangedWords/chunkWords`` usable words: set when the group was
     /// all zero when last compared.
     var emptyGroups: [UInt64] = []
     /// When the snapshot `emptyGroups` describes was taken.
@@ -63,7 +63,7 @@ public struct SnapshotSeries: Sendable {
     public mutating func adapt(words: Int, seconds: Double, budget: Double, usable: Int) {
         guard words > 0, seconds > 0 else { return }
         let affordable = Int(Double(words) * budget / seconds)
-        let span = SnapshotChanges.spanWords
+        let span = ChangedWords.spanWords
         let size = max(Self.minimumWordsPerPass, affordable / span * span)
         wordsPerPass = size >= usable ? nil : size
         passesPerSweep = wordsPerPass.map { (usable + $0 - 1) / $0 } ?? 1
@@ -71,7 +71,7 @@ public struct SnapshotSeries: Sendable {
 
     /// `range` widened to whole spans of groups from `usable`'s start, within `usable`.
     func alignedRange(_ range: Range<Int>, usable: Range<Int>) -> Range<Int> {
-        let span = SnapshotChanges.spanWords
+        let span = ChangedWords.spanWords
         let clamped = range.clamped(to: usable)
         let lower = usable.lowerBound + (clamped.lowerBound - usable.lowerBound) / span * span
         let upper = min(usable.upperBound, usable.lowerBound + (clamped.upperBound - usable.lowerBound + span - 1) / span * span)
@@ -80,7 +80,7 @@ public struct SnapshotSeries: Sendable {
 
     /// The groups of `chunkWords` words over `usable`.
     static func groupCount(_ usable: Range<Int>) -> Int {
-        (usable.count + SnapshotChanges.chunkWords - 1) / SnapshotChanges.chunkWords
+        (usable.count + ChangedWords.chunkWords - 1) / ChangedWords.chunkWords
     }
 
     /// Records a pass over `range` taken at `time` that found `changed` blocks changed.

@@ -4,6 +4,7 @@
 import Foundation
 import ShmAlloc
 import ShmFormat
+import ShmSystem
 import Testing
 
 @Suite("Fixed-address mapping")
@@ -42,7 +43,7 @@ struct FixedAddressTests {
         let taken = try #require(mmap(nil, layout.fileSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
         defer { munmap(taken, layout.fileSize) }
         (taken + layout.fileSize / 2).storeBytes(of: 0xFEED_F00D, as: UInt64.self)
-        #expect(throws: CacheError.system(path: path, operation: "mmap", errno: .fileExists)) {
+        #expect(throws: CacheError.system(SystemCallFailure(path: path, operation: "mmap", errno: .fileExists))) {
             try SharedCache(path: path, policy: .require(geometry), address: taken)
         }
         #expect((taken + layout.fileSize / 2).load(as: UInt64.self) == 0xFEED_F00D)

@@ -7,6 +7,7 @@ import Glibc
 import Foundation
 import ShmAlloc
 import ShmFormat
+import ShmSystem
 import Testing
 
 @Suite("Opening a bad file is refused and changes nothing")
@@ -105,7 +106,7 @@ struct OpenErrorTests {
     func missingAndAbandoned() throws {
         let scratch = try ScratchDirectory()
         let missing = scratch.file("missing.shm")
-        expectRefused(missing, policy: .attach, .system(path: missing, operation: "open", errno: .noSuchFileOrDirectory),
+        expectRefused(missing, policy: .attach, .system(SystemCallFailure(path: missing, operation: "open", errno: .noSuchFileOrDirectory)),
                       reason: "open: no such file or directory")
         #expect(!FileManager.default.fileExists(atPath: missing))
 

@@ -5,7 +5,7 @@
 import Glibc
 #endif
 @testable import ShmInspect
-import SystemPackage
+import ShmSystem
 import Testing
 
 @Suite("Guarded mappings")
@@ -13,10 +13,11 @@ struct GuardedMappingTests {
     /// A file of `pages` pages whose word i holds i + 1, opened read-only.
     static func numberedFile(_ file: TemporaryFile, pages: Int) throws -> FileDescriptor {
         let words = pages * GuardTable.pageSize / 8
-        let writer = try FileDescriptor.open(FilePath(file.path), .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
+        let writer = try FileDescriptor.open(file.path, .writeOnly, options: [.create, .truncate], permissions: 0o600)
         defer { try? writer.close() }
-        _ = try (1...UInt64(words)).map { $0.littleEndian }.withUnsafeBytes { try writer.writeAll($0) }
-        return try FileDescriptor.open(FilePath(file.path), .readOnly)
+        let numbers = (1...UInt64(words)).map { $0.littleEndian }
+        try numbers.withUnsafeBytes { try writer.write(at: 0, from: $0) }
+        return try FileDescriptor.open(file.path, .readOnly)
     }
 
     /// Sums the mapped words of `descriptor`'s file, each loaded once.
@@ -69,7 +70,7 @@ struct GuardedMappingTests {
         let mapping = try GuardedMapping(descriptor, offset: page, count: page / 8)
         let whole = try #require(Self.sum(mapping, descriptor))
         // A descriptor open for writing only cannot be mapped for reading: `mmap` fails (EACCES).
-        let writeOnly = try FileDescriptor.open(FilePath(file.path), .writeOnly)
+        let writeOnly = try FileDescriptor.open(file.path, .writeOnly)
         defer { try? writeOnly.close() }
         #expect(!mapping.restore(writeOnly))
         // The range may be unmapped now, so it is never touched again: not even a good descriptor

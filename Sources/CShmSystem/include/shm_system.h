@@ -45,8 +45,8 @@ static inline int shm_is_directory(unsigned mode) { return S_ISDIR(mode); }
 // MARK: - Mappings
 
 /// `mmap`, answering NULL where it answers `MAP_FAILED` (a macro Swift does not import).
-static inline void *shm_map(void *address, size_t length, int protection, int flags, int descriptor) {
-    void *mapped = mmap(address, length, protection, flags, descriptor, 0);
+static inline void *shm_map(void *address, size_t length, int protection, int flags, int descriptor, off_t offset) {
+    void *mapped = mmap(address, length, protection, flags, descriptor, offset);
     return mapped == MAP_FAILED ? NULL : mapped;
 }
 

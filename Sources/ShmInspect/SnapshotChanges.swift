@@ -1,0 +1,48 @@
+// What changed between two snapshots: the changed blocks with both their words, and the rates.
+
+import ShmFormat
+
+/// What changed between two snapshots of the same cache, found in one pass over their words (see
+/// ``ChangedWords``): the blocks whose word changed with both words, and from them the rates and
+/// the census update. Complete once made: the rates are computed with the changes.
+public struct SnapshotChanges: Sendable {
+    /// Usable blocks whose word differs, ascending.
+    public let blocks: [Int]
+    /// The earlier word of each of `blocks`.
+    public let earlierWords: [UInt64]
+    /// The later word of each of `blocks`.
+    public let laterWords: [UInt64]
+    /// Allocations, frees and bytes per second between the two snapshots.
+    public let rates: SnapshotRates
+
+    /// Compares `earlier` with `later` (two snapshots of the same file, in that order).
+    public init(from earlier: CacheSnapshot, to later: CacheSnapshot) {
+        precondition(earlier.layout == later.layout, "snapshots of different caches")
+        var changed = ChangedWords()
+        let usable = later.usableBlocks
+        earlier.words.withUnsafeBufferPointer { old in
+            later.words.withUnsafeBufferPointer { new in
+                changed.record(UnsafeBufferPointer(rebasing: old[usable]), UnsafeBufferPointer(rebasing: new[usable]), firstBlock: usable.lowerBound)
+            }
+        }
+        self.init(changed, seconds: Self.seconds(from: earlier.takenAt, to: later.takenAt), geometry: later.geometry)
+    }
+
+    /// The changes `changed` recorded, `seconds` apart, in a cache of `geometry`.
+    init(_ changed: ChangedWords, seconds: Double, geometry: Geometry) {
+        blocks = changed.blocks
+        earlierWords = changed.earlierWords
+        laterWords = changed.laterWords
+        rates = SnapshotRates(seconds: seconds, earlierWords: earlierWords, laterWords: laterWords, geometry: geometry)
+    }
+
+    static func seconds(from earlier: ContinuousClock.Instant, to later: ContinuousClock.Instant) -> Double {
+        Double((later - earlier) / .nanoseconds(1)) / 1e9
+    }
+
+    /// The census of the later snapshot's usable blocks, from `census` of the earlier snapshot's:
+    /// the changed blocks' earlier words counted out, their later words counted in.
+    public func census(updating census: BuddyCensus) -> BuddyCensus {
+        census - BuddyCensus(tree: census.tree, words: earlierWords) + BuddyCensus(tree: census.tree, words: laterWords)
+    }
+}
