@@ -100,15 +100,20 @@ let package = Package(
         ),
         // The fuzz target (scripts/fuzz.sh builds it with libFuzzer; a plain build replays inputs).
         .executableTarget(name: "shm-fuzz", dependencies: ["ShmFormat", "ShmInspect"], exclude: ["README.md"]),
+        // What the test targets share: scratch files, the built products, child processes.
+        .target(name: "ShmTestSupport", dependencies: ["ShmAlloc", "ShmFormat", "ShmSystem"], path: "Tests/ShmTestSupport"),
         .testTarget(name: "ShmFormatTests", dependencies: ["ShmFormat", "ShmWorkloads"]),
         // Allocates a given sequence in a cache and exits without freeing: fixtures for the inspector tests.
         .executableTarget(name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc"], exclude: ["README.md"]),
         .testTarget(
             name: "ShmInspectTests",
-            dependencies: ["ShmFormat", "ShmInspect", "ShmAlloc", "ShmSystem", "ShmWorkloads", "shmtop", "shm-inspect-fixture"]
+            dependencies: [
+                "ShmFormat", "ShmInspect", "ShmAlloc", "ShmSystem", "ShmWorkloads", "ShmTestSupport", "shmtop",
+                "shm-inspect-fixture",
+            ]
         ),
         // The live view: pure rendering, and `shmtop watch` driven in tmux.
-        .testTarget(name: "ShmTUITests", dependencies: ["ShmTUI", "ShmInspect", "ShmFormat", "ShmSystem", "shmtop", "shm-inspect-fixture"]),
-        .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "ShmInspect", "ShmSystem", "ShmWorkloads", "shm-test-helper", "shmtop"]),
+        .testTarget(name: "ShmTUITests", dependencies: ["ShmTUI", "ShmInspect", "ShmFormat", "ShmSystem", "ShmTestSupport", "shmtop", "shm-inspect-fixture"]),
+        .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "ShmInspect", "ShmSystem", "ShmWorkloads", "ShmTestSupport", "shm-test-helper", "shmtop"]),
     ]
 )

@@ -7,6 +7,7 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import Testing
+import ShmTestSupport
 
 /// A cache with a few live allocations whose bytes are known, and a snapshot to compare against.
 struct PopulatedCache {

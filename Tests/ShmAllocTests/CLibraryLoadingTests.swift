@@ -5,6 +5,7 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import Testing
+import ShmTestSupport
 
 @Suite("the C library, loaded and installed")
 struct CLibraryLoadingTests {

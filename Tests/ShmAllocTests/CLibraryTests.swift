@@ -6,6 +6,7 @@
 import Foundation
 import ShmAlloc
 import Testing
+import ShmTestSupport
 
 extension MultiProcessTests {
     /// Allocates and writes in the parent, forks, reads and frees in the child, then checks in the

@@ -9,6 +9,7 @@ import Foundation
 @_spi(CrashTesting) @testable import ShmAlloc
 import ShmFormat
 import Testing
+import ShmTestSupport
 
 @Suite("Crash points")
 struct CrashPointTests {

@@ -11,6 +11,7 @@ import ShmInspect
 import Testing
 import ShmSystem
 import ShmWorkloads
+import ShmTestSupport
 
 extension MultiProcessTests {
     @Test("crash soak: 20 SIGKILLs of 4 writers; every word valid after each; leaked bytes = what the dead held",
@@ -48,7 +49,7 @@ extension MultiProcessTests {
 }
 
 extension MultiProcessTests {
-    @Test("60 rounds of SIGKILLed 2-thread writers: words valid, every allocated byte a dead owner's, fills to 0 B free",
+    @Test("31 rounds of SIGKILLed 2-thread writers: words valid, every allocated byte a dead owner's, fills to 0 B free",
           .timeLimit(.minutes(5)))
     func killedThreadedWriters() throws {
         let scratch = try ScratchDirectory()
@@ -58,16 +59,20 @@ extension MultiProcessTests {
         let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 16 << 20)
         let cache = try makeCache(at: path, geometry: geometry)
         var random = SplitMix64(seed: 60)
-        var zombies: [ChildProcess] = []
-        for round in 0..<60 {
+        var zombies: [TestProcess] = []
+        // 62 writers and this process: no more than the owner table's 64 entries. A writer killed
+        // inside an operation keeps its entry (its intent is the only record of a node it was
+        // claiming), so a 65th could find none, and a node it died claiming would be nobody's:
+        // the documented limit of a full table, not what this test is about.
+        let rounds = 31
+        for round in 0..<rounds {
             let writers = try (0..<2).map { index in
-                try ChildProcess(BuiltProducts.helper, ["stress", path, "30", "2", "128"],
-                                 outputPath: scratch.file("writer-\(round)-\(index)"))
+                try TestProcess(BuiltProducts.helper, ["stress", path, "30", "2", "128"], in: scratch)
             }
             // The last rounds' writers stay zombies while the inspector looks: they must hold
             // something to be seen as owners, whatever the machine's speed (a sanitized helper
             // starts slowly), so those rounds wait for their first allocations.
-            let leftZombies = round >= 57
+            let leftZombies = round >= rounds - 3
             if leftZombies {
                 for writer in writers {
                     #expect(poll(timeout: .seconds(60)) { !cache.allocationCensus(owner: writer.pid).owned.isEmpty })

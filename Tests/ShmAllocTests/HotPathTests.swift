@@ -17,6 +17,7 @@ import ShmAlloc
 import ShmFormat
 import Testing
 import ShmSystem
+import ShmTestSupport
 
 extension MultiProcessTests {
     /// Runs the `signals` helper in `processes` processes at once on one cache: a loop allocating
@@ -29,7 +30,7 @@ extension MultiProcessTests {
         let path = scratch.file("signals.shm")
         let cache = try makeCache(at: path, geometry: geometry)
         let runs = try (0..<processes).map { index in
-            try ChildProcess(helper, ["signals", path, "\(seconds)"], outputPath: scratch.file("signals-\(index)"))
+            try TestProcess(helper, ["signals", path, "\(seconds)"], in: scratch)
         }
         for run in runs {
             #expect(run.wait(timeout: .seconds(30 + 3 * seconds)) == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)

@@ -7,6 +7,7 @@ import ShmAlloc
 import ShmFormat
 import Testing
 import ShmSystem
+import ShmTestSupport
 
 @Suite("Multi-process", .serialized)
 struct MultiProcessTests {
@@ -17,10 +18,9 @@ struct MultiProcessTests {
     /// thread allocates until the cache refuses it once before it starts freeing.
     static func startStress(
         _ count: Int, path: String, seconds: Double, window: Int, fillingFirst: Bool = false, in scratch: ScratchDirectory
-    ) throws -> [ChildProcess] {
+    ) throws -> [TestProcess] {
         try (0..<count).map { index in
-            try ChildProcess(BuiltProducts.helper, ["stress", path, "\(seconds)", "2", "\(window)"] + (fillingFirst ? ["fill-first"] : []),
-                             outputPath: scratch.file("stress-\(index)"))
+            try TestProcess(BuiltProducts.helper, ["stress", path, "\(seconds)", "2", "\(window)"] + (fillingFirst ? ["fill-first"] : []), in: scratch)
         }
     }
 
@@ -71,9 +71,8 @@ struct MultiProcessTests {
             let start = UInt64(Date().timeIntervalSince1970 * 1e9) + 400_000_000
             let geometry = Self.geometry
             let racers = try (0..<8).map { index in
-                try ChildProcess(BuiltProducts.helper,
-                                 ["open", path, "\(geometry.minSize)", "\(geometry.maxSize)", "\(geometry.capacity)", "\(start)"],
-                                 outputPath: scratch.file("race-\(round)-\(index)"))
+                try TestProcess(BuiltProducts.helper,
+                                 ["open", path, "\(geometry.minSize)", "\(geometry.maxSize)", "\(geometry.capacity)", "\(start)"], in: scratch)
             }
             for racer in racers { #expect(racer.wait(timeout: .seconds(30)) == .exited(0), "\(racer.outputTail)") }
             let reports = racers.map(\.results)

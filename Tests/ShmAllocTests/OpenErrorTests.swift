@@ -9,6 +9,7 @@ import ShmAlloc
 import ShmFormat
 import ShmSystem
 import Testing
+import ShmTestSupport
 
 @Suite("Opening a bad file is refused and changes nothing")
 struct OpenErrorTests {

@@ -6,18 +6,19 @@ import Glibc
 import Foundation
 import ShmFormat
 import Testing
+import ShmTestSupport
 
 @Suite("shmtop command line")
 struct CommandLineTests {
     /// `shmtop ARGUMENTS` without `SHM_FILE` (a default path would hide a missing one).
-    func shmtop(_ arguments: [String]) throws -> RunResult {
-        try run("/usr/bin/env", ["-u", "SHM_FILE", Executable.shmtop] + arguments)
+    func shmtop(_ arguments: [String]) throws -> TestProcess {
+        try runToEnd("/usr/bin/env", ["-u", "SHM_FILE", BuiltProducts.shmtop] + arguments)
     }
 
     /// Checks that `result` is a usage error: exit status 64, `message` on standard error, then
     /// the usage line of `subcommand` (not the root's `shmtop <subcommand>`).
     func expectUsageError(
-        _ result: RunResult, _ message: String, subcommand: String, sourceLocation: SourceLocation = #_sourceLocation
+        _ result: TestProcess, _ message: String, subcommand: String, sourceLocation: SourceLocation = #_sourceLocation
     ) {
         #expect(result.termination == .exited(64), "\(result.error)", sourceLocation: sourceLocation)
         let lines = result.error.split(separator: "\n")

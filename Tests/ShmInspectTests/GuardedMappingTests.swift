@@ -7,6 +7,7 @@ import Glibc
 @testable import ShmInspect
 import ShmSystem
 import Testing
+import ShmTestSupport
 
 @Suite("Guarded mappings")
 struct GuardedMappingTests {

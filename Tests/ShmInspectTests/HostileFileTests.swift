@@ -10,6 +10,7 @@ import ShmFormat
 import ShmInspect
 import Testing
 import ShmWorkloads
+import ShmTestSupport
 
 extension RobustnessTests {
     /// A small cache file holding three allocations of a finished owner, and an inspector attached to it.
@@ -67,12 +68,12 @@ extension RobustnessTests {
             #expect(!detail.allocations.isEmpty && detail.allocations.allSatisfy { $0.header == nil })
         }
 
-        let json = try run(Executable.shmtop, ["snapshot", "--json", file.path])
-        #expect(json.termination.isSuccess, "\(json.error)")
+        let json = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path])
+        #expect(json.termination == .exited(0), "\(json.error)")
         let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(json.output.utf8))
         #expect(report.unreadableHeaders == sizes.count && report.invalidWords == 0 && report.liveAllocations == sizes.count)
-        let text = try run(Executable.shmtop, ["snapshot", "--ascii", file.path] + blocks.flatMap { ["--block", "\($0)"] })
-        #expect(text.termination.isSuccess, "\(text.error)")
+        let text = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--ascii", file.path] + blocks.flatMap { ["--block", "\($0)"] })
+        #expect(text.termination == .exited(0), "\(text.error)")
         #expect(text.output.contains("unreadable headers \(sizes.count)"))
     }
 
@@ -113,7 +114,7 @@ extension RobustnessTests {
             #expect(throws: InspectError.format(path: file.path, .fileSizeMismatch(actual: grown, expected: layout.fileSize))) {
                 try CacheInspector(path: file.path)
             }
-            let result = try run(Executable.shmtop, ["snapshot", "--json", file.path])
+            let result = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path])
             #expect(result.termination == .exited(1))
             #expect(result.error.contains("file is \(grown) bytes, but its header describes \(layout.fileSize) bytes"))
         }

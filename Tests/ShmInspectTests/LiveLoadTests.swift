@@ -9,13 +9,14 @@ import ShmFormat
 import ShmInspect
 import Testing
 import ShmSystem
+import ShmTestSupport
 
 @Suite("Live multi-writer runs", .serialized)
 struct LiveLoadTests {
     /// Starts `shmtop load` with stdout on a pipe.
     func startLoad(_ path: String, _ options: [String]) throws -> (ChildProcess, Int32) {
         let output = try ChildProcess.makePipe()
-        let load = try ChildProcess.spawn(Executable.shmtop, ["load", path] + options, standardOutput: output.write)
+        let load = try ChildProcess.spawn(BuiltProducts.shmtop, ["load", path] + options, standardOutput: output.write)
         close(output.write)
         return (load, output.read)
     }
@@ -104,7 +105,7 @@ struct LiveLoadTests {
     func demoStopsAndCleansUp() throws {
         let output = try ChildProcess.makePipe()
         let demo = try ChildProcess.spawn(
-            Executable.shmtop, ["demo", "--writers", "2", "--interval", "0.3", "--ascii"], standardOutput: output.write)
+            BuiltProducts.shmtop, ["demo", "--writers", "2", "--interval", "0.3", "--ascii"], standardOutput: output.write)
         close(output.write)
         let temporaryFile = NSTemporaryDirectory() + "shmtop-demo-\(demo.pid).shm"
         // Let it draw a few frames, then interrupt it as Ctrl-C would.

@@ -9,6 +9,7 @@ import ShmFormat
 @testable import ShmInspect
 import Testing
 import ShmSystem
+import ShmTestSupport
 
 @Suite("Process states")
 struct ProcessStateTests {
@@ -73,7 +74,7 @@ struct ProcessStateTests {
         let cache = try file.createCache(smallGeometry)
         _ = try cache.allocate(100)
         let theirs = [10, 300]
-        let child = try Self.zombie(Executable.fixture, [file.path] + theirs.map(String.init))
+        let child = try Self.zombie(BuiltProducts.fixture, [file.path] + theirs.map(String.init))
         defer { _ = child.wait() }
         let snapshot = try CacheInspector(path: file.path).snapshot()
         let statistics = CacheStatistics(snapshot)

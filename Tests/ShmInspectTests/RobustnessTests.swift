@@ -11,6 +11,7 @@ import ShmFormat
 import Synchronization
 import Testing
 import ShmWorkloads
+import ShmTestSupport
 
 @Suite("Bad files and files that change while attached")
 struct RobustnessTests {
@@ -18,7 +19,7 @@ struct RobustnessTests {
     /// `shmtop: PATH: …` on stderr that contains `reason`.
     func expectOneLineFailure(_ path: String, _ reason: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         for arguments in [["snapshot", path], ["snapshot", "--json", path]] {
-            let result = try run(Executable.shmtop, arguments)
+            let result = try runToEnd(BuiltProducts.shmtop, arguments)
             #expect(result.termination == .exited(1), sourceLocation: sourceLocation)
             #expect(result.output.isEmpty, sourceLocation: sourceLocation)
             let lines = result.error.split(separator: "\n", omittingEmptySubsequences: false)
@@ -88,8 +89,8 @@ struct RobustnessTests {
         if readable >= 0 {
             close(readable)
             try #require(getuid() == 0, "mode 000 is readable although not root")
-            let result = try run(Executable.shmtop, ["snapshot", "--json", file.path])
-            #expect(result.termination.isSuccess, "root reads a mode-000 file; the inspector must too")
+            let result = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path])
+            #expect(result.termination == .exited(0), "root reads a mode-000 file; the inspector must too")
             return
         }
         try expectOneLineFailure(file.path, "open: permission denied")
@@ -207,8 +208,8 @@ struct RobustnessTests {
         let inspector = try CacheInspector(path: file.path)
         let snapshot = try inspector.snapshot()
         _ = SnapshotText(ascii: false).render(snapshot, CacheStatistics(snapshot), blocks: try blocks.map { try inspector.blockDetail($0) })
-        #expect(try run(Executable.shmtop, ["snapshot", "--json", file.path]).termination.isSuccess)
-        #expect(try run(Executable.shmtop, ["snapshot", file.path] + blocks.flatMap { ["--block", "\($0)"] }).termination.isSuccess)
+        #expect(try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path]).termination == .exited(0))
+        #expect(try runToEnd(BuiltProducts.shmtop, ["snapshot", file.path] + blocks.flatMap { ["--block", "\($0)"] }).termination == .exited(0))
 
         var after = stat()
         stat(file.path, &after)

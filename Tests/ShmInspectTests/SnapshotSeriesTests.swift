@@ -9,6 +9,7 @@ import ShmFormat
 import ShmInspect
 import Testing
 import ShmWorkloads
+import ShmTestSupport
 
 @Suite("Snapshots by difference")
 struct SnapshotSeriesTests {

@@ -9,6 +9,7 @@ import ShmFormat
 import ShmInspect
 import Testing
 import ShmWorkloads
+import ShmTestSupport
 
 /// 32 B .. 1 KiB × 1024 blocks: small enough to check by hand.
 let smallGeometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20)
@@ -32,13 +33,13 @@ struct SnapshotTests {
 
         // A child allocates and exits without freeing: its allocations are leaked.
         let theirs = [10, 300, 700]
-        let fixture = try run(Executable.fixture, [file.path] + theirs.map(String.init))
-        #expect(fixture.termination.isSuccess, "\(fixture.error)")
+        let fixture = try runToEnd(BuiltProducts.fixture, [file.path] + theirs.map(String.init))
+        #expect(fixture.termination == .exited(0), "\(fixture.error)")
         let fixtureOffsets = fixture.output.split(separator: "\n").compactMap { Int($0) }
         #expect(fixtureOffsets.count == theirs.count)
 
-        let result = try run(Executable.shmtop, ["snapshot", "--json", file.path])
-        #expect(result.termination.isSuccess, "\(result.error)")
+        let result = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path])
+        #expect(result.termination == .exited(0), "\(result.error)")
         let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(result.output.utf8))
 
         let all = mine + theirs
@@ -130,8 +131,8 @@ struct SnapshotTests {
         #expect(statistics.externalFragmentation == Double(shattered * 512) / Double(shattered * 512 + wholeBlocks * 1024))
         #expect(statistics.sizeClasses.map { $0.failingFragmentationIndex == nil } == [true, true, true, true, true, true])
 
-        let result = try run(Executable.shmtop, ["snapshot", "--json", file.path])
-        #expect(result.termination.isSuccess, "\(result.error)")
+        let result = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path])
+        #expect(result.termination == .exited(0), "\(result.error)")
         let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(result.output.utf8))
         #expect(report.externalFragmentation == statistics.externalFragmentation)
         #expect(report.fitsPerSizeClass.map(\.count) == bruteFits)
@@ -146,14 +147,14 @@ struct SnapshotTests {
         defer { file.remove() }
         let nullBlocks = try file.createCache(smallGeometry).layout.nullBlockCount
         let sizes = [10, 100, 300]
-        let fixture = try run(Executable.fixture, [file.path] + sizes.map(String.init))
-        #expect(fixture.termination.isSuccess, "\(fixture.error)")
+        let fixture = try runToEnd(BuiltProducts.fixture, [file.path] + sizes.map(String.init))
+        #expect(fixture.termination == .exited(0), "\(fixture.error)")
         let offsets = fixture.output.split(separator: "\n").compactMap { Int($0) }
         let block = try #require(offsets.first) / smallGeometry.blockSize
         let inBlock = zip(offsets, sizes).filter { $0.0 / smallGeometry.blockSize == block }.sorted { $0.0 < $1.0 }
 
-        let result = try run(Executable.shmtop, ["snapshot", "--json", "--width", "32", "--block", "\(block)", "--block", "0", file.path])
-        #expect(result.termination.isSuccess, "\(result.error)")
+        let result = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", "--width", "32", "--block", "\(block)", "--block", "0", file.path])
+        #expect(result.termination == .exited(0), "\(result.error)")
         let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(result.output.utf8))
         #expect(report.blockDetails.map(\.block) == [block, 0])
         let detail = try #require(report.blockDetails.first)
@@ -168,7 +169,7 @@ struct SnapshotTests {
         #expect(report.blockDetails[1].allocations.map(\.requestedBytes) == [nil], "… without a header")
 
         // 1024 blocks in at most 32 × 16 cells, as the text draws them.
-        let text = try run(Executable.shmtop, ["snapshot", "--ascii", "--width", "32", file.path])
+        let text = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--ascii", "--width", "32", file.path])
         #expect(text.output.contains("Heatmap: \(report.heatmap.count) cells"))
         #expect(report.heatmap.count == 512)
         // Two blocks per cell: the cells with a fill are those of the null region and the fixture's blocks.
@@ -293,8 +294,8 @@ struct SnapshotTests {
         defer { file.remove() }
         let cache = try file.createCache(smallGeometry)
         for size in [10, 100, 1000] { _ = try cache.allocate(size) }
-        let ascii = try run(Executable.shmtop, ["snapshot", "--ascii", "--width", "32", "--block", "4", file.path])
-        #expect(ascii.termination.isSuccess, "\(ascii.error)")
+        let ascii = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--ascii", "--width", "32", "--block", "4", file.path])
+        #expect(ascii.termination == .exited(0), "\(ascii.error)")
         #expect(ascii.output.unicodeScalars.allSatisfy { $0.isASCII })
         #expect(ascii.output.contains("buddyinfo 1020 blocks "))
         #expect(ascii.output.contains("' ' empty  . 0"))

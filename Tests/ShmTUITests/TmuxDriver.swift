@@ -10,25 +10,9 @@ import Glibc
 #endif
 import Foundation
 import ShmInspect
-import Testing
 import ShmSystem
-
-/// The executables the test target depends on, next to the test bundle.
-enum Built {
-    static func path(_ name: String) -> String {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path
-    }
-}
-
-/// Runs `executable` to its end and returns its standard output and how it ended (stderr goes to /dev/null).
-func runToEnd(_ executable: String, _ arguments: [String]) throws -> (output: String, termination: ChildProcess.Termination) {
-    let pipe = try ChildProcess.makePipe()
-    let child = try ChildProcess.spawn(executable, arguments, standardOutput: pipe.write)
-    close(pipe.write)
-    let bytes = ChildProcess.readAll(pipe.read)
-    close(pipe.read)
-    return (String(decoding: bytes, as: UTF8.self), child.wait())
-}
+import ShmTestSupport
+import Testing
 
 /// A private tmux server with one session running one command.
 final class TmuxSession {
@@ -149,20 +133,6 @@ final class TmuxSession {
         }
         return nil
     }
-}
-
-/// A temporary directory, removed with its contents by `remove()`.
-struct ScratchDirectory {
-    let path: String
-
-    init() throws {
-        path = NSTemporaryDirectory() + "shmtop-tui-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ name: String) -> String { path + "/" + name }
 }
 
 extension String {

@@ -14,7 +14,6 @@ extension WatchTmuxTests {
     @Test("the file grows while watching: no banner; shrinks: a banner, TRUNCATED in the title, the last frame stays; back to its size: re-attached, LIVE")
     func fileGrowsAndShrinks() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         let size = try #require(try FileManager.default.attributesOfItem(atPath: cache.path)[.size] as? Int)
         let session = try cache.watchMainView()
 

@@ -9,6 +9,7 @@ import ShmInspect
 import ShmTUI
 import Testing
 import ShmSystem
+import ShmTestSupport
 
 /// A 16 MiB cache (16384 blocks of 1 KiB) holding allocations of a dead process: known content.
 struct KnownCache {
@@ -21,21 +22,21 @@ struct KnownCache {
     init() throws {
         directory = try ScratchDirectory()
         path = directory.file("known.shm")
-        let created = try runToEnd(Built.path("shmtop"), ["create", path, "--capacity", "16MiB"])
-        #expect(created.termination.isSuccess)
-        let fixture = try runToEnd(Built.path("shm-inspect-fixture"), [path] + Self.sizes.map(String.init))
-        #expect(fixture.termination.isSuccess)
+        let created = try runToEnd(BuiltProducts.path("shmtop"), ["create", path, "--capacity", "16MiB"])
+        #expect(created.termination == .exited(0))
+        let fixture = try runToEnd(BuiltProducts.path("shm-inspect-fixture"), [path] + Self.sizes.map(String.init))
+        #expect(fixture.termination == .exited(0))
         offsets = fixture.output.split(separator: "\n").compactMap { Int($0) }
         #expect(offsets.count == Self.sizes.count)
     }
 
     /// `shmtop snapshot PATH` (text, UTF-8 locale) or its `--json` report.
     func snapshotText() throws -> String {
-        try runToEnd("/usr/bin/env", ["LC_ALL=C.UTF-8", Built.path("shmtop"), "snapshot", path]).output
+        try runToEnd("/usr/bin/env", ["LC_ALL=C.UTF-8", BuiltProducts.path("shmtop"), "snapshot", path]).output
     }
 
     func report() throws -> SnapshotReport {
-        let json = try runToEnd(Built.path("shmtop"), ["snapshot", "--json", path]).output
+        let json = try runToEnd(BuiltProducts.path("shmtop"), ["snapshot", "--json", path]).output
         return try JSONDecoder().decode(SnapshotReport.self, from: Data(json.utf8))
     }
 
@@ -48,7 +49,7 @@ struct KnownCache {
 
     /// A tmux session running `shmtop watch` on the cache.
     func watch(width: Int = 120, height: Int = 40, _ extra: [String] = []) throws -> TmuxSession {
-        try TmuxSession([Built.path("shmtop"), "watch", path, "--snapshot-directory", directory.path] + extra, width: width, height: height)
+        try TmuxSession([BuiltProducts.path("shmtop"), "watch", path, "--snapshot-directory", directory.path] + extra, width: width, height: height)
     }
 }
 
@@ -69,7 +70,6 @@ struct WatchTmuxTests {
     @Test("known content: the heatmap is drawn and the panel's figures equal `snapshot --json`")
     func panelMatchesJSON() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         let report = try cache.report()
         let session = try cache.watch()
         let screen = try session.waitForScreen("the panel with the owner scan") { $0.contains("owners") && $0.contains("LIVE") }
@@ -107,7 +107,6 @@ struct WatchTmuxTests {
     @Test("drill-down: one row per tree level, the block's allocations, neighbours and back")
     func drillDown() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         let session = try cache.watchMainView()
         let block = cache.offsets[0] / 1024
         try session.send("/")
@@ -142,7 +141,6 @@ struct WatchTmuxTests {
     @Test("`s` writes the text of `shmtop snapshot` to a timestamped file")
     func snapshotKey() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         let session = try cache.watchMainView()
         try session.send("s")
         try session.waitForScreen("the snapshot's path") { $0.contains("snapshot written to") }
@@ -163,7 +161,6 @@ struct WatchTmuxTests {
     @Test("zoom and navigation change what the footer names")
     func zoomAndNavigation() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         let session = try cache.watch()
         var screen = try session.waitForScreen("the main view") { $0.contains("LIVE") }
         #expect(blocksPerCell(screen) == 7)
@@ -190,7 +187,6 @@ struct WatchTmuxTests {
     @Test("resizing to 80×24 redraws everything; 40×10 shows only the enlarge message")
     func resize() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         let session = try cache.watchMainView()
         try session.resize(width: 80, height: 24)
         let small = ScreenLayout(width: 80, height: 24, banner: false)
@@ -217,15 +213,14 @@ struct WatchTmuxTests {
     @Test("live: with `load` running, captures a second apart differ and rates are non-zero")
     func live() throws {
         let directory = try ScratchDirectory()
-        defer { directory.remove() }
         let path = directory.file("live.shm")
-        #expect(try runToEnd(Built.path("shmtop"), ["create", path, "--capacity", "32MiB"]).termination.isSuccess)
-        let load = try ChildProcess.spawn(Built.path("shmtop"), ["load", path, "--writers", "2", "--seconds", "30", "--rate", "20000", "--period", "2"])
+        #expect(try runToEnd(BuiltProducts.path("shmtop"), ["create", path, "--capacity", "32MiB"]).termination == .exited(0))
+        let load = try ChildProcess.spawn(BuiltProducts.path("shmtop"), ["load", path, "--writers", "2", "--seconds", "30", "--rate", "20000", "--period", "2"])
         defer {
             load.send(SIGINT)
             _ = load.wait()
         }
-        let session = try TmuxSession([Built.path("shmtop"), "watch", path])
+        let session = try TmuxSession([BuiltProducts.path("shmtop"), "watch", path])
         func allocationRate(_ screen: String) -> String? {
             guard let range = screen.range(of: #"allocs/s +\S+"#, options: .regularExpression) else { return nil }
             return screen[range].split(separator: " ").last.map(String.init)
@@ -245,7 +240,6 @@ struct WatchTmuxTests {
     @Test("o shows the owner table: the fixture's pid marked dead with its allocations; > moves the sort column; Enter highlights it")
     func ownerTable() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         // The fixture allocated and exited without freeing: its pid owns everything, and is dead.
         let pid = try #require(try cache.report().owners?.first?.pid)
         let session = try cache.watchMainView()
@@ -265,9 +259,8 @@ struct WatchTmuxTests {
     @Test("demo: the writers' lines wait until the live view ends (none scrolls it), then q shows them")
     func demoKeepsTheScreen() throws {
         let directory = try ScratchDirectory()
-        defer { directory.remove() }
         let path = directory.file("demo.shm")
-        let session = try TmuxSession([Built.path("shmtop"), "demo", "--file", path, "--writers", "2"])
+        let session = try TmuxSession([BuiltProducts.path("shmtop"), "demo", "--file", path, "--writers", "2"])
         func titleRow(_ screen: String) -> Bool {
             screen.split(separator: "\n", omittingEmptySubsequences: false).first?.contains("shmtop \(path)") == true
         }
@@ -287,7 +280,6 @@ struct WatchTmuxTests {
     @Test("the file deleted while watching: a banner, the title turns from LIVE to DELETED, the last frame stays, re-attached when it is back")
     func fileDeletedAndBack() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         let session = try cache.watchMainView()
         func title(_ screen: String) -> Substring { screen.lines.first ?? "" }
         #expect(title(try session.capture()).hasSuffix("● LIVE"))
@@ -297,7 +289,7 @@ struct WatchTmuxTests {
         #expect(!title(screen).contains("LIVE"))
         #expect(screen.contains("showing the last good frame"))
         #expect(screen.contains("Heatmap") && screen.contains("owners  0 alive  1 dead"), "the last frame stays")
-        #expect(try runToEnd(Built.path("shmtop"), ["create", cache.path, "--capacity", "8MiB"]).termination.isSuccess)
+        #expect(try runToEnd(BuiltProducts.path("shmtop"), ["create", cache.path, "--capacity", "8MiB"]).termination == .exited(0))
         let back = try session.waitForScreen("re-attached") { $0.contains("re-attached to") }
         #expect(back.contains("8192 blocks") && !back.contains("deleted while attached"))
         #expect(title(back).hasSuffix("● LIVE"), "\(title(back))")
@@ -307,7 +299,6 @@ struct WatchTmuxTests {
     @Test("SIGTERM ends the watch with the terminal restored")
     func terminationSignal() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         let session = try cache.watchMainView()
         let pid = try #require(try session.commandPID())
         #expect(try session.format("#{alternate_on}") == "1", "full screen while watching")
@@ -319,9 +310,8 @@ struct WatchTmuxTests {
     @Test("without a terminal: one clear line pointing to `shmtop snapshot`, exit status 1")
     func notATerminal() throws {
         let cache = try KnownCache()
-        defer { cache.directory.remove() }
         let pipe = try ChildProcess.makePipe()
-        let child = try ChildProcess.spawn(Built.path("shmtop"), ["watch", cache.path], standardOutput: pipe.write, standardError: pipe.write)
+        let child = try ChildProcess.spawn(BuiltProducts.path("shmtop"), ["watch", cache.path], standardOutput: pipe.write, standardError: pipe.write)
         close(pipe.write)
         let output = String(decoding: ChildProcess.readAll(pipe.read), as: UTF8.self)
         close(pipe.read)
