@@ -1,6 +1,5 @@
 // The drill-down: one block's buddy tree, row per level, its raw word, and its allocations.
 
-import ShmFormat
 import ShmInspect
 
 /// Draws a ``BlockDetail``: the tree as stacked spans, the word in binary and hex, the allocation list.
@@ -34,14 +33,12 @@ struct DrillDownView {
     func draw(into canvas: inout Canvas) {
         let body = layout.body
         var row = body.top
-        let census = detail.census
-        let fill = Double(census.takenLeaves) / Double(detail.tree.leafCount)
         var heading = "Block \(detail.block)\(glyphs.dot)\(Format.offset(detail.offsets.lowerBound))–\(Format.offset(detail.offsets.upperBound - 1))"
         if detail.isNullBlock {
             heading += "\(glyphs.dot)null region (reserved)"
         } else {
-            heading += "\(glyphs.dot)fill \(Format.percent(fill))\(glyphs.dot)\(Format.counted(detail.allocations.count, "allocation"))"
-                + "\(glyphs.dot)\(Format.counted(census.maximalFreeByOrder.reduce(0, +), "free chunk"))"
+            heading += "\(glyphs.dot)fill \(Format.percent(detail.fill))\(glyphs.dot)\(Format.counted(detail.allocations.count, "allocation"))"
+                + "\(glyphs.dot)\(Format.counted(detail.freeChunkCount, "free chunk"))"
         }
         canvas.text(" " + heading, row: row, column: 0, style: .heading, maxWidth: layout.width)
         row += 1
@@ -77,14 +74,12 @@ struct DrillDownView {
 
     /// One row per level, root first; each node spans a width proportional to its size.
     private func drawTree(into canvas: inout Canvas, from top: Int) -> Int {
-        let tree = detail.tree
-        let width = Self.treeRowWidth(screenWidth: layout.width, leafCount: tree.leafCount)
-        let minSize = detail.offsets.count >> tree.depth
+        let width = Self.treeRowWidth(screenWidth: layout.width, leafCount: detail.leafCount)
         let owners = ownerByNode
         let selectedNode = detail.allocations.indices.contains(state.selectedAllocation) ? detail.allocations[state.selectedAllocation].node : nil
         var row = top
         for (level, states) in detail.levels.enumerated() {
-            canvas.text(Format.right(Format.bytes(minSize << (tree.depth - level)), Self.labelWidth - 1), row: row, column: 0, style: .muted)
+            canvas.text(Format.right(Format.bytes(detail.nodeSize(atLevel: level)), Self.labelWidth - 1), row: row, column: 0, style: .muted)
             let span = width >> level
             for (position, nodeState) in states.enumerated() {
                 let node = (1 << level) + position

@@ -1,7 +1,7 @@
 // Keys to commands, per screen. Pure, so the key map is tested without a terminal.
 
 import Foundation
-import ShmFormat
+import ShmInspect
 
 /// What a key asks the live view to do.
 public enum Command: Hashable, Sendable {
@@ -121,7 +121,7 @@ public enum KeyMap {
         } else if let number = Int(trimmed) {
             block = number
         } else {
-            block = ByteCount(parsing: trimmed).map { $0.bytes / blockSize }
+            block = Format.bytes(parsing: trimmed).map { $0 / blockSize }
         }
         guard let block, (0..<blockCount).contains(block) else { return nil }
         return block

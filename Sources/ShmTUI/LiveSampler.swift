@@ -5,7 +5,6 @@
 // changed, rates averaged over a window, the utilisation history, and re-attaching when the file
 // goes away.
 
-import ShmFormat
 import ShmInspect
 
 /// Rates averaged over the last ``RateWindow/span`` of samples.
@@ -134,7 +133,7 @@ final class LiveSampler {
     /// the next sample, so the words are brought up to date in place (one copy).
     private var current: CacheSnapshot?
     private var series = SnapshotSeries()
-    private var census: BuddyCensus?
+    private var census: LiveCensus?
     private var ledger: OwnerLedger?
     /// The owners' states and commands, read again once per ``ownerStatePeriod``.
     private var ownerStates = OwnerStates(period: ownerStatePeriod)
@@ -161,7 +160,7 @@ final class LiveSampler {
             guard var snapshot = current, var ledger else {
                 let snapshot = try inspector.snapshot(readingAllocations: false)
                 let ledger = try inspector.ownerLedger(of: snapshot)
-                census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: snapshot.tree, words: $0) }
+                census = LiveCensus(of: snapshot)
                 return .frame(try frame(snapshot, ledger: ledger, changes: nil, reread: [], activity: OwnerActivity(), inspector: inspector, interval: interval))
             }
             // Let go of this sampler's references, so that the words are changed in place.
@@ -224,17 +223,17 @@ final class LiveSampler {
         inspector: CacheInspector,
         interval: Duration
     ) throws(InspectError) -> LiveFrame {
-        let tree = snapshot.tree
         var changed: [Int] = []
         var deltas: [Int] = []
-        if let changes, let census {
+        if let changes, var census {
             rateWindow.add(changes.rates, owners: activity, passesPerSweep: series.passesPerSweep)
             changed = changes.blocks
-            deltas = zip(changes.earlierWords, changes.laterWords).map { tree.takenLeafCount($1) - tree.takenLeafCount($0) }
-            self.census = changes.census(updating: census)
+            deltas = snapshot.takenLeafDeltas(changes)
+            census.apply(changes)
+            self.census = census
         }
         let allocations = try inspector.census(of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
-        let statistics = CacheStatistics(census: self.census!, snapshot: snapshot, allocations: allocations)
+        let statistics = CacheStatistics(census: self.census!.census, snapshot: snapshot, allocations: allocations)
         history.append(statistics.utilisation)
         if history.count > Self.historyLength { history.removeFirst(history.count - Self.historyLength) }
         sequence += 1

@@ -1,6 +1,5 @@
 // The main view: title bar, heatmap, fragmentation panel and footer, drawn from one frame.
 
-import ShmFormat
 import ShmInspect
 
 /// Draws the parts every screen shares and the main view's heatmap and panel.

@@ -7,7 +7,6 @@ import Glibc
 import Musl
 #endif
 import Foundation
-import ShmFormat
 import ShmInspect
 
 extension WatchApp {

@@ -11,7 +11,6 @@ import Glibc
 import Musl
 #endif
 import Foundation
-import ShmFormat
 import ShmInspect
 
 /// The loop's state: the sampler, the frames, the view state and the derived caches.
