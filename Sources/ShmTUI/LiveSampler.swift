@@ -8,17 +8,17 @@
 import ShmInspect
 
 /// Rates averaged over the last ``RateWindow/span`` of samples.
-public struct RateSummary: Hashable, Sendable {
-    public var allocationsPerSecond = 0.0
-    public var freesPerSecond = 0.0
-    public var allocatedBytesPerSecond = 0.0
-    public var freedBytesPerSecond = 0.0
-    public var blocksChangedPerSecond = 0.0
+struct RateSummary: Hashable, Sendable {
+    var allocationsPerSecond = 0.0
+    var freesPerSecond = 0.0
+    var allocatedBytesPerSecond = 0.0
+    var freedBytesPerSecond = 0.0
+    var blocksChangedPerSecond = 0.0
     /// Seconds the figures cover (0 before the second sample).
-    public var seconds = 0.0
+    var seconds = 0.0
 
     /// Net growth of allocated bytes per second.
-    public var netBytesPerSecond: Double { allocatedBytesPerSecond - freedBytesPerSecond }
+    var netBytesPerSecond: Double { allocatedBytesPerSecond - freedBytesPerSecond }
 }
 
 /// The rates between consecutive samples over a sliding time window. Rates between two samples
@@ -63,30 +63,30 @@ struct RateWindow {
 }
 
 /// Everything one refresh shows, computed once when the sample is taken.
-public struct LiveFrame: Sendable {
+struct LiveFrame: Sendable {
     /// The words and header of this refresh.
-    public let snapshot: CacheSnapshot
+    let snapshot: CacheSnapshot
     /// Statistics of `snapshot`, owner figures included (from the owner ledger, with each
     /// owner's rates over the rate window).
-    public let statistics: CacheStatistics
+    let statistics: CacheStatistics
     /// Rates over the last second (or whole sweeps, when longer).
-    public let rates: RateSummary
+    let rates: RateSummary
     /// Blocks whose word changed since the previous sample, ascending.
-    public let changedBlocks: [Int]
+    let changedBlocks: [Int]
     /// For each of `changedBlocks`, how many more leaves it has taken than at the previous sample.
-    public let takenLeafDeltas: [Int]
+    let takenLeafDeltas: [Int]
     /// Utilisation of recent samples, oldest first.
-    public let utilisationHistory: [Double]
+    let utilisationHistory: [Double]
     /// Increases by one per sample, so views can cache what they derive from a frame.
-    public let sequence: Int
+    let sequence: Int
     /// How long before this snapshot the part of the cache read longest ago was read: the most
     /// any figure lags (0 while every refresh reads the whole cache).
-    public let figuresAge: Duration
+    let figuresAge: Duration
     /// How long one read of the whole cache takes at the current pace.
-    public let sweepSeconds: Double
+    let sweepSeconds: Double
     /// The blocks holding allocations of the highlighted owner; `nil` when no owner is
     /// highlighted.
-    public let highlightedBlocks: BlockSet?
+    let highlightedBlocks: BlockSet?
 
     /// A frame from its parts (the sampler makes them; tests may too).
     init(
