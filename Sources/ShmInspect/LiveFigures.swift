@@ -1,9 +1,23 @@
 // The figures a live view shows, computed here from the words so that the view never reads the
-// format itself: leaf counts, a range of blocks' census, the census kept up to date by changes.
+// format itself: the geometry's figures, leaf counts, a range of blocks' census, the census kept
+// up to date by changes, an allocation's header fields.
 
 import ShmFormat
 
 extension CacheSnapshot {
+    /// The blocks of the data region.
+    public var blockCount: Int { geometry.blockCount }
+    /// The bytes of a block (its largest node).
+    public var blockSize: Int { geometry.blockSize }
+    /// The smallest node's bytes.
+    public var minSize: Int { geometry.minSize }
+    /// The largest node's bytes (a block).
+    public var maxSize: Int { geometry.maxSize }
+    /// The data region's bytes.
+    public var capacity: Int { geometry.capacity }
+    /// The blocks at the start of the data region that are reserved, never allocated.
+    public var nullBlockCount: Int { layout.nullBlockCount }
+
     /// The leaves (nodes of the smallest size) in one block: what a block's taken leaves are
     /// counted out of.
     public var leavesPerBlock: Int { tree.leafCount }
@@ -60,4 +74,11 @@ extension BlockDetail {
     public var freeChunkCount: Int { census.maximalFreeByOrder.reduce(0, +) }
     /// The size in bytes of a node at `level` of the tree (0: the whole block).
     public func nodeSize(atLevel level: Int) -> Int { offsets.count >> level }
+}
+
+extension BlockDetail.Allocation {
+    /// The owner's pid, or `nil` when the header could not be read.
+    public var ownerPID: Int32? { header?.ownerPID }
+    /// The bytes asked for, or `nil` when the header could not be read.
+    public var requestedSize: Int? { header?.requestedSize }
 }

@@ -22,7 +22,7 @@ struct DrillDownView {
     /// The owner colour of each allocated node, and of each node inside an allocation (its ancestor's).
     private var ownerByNode: [Int: Int32] {
         var owners: [Int: Int32] = [:]
-        for allocation in detail.allocations { owners[allocation.node] = allocation.header?.ownerPID ?? 0 }
+        for allocation in detail.allocations { owners[allocation.node] = allocation.ownerPID ?? 0 }
         return owners
     }
 
@@ -123,24 +123,23 @@ struct DrillDownView {
         let first = max(0, min(state.selectedAllocation - rows + 1, detail.allocations.count - rows))
         for (line, index) in (first..<min(detail.allocations.count, first + rows)).enumerated() {
             let allocation = detail.allocations[index]
-            let header = allocation.header
             let selected = index == state.selectedAllocation
             let row = top + 2 + line
             let marker = selected ? String(glyphs.pointer) : " "
-            let owner = header.map { "\($0.ownerPID)" } ?? "?"
+            let owner = allocation.ownerPID.map { "\($0)" } ?? "?"
             let alive = allocation.ownerAlive.map { $0 ? "alive" : "dead " } ?? "?    "
             let fields = "\(marker) \(Format.offset(allocation.offset))  \(Format.right(Format.bytes(allocation.nodeSize), 7))  "
-                + "\(Format.right(header.map { "\($0.requestedSize)" } ?? "?", 9))  \(Format.right(owner, 7))  \(alive)  "
+                + "\(Format.right(allocation.requestedSize.map { "\($0)" } ?? "?", 9))  \(Format.right(owner, 7))  \(alive)  "
             let hexCount = max(0, (layout.width - fields.count - textWidth - 2) / 3)
             let text = Format.left(Format.printable(allocation.firstBytes.prefix(textWidth)), textWidth) + "  "
                 + Format.hexBytes(allocation.firstBytes.prefix(hexCount))
             let base = selected ? CellStyle(.selection, bold: true) : .plain
             if selected { canvas.fill(" ", row: row, column: 0, count: layout.width, style: base) }
             var column = canvas.text(fields, row: row, column: 0, style: base)
-            if !selected, let header {
+            if !selected, let pid = allocation.ownerPID {
                 // The owner's pid in its colour, and a dead owner's state in the warning colour.
                 let pidColumn = fields.count - 7 - 2 - 5 - 2
-                canvas.text(Format.right(owner, 7), row: row, column: pidColumn, style: ownerStyle(header.ownerPID))
+                canvas.text(Format.right(owner, 7), row: row, column: pidColumn, style: ownerStyle(pid))
                 if allocation.ownerAlive == false { canvas.text("dead", row: row, column: pidColumn + 9, style: CellStyle(.warning, bold: true)) }
             }
             column = canvas.text(text, row: row, column: column, style: selected ? base : .plain, maxWidth: layout.width - column)
@@ -155,8 +154,8 @@ struct DrillDownView {
             let allocation = detail.allocations[state.selectedAllocation]
             text += "\(glyphs.dot)allocation \(state.selectedAllocation + 1) of \(detail.allocations.count)"
                 + "\(glyphs.dot)offset \(Format.offset(allocation.offset))\(glyphs.dot)node \(Format.bytes(allocation.nodeSize))"
-            if let header = allocation.header {
-                text += "\(glyphs.dot)requested \(header.requestedSize) B\(glyphs.dot)owner \(header.ownerPID)"
+            if let pid = allocation.ownerPID, let requested = allocation.requestedSize {
+                text += "\(glyphs.dot)requested \(requested) B\(glyphs.dot)owner \(pid)"
                     + (allocation.ownerAlive == true ? " (alive)" : " (dead: leaked)")
             } else {
                 text += "\(glyphs.dot)no readable header"

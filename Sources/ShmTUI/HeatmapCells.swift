@@ -35,7 +35,7 @@ struct HeatmapCells {
             // meanFill × leaves is the exact taken-leaf count (a ratio of integers).
             capacity[index] = blocks.count * leafCount
             taken[index] = Int((snapshot.meanFill(ofBlocks: blocks) * Double(capacity[index])).rounded())
-            isNull[index] = blocks.upperBound <= snapshot.layout.nullBlockCount
+            isNull[index] = blocks.upperBound <= snapshot.nullBlockCount
         }
         takenLeaves = taken
         leafCapacity = capacity
@@ -84,7 +84,7 @@ struct SelectionSummary {
 
     init(snapshot: CacheSnapshot, blocks: Range<Int>) {
         self.blocks = blocks
-        let blockSize = snapshot.geometry.blockSize
+        let blockSize = snapshot.blockSize
         offsets = (blocks.lowerBound * blockSize)..<(blocks.upperBound * blockSize)
         let figures = snapshot.figures(ofBlocks: blocks)
         fill = figures.fill
