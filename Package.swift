@@ -67,8 +67,13 @@ let package = Package(
         .target(name: "ShmWorkloads", dependencies: ["ShmAlloc", "ShmSystem"], exclude: ["README.md"]),
         // ncursesw (wide characters) with shims for what Swift cannot import; see its shim.h.
         .systemLibrary(name: "CNcurses"),
-        // `shmtop watch`: the live ncurses view. Renders what ShmInspect computes; never reads the format itself.
-        .target(name: "ShmTUI", dependencies: ["CNcurses", "ShmFormat", "ShmInspect", "ShmSystem"], exclude: ["README.md"]),
+        // `shmtop watch`: the live ncurses view. Renders what ShmInspect computes; never reads the format itself,
+        // so it does not depend on ShmFormat, and MemberImportVisibility keeps it from reading even a member of
+        // a format type that ShmInspect hands over.
+        .target(
+            name: "ShmTUI", dependencies: ["CNcurses", "ShmInspect", "ShmSystem"], exclude: ["README.md"],
+            swiftSettings: [.enableUpcomingFeature("MemberImportVisibility")]
+        ),
         .executableTarget(
             name: "shmtop",
             dependencies: [

@@ -1,6 +1,5 @@
 // The drill-down: one block's buddy tree, row per level, its raw word, and its allocations.
 
-import ShmFormat
 import ShmInspect
 
 /// Draws a ``BlockDetail``: the tree as stacked spans, the word in binary and hex, the allocation list.
@@ -23,7 +22,7 @@ struct DrillDownView {
     /// The owner colour of each allocated node, and of each node inside an allocation (its ancestor's).
     private var ownerByNode: [Int: Int32] {
         var owners: [Int: Int32] = [:]
-        for allocation in detail.allocations { owners[allocation.node] = allocation.header?.ownerPID ?? 0 }
+        for allocation in detail.allocations { owners[allocation.node] = allocation.ownerPID ?? 0 }
         return owners
     }
 
@@ -34,14 +33,12 @@ struct DrillDownView {
     func draw(into canvas: inout Canvas) {
         let body = layout.body
         var row = body.top
-        let census = detail.census
-        let fill = Double(census.takenLeaves) / Double(detail.tree.leafCount)
         var heading = "Block \(detail.block)\(glyphs.dot)\(Format.offset(detail.offsets.lowerBound))–\(Format.offset(detail.offsets.upperBound - 1))"
         if detail.isNullBlock {
             heading += "\(glyphs.dot)null region (reserved)"
         } else {
-            heading += "\(glyphs.dot)fill \(Format.percent(fill))\(glyphs.dot)\(Format.counted(detail.allocations.count, "allocation"))"
-                + "\(glyphs.dot)\(Format.counted(census.maximalFreeByOrder.reduce(0, +), "free chunk"))"
+            heading += "\(glyphs.dot)fill \(Format.percent(detail.fill))\(glyphs.dot)\(Format.counted(detail.allocations.count, "allocation"))"
+                + "\(glyphs.dot)\(Format.counted(detail.freeChunkCount, "free chunk"))"
         }
         canvas.text(" " + heading, row: row, column: 0, style: .heading, maxWidth: layout.width)
         row += 1
@@ -77,14 +74,12 @@ struct DrillDownView {
 
     /// One row per level, root first; each node spans a width proportional to its size.
     private func drawTree(into canvas: inout Canvas, from top: Int) -> Int {
-        let tree = detail.tree
-        let width = Self.treeRowWidth(screenWidth: layout.width, leafCount: tree.leafCount)
-        let minSize = detail.offsets.count >> tree.depth
+        let width = Self.treeRowWidth(screenWidth: layout.width, leafCount: detail.leafCount)
         let owners = ownerByNode
         let selectedNode = detail.allocations.indices.contains(state.selectedAllocation) ? detail.allocations[state.selectedAllocation].node : nil
         var row = top
         for (level, states) in detail.levels.enumerated() {
-            canvas.text(Format.right(Format.bytes(minSize << (tree.depth - level)), Self.labelWidth - 1), row: row, column: 0, style: .muted)
+            canvas.text(Format.right(Format.bytes(detail.nodeSize(atLevel: level)), Self.labelWidth - 1), row: row, column: 0, style: .muted)
             let span = width >> level
             for (position, nodeState) in states.enumerated() {
                 let node = (1 << level) + position
@@ -128,24 +123,23 @@ struct DrillDownView {
         let first = max(0, min(state.selectedAllocation - rows + 1, detail.allocations.count - rows))
         for (line, index) in (first..<min(detail.allocations.count, first + rows)).enumerated() {
             let allocation = detail.allocations[index]
-            let header = allocation.header
             let selected = index == state.selectedAllocation
             let row = top + 2 + line
             let marker = selected ? String(glyphs.pointer) : " "
-            let owner = header.map { "\($0.ownerPID)" } ?? "?"
+            let owner = allocation.ownerPID.map { "\($0)" } ?? "?"
             let alive = allocation.ownerAlive.map { $0 ? "alive" : "dead " } ?? "?    "
             let fields = "\(marker) \(Format.offset(allocation.offset))  \(Format.right(Format.bytes(allocation.nodeSize), 7))  "
-                + "\(Format.right(header.map { "\($0.requestedSize)" } ?? "?", 9))  \(Format.right(owner, 7))  \(alive)  "
+                + "\(Format.right(allocation.requestedSize.map { "\($0)" } ?? "?", 9))  \(Format.right(owner, 7))  \(alive)  "
             let hexCount = max(0, (layout.width - fields.count - textWidth - 2) / 3)
             let text = Format.left(Format.printable(allocation.firstBytes.prefix(textWidth)), textWidth) + "  "
                 + Format.hexBytes(allocation.firstBytes.prefix(hexCount))
             let base = selected ? CellStyle(.selection, bold: true) : .plain
             if selected { canvas.fill(" ", row: row, column: 0, count: layout.width, style: base) }
             var column = canvas.text(fields, row: row, column: 0, style: base)
-            if !selected, let header {
+            if !selected, let pid = allocation.ownerPID {
                 // The owner's pid in its colour, and a dead owner's state in the warning colour.
                 let pidColumn = fields.count - 7 - 2 - 5 - 2
-                canvas.text(Format.right(owner, 7), row: row, column: pidColumn, style: ownerStyle(header.ownerPID))
+                canvas.text(Format.right(owner, 7), row: row, column: pidColumn, style: ownerStyle(pid))
                 if allocation.ownerAlive == false { canvas.text("dead", row: row, column: pidColumn + 9, style: CellStyle(.warning, bold: true)) }
             }
             column = canvas.text(text, row: row, column: column, style: selected ? base : .plain, maxWidth: layout.width - column)
@@ -160,8 +154,8 @@ struct DrillDownView {
             let allocation = detail.allocations[state.selectedAllocation]
             text += "\(glyphs.dot)allocation \(state.selectedAllocation + 1) of \(detail.allocations.count)"
                 + "\(glyphs.dot)offset \(Format.offset(allocation.offset))\(glyphs.dot)node \(Format.bytes(allocation.nodeSize))"
-            if let header = allocation.header {
-                text += "\(glyphs.dot)requested \(header.requestedSize) B\(glyphs.dot)owner \(header.ownerPID)"
+            if let pid = allocation.ownerPID, let requested = allocation.requestedSize {
+                text += "\(glyphs.dot)requested \(requested) B\(glyphs.dot)owner \(pid)"
                     + (allocation.ownerAlive == true ? " (alive)" : " (dead: leaked)")
             } else {
                 text += "\(glyphs.dot)no readable header"

@@ -4,40 +4,40 @@
 import ShmInspect
 
 /// A character set for every widget of the live view.
-public struct GlyphSet: Hashable, Sendable {
+struct GlyphSet: Hashable, Sendable {
     /// The heatmap and block-tree glyphs shared with `shmtop snapshot`'s text.
-    public let snapshot: SnapshotText.Glyphs
+    let snapshot: SnapshotText.Glyphs
     /// An empty heatmap cell (drawn so the grid stays visible).
-    public let emptyCell: Unicode.Scalar
+    let emptyCell: Unicode.Scalar
     /// A cell of the null region (reserved, never allocated).
-    public let nullCell: Unicode.Scalar
+    let nullCell: Unicode.Scalar
     /// Bar fills from one eighth to a whole cell; ASCII has only the whole one.
-    public let barEighths: [Unicode.Scalar]
+    let barEighths: [Unicode.Scalar]
     /// The empty part of a bar.
-    public let barTrack: Unicode.Scalar
+    let barTrack: Unicode.Scalar
     /// Sparkline levels from lowest to highest.
-    public let sparkline: [Unicode.Scalar]
+    let sparkline: [Unicode.Scalar]
     /// Box drawing: horizontal, vertical and the four corners (top-left, top-right, bottom-left, bottom-right).
-    public let horizontal, vertical, topLeft, topRight, bottomLeft, bottomRight: Unicode.Scalar
+    let horizontal, vertical, topLeft, topRight, bottomLeft, bottomRight: Unicode.Scalar
     /// Marks the live state in the title bar.
-    public let liveMark: Unicode.Scalar
+    let liveMark: Unicode.Scalar
     /// Marks the selected row of a list.
-    public let pointer: Unicode.Scalar
+    let pointer: Unicode.Scalar
     /// Separates the parts of a status line.
-    public let dot: String
+    let dot: String
     /// "times", in geometry and size texts.
-    public let times: String
+    let times: String
     /// Beside the heading of the column a table is sorted by: descending, ascending.
-    public var sortDescending: Unicode.Scalar = "▼", sortAscending: Unicode.Scalar = "▲"
+    var sortDescending: Unicode.Scalar = "▼", sortAscending: Unicode.Scalar = "▲"
 
-    public static let unicode = GlyphSet(
+    static let unicode = GlyphSet(
         snapshot: .unicode, emptyCell: "·", nullCell: "×",
         barEighths: ["▏", "▎", "▍", "▌", "▋", "▊", "▉", "█"], barTrack: "░",
         sparkline: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
         horizontal: "─", vertical: "│", topLeft: "┌", topRight: "┐", bottomLeft: "└", bottomRight: "┘",
         liveMark: "●", pointer: "▸", dot: " · ", times: "×")
 
-    public static let ascii = GlyphSet(
+    static let ascii = GlyphSet(
         snapshot: .ascii, emptyCell: " ", nullCell: "x",
         barEighths: ["#"], barTrack: ".",
         sparkline: ["_", ".", "-", "=", "+", "*", "#", "@"],
@@ -45,7 +45,7 @@ public struct GlyphSet: Hashable, Sendable {
         liveMark: "*", pointer: ">", dot: " | ", times: "x", sortDescending: "v", sortAscending: "^")
 
     /// The glyph of a heatmap cell of mean fill `fill`.
-    public func heatGlyph(fill: Double, isNull: Bool) -> Unicode.Scalar {
+    func heatGlyph(fill: Double, isNull: Bool) -> Unicode.Scalar {
         if isNull { return nullCell }
         if fill <= 0 { return emptyCell }
         return snapshot.glyph(forFill: fill).unicodeScalars.first ?? "?"

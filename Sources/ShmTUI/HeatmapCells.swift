@@ -1,7 +1,6 @@
 // What the main view derives from a frame and keeps between repaints: the heatmap cells, and
 // what the footer says about the selected cell.
 
-import ShmFormat
 import ShmInspect
 
 /// The heatmap cells of one frame at one grid: computed once, drawn on every repaint until the
@@ -25,7 +24,7 @@ struct HeatmapCells {
         self.grid = grid
         sequence = frame.sequence
         let snapshot = frame.snapshot
-        let leafCount = snapshot.tree.leafCount
+        let leafCount = snapshot.leavesPerBlock
         let visible = grid.columns * grid.visibleRows
         let firstCell = grid.firstRow * grid.columns
         var taken = [Int](repeating: 0, count: visible)
@@ -36,7 +35,7 @@ struct HeatmapCells {
             // meanFill × leaves is the exact taken-leaf count (a ratio of integers).
             capacity[index] = blocks.count * leafCount
             taken[index] = Int((snapshot.meanFill(ofBlocks: blocks) * Double(capacity[index])).rounded())
-            isNull[index] = blocks.upperBound <= snapshot.layout.nullBlockCount
+            isNull[index] = blocks.upperBound <= snapshot.nullBlockCount
         }
         takenLeaves = taken
         leafCapacity = capacity
@@ -85,14 +84,12 @@ struct SelectionSummary {
 
     init(snapshot: CacheSnapshot, blocks: Range<Int>) {
         self.blocks = blocks
-        let blockSize = snapshot.geometry.blockSize
+        let blockSize = snapshot.blockSize
         offsets = (blocks.lowerBound * blockSize)..<(blocks.upperBound * blockSize)
-        fill = snapshot.meanFill(ofBlocks: blocks)
-        let census = BuddyCensus(tree: snapshot.tree, words: snapshot.words[blocks])
-        // The null region's words are full: no free chunks, and its "allocations" are not real.
-        let nullBlocks = blocks.clamped(to: 0..<snapshot.layout.nullBlockCount).count
-        freeChunks = census.maximalFreeByOrder.reduce(0, +)
-        allocations = nullBlocks == blocks.count ? 0 : census.allocationsByOrder.reduce(0, +)
+        let figures = snapshot.figures(ofBlocks: blocks)
+        fill = figures.fill
+        freeChunks = figures.freeChunks
+        allocations = figures.allocations
     }
 
     func text(glyphs: GlyphSet, blocksPerCell: Int, blockSize: Int, isNull: Bool) -> String {

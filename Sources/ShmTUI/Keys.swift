@@ -1,10 +1,10 @@
 // Keys to commands, per screen. Pure, so the key map is tested without a terminal.
 
 import Foundation
-import ShmFormat
+import ShmInspect
 
 /// What a key asks the live view to do.
-public enum Command: Hashable, Sendable {
+enum Command: Hashable, Sendable {
     case quit
     /// Move the selection by cells (main view).
     case moveCells(Int)
@@ -38,9 +38,9 @@ public enum Command: Hashable, Sendable {
 }
 
 /// The key map of both screens.
-public enum KeyMap {
+enum KeyMap {
     /// The command of `key` on `screen`, or `nil` for an unbound key.
-    public static func command(for key: KeyPress, on screen: ViewState.Screen) -> Command? {
+    static func command(for key: KeyPress, on screen: ViewState.Screen) -> Command? {
         if let shared = sharedCommand(key) { return shared }
         switch screen {
         case .main: return mainCommand(key)
@@ -111,7 +111,7 @@ public enum KeyMap {
 
     /// The block a jump text names: a block number (`1234`, `#1234`), or an offset in hex
     /// (`0x1f400`) or with a unit (`64MiB`, `12k`). `nil` when the text names no block of the cache.
-    public static func jumpTarget(_ text: String, blockSize: Int, blockCount: Int) -> Int? {
+    static func jumpTarget(_ text: String, blockSize: Int, blockCount: Int) -> Int? {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         let block: Int?
         if trimmed.hasPrefix("0x") {
@@ -121,7 +121,7 @@ public enum KeyMap {
         } else if let number = Int(trimmed) {
             block = number
         } else {
-            block = ByteCount(parsing: trimmed).map { $0.bytes / blockSize }
+            block = Format.bytes(parsing: trimmed).map { $0 / blockSize }
         }
         guard let block, (0..<blockCount).contains(block) else { return nil }
         return block

@@ -1,59 +1,59 @@
 // Where everything goes on the screen, for a given terminal size. Pure: tested without a terminal.
 
 /// A rectangle of cells.
-public struct Region: Hashable, Sendable {
-    public var top: Int
-    public var left: Int
-    public var width: Int
-    public var height: Int
+struct Region: Hashable, Sendable {
+    var top: Int
+    var left: Int
+    var width: Int
+    var height: Int
 
-    public init(top: Int, left: Int, width: Int, height: Int) {
+    init(top: Int, left: Int, width: Int, height: Int) {
         self.top = top
         self.left = left
         self.width = max(0, width)
         self.height = max(0, height)
     }
 
-    public var rows: Range<Int> { top..<(top + height) }
-    public var columns: Range<Int> { left..<(left + width) }
-    public func contains(row: Int, column: Int) -> Bool { rows.contains(row) && columns.contains(column) }
+    var rows: Range<Int> { top..<(top + height) }
+    var columns: Range<Int> { left..<(left + width) }
+    func contains(row: Int, column: Int) -> Bool { rows.contains(row) && columns.contains(column) }
 }
 
 /// The screen's regions for the main view and the drill-down.
-public struct ScreenLayout: Hashable, Sendable {
+struct ScreenLayout: Hashable, Sendable {
     /// The smallest terminal the views are designed for.
-    public static let minimumWidth = 80
-    public static let minimumHeight = 24
+    static let minimumWidth = 80
+    static let minimumHeight = 24
 
     /// The terminal's size.
-    public let width: Int
-    public let height: Int
+    let width: Int
+    let height: Int
     /// The title bar's row.
-    public let titleRow = 0
+    let titleRow = 0
     /// The banner's row (file gone, re-attaching), when one is shown.
-    public let bannerRow: Int?
+    let bannerRow: Int?
     /// Between the title (and banner) and the footer.
-    public let body: Region
+    let body: Region
     /// The heatmap's legend line (the first row of its side of the body).
-    public let heatmapLegendRow: Int
+    let heatmapLegendRow: Int
     /// The heatmap's cells.
-    public let heatmap: Region
+    let heatmap: Region
     /// The statistics panel, right of the heatmap.
-    public let panel: Region
+    let panel: Region
     /// The column of the line between heatmap and panel.
-    public let dividerColumn: Int
+    let dividerColumn: Int
     /// The footer: the selection line, then the key line.
-    public let selectionRow: Int
-    public let keyRow: Int
+    let selectionRow: Int
+    let keyRow: Int
 
     /// True when the terminal is smaller than the views need.
-    public var isTooSmall: Bool { width < Self.minimumWidth || height < Self.minimumHeight }
+    var isTooSmall: Bool { width < Self.minimumWidth || height < Self.minimumHeight }
 
     /// The one line shown instead of the views when the terminal is too small (fits 40 columns).
-    public var enlargeMessage: String { "enlarge the terminal to 80×24" }
+    var enlargeMessage: String { "enlarge the terminal to 80×24" }
 
     /// The layout of a `width` × `height` terminal; `banner` reserves a row under the title.
-    public init(width: Int, height: Int, banner: Bool) {
+    init(width: Int, height: Int, banner: Bool) {
         self.width = width
         self.height = height
         bannerRow = banner ? 1 : nil
@@ -75,38 +75,38 @@ public struct ScreenLayout: Hashable, Sendable {
 /// Cell `i` covers blocks `i·blocksPerCell ..< (i+1)·blocksPerCell` (the last cell may be short).
 /// At the default zoom the whole cache fits the region; zooming in halves the blocks per cell
 /// (down to one block per cell) and the rows then scroll to keep the selection visible.
-public struct HeatmapGrid: Hashable, Sendable {
+struct HeatmapGrid: Hashable, Sendable {
     /// Blocks in the cache.
-    public let blockCount: Int
+    let blockCount: Int
     /// Cells per row and visible rows.
-    public let columns: Int
-    public let visibleRows: Int
+    let columns: Int
+    let visibleRows: Int
     /// Blocks per cell.
-    public let blocksPerCell: Int
+    let blocksPerCell: Int
     /// The first visible row.
-    public let firstRow: Int
+    let firstRow: Int
 
     /// Blocks per cell that fit every block into `columns × rows` cells.
-    public static func fittingBlocksPerCell(blockCount: Int, columns: Int, rows: Int) -> Int {
+    static func fittingBlocksPerCell(blockCount: Int, columns: Int, rows: Int) -> Int {
         let cells = max(1, columns * rows)
         return max(1, (blockCount + cells - 1) / cells)
     }
 
     /// The next zoom in from `blocksPerCell`: the largest power of two below it (at least 1).
-    public static func zoomedIn(from blocksPerCell: Int) -> Int {
+    static func zoomedIn(from blocksPerCell: Int) -> Int {
         guard blocksPerCell > 1 else { return 1 }
         return 1 << (Int.bitWidth - 1 - (blocksPerCell - 1).leadingZeroBitCount)
     }
 
     /// The next zoom out: the next power of two above, at most `fitting`.
-    public static func zoomedOut(from blocksPerCell: Int, fitting: Int) -> Int {
+    static func zoomedOut(from blocksPerCell: Int, fitting: Int) -> Int {
         let next = 1 << (Int.bitWidth - blocksPerCell.leadingZeroBitCount)
         return min(fitting, next)
     }
 
     /// A grid of `region`'s size; `zoom` is blocks per cell (`nil` = fit everything); scrolled
     /// so that `selectedBlock`'s row is visible, moving as little as possible from `scrollRow`.
-    public init(blockCount: Int, columns: Int, rows: Int, zoom: Int?, selectedBlock: Int, scrollRow: Int) {
+    init(blockCount: Int, columns: Int, rows: Int, zoom: Int?, selectedBlock: Int, scrollRow: Int) {
         self.blockCount = max(1, blockCount)
         self.columns = max(1, columns)
         visibleRows = max(1, rows)
@@ -122,38 +122,38 @@ public struct HeatmapGrid: Hashable, Sendable {
     }
 
     /// All rows of cells, visible or not.
-    public let totalRows: Int
+    let totalRows: Int
 
     /// Cells in the whole grid.
-    public var cellCount: Int { (blockCount + blocksPerCell - 1) / blocksPerCell }
+    var cellCount: Int { (blockCount + blocksPerCell - 1) / blocksPerCell }
 
     /// True when every block is visible at once.
-    public var showsEverything: Bool { totalRows <= visibleRows && firstRow == 0 }
+    var showsEverything: Bool { totalRows <= visibleRows && firstRow == 0 }
 
     /// The blocks of cell `cell`.
-    public func blocks(ofCell cell: Int) -> Range<Int> {
+    func blocks(ofCell cell: Int) -> Range<Int> {
         (cell * blocksPerCell)..<min(blockCount, (cell + 1) * blocksPerCell)
     }
 
     /// The cell that holds `block`.
-    public func cell(ofBlock block: Int) -> Int { block / blocksPerCell }
+    func cell(ofBlock block: Int) -> Int { block / blocksPerCell }
 
     /// The cell drawn at a visible row and column (relative to the region), if there is one.
-    public func cell(atRow row: Int, column: Int) -> Int? {
+    func cell(atRow row: Int, column: Int) -> Int? {
         guard (0..<visibleRows).contains(row), (0..<columns).contains(column) else { return nil }
         let cell = (firstRow + row) * columns + column
         return cell < cellCount ? cell : nil
     }
 
     /// The visible position of a cell, if it is on screen.
-    public func position(ofCell cell: Int) -> (row: Int, column: Int)? {
+    func position(ofCell cell: Int) -> (row: Int, column: Int)? {
         let row = cell / columns - firstRow
         guard (0..<visibleRows).contains(row) else { return nil }
         return (row, cell % columns)
     }
 
     /// The first block of the cell `delta` cells away from `block`'s, clamped to the grid.
-    public func move(from block: Int, by delta: Int) -> Int {
+    func move(from block: Int, by delta: Int) -> Int {
         let target = min(max(0, cell(ofBlock: block) + delta), cellCount - 1)
         return blocks(ofCell: target).lowerBound
     }

@@ -5,21 +5,20 @@
 // changed, rates averaged over a window, the utilisation history, and re-attaching when the file
 // goes away.
 
-import ShmFormat
 import ShmInspect
 
 /// Rates averaged over the last ``RateWindow/span`` of samples.
-public struct RateSummary: Hashable, Sendable {
-    public var allocationsPerSecond = 0.0
-    public var freesPerSecond = 0.0
-    public var allocatedBytesPerSecond = 0.0
-    public var freedBytesPerSecond = 0.0
-    public var blocksChangedPerSecond = 0.0
+struct RateSummary: Hashable, Sendable {
+    var allocationsPerSecond = 0.0
+    var freesPerSecond = 0.0
+    var allocatedBytesPerSecond = 0.0
+    var freedBytesPerSecond = 0.0
+    var blocksChangedPerSecond = 0.0
     /// Seconds the figures cover (0 before the second sample).
-    public var seconds = 0.0
+    var seconds = 0.0
 
     /// Net growth of allocated bytes per second.
-    public var netBytesPerSecond: Double { allocatedBytesPerSecond - freedBytesPerSecond }
+    var netBytesPerSecond: Double { allocatedBytesPerSecond - freedBytesPerSecond }
 }
 
 /// The rates between consecutive samples over a sliding time window. Rates between two samples
@@ -64,30 +63,30 @@ struct RateWindow {
 }
 
 /// Everything one refresh shows, computed once when the sample is taken.
-public struct LiveFrame: Sendable {
+struct LiveFrame: Sendable {
     /// The words and header of this refresh.
-    public let snapshot: CacheSnapshot
+    let snapshot: CacheSnapshot
     /// Statistics of `snapshot`, owner figures included (from the owner ledger, with each
     /// owner's rates over the rate window).
-    public let statistics: CacheStatistics
+    let statistics: CacheStatistics
     /// Rates over the last second (or whole sweeps, when longer).
-    public let rates: RateSummary
+    let rates: RateSummary
     /// Blocks whose word changed since the previous sample, ascending.
-    public let changedBlocks: [Int]
+    let changedBlocks: [Int]
     /// For each of `changedBlocks`, how many more leaves it has taken than at the previous sample.
-    public let takenLeafDeltas: [Int]
+    let takenLeafDeltas: [Int]
     /// Utilisation of recent samples, oldest first.
-    public let utilisationHistory: [Double]
+    let utilisationHistory: [Double]
     /// Increases by one per sample, so views can cache what they derive from a frame.
-    public let sequence: Int
+    let sequence: Int
     /// How long before this snapshot the part of the cache read longest ago was read: the most
     /// any figure lags (0 while every refresh reads the whole cache).
-    public let figuresAge: Duration
+    let figuresAge: Duration
     /// How long one read of the whole cache takes at the current pace.
-    public let sweepSeconds: Double
+    let sweepSeconds: Double
     /// The blocks holding allocations of the highlighted owner; `nil` when no owner is
     /// highlighted.
-    public let highlightedBlocks: BlockSet?
+    let highlightedBlocks: BlockSet?
 
     /// A frame from its parts (the sampler makes them; tests may too).
     init(
@@ -134,7 +133,7 @@ final class LiveSampler {
     /// the next sample, so the words are brought up to date in place (one copy).
     private var current: CacheSnapshot?
     private var series = SnapshotSeries()
-    private var census: BuddyCensus?
+    private var census: LiveCensus?
     private var ledger: OwnerLedger?
     /// The owners' states and commands, read again once per ``ownerStatePeriod``.
     private var ownerStates = OwnerStates(period: ownerStatePeriod)
@@ -161,7 +160,7 @@ final class LiveSampler {
             guard var snapshot = current, var ledger else {
                 let snapshot = try inspector.snapshot(readingAllocations: false)
                 let ledger = try inspector.ownerLedger(of: snapshot)
-                census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: snapshot.tree, words: $0) }
+                census = LiveCensus(of: snapshot)
                 return .frame(try frame(snapshot, ledger: ledger, changes: nil, reread: [], activity: OwnerActivity(), inspector: inspector, interval: interval))
             }
             // Let go of this sampler's references, so that the words are changed in place.
@@ -224,17 +223,17 @@ final class LiveSampler {
         inspector: CacheInspector,
         interval: Duration
     ) throws(InspectError) -> LiveFrame {
-        let tree = snapshot.tree
         var changed: [Int] = []
         var deltas: [Int] = []
-        if let changes, let census {
+        if let changes, var census {
             rateWindow.add(changes.rates, owners: activity, passesPerSweep: series.passesPerSweep)
             changed = changes.blocks
-            deltas = zip(changes.earlierWords, changes.laterWords).map { tree.takenLeafCount($1) - tree.takenLeafCount($0) }
-            self.census = changes.census(updating: census)
+            deltas = snapshot.takenLeafDeltas(changes)
+            census.apply(changes)
+            self.census = census
         }
         let allocations = try inspector.census(of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
-        let statistics = CacheStatistics(census: self.census!, snapshot: snapshot, allocations: allocations)
+        let statistics = CacheStatistics(census: self.census!.census, snapshot: snapshot, allocations: allocations)
         history.append(statistics.utilisation)
         if history.count > Self.historyLength { history.removeFirst(history.count - Self.historyLength) }
         sequence += 1

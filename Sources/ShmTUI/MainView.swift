@@ -1,6 +1,5 @@
 // The main view: title bar, heatmap, fragmentation panel and footer, drawn from one frame.
 
-import ShmFormat
 import ShmInspect
 
 /// Draws the parts every screen shares and the main view's heatmap and panel.
@@ -18,15 +17,15 @@ struct MainView {
     func drawTitle(into canvas: inout Canvas) {
         let row = layout.titleRow
         canvas.fill(" ", row: row, column: 0, count: layout.width, style: CellStyle(.title))
-        let geometry = frame.snapshot.geometry
+        let cache = frame.snapshot
         let writers = frame.statistics.aliveOwnerCount.map { "writers \($0)" } ?? "writers ?"
         let titleStatus = TitleStatus(paused: state.paused, detachment: detachment)
         let status = "\(glyphs.liveMark) \(titleStatus.rawValue)"
         // The facts, most detailed first; the first that leaves the path some room is shown.
         let geometries = [
-            "\(Format.bytes(geometry.minSize))..\(Format.bytes(geometry.maxSize)) \(glyphs.times) \(Format.counted(geometry.blockCount, "block")) = \(Format.bytes(geometry.capacity))",
-            "\(Format.bytes(geometry.capacity)) in \(Format.counted(geometry.blockCount, "block"))",
-            Format.bytes(geometry.capacity),
+            "\(Format.bytes(cache.minSize))..\(Format.bytes(cache.maxSize)) \(glyphs.times) \(Format.counted(cache.blockCount, "block")) = \(Format.bytes(cache.capacity))",
+            "\(Format.bytes(cache.capacity)) in \(Format.counted(cache.blockCount, "block"))",
+            Format.bytes(cache.capacity),
         ]
         let name = " shmtop "
         let minimumPath = 12
@@ -84,7 +83,7 @@ struct MainView {
         let region = layout.heatmap
         let snapshot = frame.snapshot
         let perCell = "\(Format.counted(grid.blocksPerCell, "block")) per cell"
-        let scope = grid.showsEverything ? "all \(Format.counted(snapshot.geometry.blockCount, "block"))" : "rows \(grid.firstRow + 1)–\(min(grid.totalRows, grid.firstRow + grid.visibleRows)) of \(grid.totalRows)"
+        let scope = grid.showsEverything ? "all \(Format.counted(snapshot.blockCount, "block"))" : "rows \(grid.firstRow + 1)–\(min(grid.totalRows, grid.firstRow + grid.visibleRows)) of \(grid.totalRows)"
         let legendStart = canvas.text(" Heatmap", row: layout.heatmapLegendRow, column: 0, style: .heading)
         let info = " \(perCell)\(glyphs.dot)\(scope)"
         let after = canvas.text(info, row: layout.heatmapLegendRow, column: legendStart, style: .muted, maxWidth: layout.dividerColumn - legendStart)
@@ -137,8 +136,8 @@ struct MainView {
         let blocks = grid.blocks(ofCell: grid.cell(ofBlock: state.selectedBlock))
         let snapshot = frame.snapshot
         let summary = SelectionSummary(snapshot: snapshot, blocks: blocks)
-        let text = summary.text(glyphs: glyphs, blocksPerCell: grid.blocksPerCell, blockSize: snapshot.geometry.blockSize,
-                                isNull: blocks.upperBound <= snapshot.layout.nullBlockCount)
+        let text = summary.text(glyphs: glyphs, blocksPerCell: grid.blocksPerCell, blockSize: snapshot.blockSize,
+                                isNull: blocks.upperBound <= snapshot.nullBlockCount)
         canvas.fill(" ", row: layout.selectionRow, column: 0, count: layout.width, style: CellStyle(.selection))
         canvas.text(" " + text, row: layout.selectionRow, column: 0, style: CellStyle(.selection), maxWidth: layout.width)
     }

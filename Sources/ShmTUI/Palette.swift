@@ -1,7 +1,7 @@
 // Colour modes and what each colour role looks like in them.
 
 /// How many colours the view uses. `c` cycles through the modes the terminal supports.
-public enum ColorMode: String, CaseIterable, Hashable, Sendable {
+enum ColorMode: String, CaseIterable, Hashable, Sendable {
     /// xterm's 256-colour palette: smooth ramps.
     case full256 = "256 colours"
     /// The eight ANSI colours.
@@ -11,7 +11,7 @@ public enum ColorMode: String, CaseIterable, Hashable, Sendable {
 
     /// The modes a terminal with `colors` colours can show, richest first; `noColor` (the
     /// `NO_COLOR` convention) leaves only monochrome.
-    public static func available(colors: Int, noColor: Bool) -> [ColorMode] {
+    static func available(colors: Int, noColor: Bool) -> [ColorMode] {
         if noColor { return [.monochrome] }
         if colors >= 256 { return [.full256, .basic8, .monochrome] }
         if colors >= 8 { return [.basic8, .monochrome] }
@@ -20,34 +20,34 @@ public enum ColorMode: String, CaseIterable, Hashable, Sendable {
 }
 
 /// The colours and attributes of every ``ColorRole`` in one ``ColorMode``.
-public struct Palette: Hashable, Sendable {
+struct Palette: Hashable, Sendable {
     /// Heat levels of the heatmap ramp.
-    public static let heatLevels = 8
+    static let heatLevels = 8
     /// Distinct owner colours in the drill-down.
-    public static let ownerColors = 6
+    static let ownerColors = 6
 
     /// One role's look: foreground and background colour numbers (−1 = the terminal's default)
     /// and whether the role adds bold, dim or reverse.
-    public struct Look: Hashable, Sendable {
-        public var foreground: Int16
-        public var background: Int16
-        public var bold = false
-        public var dim = false
-        public var reverse = false
+    struct Look: Hashable, Sendable {
+        var foreground: Int16
+        var background: Int16
+        var bold = false
+        var dim = false
+        var reverse = false
     }
 
     /// The mode this palette draws in.
-    public let mode: ColorMode
+    let mode: ColorMode
 
-    public init(mode: ColorMode) { self.mode = mode }
+    init(mode: ColorMode) { self.mode = mode }
 
     /// Every role that has a colour pair, in pair order (pair n + 1 is `roles[n]`).
-    public static let roles: [ColorRole] =
+    static let roles: [ColorRole] =
         [.plain, .muted, .accent, .title, .titleLive, .titlePaused, .banner, .selection, .good, .warning, .bad]
         + (0..<heatLevels).map(ColorRole.heat) + (0..<ownerColors).map(ColorRole.owner)
 
     /// The colour pair number of a role (1-based; 0 is the terminal default).
-    public static func pairNumber(_ role: ColorRole) -> Int16 {
+    static func pairNumber(_ role: ColorRole) -> Int16 {
         switch role {
         case .heat(let level): Int16(11 + min(max(level, 0), heatLevels - 1) + 1)
         case .owner(let index): Int16(11 + heatLevels + (index % ownerColors) + 1)
@@ -68,7 +68,7 @@ public struct Palette: Hashable, Sendable {
     private static let owners8: [Int16] = [cyan, magenta, yellow, green, blue, red]
 
     /// The look of `role` in this palette's mode.
-    public func look(_ role: ColorRole) -> Look {
+    func look(_ role: ColorRole) -> Look {
         let none: Int16 = -1
         switch mode {
         case .monochrome:

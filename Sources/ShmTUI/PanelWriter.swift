@@ -1,6 +1,5 @@
 // The panel's lines, written top to bottom within its region.
 
-import ShmFormat
 import ShmInspect
 
 /// Writes the panel's lines top to bottom, stopping at its last row.

@@ -39,7 +39,7 @@ enum TerminationSignals {
 }
 
 /// One input event.
-public enum KeyPress: Hashable, Sendable {
+enum KeyPress: Hashable, Sendable {
     case character(Character)
     case up, down, left, right, pageUp, pageDown, home, end
     case enter, escape, backspace, tab, backTab
@@ -70,11 +70,11 @@ public enum TerminalError: Error, CustomStringConvertible, Sendable {
 
 /// The terminal in full-screen mode. Create one at a time; `restore()` (or `deinit`) gives the
 /// terminal back as it was.
-public final class Terminal {
+final class Terminal {
     /// The number of colours the terminal reports.
-    public let colorCount: Int
+    let colorCount: Int
     /// True when the locale is UTF-8 and block elements can be drawn.
-    public let unicode: Bool
+    let unicode: Bool
     private var active = true
     private var palette: Palette?
     /// The canvas on screen and the palette it was painted with; `nil` before the first paint and
@@ -84,7 +84,7 @@ public final class Terminal {
     private var wideText: [wchar_t] = []
 
     /// Takes over the terminal: locale, full screen, no echo, keys and mouse, colours.
-    public init() throws(TerminalError) {
+    init() throws(TerminalError) {
         guard isatty(STDIN_FILENO) == 1, isatty(STDOUT_FILENO) == 1 else { throw .notATerminal }
         TerminationSignals.install()
         // Wide characters (░▒▓█) need the environment's locale before initscr.
@@ -114,7 +114,7 @@ public final class Terminal {
     deinit { restore() }
 
     /// Leaves full-screen mode; safe to call more than once.
-    public func restore() {
+    func restore() {
         guard active else { return }
         active = false
         mousemask(0, nil)
@@ -123,7 +123,7 @@ public final class Terminal {
     }
 
     /// The terminal's size in cells.
-    public var size: (width: Int, height: Int) { (Int(shm_cols()), Int(shm_lines())) }
+    var size: (width: Int, height: Int) { (Int(shm_cols()), Int(shm_lines())) }
 
     /// Defines the colour pairs of `palette` (once per mode change).
     private func apply(_ palette: Palette) {
@@ -138,7 +138,7 @@ public final class Terminal {
 
     /// Forgets what is on the screen, so that the next `paint` draws every row and ncurses
     /// repaints the whole terminal (Ctrl-L).
-    public func invalidate() {
+    func invalidate() {
         painted = nil
         clearok(shm_stdscr(), true)
     }
@@ -149,7 +149,7 @@ public final class Terminal {
     /// screen, and handing it a run (widths, attributes) costs more than comparing it; a live
     /// view's frames differ in a few rates and heatmap cells. A different size or palette paints
     /// everything. Runs go to ncurses as wide characters, which it stores as they are.
-    public func paint(_ canvas: Canvas, palette: Palette) {
+    func paint(_ canvas: Canvas, palette: Palette) {
         apply(palette)
         let previous = painted.flatMap { last in
             last.canvas.width == canvas.width && last.canvas.height == canvas.height && last.palette == palette ? last.canvas : nil
@@ -191,7 +191,7 @@ public final class Terminal {
     }
 
     /// Waits up to `milliseconds` for a key; `nil` on timeout or when a signal interrupted the wait.
-    public func readKey(timeoutMilliseconds milliseconds: Int) -> KeyPress? {
+    func readKey(timeoutMilliseconds milliseconds: Int) -> KeyPress? {
         timeout(Int32(max(0, milliseconds)))
         var code: Int32 = 0
         var isFunctionKey: Int32 = 0

@@ -3,9 +3,9 @@
 import ShmInspect
 
 /// The state of the live view that is not data: which screen, what is selected, which modes.
-public struct ViewState: Sendable {
+struct ViewState: Sendable {
     /// The two screens.
-    public enum Screen: Hashable, Sendable {
+    enum Screen: Hashable, Sendable {
         /// Heatmap and fragmentation panel.
         case main
         /// One block opened up.
@@ -15,51 +15,51 @@ public struct ViewState: Sendable {
     }
 
     /// A message shown in the key line for a few seconds.
-    public struct Flash: Sendable {
-        public var text: String
-        public var isError: Bool
-        public var until: ContinuousClock.Instant
+    struct Flash: Sendable {
+        var text: String
+        var isError: Bool
+        var until: ContinuousClock.Instant
     }
 
-    public var screen = Screen.main
-    public var showHelp = false
+    var screen = Screen.main
+    var showHelp = false
     /// The picture is frozen; sampling goes on so rates and history have no gap.
-    public var paused = false
+    var paused = false
     /// Cells whose blocks changed since the previous frame are highlighted.
-    public var markChanges = true
-    public var colorMode: ColorMode
-    public var glyphs: GlyphSet
+    var markChanges = true
+    var colorMode: ColorMode
+    var glyphs: GlyphSet
     /// The selected block (the first block of the selected cell).
-    public var selectedBlock = 0
+    var selectedBlock = 0
     /// Blocks per heatmap cell; `nil` fits the whole cache.
-    public var zoom: Int?
+    var zoom: Int?
     /// The first heatmap row shown when zoomed in.
-    public var scrollRow = 0
+    var scrollRow = 0
     /// Time between samples.
-    public var interval: Duration
+    var interval: Duration
     /// The selected allocation in the drill-down's list.
-    public var selectedAllocation = 0
+    var selectedAllocation = 0
     /// How the owner table is sorted.
-    public var ownerOrder = OwnerOrder.byBytes
+    var ownerOrder = OwnerOrder.byBytes
     /// The selected row of the owner table (in its sorted order).
-    public var selectedOwnerRow = 0
+    var selectedOwnerRow = 0
     /// The owner whose allocations the heatmap highlights (the others' dimmed); `nil`: none.
-    public var highlightedOwner: Int32?
+    var highlightedOwner: Int32?
     /// The text typed after `/`, while the jump prompt is open.
-    public var jumpInput: String?
-    public var flash: Flash?
+    var jumpInput: String?
+    var flash: Flash?
 
-    public init(colorMode: ColorMode, glyphs: GlyphSet, interval: Duration) {
+    init(colorMode: ColorMode, glyphs: GlyphSet, interval: Duration) {
         self.colorMode = colorMode
         self.glyphs = glyphs
         self.interval = interval
     }
 
     /// The refresh intervals `r` cycles through: 10, 20, 1, 2 and 5 Hz.
-    public static let refreshIntervals: [Duration] = [.milliseconds(100), .milliseconds(50), .seconds(1), .milliseconds(500), .milliseconds(200)]
+    static let refreshIntervals: [Duration] = [.milliseconds(100), .milliseconds(50), .seconds(1), .milliseconds(500), .milliseconds(200)]
 
     /// The next refresh interval after the current one.
-    public var nextInterval: Duration {
+    var nextInterval: Duration {
         guard let index = Self.refreshIntervals.firstIndex(of: interval) else { return Self.refreshIntervals[0] }
         return Self.refreshIntervals[(index + 1) % Self.refreshIntervals.count]
     }
@@ -68,12 +68,12 @@ public struct ViewState: Sendable {
 
     /// Sorts the owner table by the column `offset` places right (left when negative) of the
     /// current one, keeping the selection on the same owner among `owners` (the table's rows).
-    public mutating func sortOwners(movingColumnBy offset: Int, owners: [OwnerAllocations]) {
+    mutating func sortOwners(movingColumnBy offset: Int, owners: [OwnerAllocations]) {
         reorderOwners(ownerOrder.moved(by: offset), owners: owners)
     }
 
     /// Reverses the owner table's order, keeping the selection on the same owner.
-    public mutating func invertOwnerOrder(owners: [OwnerAllocations]) {
+    mutating func invertOwnerOrder(owners: [OwnerAllocations]) {
         var order = ownerOrder
         order.descending.toggle()
         reorderOwners(order, owners: owners)
@@ -87,13 +87,13 @@ public struct ViewState: Sendable {
     }
 
     /// Moves the owner table's selection by `delta` rows within `count` rows.
-    public mutating func moveOwnerSelection(by delta: Int, count: Int) {
+    mutating func moveOwnerSelection(by delta: Int, count: Int) {
         selectedOwnerRow = count == 0 ? 0 : min(max(0, selectedOwnerRow + delta), count - 1)
     }
 
     /// Highlights the selected owner of `owners` in the heatmap and goes back to it; the owner
     /// highlighted already turns the highlight off.
-    public mutating func highlightSelectedOwner(owners: [OwnerAllocations]) {
+    mutating func highlightSelectedOwner(owners: [OwnerAllocations]) {
         let rows = ownerOrder.sorted(owners)
         if rows.indices.contains(selectedOwnerRow) {
             let pid = rows[selectedOwnerRow].pid

@@ -7,7 +7,6 @@ import Glibc
 import Musl
 #endif
 import Foundation
-import ShmFormat
 import ShmInspect
 
 extension WatchApp {
@@ -57,7 +56,7 @@ extension WatchApp {
                 state.selectedAllocation = (state.selectedAllocation + delta + count) % count
             }
         case .neighbourBlock(let delta):
-            if let blockCount = shown?.snapshot.geometry.blockCount {
+            if let blockCount = shown?.snapshot.blockCount {
                 state.selectedBlock = min(max(0, state.selectedBlock + delta), blockCount - 1)
                 readDetail()
             }
@@ -115,8 +114,8 @@ extension WatchApp {
         case .enter:
             let text = state.jumpInput ?? ""
             state.jumpInput = nil
-            guard let geometry = shown?.snapshot.geometry else { return }
-            if let block = KeyMap.jumpTarget(text, blockSize: geometry.blockSize, blockCount: geometry.blockCount) {
+            guard let snapshot = shown?.snapshot else { return }
+            if let block = KeyMap.jumpTarget(text, blockSize: snapshot.blockSize, blockCount: snapshot.blockCount) {
                 state.selectedBlock = block
                 if state.screen == .drillDown { readDetail() }
             } else {

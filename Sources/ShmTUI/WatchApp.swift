@@ -11,7 +11,6 @@ import Glibc
 import Musl
 #endif
 import Foundation
-import ShmFormat
 import ShmInspect
 
 /// The loop's state: the sampler, the frames, the view state and the derived caches.
@@ -105,12 +104,12 @@ final class WatchApp {
     /// Puts `frame` on screen (and re-reads the drill-down's block at it).
     func show(_ frame: LiveFrame) {
         shown = frame
-        state.selectedBlock = min(state.selectedBlock, frame.snapshot.geometry.blockCount - 1)
+        state.selectedBlock = min(state.selectedBlock, frame.snapshot.blockCount - 1)
         if state.screen == .drillDown { readDetail() }
     }
 
     func readDetail() {
-        guard let inspector = sampler.inspector, let blockCount = shown?.snapshot.geometry.blockCount else { return }
+        guard let inspector = sampler.inspector, let blockCount = shown?.snapshot.blockCount else { return }
         do {
             let block = min(state.selectedBlock, blockCount - 1)
             let fresh = try inspector.blockDetail(block)
@@ -148,7 +147,7 @@ final class WatchApp {
         switch state.screen {
         case .main:
             let grid = HeatmapGrid(
-                blockCount: frame.snapshot.geometry.blockCount, columns: layout.heatmap.width, rows: layout.heatmap.height,
+                blockCount: frame.snapshot.blockCount, columns: layout.heatmap.width, rows: layout.heatmap.height,
                 zoom: state.zoom, selectedBlock: state.selectedBlock, scrollRow: state.scrollRow)
             state.scrollRow = grid.firstRow
             lastGrid = grid

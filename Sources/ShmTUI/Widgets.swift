@@ -1,11 +1,11 @@
 // The small drawings of the panel: bars and sparklines, as characters a canvas can hold.
 
 /// Pure widget rendering: every function returns the characters; the caller places and styles them.
-public enum Widgets {
+enum Widgets {
     /// A horizontal bar `width` cells long, filled to `fraction` (clamped to 0...1); the filled
     /// part uses eighth blocks where the glyph set has them, so a bar moves smoothly.
     /// Returns the filled characters and the count of track cells that follow.
-    public static func bar(fraction: Double, width: Int, glyphs: GlyphSet) -> (filled: [Unicode.Scalar], track: Int) {
+    static func bar(fraction: Double, width: Int, glyphs: GlyphSet) -> (filled: [Unicode.Scalar], track: Int) {
         guard width > 0 else { return ([], 0) }
         let clamped = fraction.isFinite ? min(1, max(0, fraction)) : 0
         let steps = glyphs.barEighths.count
@@ -19,7 +19,7 @@ public enum Widgets {
 
     /// The last `width` values (each 0...1) as sparkline levels, oldest on the left; shorter
     /// histories are padded on the left with spaces.
-    public static func sparkline(_ values: some Collection<Double>, width: Int, glyphs: GlyphSet) -> [Unicode.Scalar] {
+    static func sparkline(_ values: some Collection<Double>, width: Int, glyphs: GlyphSet) -> [Unicode.Scalar] {
         guard width > 0 else { return [] }
         let levels = glyphs.sparkline
         let shown = values.suffix(width).map { value -> Unicode.Scalar in
@@ -31,7 +31,7 @@ public enum Widgets {
 
     /// A heat level 0 ..< `levels` for a fill fraction: empty cells are level 0 only when exactly
     /// empty is not drawn separately, so levels split (0, 1] evenly and a full block is the top one.
-    public static func heatLevel(fill: Double, levels: Int) -> Int {
+    static func heatLevel(fill: Double, levels: Int) -> Int {
         guard levels > 1, fill > 0 else { return 0 }
         if fill >= 1 { return levels - 1 }
         return min(levels - 1, Int(fill * Double(levels)))

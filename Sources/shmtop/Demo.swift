@@ -71,7 +71,7 @@ extension Shmtop {
                 let options = WatchOptions(
                     path: path, interval: .milliseconds(Int(interval * 1000)), ascii: ascii,
                     duration: seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil)
-                let exit = try failingWithOneLine { () throws(WatchError) in try ShmTUI.Watch.run(options) }
+                let exit = try failingWithOneLine { () throws(WatchError) in try LiveView.run(options) }
                 if exit.status != 0 { throw ExitCode(exit.status) }
                 return
             }

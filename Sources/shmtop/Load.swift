@@ -5,7 +5,6 @@ import Musl
 #endif
 import ArgumentParser
 import ShmInspect
-import ShmTUI
 import ShmSystem
 import ShmWorkloads
 

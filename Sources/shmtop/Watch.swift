@@ -35,7 +35,7 @@ extension Shmtop {
             let options = WatchOptions(
                 path: try file.resolved(), interval: .milliseconds(Int((interval * 1000).rounded())), ascii: ascii,
                 snapshotDirectory: snapshotDirectory, duration: seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil)
-            let exit = try failingWithOneLine { () throws(WatchError) in try ShmTUI.Watch.run(options) }
+            let exit = try failingWithOneLine { () throws(WatchError) in try LiveView.run(options) }
             if exit.status != 0 { throw ExitCode(exit.status) }
         }
     }

@@ -6,7 +6,7 @@ import Glibc
 import Foundation
 import ShmFormat
 import ShmInspect
-import ShmTUI
+@testable import ShmTUI
 import Testing
 import ShmSystem
 import ShmTestSupport

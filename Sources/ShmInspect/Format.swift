@@ -1,12 +1,18 @@
-// Numbers as the live view prints them: short, fixed-width friendly, and exact where it matters.
+// Numbers as the live view and the command line print them: short, fixed-width friendly, and exact
+// where it matters. Here, beside the format, so that the views print sizes as the format spells
+// them without reading the format themselves.
 
 import Foundation
 import ShmFormat
 
-/// Number formatting for the live view.
+/// Number formatting for the live view and the command line.
 public enum Format {
     /// A byte count: `0 B`, `32 B`, `1.5 KiB`, `512 MiB`.
     public static func bytes(_ bytes: Int) -> String { ByteCount(bytes).description }
+
+    /// The bytes a size written as ``bytes(_:)`` writes it (`64 KiB`, `1.5 MiB`, `4096`), or
+    /// `nil` when `text` is not one.
+    public static func bytes(parsing text: String) -> Int? { ByteCount(parsing: text)?.bytes }
 
     /// A count with a metric suffix past four digits: `999`, `1234`, `12.3k`, `1.2M`.
     public static func count(_ value: Double) -> String {

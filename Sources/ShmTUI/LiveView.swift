@@ -7,7 +7,6 @@ import Glibc
 import Musl
 #endif
 import Foundation
-import ShmFormat
 import ShmInspect
 
 /// What `shmtop watch` was asked to do.
@@ -64,8 +63,8 @@ public enum WatchError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// The live inspector.
-public enum Watch {
+/// The live inspector (`shmtop watch`).
+public enum LiveView {
     /// Attaches to the cache, takes over the terminal and runs until `q` or a signal. The
     /// terminal is restored on every way out.
     public static func run(_ options: WatchOptions) throws(WatchError) -> WatchExit {
