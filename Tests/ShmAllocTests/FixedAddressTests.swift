@@ -15,12 +15,21 @@ struct FixedAddressTests {
         defer { unlink(path) }
         let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20)
         let layout = try FileLayout(geometry: geometry, pageSize: Int(sysconf(Int32(_SC_PAGESIZE))))
-        // Find free address space: reserve it, then give it back.
-        let reserved = try #require(mmap(nil, layout.fileSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
-        #expect(reserved != UnsafeMutableRawPointer(bitPattern: -1))
-        munmap(reserved, layout.fileSize)
-
-        let cache = try SharedCache(path: path, policy: .require(geometry), address: reserved)
+        // Find free address space: reserve it, then give it back. Another test's thread may map
+        // something into the hole before the cache does (the kernel likes a freshly freed gap),
+        // which the cache refuses with EEXIST, as it must: then try another hole.
+        var mapped: (cache: SharedCache, address: UnsafeMutableRawPointer)?
+        for _ in 0..<20 where mapped == nil {
+            let hole = try #require(mmap(nil, layout.fileSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+            try #require(hole != UnsafeMutableRawPointer(bitPattern: -1))
+            munmap(hole, layout.fileSize)
+            do throws(CacheError) {
+                mapped = (try SharedCache(path: path, policy: .require(geometry), address: hole), hole)
+            } catch {
+                guard case .system(let failure) = error, failure.errno == .fileExists else { throw error }
+            }
+        }
+        let (cache, reserved) = try #require(mapped, "every hole was taken before the cache could map it")
         #expect(cache.fileBase == reserved)
         #expect(cache.base == reserved + layout.dataOffset)
 
