@@ -127,9 +127,10 @@ public enum CrashPoints {
 #endif
 
 /// Marks a crash point in the mapping that holds `address`: nothing in a release build; in a test
-/// build, where an armed point kills the process (or runs a test's callback).
-@inline(__always)
-func crashPoint(_ point: CrashPoint, at address: UnsafeRawPointer) {
+/// build, where an armed point kills the process (or runs a test's callback). Public for the
+/// modules built on the allocator (the path cache), inlined so a release build pays nothing.
+@_spi(CrashTesting) @inlinable @inline(__always)
+public func crashPoint(_ point: CrashPoint, at address: UnsafeRawPointer) {
     #if SHM_CRASH_POINTS
     CrashPoints.reach(point, at: address)
     #endif

@@ -139,11 +139,3 @@ public final class PathCache: @unchecked Sendable {
         do { try cache.free(offset) } catch { assertionFailure("an unpublished path cache node was refused by free") }
     }
 }
-
-/// Marks a crash point (see ShmAlloc's CrashPoints.swift): nothing in a release build.
-@inline(__always)
-func crashPoint(_ point: CrashPoint, at address: UnsafeRawPointer) {
-    #if SHM_CRASH_POINTS
-    CrashPoints.reach(point, at: address)
-    #endif
-}

@@ -87,6 +87,10 @@ struct PathCacheTests {
         #expect(throws: PathCacheError.nameTooLong(length: 1001, longest: 1000)) { try paths.insert(longest + "b", flags: .allow) }
         #expect(PathCacheError.nameTooLong(length: 1, longest: 0).errnoValue == .fileNameTooLong)
         #expect(PathCacheError.outOfSpace.errnoValue == .noMemory)
+        // Geometries without room for tables, or with nodes 4-byte slots cannot name, have no path cache.
+        #expect(PathCacheLayout.unsupportedReason(geometry: try Geometry(minSize: 16, maxSize: 32, capacity: 1 << 20)) != nil)
+        #expect(PathCacheLayout.unsupportedReason(geometry: try Geometry(minSize: 16, maxSize: 512, capacity: 1 << 40)) != nil)
+        #expect(PathCacheLayout.unsupportedReason(geometry: .default) == nil)
         // A path too long to cache is still answered by a prefix above it.
         try paths.insert("/deep", flags: Self.denyPrefix)
         #expect(try paths.search("/deep/" + String(repeating: "d", count: 2000)) == Self.denyPrefix)
