@@ -58,7 +58,8 @@ public final class PathCache: @unchecked Sendable {
     /// The usable bytes of the node a (non-zero) slot names.
     @inline(__always)
     func node(_ slot: UInt32) -> UnsafeMutableRawPointer {
-        cache.base + PathCacheLayout.offset(ofSlot: slot, minShift: minShift)
+        assert(slot != 0 && Int(slot) &<< minShift < cache.geometry.capacity, "slot \(slot) names no node of the data region")
+        return cache.base + PathCacheLayout.offset(ofSlot: slot, minShift: minShift)
     }
 
     /// The slot naming the allocation at `offset`.

@@ -125,7 +125,11 @@ extension PathCache {
         var digits = PathCacheLayout.HashDigits(hash: hash)
         // Acquire: an entry's bytes were written before the slot naming it was set.
         var current = slot.pointee.load(ordering: .acquiring)
+        var depth = 0
         while current != 0 {
+            // The entries form a tree (see PathCacheLayout.swift): a deeper way is a corrupt file.
+            depth &+= 1
+            assert(depth <= PathCacheLayout.maxDepth, "a search went \(depth) entries deep")
             let entry = node(current)
             // Relaxed: the immutable bits are covered by the slot's acquire; the flags are one word.
             let meta = PathCacheLayout.Meta(rawValue: word(entry, at: 0).pointee.load(ordering: .relaxed))
@@ -159,7 +163,9 @@ extension PathCache {
                 if exchanged { return 0 }
             }
             let entry = node(current)
+            // Relaxed: as in `find`.
             let entryMeta = PathCacheLayout.Meta(rawValue: word(entry, at: 0).pointee.load(ordering: .relaxed))
+            assert(entryMeta.length > 0 && entryMeta.fanOutShift >= 1, "an entry's meta word is not one")
             if holds(entry, entryMeta, path, key: meta.matchKey) {
                 if !pending.isNull {
                     freeUnpublished(pending)

@@ -141,6 +141,7 @@ extension ShmBench {
         func run() throws {
             let pathCache = try PathCache(cache: SharedCache(path: file, policy: .attach))
             let paths = PathBenchmarks.paths(count: PathBenchmarks.entries)
+            let startAt = startAt   // not the option's getter, which a spinning loop would call millions of times
             guard nowNanoseconds() < startAt else { throw ValidationFailure("path worker ready after the start") }
             while nowNanoseconds() < startAt {}
             let end = startAt + UInt64(milliseconds) * 1_000_000

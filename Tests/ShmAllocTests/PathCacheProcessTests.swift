@@ -83,22 +83,22 @@ extension MultiProcessTests {
         #expect(files.paths.census().entries == worker.result("loops") + worker.result("handlerRuns"))
     }
 
-    @Test("path cache SIGKILL soak: 8 rounds of 2 writer processes × 2 threads killed at random; every journaled insert found",
+    @Test("path cache SIGKILL soak: 16 rounds of 2 writer processes × 2 threads killed at random; every journaled insert found",
           .timeLimit(.minutes(5)))
     func pathKillSoak() throws {
         let scratch = try ScratchDirectory()
         let files = try Self.pathCacheFiles(scratch)
         let journal = try ProgressJournal(path: files.journal, creating: false)
         var random = SplitMix64(seed: 14)
-        let rounds = 8
+        let rounds = 16
         for round in 0..<rounds {
             let first = round * 4
             let writers = try (0..<2).map { process in
                 try Self.startPathWriter(files, first: first + process * 2, threads: 2, writers: first + 4, operations: 0, in: scratch)
             }
             // Each thread has done something before the kill, whatever the machine's speed.
-            #expect(poll(timeout: .seconds(60)) { (first..<(first + 4)).allSatisfy { journal[$0] >= 20 } })
-            usleep(UInt32(random.next() % 30_000))
+            #expect(poll(timeout: .seconds(60)) { (first..<(first + 4)).allSatisfy { journal[$0] >= 100 } })
+            usleep(UInt32(random.next() % 50_000))
             for writer in writers { writer.killNow() }
             for writer in writers {
                 #expect(!writer.output.contains("found as"), "a writer missed a completed insert: \(writer.outputTail)")
