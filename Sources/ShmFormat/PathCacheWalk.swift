@@ -20,7 +20,8 @@ public struct PathCacheCensus: Hashable, Sendable {
     public var tables = 0
     /// `depthCounts[d]`: entries `d` entries below their bucket slot (0 = in the slot itself).
     public var depthCounts: [Int] = []
-    /// Slots naming something that is not a valid table or entry; the walk does not follow them.
+    /// Slots naming something that is not a valid table or entry, which the walk does not follow
+    /// (or, in a file whose slots form a cycle, those it had yet to follow when it gave up).
     public var invalidSlots = 0
 
     public init() {}
@@ -72,7 +73,15 @@ public struct PathCacheWalk {
                 if entrySlot != 0 { pending.append((PathCacheLayout.offset(ofSlot: entrySlot, minShift: geometry.minShift), 0)) }
             }
         }
+        // No file holds more entries than nodes: a walk past that many is following a cycle that
+        // only a corrupt file has (each entry on it counted again), and stops there.
+        var visitsLeft = geometry.capacity >> geometry.minShift
         while let next = pending.popLast() {
+            visitsLeft -= 1
+            guard visitsLeft >= 0 else {
+                census.invalidSlots += pending.count + 1
+                break
+            }
             let (offset, depth) = next
             guard depth < PathCacheLayout.maxDepth, let meta = entryMeta(at: offset) else {
                 census.invalidSlots += 1

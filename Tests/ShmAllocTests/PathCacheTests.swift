@@ -160,4 +160,32 @@ struct PathCacheTests {
         #expect(census.tables > 240, "\(census.tables) tables")
         #expect(census.depthCounts.count <= 12, "depths \(census.depthCounts)")
     }
+
+    @Test("the walk of a damaged path cache counts what it cannot follow and ends, even on a cycle")
+    func damagedWalk() throws {
+        let scratch = try ScratchDirectory()
+        let paths = try Self.makePathCache(scratch)
+        for seed in 0..<200 { try paths.insert(PathCacheWorkload.path(seed: UInt64(seed)), flags: .allow) }
+        // The entries whose first child slot is empty, from their path bytes' place.
+        let geometry = paths.cache.geometry
+        var leaves: [UnsafeMutableRawPointer] = []
+        let whole = paths.census { path, _, _ in
+            let shift = PathCacheLayout.entryShape(length: path.count, geometry: geometry).fanOutShift
+            let entry = UnsafeMutableRawPointer(mutating: path.baseAddress!) - PathCacheLayout.childrenOffset - 4 << shift
+            if entry.load(fromByteOffset: PathCacheLayout.childrenOffset, as: UInt32.self) == 0 { leaves.append(entry) }
+        }
+        let entry = try #require(leaves.first)
+        let firstChild = entry + PathCacheLayout.childrenOffset
+
+        // A slot naming no entry (here: inside the null page) is counted, not followed.
+        firstChild.storeBytes(of: UInt32(3), as: UInt32.self)
+        let damaged = paths.census()
+        #expect(damaged.invalidSlots == 1 && damaged.entries == whole.entries)
+
+        // An entry that is its own child: the walk gives up after as many visits as the file has nodes.
+        let entryOffset = entry - paths.cache.base
+        firstChild.storeBytes(of: PathCacheLayout.slot(nodeOffset: entryOffset - AllocationHeader.size, minShift: geometry.minShift),
+                              as: UInt32.self)
+        #expect(paths.census().invalidSlots > 0, "the cycle is reported and the walk ends")
+    }
 }
