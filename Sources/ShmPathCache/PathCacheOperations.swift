@@ -35,7 +35,8 @@ extension PathCache {
         // The prefix count stays at or above the number of entries with the prefix flag: raised
         // before an entry can gain the flag, lowered only after an entry lost it (or when this
         // insert turns out to add none). Relaxed: the count publishes nothing; a search that
-        // happens after this insert completes reads this increment or a later value.
+        // happens after this insert completes reads this increment or a later value, and a later
+        // decrement is one of an insert that saw this one's flags (see `replaceFlags`).
         let addsPrefix = flags.contains(.prefix)
         if addsPrefix {
             prefixCount(root).pointee.add(1, ordering: .relaxed)
@@ -177,13 +178,15 @@ extension PathCache {
         }
     }
 
-    /// Stores `flags` in a cached entry and returns the flags it replaced. Relaxed: the flags are a
-    /// word of their own that publishes nothing, and one word's writes are seen in one order by
-    /// all, so the last exchange wins. Flags already equal (the common re-insert of a verdict) are
-    /// not written, sparing every reader's copy of the line.
+    /// Stores `flags` in a cached entry and returns the flags it replaced. One word's writes are
+    /// seen in one order by all, so the last exchange wins. Acquire-release, though the flags
+    /// publish nothing: an insert that takes the prefix flag away then lowers the prefix count
+    /// after the raise of the insert that set it (which preceded that insert's exchange), so the
+    /// count never dips, not even for a moment. Flags already equal (the common re-insert of a
+    /// verdict) are not written, sparing every reader's copy of the line.
     private func replaceFlags(of entry: UnsafeMutableRawPointer, seen: PathCacheLayout.Meta, with flags: UInt8) -> UInt8 {
         if seen.flags == flags { return flags }
-        let previous = word(entry, at: 0).pointee.exchange(seen.with(flags: flags).rawValue, ordering: .relaxed)
+        let previous = word(entry, at: 0).pointee.exchange(seen.with(flags: flags).rawValue, ordering: .acquiringAndReleasing)
         crashPoint(.pathFlagsExchanged, at: entry)
         return PathCacheLayout.Meta(rawValue: previous).flags
     }
