@@ -35,25 +35,28 @@
 
 /// The path cache's layout: constants, encodings, the hash and the walk. Pure arithmetic and reads.
 public enum PathCacheLayout {
+    // Constants are computed properties, not stored `static let`s: a global's first use runs its
+    // one-time initialiser under a lock, which a signal handler inserting a path must not meet.
+
     /// Flag bits with a meaning to the cache; the other five bits are the caller's.
-    public static let allowFlag: UInt8 = 0x1
-    public static let denyFlag: UInt8 = 0x2
+    @inlinable public static var allowFlag: UInt8 { 0x1 }
+    @inlinable public static var denyFlag: UInt8 { 0x2 }
     /// The entry answers for every path below it at a `/` boundary (when no exact entry exists).
-    public static let prefixFlag: UInt8 = 0x4
+    @inlinable public static var prefixFlag: UInt8 { 0x4 }
 
     /// Bytes of a table's header (descriptor and prefix count) before its slots.
-    public static let tableHeaderSize = 16
+    @inlinable public static var tableHeaderSize: Int { 16 }
     /// Where a table's prefix count is, from the table.
-    public static let prefixCountOffset = 8
+    @inlinable public static var prefixCountOffset: Int { 8 }
     /// Where an entry's child slots start, from the entry.
-    public static let childrenOffset = 8
-    /// The least and the most child slots an entry has (log2).
-    public static let fanOutShifts = 1...6
+    @inlinable public static var childrenOffset: Int { 8 }
+    /// The most child slots an entry has (log2); the least is 2 (shift 1).
+    @inlinable public static var largestFanOutShift: Int { 6 }
     /// Deeper than this no walk goes: a random tree of any size the format allows is far shallower,
     /// so only a corrupt file (or 2^64-colliding paths by the thousand) gets here.
-    public static let maxDepth = 4096
+    @inlinable public static var maxDepth: Int { 4096 }
     /// The `tag` in ``tableDescriptor(level:slotCount:)``: "PT" (path table).
-    public static let tableTag: UInt64 = 0x5450
+    @inlinable public static var tableTag: UInt64 { 0x5450 }
 
     // MARK: - Geometry
 
@@ -89,7 +92,9 @@ public enum PathCacheLayout {
         let least = childrenOffset &+ 2 &* 4 &+ length
         let node = geometry.nodeSize(ofOrder: geometry.order(forRequest: least)!)
         let slotsThatFit = (node &- AllocationHeader.size &- childrenOffset &- length) / 4
-        let shift = min(fanOutShifts.upperBound, Int.bitWidth &- 1 &- slotsThatFit.leadingZeroBitCount)
+        // Concrete arithmetic only (no `min`): inserts run this in signal handlers, unoptimised too.
+        let fitting = Int.bitWidth &- 1 &- slotsThatFit.leadingZeroBitCount
+        let shift = fitting < largestFanOutShift ? fitting : largestFanOutShift
         return (shift, childrenOffset &+ 4 &<< shift &+ length)
     }
 

@@ -65,22 +65,23 @@ extension PathCache {
         // Relaxed: see `insert`; no prefix entries is the common case, and costs this one load.
         guard prefixCount(root).pointee.load(ordering: .relaxed) != 0 else { return nil }
         // Ancestors, longest first: the bytes before each '/' after the first, then "/" itself.
-        var end = min(path.count &- 1, longestPath)
+        // (Buffers made from a start and a count, not slices: generic code stays off this path.)
+        var end = path.count &- 1 < longestPath ? path.count &- 1 : longestPath
         while end > 0 {
-            if path[end] == PathCache.slash, let flags = find(UnsafeRawBufferPointer(rebasing: path[..<end]), root: root),
+            if path[end] == PathCache.slash, let flags = find(UnsafeRawBufferPointer(start: path.baseAddress, count: end), root: root),
                flags & PathCacheLayout.prefixFlag != 0 {
                 return PathFlags(rawValue: flags)
             }
             end &-= 1
         }
-        if path.count > 1, let flags = find(UnsafeRawBufferPointer(rebasing: path[..<1]), root: root),
+        if path.count > 1, let flags = find(UnsafeRawBufferPointer(start: path.baseAddress, count: 1), root: root),
            flags & PathCacheLayout.prefixFlag != 0 {
             return PathFlags(rawValue: flags)
         }
         return nil
     }
 
-    static let slash = UInt8(ascii: "/")
+    @inline(__always) static var slash: UInt8 { UInt8(ascii: "/") }
 
     @inline(__always)
     func checkAbsolute(_ path: UnsafeRawBufferPointer) throws(PathCacheError) {

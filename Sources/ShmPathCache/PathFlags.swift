@@ -9,17 +9,17 @@ import ShmSystem
 ///
 /// A plain struct rather than an `OptionSet`: `OptionSet`'s operations are generic protocol
 /// extensions, which an unoptimised build runs through runtime metadata, and the hot path must be
-/// callable from signal handlers.
+/// callable from signal handlers (for the same reason its constants are computed, not stored).
 public struct PathFlags: Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt8
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// The path may be accessed (`SHM_PATH_ALLOW`).
-    public static let allow = PathFlags(rawValue: PathCacheLayout.allowFlag)
+    @inlinable public static var allow: PathFlags { PathFlags(rawValue: PathCacheLayout.allowFlag) }
     /// The path may not be accessed (`SHM_PATH_DENY`).
-    public static let deny = PathFlags(rawValue: PathCacheLayout.denyFlag)
+    @inlinable public static var deny: PathFlags { PathFlags(rawValue: PathCacheLayout.denyFlag) }
     /// The entry answers for every path below it at a `/` boundary (`SHM_PATH_PREFIX`).
-    public static let prefix = PathFlags(rawValue: PathCacheLayout.prefixFlag)
+    @inlinable public static var prefix: PathFlags { PathFlags(rawValue: PathCacheLayout.prefixFlag) }
 
     /// True when every bit of `other` is set here.
     @inlinable public func contains(_ other: PathFlags) -> Bool { rawValue & other.rawValue == other.rawValue }

@@ -128,17 +128,30 @@ func signalPath(_ role: UInt8, _ number: Int, into buffer: UnsafeMutableRawPoint
     return UnsafeRawBufferPointer(start: buffer, count: length)
 }
 
-/// The flags of the signal workloads' path number `number`.
-func signalFlags(_ number: Int) -> PathFlags { PathFlags(rawValue: UInt8(truncatingIfNeeded: number) & 0xFB) }
+/// The flags of the signal workloads' path number `number`: every bit pattern, prefix included.
+func signalFlags(_ number: Int) -> PathFlags { PathFlags(rawValue: UInt8(truncatingIfNeeded: number)) }
 
-/// SIGALRM handler: inserts the next handler path and searches it back.
+/// Inserts path `number` of `role`, then searches it and a path below it, which only a prefix
+/// answers (so the ancestor probes run too). Returns whether both answers were right. Concrete
+/// code, no heap: the SIGALRM handler runs it.
+func insertAndCheckSignalPath(_ paths: PathCache, _ role: UInt8, _ number: Int, buffer: UnsafeMutableRawPointer) -> Bool {
+    let bytes = signalPath(role, number, into: buffer)
+    let flags = signalFlags(number)
+    buffer.storeBytes(of: UInt8(ascii: "/"), toByteOffset: bytes.count, as: UInt8.self)
+    buffer.storeBytes(of: UInt8(ascii: "x"), toByteOffset: bytes.count + 1, as: UInt8.self)
+    let below = UnsafeRawBufferPointer(start: buffer, count: bytes.count + 2)
+    do {
+        try paths.insert(bytes, flags: flags)
+        return try paths.search(bytes) == flags && paths.search(below) == (flags.contains(.prefix) ? flags : nil)
+    } catch {
+        return false
+    }
+}
+
+/// SIGALRM handler: inserts the next handler path and checks it.
 func pathInsertingSignalHandler(_ signal: Int32) {
     runSignalHandler(pathHandlerCache) { address, run in Unmanaged<PathCache>.fromOpaque(address)._withUnsafeGuaranteedRef { paths in
-        let bytes = signalPath(UInt8(ascii: "h"), run, into: handlerPathBuffer)
-        do {
-            try paths.insert(bytes, flags: signalFlags(run))
-            if try paths.search(bytes) != signalFlags(run) { handlerFailures.add(1, ordering: .relaxed) }
-        } catch {
+        if !insertAndCheckSignalPath(paths, UInt8(ascii: "h"), run, buffer: handlerPathBuffer) {
             handlerFailures.add(1, ordering: .relaxed)
         }
     } }
@@ -154,13 +167,7 @@ func pathSignals(path: String) -> Never {
     var loops = 0, failures = 0
     while loops < 1001 || handlerRuns.load(ordering: .relaxed) < 1001 {
         loops += 1
-        let bytes = signalPath(UInt8(ascii: "m"), loops, into: buffer)
-        do {
-            try paths.insert(bytes, flags: signalFlags(loops))
-            if try paths.search(bytes) != signalFlags(loops) { failures += 1 }
-        } catch {
-            failures += 1
-        }
+        if !insertAndCheckSignalPath(paths, UInt8(ascii: "m"), loops, buffer: buffer) { failures += 1 }
     }
     stopSignalTimer()
     let runs = handlerRuns.load(ordering: .relaxed)
