@@ -95,6 +95,10 @@ func signals(path: String, seconds: Double) {
 
 /// Installs `handler` for SIGALRM and raises SIGALRM every 50 µs.
 func startSignalTimer(_ handler: @convention(c) (Int32) -> Void) {
+    // The counters' first use runs their lazy initialisers (`swift_once`, under a lock that any
+    // other one-time initialisation of the interrupted thread may hold): done here, before any
+    // handler can be the first.
+    _ = handlerRuns.load(ordering: .relaxed) + handlerFailures.load(ordering: .relaxed)
     var action = sigaction()
     action.__sigaction_handler.sa_handler = handler
     action.sa_flags = SA_RESTART
