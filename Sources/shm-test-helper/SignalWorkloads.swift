@@ -118,14 +118,25 @@ func stopSignalTimer() {
 let controlAllocation = Atomic<UInt>(0)
 
 /// Counts heap allocations (Swift and libc) over `pairs` allocate/free pairs of mixed sizes.
-/// A control bracket around one `malloc` proves the counter counts.
 func countHeapAllocations(path: String, pairs: Int) {
     let cache = attach(path)
     var random = SplitMix64(seed: 7)
-    // Warm-up: any one-time work (metadata, lazy globals) happens here, outside the count.
-    for _ in 0..<1000 {
-        if let offset = try? cache.allocate(mixedRequestSize(cache.geometry, &random)) { try? cache.free(offset) }
+    countHeapAllocations(pairs: pairs) {
+        do {
+            let offset = try cache.allocate(mixedRequestSize(cache.geometry, &random))
+            try cache.free(offset)
+            return true
+        } catch {
+            return false
+        }
     }
+}
+
+/// Runs `pair` 1000 times as a warm-up (any one-time work, metadata or lazy globals, happens
+/// there), then `pairs` times under the malloc interposer, and prints the heap allocations counted
+/// and the pairs that failed. A control bracket around one `malloc` proves the counter counts.
+func countHeapAllocations(pairs: Int, _ pair: () -> Bool) {
+    for _ in 0..<1000 { _ = pair() }
     MallocInterposerSwift.initialize()
     MallocInterposerSwift.hook()
     // Published through an atomic so the optimiser cannot drop the malloc/free pair as unused.
@@ -137,14 +148,7 @@ func countHeapAllocations(path: String, pairs: Int) {
     var failures = 0
     MallocInterposerSwift.initialize()
     MallocInterposerSwift.hook()
-    for _ in 0..<pairs {
-        do {
-            let offset = try cache.allocate(mixedRequestSize(cache.geometry, &random))
-            try cache.free(offset)
-        } catch {
-            failures &+= 1
-        }
-    }
+    for _ in 0..<pairs where !pair() { failures &+= 1 }
     MallocInterposerSwift.unhook()
     let statistics = MallocInterposerSwift.getStatistics()
     writeLine("pairs=\(pairs) mallocs=\(statistics.mallocCount) bytes=\(statistics.mallocBytesCount) "

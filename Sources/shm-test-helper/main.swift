@@ -13,6 +13,7 @@
 //   paths-writer PATH JOURNAL FIRST THREADS WRITERS OPS   path cache writers (PathWorkloads.swift)
 //   paths-crash  PATH POINT HIT SEED JOURNAL               path inserts until a crash point kills it
 //   paths-signals PATH                                     path inserts in a loop and in SIGALRM handlers
+//   paths-heap   PATH PAIRS                                count heap allocations over PAIRS path inserts
 
 #if canImport(Glibc)
 import Glibc
@@ -84,6 +85,8 @@ case "paths-writer":
                 operations: integer(7))
 case "paths-signals":
     pathSignals(path: argument(2))
+case "paths-heap":
+    countPathHeapAllocations(path: argument(2), pairs: integer(3))
 case "paths-crash":
     #if SHM_CRASH_POINTS
     guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }

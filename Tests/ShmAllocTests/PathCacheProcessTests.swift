@@ -74,13 +74,32 @@ extension MultiProcessTests {
     }
 
     @Test("path cache: inserts and searches from SIGALRM handlers interrupting inserts and searches")
-    func pathSignals() throws {
+    func pathSignals() throws { try Self.expectPathSignalSafety(helper: BuiltProducts.helper) }
+
+    /// Runs `paths-signals`: inserts and searches (prefix probes included) in a loop and in SIGALRM
+    /// handlers; every path of either must be found after.
+    static func expectPathSignalSafety(helper: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let scratch = try ScratchDirectory()
-        let files = try Self.pathCacheFiles(scratch)
-        let worker = try runToEnd(BuiltProducts.helper, ["paths-signals", files.paths.cache.path], in: scratch, timeout: .seconds(120))
-        #expect(worker.termination == .exited(0), "\(worker.outputTail)")
-        #expect(worker.result("handlerRuns") > 1000 && worker.result("missing") == 0, "\(worker.outputTail)")
-        #expect(files.paths.census().entries == worker.result("loops") + worker.result("handlerRuns"))
+        let files = try pathCacheFiles(scratch)
+        let worker = try runToEnd(helper, ["paths-signals", files.paths.cache.path], in: scratch, timeout: .seconds(120))
+        #expect(worker.termination == .exited(0), "\(worker.outputTail)", sourceLocation: sourceLocation)
+        #expect(worker.result("handlerRuns") > 1000 && worker.result("missing") == 0, "\(worker.outputTail)",
+                sourceLocation: sourceLocation)
+        #expect(files.paths.census().entries == worker.result("paths"), sourceLocation: sourceLocation)
+    }
+
+    @Test("path cache: zero heap allocations over 200 000 inserts, each with two searches (debug build)")
+    func pathHeapAllocations() throws { try Self.expectNoPathHeapAllocations(helper: BuiltProducts.helper) }
+
+    /// Runs `paths-heap`: 200 000 inserts, each with two searches, under the malloc interposer must
+    /// make no heap allocation; a bracketed control `malloc` must count as one.
+    static func expectNoPathHeapAllocations(helper: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let scratch = try ScratchDirectory()
+        let files = try pathCacheFiles(scratch)
+        let run = try runToEnd(helper, ["paths-heap", files.paths.cache.path, "200000"], in: scratch, timeout: .seconds(120))
+        #expect(run.termination == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)
+        #expect(run.result("control") == 1, "the counter must see a malloc: \(run.outputTail)", sourceLocation: sourceLocation)
+        #expect(run.result("failures") == 0 && run.result("mallocs") == 0, "\(run.outputTail)", sourceLocation: sourceLocation)
     }
 
     @Test("path cache SIGKILL soak: 16 rounds of 2 writer processes × 2 threads killed at random; every journaled insert found",
