@@ -1,4 +1,4 @@
-// Conveniences off the hot path: strings instead of bytes, and the census of the whole cache.
+// Conveniences off the hot path: strings and arrays instead of buffers, and the census of the whole cache.
 
 #if !hasFeature(Embedded)  // the C library will compile these files as one module with the allocator
 import ShmAlloc
