@@ -35,6 +35,13 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: [.define("SHM_CRASH_POINTS", .when(configuration: .debug))]
         ),
+        // The shared path cache: paths and their verdicts in a cache file, lock-free, built on the
+        // allocator (see its PathCache.swift). Debug builds carry crash points, as ShmAlloc's do.
+        .target(
+            name: "ShmPathCache",
+            dependencies: ["ShmAlloc", "ShmFormat", "ShmSystem", "CShmSystem"],
+            swiftSettings: [.define("SHM_CRASH_POINTS", .when(configuration: .debug))]
+        ),
         // `shm_alloc.h` (and the load-time initialiser of the C library).
         .target(name: "CShmAlloc"),
         // The runtime-free C library: `@_cdecl` exports over the allocator, compiled in Embedded
@@ -86,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "shmbench",
             dependencies: [
-                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmWorkloads",
+                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmWorkloads", "ShmPathCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["README.md"]
@@ -96,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "shm-test-helper",
             dependencies: [
-                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmSystem", "ShmWorkloads",
+                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmSystem", "ShmWorkloads", "ShmPathCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
@@ -119,6 +126,9 @@ let package = Package(
         ),
         // The live view: pure rendering, and `shmtop watch` driven in tmux.
         .testTarget(name: "ShmTUITests", dependencies: ["ShmTUI", "ShmInspect", "ShmFormat", "ShmSystem", "ShmTestSupport", "shmtop", "shm-inspect-fixture"]),
-        .testTarget(name: "ShmAllocTests", dependencies: ["ShmFormat", "ShmAlloc", "ShmInspect", "ShmSystem", "ShmWorkloads", "ShmTestSupport", "shm-test-helper", "shmtop"]),
+        .testTarget(name: "ShmAllocTests", dependencies: [
+            "ShmFormat", "ShmAlloc", "ShmInspect", "ShmSystem", "ShmWorkloads", "ShmPathCache", "ShmTestSupport",
+            "shm-test-helper", "shmtop",
+        ]),
     ]
 )

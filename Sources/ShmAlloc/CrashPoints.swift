@@ -42,6 +42,22 @@ public enum CrashPoint: Int, CaseIterable, Sendable {
     case refileRemoved
     /// Repair pass: some groups relisted, the rest not yet.
     case repairMidway
+    /// Path insert with the prefix flag: the root table's prefix count is raised, nothing else
+    /// is written yet.
+    case pathPrefixCounted
+    /// Path insert: a new table is allocated and written, the slot (or root word) that would
+    /// publish it is not set yet.
+    case pathTableWritten
+    /// Path insert: the entry is allocated and written, the slot that would publish it is not set.
+    case pathEntryWritten
+    /// Path insert: another insert of the same path won the slot; this one's entry is freed, the
+    /// winner's flags are not updated yet.
+    case pathDuplicateFreed
+    /// Path insert of a cached path: its flags are exchanged, the prefix count not settled yet.
+    case pathFlagsExchanged
+
+    /// The points of the shared path cache (ShmPathCache), which only its workloads reach.
+    public var isPathCachePoint: Bool { rawValue >= CrashPoint.pathPrefixCounted.rawValue }
 }
 
 #if !hasFeature(Embedded)  // names need reflection, which the runtime-free C library has not
@@ -91,9 +107,9 @@ public enum CrashPoints {
     /// Disarms whatever is armed.
     public static func disarm() { armedPoint.store(0, ordering: .releasing) }
 
-    /// Called at every crash point of a test build.
+    /// Called at every crash point of a test build (by the modules built on the allocator too).
     @inline(never)
-    static func reach(_ point: CrashPoint, at address: UnsafeRawPointer) {
+    public static func reach(_ point: CrashPoint, at address: UnsafeRawPointer) {
         let address = UInt(bitPattern: address)
         guard armedPoint.load(ordering: .acquiring) == point.rawValue,
               address >= watchedStart.load(ordering: .relaxed), address < watchedEnd.load(ordering: .relaxed),
@@ -111,9 +127,10 @@ public enum CrashPoints {
 #endif
 
 /// Marks a crash point in the mapping that holds `address`: nothing in a release build; in a test
-/// build, where an armed point kills the process (or runs a test's callback).
-@inline(__always)
-func crashPoint(_ point: CrashPoint, at address: UnsafeRawPointer) {
+/// build, where an armed point kills the process (or runs a test's callback). Public for the
+/// modules built on the allocator (the path cache), inlined so a release build pays nothing.
+@_spi(CrashTesting) @inlinable @inline(__always)
+public func crashPoint(_ point: CrashPoint, at address: UnsafeRawPointer) {
     #if SHM_CRASH_POINTS
     CrashPoints.reach(point, at: address)
     #endif

@@ -85,8 +85,9 @@ public struct FileHeader: Hashable, Sendable {
     /// `"shmalloc"` in ASCII, as the first 8 bytes of every cache file.
     public static let magic: UInt64 = 0x636F_6C6C_616D_6873
     /// The format version this code reads and writes.
-    /// Version 2 added the owner table and the repair fields.
-    public static let formatVersion: UInt32 = 2
+    /// Version 2 added the owner table and the repair fields; version 3 the path cache's root
+    /// (``Field/pathCacheRoot``). Older files are refused with ``FormatError/unsupportedVersion(found:supported:)``.
+    public static let formatVersion: UInt32 = 3
 
     /// Byte offsets of the header's fields. All fields are little-endian; the ones marked atomic are
     /// read and written only with atomic operations through a shared mapping.
@@ -123,8 +124,11 @@ public struct FileHeader: Hashable, Sendable {
         public static let repairedListings = 160
         public static let ownersOffset = 168
         public static let ownersLength = 176
+        /// Atomic `UInt64`: the offset (from the user base) of the path cache's root table, 0 until
+        /// the first insert creates it with a CAS (see PathCacheLayout.swift).
+        public static let pathCacheRoot = 184
         /// The first byte past the last field; the rest of the page is zero.
-        public static let end = 184
+        public static let end = 192
     }
 
     public let formatVersion: UInt32
@@ -140,6 +144,8 @@ public struct FileHeader: Hashable, Sendable {
     public let repairPasses: UInt64
     /// Listings those passes added: free space a crashed process had left out of the index.
     public let repairedListings: UInt64
+    /// The path cache's root table as an offset from the user base; 0 when the file has no path cache yet.
+    public let pathCacheRoot: UInt64
 
     public var geometry: Geometry { layout.geometry }
 
@@ -154,6 +160,7 @@ public struct FileHeader: Hashable, Sendable {
         self.failedAllocations = 0
         self.repairPasses = 0
         self.repairedListings = 0
+        self.pathCacheRoot = 0
     }
 
     /// The state word for `state` claimed by `pid`.
@@ -224,6 +231,7 @@ public struct FileHeader: Hashable, Sendable {
         failedAllocations = u64(Field.failedAllocations)
         repairPasses = u64(Field.repairPasses)
         repairedListings = u64(Field.repairedListings)
+        pathCacheRoot = u64(Field.pathCacheRoot)
     }
 
     /// Writes every field into a zeroed header page, the state word included.
@@ -255,6 +263,7 @@ public struct FileHeader: Hashable, Sendable {
         put(failedAllocations, Field.failedAllocations)
         put(repairPasses, Field.repairPasses)
         put(repairedListings, Field.repairedListings)
+        put(pathCacheRoot, Field.pathCacheRoot)
     }
 }
 

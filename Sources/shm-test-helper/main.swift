@@ -10,6 +10,10 @@
 //   crash   PATH POINT HIT SEED            churn until the HIT-th reach of crash point POINT kills it
 //   fork    PATH                           allocate, fork, allocate in the child; print both pids
 //   soak    PATH [options]                 the crash soak (Soak.swift; --help lists the options)
+//   paths-writer PATH JOURNAL FIRST THREADS WRITERS OPS   path cache writers (PathWorkloads.swift)
+//   paths-crash  PATH POINT HIT SEED JOURNAL               path inserts until a crash point kills it
+//   paths-signals PATH                                     path inserts in a loop and in SIGALRM handlers
+//   paths-heap   PATH PAIRS                                count heap allocations over PAIRS path inserts
 
 #if canImport(Glibc)
 import Glibc
@@ -73,6 +77,20 @@ case "crash":
     #if SHM_CRASH_POINTS
     guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }
     crashWorkload(path: argument(2), point: point, hit: integer(4), seed: UInt64(integer(5)))
+    #else
+    fail("crash points exist only in a debug build of the helper")
+    #endif
+case "paths-writer":
+    pathWriters(path: argument(2), journal: argument(3), first: integer(4), threads: integer(5), writers: integer(6),
+                operations: integer(7))
+case "paths-signals":
+    pathSignals(path: argument(2))
+case "paths-heap":
+    countPathHeapAllocations(path: argument(2), pairs: integer(3))
+case "paths-crash":
+    #if SHM_CRASH_POINTS
+    guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }
+    pathCrashWorkload(path: argument(2), point: point, hit: integer(4), seed: UInt64(integer(5)), journal: argument(6))
     #else
     fail("crash points exist only in a debug build of the helper")
     #endif

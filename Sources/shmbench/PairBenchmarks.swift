@@ -181,28 +181,38 @@ struct ScalingBenchmark {
 
     /// Million pairs per second summed over `processes` worker processes started together.
     func throughput(processes: Int, allocator: String, path: String) throws -> Double {
-        let startAt = nowNanoseconds() + 100_000_000
-        let workers = try (0..<processes).map { _ in
-            let worker = Process()
-            worker.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-            worker.arguments = ["pair-worker", "--file", path, "--allocator", allocator,
-                                "--start-at", String(startAt), "--milliseconds", String(Self.milliseconds)]
-            let output = Pipe()
-            worker.standardOutput = output
-            try worker.run()
-            return (worker, output)
-        }
-        var pairs = 0
-        for (worker, output) in workers {
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            worker.waitUntilExit()
-            guard worker.terminationStatus == 0,
-                  let count = Int(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-            else { throw ValidationFailure("pair worker failed (status \(worker.terminationStatus))") }
-            pairs += count
+        let pairs = try workerCounts(processes: processes) { startAt in
+            ["pair-worker", "--file", path, "--allocator", allocator,
+             "--start-at", String(startAt), "--milliseconds", String(Self.milliseconds)]
         }
         return Double(pairs) / (Double(Self.milliseconds) / 1000) / 1e6
     }
+}
+
+/// Starts `processes` copies of this program with the arguments `arguments(startAt)` gives, which
+/// all begin their work at the monotonic instant `startAt` (`leadMilliseconds` from now: time to
+/// start and prepare), each printing one count; returns the counts' sum.
+func workerCounts(processes: Int, leadMilliseconds: UInt64 = 100, arguments: (_ startAt: UInt64) -> [String]) throws -> Int {
+    let startAt = nowNanoseconds() + leadMilliseconds * 1_000_000
+    let workers = try (0..<processes).map { _ in
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        worker.arguments = arguments(startAt)
+        let output = Pipe()
+        worker.standardOutput = output
+        try worker.run()
+        return (worker, output)
+    }
+    var total = 0
+    for (worker, output) in workers {
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        worker.waitUntilExit()
+        guard worker.terminationStatus == 0,
+              let count = Int(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        else { throw ValidationFailure("\(arguments(startAt).first ?? "worker") failed (status \(worker.terminationStatus))") }
+        total += count
+    }
+    return total
 }
 
 struct ValidationFailure: Error, CustomStringConvertible {

@@ -74,11 +74,13 @@ extension MultiProcessTests {
         try Self.expectNoHeapAllocations(helper: BuiltProducts.helper)
     }
 
-    @Test("release build: signal safety and zero heap allocations", .timeLimit(.minutes(10)))
+    @Test("release build: signal safety and zero heap allocations (allocator and path cache)", .timeLimit(.minutes(10)))
     func releaseBuild() throws {
         let helper = try ReleaseHelper.build()
         try Self.expectSignalSafety(helper: helper)
         try Self.expectNoHeapAllocations(helper: helper)
+        try MultiProcessTests.expectPathSignalSafety(helper: helper)
+        try MultiProcessTests.expectNoPathHeapAllocations(helper: helper)
     }
 }
 

@@ -67,6 +67,7 @@ struct FileHeaderTests {
         #expect(header.geometry == Self.layout.geometry)
         #expect(header.invalidFrees == 0)
         #expect(header.failedAllocations == 0)
+        #expect(header.pathCacheRoot == 0)
         // Decoding what was decoded and re-encoded is stable, counters included.
         var again = [UInt8](repeating: 0, count: 4096)
         Self.store(UInt64(7), at: FileHeader.Field.invalidFrees, in: &again)
@@ -93,7 +94,10 @@ struct FileHeaderTests {
         refused(.uninitialised) { $0 = [UInt8](repeating: 0, count: 4096) }
         refused(.badMagic(found: 0x636F_6C6C_616D_5873)) { $0[1] = 0x58 }
         refused(.badMagic(found: 0)) { Self.store(UInt64(0), at: 0, in: &$0) }
-        refused(.unsupportedVersion(found: 1, supported: 2)) { Self.store(UInt32(1), at: FileHeader.Field.formatVersion, in: &$0) }
+        // Version 2 (no path cache root) is refused as clearly as any other old file.
+        for old: UInt32 in [1, 2] {
+            refused(.unsupportedVersion(found: old, supported: 3)) { Self.store(old, at: FileHeader.Field.formatVersion, in: &$0) }
+        }
         refused(.badState(rawValue: 7)) { Self.store(UInt64(7), at: FileHeader.Field.stateWord, in: &$0) }
         refused(.notReady(state: .initialising, creatorPID: 99)) {
             Self.store(FileHeader.stateWord(.initialising, pid: 99), at: FileHeader.Field.stateWord, in: &$0)

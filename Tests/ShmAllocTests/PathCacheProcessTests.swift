@@ -1,0 +1,172 @@
+// The path cache across real processes: writers × threads sharing paths, inserts from signal
+// handlers, writers killed at every crash point and at random. Every check is of what the writers
+// journaled as completed, so no assertion depends on timing.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+@_spi(CrashTesting) import ShmAlloc
+import ShmFormat
+import ShmPathCache
+import ShmWorkloads
+import Testing
+
+extension MultiProcessTests {
+    /// Makes a path cache file and a zeroed journal in `scratch`.
+    static func pathCacheFiles(_ scratch: ScratchDirectory) throws -> (paths: PathCache, journal: String) {
+        let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
+        let journal = scratch.file("journal")
+        _ = try ProgressJournal(path: journal, creating: true)
+        return (paths, journal)
+    }
+
+    /// Starts a `paths-writer` process running `threads` writers from `first`.
+    static func startPathWriter(
+        _ files: (paths: PathCache, journal: String), first: Int, threads: Int, writers: Int, operations: Int,
+        in scratch: ScratchDirectory
+    ) throws -> ChildProcess {
+        try ChildProcess(BuiltProducts.helper, [
+            "paths-writer", files.paths.cache.path, files.journal, "\(first)", "\(threads)", "\(writers)", "\(operations)",
+        ], outputPath: scratch.file("paths-writer-\(first)"))
+    }
+
+    /// Expects every insert the journal records as completed, by writers `0 ..< writers`, to be
+    /// found with its flags, and the cache to be whole.
+    static func expectJournaledInsertsFound(_ files: (paths: PathCache, journal: String), writers: Int) throws {
+        let journal = try ProgressJournal(path: files.journal, creating: false)
+        var checked = 0
+        for writer in 0..<writers {
+            for operation in 0..<Int(journal[writer]) {
+                let seed = PathCacheWorkload.seed(writer: writer, operation: operation)
+                let path = PathCacheWorkload.path(seed: seed)
+                let found = try? files.paths.search(path)
+                if found != PathFlags(rawValue: PathCacheWorkload.flags(path: path)) {
+                    Issue.record("writer \(writer)'s insert \(operation) (seed \(seed)) found as \(String(describing: found))")
+                    return
+                }
+                checked += 1
+            }
+        }
+        #expect(checked > 0, "the writers must have completed inserts")
+        let census = files.paths.census()
+        #expect(census.invalidSlots == 0)
+        #expect(census.storedPrefixCount >= UInt64(census.prefixEntries))
+        #expect(files.paths.cache.invalidBlocks == [])
+    }
+
+    @Test("path cache: 3 processes × 2 threads insert overlapping paths; each finds the others' completed inserts")
+    func pathWriters() throws {
+        let scratch = try ScratchDirectory()
+        let files = try Self.pathCacheFiles(scratch)
+        let writers = try (0..<3).map { process in
+            try Self.startPathWriter(files, first: process * 2, threads: 2, writers: 6, operations: 1500, in: scratch)
+        }
+        for writer in writers {
+            #expect(writer.wait(timeout: .seconds(120)) == .exited(0), "\(writer.outputTail)")
+            #expect(writer.result("misses") == 0 && writer.result("errors") == 0)
+            #expect(writer.result("checks") > 100, "\(writer.outputTail)")
+        }
+        try Self.expectJournaledInsertsFound(files, writers: 6)
+        let distinct = Set((0..<6).flatMap { writer in (0..<1500).map { PathCacheWorkload.seed(writer: writer, operation: $0) } }
+            .map { PathCacheWorkload.path(seed: $0) })
+        #expect(files.paths.census().entries == distinct.count, "every distinct path cached exactly once")
+    }
+
+    @Test("path cache: inserts and searches from SIGALRM handlers interrupting inserts and searches")
+    func pathSignals() throws { try Self.expectPathSignalSafety(helper: BuiltProducts.helper) }
+
+    /// Runs `paths-signals`: inserts and searches (prefix probes included) in a loop and in SIGALRM
+    /// handlers; every path of either must be found after.
+    static func expectPathSignalSafety(helper: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let scratch = try ScratchDirectory()
+        let files = try pathCacheFiles(scratch)
+        let worker = try runToEnd(helper, ["paths-signals", files.paths.cache.path], in: scratch, timeout: .seconds(120))
+        #expect(worker.termination == .exited(0), "\(worker.outputTail)", sourceLocation: sourceLocation)
+        #expect(worker.result("handlerRuns") > 1000 && worker.result("missing") == 0, "\(worker.outputTail)",
+                sourceLocation: sourceLocation)
+        #expect(files.paths.census().entries == worker.result("paths"), sourceLocation: sourceLocation)
+    }
+
+    @Test("path cache: zero heap allocations over 200 000 inserts, each with two searches (debug build)")
+    func pathHeapAllocations() throws { try Self.expectNoPathHeapAllocations(helper: BuiltProducts.helper) }
+
+    /// Runs `paths-heap`: 200 000 inserts, each with two searches, under the malloc interposer must
+    /// make no heap allocation; a bracketed control `malloc` must count as one.
+    static func expectNoPathHeapAllocations(helper: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let scratch = try ScratchDirectory()
+        let files = try pathCacheFiles(scratch)
+        let run = try runToEnd(helper, ["paths-heap", files.paths.cache.path, "200000"], in: scratch, timeout: .seconds(120))
+        #expect(run.termination == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)
+        #expect(run.result("control") == 1, "the counter must see a malloc: \(run.outputTail)", sourceLocation: sourceLocation)
+        #expect(run.result("failures") == 0 && run.result("mallocs") == 0, "\(run.outputTail)", sourceLocation: sourceLocation)
+    }
+
+    @Test("path cache SIGKILL soak: 16 rounds of 2 writer processes × 2 threads killed at random; every journaled insert found",
+          .timeLimit(.minutes(5)))
+    func pathKillSoak() throws {
+        let scratch = try ScratchDirectory()
+        let files = try Self.pathCacheFiles(scratch)
+        let journal = try ProgressJournal(path: files.journal, creating: false)
+        var random = SplitMix64(seed: 14)
+        let rounds = 16
+        for round in 0..<rounds {
+            let first = round * 4
+            let writers = try (0..<2).map { process in
+                try Self.startPathWriter(files, first: first + process * 2, threads: 2, writers: first + 4, operations: 0, in: scratch)
+            }
+            // Each thread has done something before the kill, whatever the machine's speed.
+            #expect(poll(timeout: .seconds(60)) { (first..<(first + 4)).allSatisfy { journal[$0] >= 100 } })
+            usleep(UInt32(random.next() % 50_000))
+            for writer in writers { writer.killNow() }
+            for writer in writers {
+                #expect(!writer.output.contains("found as"), "a writer missed a completed insert: \(writer.outputTail)")
+            }
+        }
+        try Self.expectJournaledInsertsFound(files, writers: rounds * 4)
+    }
+}
+
+@Suite("Path cache crash points")
+struct PathCacheCrashPointTests {
+    static let cases: [(CrashPoint, Int)] = CrashPoint.allCases.filter(\.isPathCachePoint).flatMap { point in
+        [1, 2, 31].map { (point, $0) }
+    }
+
+    @Test("killed at a path cache crash point: completed inserts found with their flags, the one in flight old or new",
+          .timeLimit(.minutes(3)), arguments: cases)
+    func killedAt(point: CrashPoint, hit: Int) throws {
+        let scratch = try ScratchDirectory()
+        let files = try MultiProcessTests.pathCacheFiles(scratch)
+        let seed = UInt64(hit * 7919)
+        let victim = try runToEnd(
+            BuiltProducts.helper, ["paths-crash", files.paths.cache.path, point.name, "\(hit)", "\(seed)", files.journal], in: scratch)
+        try #require(victim.termination == .signalled(SIGKILL), "the helper must die at \(point) #\(hit): \(victim.outputTail)")
+
+        // What the completed operations left, and the operation that was cut short.
+        let completed = Int(try ProgressJournal(path: files.journal, creating: false)[0])
+        var operations = PathCacheWorkload.CrashOperations(seed: seed)
+        var expected: [[UInt8]: UInt8] = [:]
+        for _ in 0..<completed {
+            let (pathSeed, flags) = operations.next()
+            expected[PathCacheWorkload.path(seed: pathSeed)] = flags
+        }
+        let inFlight = operations.next()
+        let inFlightPath = PathCacheWorkload.path(seed: inFlight.pathSeed)
+
+        var cached: [[UInt8]: UInt8] = [:]
+        let census = files.paths.census { path, flags, _ in cached[Array(path)] = flags }
+        #expect(census.invalidSlots == 0)
+        #expect(census.storedPrefixCount >= UInt64(census.prefixEntries), "the prefix count may only be too high")
+        #expect(Set(cached.keys).subtracting([inFlightPath]) == Set(expected.keys).subtracting([inFlightPath]))
+        #expect([expected[inFlightPath], inFlight.flags].contains(cached[inFlightPath]), "the insert in flight: old or new flags")
+        for (path, flags) in expected where path != inFlightPath {
+            #expect(try files.paths.search(path) == PathFlags(rawValue: flags))
+        }
+        #expect(files.paths.cache.invalidBlocks == [])
+
+        // The cache goes on working: the insert in flight, again.
+        try files.paths.insert(inFlightPath, flags: PathFlags(rawValue: inFlight.flags))
+        #expect(try files.paths.search(inFlightPath) == PathFlags(rawValue: inFlight.flags))
+    }
+}
