@@ -19,12 +19,25 @@ extension CacheInspector {
     public func update(
         _ ledger: inout OwnerLedger, to snapshot: CacheSnapshot, changes: SnapshotChanges
     ) throws(InspectError) -> (activity: OwnerActivity, blocks: [Int]) {
-        var blocks = changes.blocks
-        if !ledger.unsettledBlocks.isEmpty {
-            blocks = Array(Set(blocks).union(ledger.unsettledBlocks)).sorted()
-        }
+        let blocks = Self.merging(changes.blocks, ledger.unsettledBlocks.sorted())
         try read(blocks, words: snapshot.words, into: &ledger, counting: true)
         return (ledger.takeActivity(), blocks)
+    }
+
+    /// The blocks of `first` and `second` (both ascending), ascending, each once: a merge, where a
+    /// set of the tens of thousands of changed blocks of a busy refresh cost a hash each.
+    static func merging(_ first: [Int], _ second: [Int]) -> [Int] {
+        guard !second.isEmpty else { return first }
+        var merged: [Int] = []
+        merged.reserveCapacity(first.count + second.count)
+        var i = 0, j = 0
+        while i < first.count || j < second.count {
+            let next = j == second.count || (i < first.count && first[i] <= second[j]) ? first[i] : second[j]
+            merged.append(next)
+            while i < first.count, first[i] == next { i += 1 }
+            while j < second.count, second[j] == next { j += 1 }
+        }
+        return merged
     }
 
     /// The census `ledger` makes now: each owner's process state (checked against the start time
@@ -93,21 +106,27 @@ extension CacheInspector {
         var owners: OwnerRegistry?
         // All records first, in order of blocks and nodes: a read of the mapping that met a
         // truncation is thrown away before the ledger changes.
-        var records: [OwnerLedger.NodeRecord] = []
+        // Buffers of the ledger's, reused: a busy refresh's tens of thousands of records would
+        // otherwise be a new allocation, faulted in afresh, at every refresh.
+        var scratch = OwnerLedger.Scratch()
+        swap(&scratch, &ledger.scratch)
+        defer { swap(&scratch, &ledger.scratch) }
+        scratch.records.removeAll(keepingCapacity: true)
+        scratch.nodes.removeAll(keepingCapacity: true)
         let claimer = { (block: Int, node: Int) -> Int32? in
             if owners == nil { owners = (try? self.readOwners()) ?? OwnerRegistry() }
             return owners!.claimer(block: block, node: node)
         }
         // Only the nodes whose records the ledger cannot keep.
-        let toRead = blocks.map { ledger.nodesToRead(block: $0, word: words[$0]) }
+        for block in blocks { scratch.nodes.append(ledger.nodesToRead(block: block, word: words[block])) }
         var asked = 0
-        try forEachNode(of: blocks, words: words, inPlace: true, nodes: { _ in defer { asked += 1 }; return toRead[asked] }, claimer: claimer) {
-            records.append(OwnerLedger.NodeRecord($2))
+        try forEachNode(of: blocks, words: words, inPlace: true, nodes: { _ in defer { asked += 1 }; return scratch.nodes[asked] }, claimer: claimer) {
+            scratch.records.append(OwnerLedger.NodeRecord($2))
         }
         var next = 0
-        for (block, nodes) in zip(blocks, toRead) {
+        for (block, nodes) in zip(blocks, scratch.nodes) {
             let count = nodes.nonzeroBitCount
-            ledger.replace(block: block, word: words[block], read: records[next..<(next + count)], counting: counting)
+            ledger.replace(block: block, word: words[block], read: scratch.records[next..<(next + count)], counting: counting)
             next += count
         }
     }

@@ -25,6 +25,8 @@ public struct OwnerLedger: Sendable {
     struct NodeRecord: Hashable {
         let rawValue: UInt64
 
+        init(rawValue: UInt64) { self.rawValue = rawValue }
+
         static let counted: UInt64 = 0, inFlight: UInt64 = 1, unreadable: UInt64 = 2
 
         init(_ reading: AllocationCensus.NodeReading) {
@@ -47,48 +49,46 @@ public struct OwnerLedger: Sendable {
         func isCounted(for pid: Int32) -> Bool { kind == Self.counted && self.pid == pid }
     }
 
-    /// The contributions of ``pageBlocks`` consecutive blocks: for each, the word its nodes
-    /// were read at (0 for none), the nodes whose records are settled (not in flight: kept,
-    /// unread, while they hold), and one record per allocation node of that word (ascending
-    /// node numbers). Words and settled nodes are plain arrays, so that asking which nodes to
-    /// read touches no block's records.
-    struct Page {
-        var words = [UInt64](repeating: 0, count: pageBlocks)
-        var settled = [UInt64](repeating: 0, count: pageBlocks)
-        var records = [[NodeRecord]](repeating: [], count: pageBlocks)
-    }
-
-    /// One owner's sums.
+    /// One owner's sums, and what it allocated and freed since the last ``takeActivity()``.
     struct OwnerSums {
+        let pid: Int32
         var allocations = 0
         var bytes = 0
         var requestedBytes = 0
+        var allocated = 0
+        var freed = 0
 
-        /// Adds (`sign` 1) or takes away (-1) an allocation; returns the allocations left.
-        mutating func add(bytes: Int, requestedBytes: Int, sign: Int) -> Int {
-            allocations += sign
-            self.bytes += sign * bytes
-            self.requestedBytes += sign * requestedBytes
-            return allocations
-        }
+        init(pid: Int32) { self.pid = pid }
     }
 
     let geometry: Geometry
-    /// Each block's contribution, in pages (index: block / pageBlocks), a page made when one of
-    /// its blocks first holds allocations. A refresh visits the changed blocks in ascending
-    /// order, so neighbours share a page: a dictionary by block cost a cache miss and a hash for
-    /// each of three lookups per changed block, most of a busy refresh.
-    private var pages: [Page?] = []
+    /// Each block's contribution, in pages (index: block / pageBlocks), a page opened when one
+    /// of its blocks first holds allocations. A refresh visits the changed blocks in ascending
+    /// order, so neighbours share a page.
+    private var pages: [Page] = []
     static let pageBlocks = 1024
     /// The records being assembled for a block (kept to spare an allocation per block).
     private var assembled: [NodeRecord] = []
-    private var sums: [Int32: OwnerSums] = [:]
+    /// Buffers an update reads headers into, kept from one update to the next.
+    struct Scratch {
+        /// The nodes to read of each block updated.
+        var nodes: [UInt64] = []
+        /// What they were read as, in order of blocks and nodes.
+        var records: [NodeRecord] = []
+    }
+    var scratch = Scratch()
+    /// The owners, each with its sums (an owner that holds nothing and did nothing since the last
+    /// ``takeActivity()`` is dropped then), and where each pid's sums are.
+    private var owners: [OwnerSums] = []
+    private var ownerIndex: [Int32: Int] = [:]
+    /// The owner whose sums changed last: a writer's allocations sit together, and this spares
+    /// a hash for most records.
+    private var lastOwner = 0
     private var requestedBytesByOrder: [Int]
     private var inFlight = 0
     private var unreadable = 0
     /// Blocks with a record in flight: read again at the next update.
     private(set) var unsettledBlocks: Set<Int> = []
-    private var activity = OwnerActivity()
 
     /// An empty ledger of a cache of `geometry`.
     init(geometry: Geometry) {
@@ -97,7 +97,7 @@ public struct OwnerLedger: Sendable {
     }
 
     /// Allocation nodes the ledger holds.
-    public var allocationCount: Int { sums.values.reduce(0) { $0 + $1.allocations } + inFlight + unreadable }
+    public var allocationCount: Int { owners.reduce(0) { $0 + $1.allocations } + inFlight + unreadable }
 
     /// The allocation nodes of `word` whose headers must be read to bring block `block` up to
     /// it: those its last reading did not hold as allocations, or held in flight. A node that
@@ -107,8 +107,8 @@ public struct OwnerLedger: Sendable {
     func nodesToRead(block: Int, word: UInt64) -> UInt64 {
         let nodes = geometry.tree.allocations(word)
         let (page, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
-        guard page < pages.count, let settled = pages[page]?.settled[index] else { return nodes }
-        return nodes & ~settled
+        guard page < pages.count, !pages[page].isEmpty else { return nodes }
+        return nodes & ~pages[page].entries[index].settled
     }
 
     /// Brings block `block`'s contribution up to `word`, whose nodes ``nodesToRead(block:word:)``
@@ -118,34 +118,34 @@ public struct OwnerLedger: Sendable {
     mutating func replace(block: Int, word: UInt64, read: ArraySlice<NodeRecord>, counting: Bool) {
         let tree = geometry.tree
         let newNodes = tree.allocations(word)
-        let (page, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
-        if page >= pages.count {
+        let (number, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
+        if number >= pages.count {
             guard newNodes != 0 else { return }
-            pages.append(contentsOf: repeatElement(nil, count: page + 1 - pages.count))
+            pages.append(contentsOf: repeatElement(Page(), count: number + 1 - pages.count))
         }
-        if pages[page] == nil {
+        // Taken out of the ledger, so that it is changed in place while the sums change.
+        var page = Page()
+        swap(&page, &pages[number])
+        defer { swap(&page, &pages[number]) }
+        if page.isEmpty {
             guard newNodes != 0 else { return }
-            pages[page] = Page()
+            page.open(leafCount: tree.leafCount)
         }
-        // Taken out of the page, so that it is changed in place.
-        var oldRecords: [NodeRecord] = []
-        swap(&oldRecords, &pages[page]!.records[index])
-        let oldNodes = tree.allocations(pages[page]!.words[index])
-        let kept = newNodes & pages[page]!.settled[index]
-        let wasUnsettled = pages[page]!.settled[index] != oldNodes
-        var records: [NodeRecord] = []
-        swap(&records, &assembled)
-        records.removeAll(keepingCapacity: true)
+        let entry = page.entries[index]
+        let oldNodes = tree.allocations(entry.word)
+        let kept = newNodes & entry.settled
+        let wasUnsettled = entry.settled != oldNodes
+        assembled.removeAll(keepingCapacity: true)
         var settled: UInt64 = 0
-        var oldIndex = 0, readIndex = read.startIndex
+        var oldSlot = 0, readIndex = read.startIndex
         var nodes = oldNodes | newNodes
         while nodes != 0 {
             let bit = nodes & (0 &- nodes)
             nodes &= nodes &- 1
             var before: NodeRecord?
             if oldNodes & bit != 0 {
-                before = oldRecords[oldIndex]
-                oldIndex += 1
+                before = page.record(of: index, slot: oldSlot)
+                oldSlot += 1
             }
             var after: NodeRecord?
             if newNodes & bit != 0 {
@@ -155,59 +155,75 @@ public struct OwnerLedger: Sendable {
                     after = read[readIndex]
                     readIndex += 1
                 }
-                records.append(after!)
+                assembled.append(after!)
                 if !after!.isUnsettled { settled |= bit }
             }
             guard before != after else { continue }
-            if let before {
-                add(before, sign: -1)
-                if counting, after == nil { activity.count(free: before.pid, kind: before.kind) }
-            }
-            if let after {
-                add(after, sign: 1)
-                if counting, before == nil { activity.count(allocation: after.pid, kind: after.kind) }
-            }
+            if let before { add(before, sign: -1, counting: counting && after == nil) }
+            if let after { add(after, sign: 1, counting: counting && before == nil) }
         }
-        pages[page]!.words[index] = newNodes == 0 ? 0 : word
-        pages[page]!.settled[index] = settled
-        // The block's array is reused, and `assembled` stays this ledger's alone.
-        oldRecords.removeAll(keepingCapacity: !records.isEmpty)
-        oldRecords.append(contentsOf: records)
-        swap(&oldRecords, &pages[page]!.records[index])
-        swap(&records, &assembled)
+        page.store(assembled, at: index, word: newNodes == 0 ? 0 : word, settled: settled)
         // The set is asked only when the block enters or leaves it: most changed blocks do neither.
         if settled != newNodes { unsettledBlocks.insert(block) } else if wasUnsettled { unsettledBlocks.remove(block) }
     }
 
-    private mutating func add(_ record: NodeRecord, sign: Int) {
+    /// Adds (`sign` 1) or takes away (-1) `record`; with `counting`, as an allocation or a free of
+    /// its owner.
+    private mutating func add(_ record: NodeRecord, sign: Int, counting: Bool) {
         switch record.kind {
         case NodeRecord.inFlight: inFlight += sign
         case NodeRecord.unreadable: unreadable += sign
         default:
             let size = geometry.nodeSize(ofOrder: record.order)
             requestedBytesByOrder[record.order] += sign * record.requestedSize
-            // Changed in place: one lookup (an owner that holds nothing any more is removed).
-            if sums[record.pid, default: OwnerSums()].add(bytes: size, requestedBytes: record.requestedSize, sign: sign) == 0 {
-                sums[record.pid] = nil
+            let owner = ownerSlot(of: record.pid)
+            owners[owner].allocations += sign
+            owners[owner].bytes += sign * size
+            owners[owner].requestedBytes += sign * record.requestedSize
+            if counting {
+                if sign > 0 { owners[owner].allocated += 1 } else { owners[owner].freed += 1 }
             }
         }
     }
 
+    /// Where `pid`'s sums are in `owners` (made when `pid` has none).
+    private mutating func ownerSlot(of pid: Int32) -> Int {
+        if lastOwner < owners.count, owners[lastOwner].pid == pid { return lastOwner }
+        if let found = ownerIndex[pid] {
+            lastOwner = found
+        } else {
+            lastOwner = owners.count
+            ownerIndex[pid] = lastOwner
+            owners.append(OwnerSums(pid: pid))
+        }
+        return lastOwner
+    }
+
     /// What the owners allocated and freed since the last call, and starts counting afresh.
     mutating func takeActivity() -> OwnerActivity {
-        defer { activity = OwnerActivity() }
-        return activity
+        var counts: [Int32: (allocations: Int, frees: Int)] = [:]
+        for owner in owners where owner.allocated != 0 || owner.freed != 0 {
+            counts[owner.pid] = (owner.allocated, owner.freed)
+        }
+        owners = owners.filter { $0.allocations != 0 }.map { owner in
+            var reset = owner
+            reset.allocated = 0
+            reset.freed = 0
+            return reset
+        }
+        ownerIndex = Dictionary(uniqueKeysWithValues: owners.enumerated().map { ($1.pid, $0) })
+        return OwnerActivity(counts: counts)
     }
 
     /// The pids that hold allocations.
-    public var ownerPIDs: [Int32] { Array(sums.keys) }
+    public var ownerPIDs: [Int32] { owners.filter { $0.allocations != 0 }.map(\.pid) }
 
     /// The blocks holding allocations of `pid` (reads the whole ledger; ``update(_:ownedBy:blocks:)``
     /// keeps the set up to date from then on).
     public func blocks(ownedBy pid: Int32) -> BlockSet {
         var owned = BlockSet(capacity: geometry.blockCount)
-        for (number, page) in pages.enumerated() {
-            for (index, records) in (page?.records ?? []).enumerated() where records.contains(where: { $0.isCounted(for: pid) }) {
+        for number in pages.indices where !pages[number].isEmpty {
+            for index in 0..<Self.pageBlocks where owns(block: number * Self.pageBlocks + index, pid: pid) {
                 owned.set(number * Self.pageBlocks + index, true)
             }
         }
@@ -222,9 +238,11 @@ public struct OwnerLedger: Sendable {
 
     /// Whether block `block` holds an allocation of `pid`.
     public func owns(block: Int, pid: Int32) -> Bool {
-        let (page, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
-        guard page < pages.count, let page = pages[page] else { return false }
-        return page.records[index].contains { $0.isCounted(for: pid) }
+        let (number, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
+        guard number < pages.count, !pages[number].isEmpty else { return false }
+        let page = pages[number]
+        let count = geometry.tree.allocations(page.entries[index].word).nonzeroBitCount
+        return page.records(of: index, count: count).contains { $0.isCounted(for: pid) }
     }
 
     /// The census the ledger's figures make, with each owner's process state as `state` gives
@@ -233,7 +251,8 @@ public struct OwnerLedger: Sendable {
     public func census(
         state: (Int32) -> ProcessState, command: (Int32) -> String? = { _ in nil }, rates: OwnerRates? = nil
     ) -> AllocationCensus {
-        let owners = sums.map { pid, sums in
+        let owners = owners.filter { $0.allocations != 0 }.map { sums in
+            let pid = sums.pid
             var owner = OwnerAllocations(pid: pid, allocations: sums.allocations, bytes: sums.bytes, requestedBytes: sums.requestedBytes)
             let ownerState = state(pid)
             owner.mark(ownerState, command: ownerState == .alive ? command(pid) : nil, capacity: geometry.capacity)
@@ -243,67 +262,5 @@ public struct OwnerLedger: Sendable {
         return AllocationCensus(
             requestedBytesByOrder: requestedBytesByOrder, owners: OwnerOrder.byBytes.sorted(owners),
             unreadableHeaders: unreadable, inFlightHeaders: inFlight)
-    }
-}
-
-/// Allocations and frees per owner pid between two readings of a ledger, seen in the words: a
-/// node that appeared counts for the owner its header names, one that disappeared for the owner
-/// it counted for before. Nodes in flight count for nobody.
-public struct OwnerActivity: Hashable, Sendable {
-    /// Allocations and frees of each pid.
-    public private(set) var counts: [Int32: (allocations: Int, frees: Int)] = [:]
-
-    public init() {}
-
-    mutating func count(allocation pid: Int32, kind: UInt64) {
-        guard kind == OwnerLedger.NodeRecord.counted else { return }
-        counts[pid, default: (0, 0)].allocations += 1
-    }
-
-    mutating func count(free pid: Int32, kind: UInt64) {
-        guard kind == OwnerLedger.NodeRecord.counted else { return }
-        counts[pid, default: (0, 0)].frees += 1
-    }
-
-    /// This activity and `other`'s, summed.
-    public func adding(_ other: OwnerActivity) -> OwnerActivity {
-        var sum = self
-        for (pid, count) in other.counts {
-            sum.counts[pid, default: (0, 0)].allocations += count.allocations
-            sum.counts[pid, default: (0, 0)].frees += count.frees
-        }
-        return sum
-    }
-
-    public static func == (left: OwnerActivity, right: OwnerActivity) -> Bool {
-        left.counts.count == right.counts.count && left.counts.allSatisfy { pid, count in
-            right.counts[pid].map { $0 == count } ?? false
-        }
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        for pid in counts.keys.sorted() { hasher.combine(pid); hasher.combine(counts[pid]!.allocations); hasher.combine(counts[pid]!.frees) }
-    }
-}
-
-/// Allocations and frees per second of each owner, over a stated number of seconds.
-public struct OwnerRates: Hashable, Sendable {
-    /// What the owners did over `seconds`.
-    public let activity: OwnerActivity
-    /// The seconds `activity` covers.
-    public let seconds: Double
-
-    /// Rates of `activity` over `seconds`.
-    public init(activity: OwnerActivity, seconds: Double) {
-        self.activity = activity
-        self.seconds = seconds
-    }
-
-    /// Allocations and frees per second of `pid` (0 and 0 for a pid that did neither; `nil`
-    /// before any time has passed).
-    public func perSecond(of pid: Int32) -> (allocations: Double, frees: Double)? {
-        guard seconds > 0 else { return nil }
-        let count = activity.counts[pid] ?? (0, 0)
-        return (Double(count.allocations) / seconds, Double(count.frees) / seconds)
     }
 }

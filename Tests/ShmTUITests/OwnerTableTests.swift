@@ -29,8 +29,7 @@ struct OwnerTableTests {
             let mine = records.filter { $0.0 == block }.map { AllocationHeader(ownerPID: $0.1, requestedSize: $0.2, order: $0.3) }
             ledger.replace(block: block, word: Self.word(mine), read: mine.map { OwnerLedger.NodeRecord(.counted($0)) }[...], counting: false)
         }
-        var activity = OwnerActivity()
-        activity.count(allocation: 20, kind: OwnerLedger.NodeRecord.counted)
+        let activity = OwnerActivity(counts: [20: (1, 0)])
         return ledger.census(
             state: { $0 == 10 ? .dead : .alive }, command: { "cmd\($0)" },
             rates: OwnerRates(activity: activity, seconds: 0.5)).owners
