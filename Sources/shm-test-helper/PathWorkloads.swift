@@ -63,7 +63,7 @@ func pathWriters(path: String, journal: String, first: Int, threads: Int, writer
         return (checks, misses, errors)
     }
     let checks = results.reduce(0) { $0 + $1.0 }, misses = results.reduce(0) { $0 + $1.1 }, errors = results.reduce(0) { $0 + $1.2 }
-    writeLine("inserts=\(threads * operations) checks=\(checks) misses=\(misses) errors=\(errors)")
+    FileDescriptor.standardOutput.writeLine("inserts=\(threads * operations) checks=\(checks) misses=\(misses) errors=\(errors)")
     exit(misses == 0 && errors == 0 ? 0 : 1)
 }
 
@@ -181,7 +181,7 @@ func pathSignals(path: String) -> Never {
         }
     }
     let handlerFailed = handlerFailures.load(ordering: .relaxed)
-    writeLine("loops=\(loops) paths=\(min(loops, mainPaths) + runs) handlerRuns=\(runs) handlerFailures=\(handlerFailed) "
+    FileDescriptor.standardOutput.writeLine("loops=\(loops) paths=\(min(loops, mainPaths) + runs) handlerRuns=\(runs) handlerFailures=\(handlerFailed) "
         + "failures=\(failures) missing=\(missing)")
     exit(handlerFailed == 0 && failures == 0 && missing == 0 ? 0 : 1)
 }

@@ -11,6 +11,7 @@ import ShmFormat
 import ShmPathCache
 import ShmWorkloads
 import Testing
+import ShmTestSupport
 
 extension MultiProcessTests {
     /// Makes a path cache file and a zeroed journal in `scratch`.
@@ -25,10 +26,10 @@ extension MultiProcessTests {
     static func startPathWriter(
         _ files: (paths: PathCache, journal: String), first: Int, threads: Int, writers: Int, operations: Int,
         in scratch: ScratchDirectory
-    ) throws -> ChildProcess {
-        try ChildProcess(BuiltProducts.helper, [
+    ) throws -> TestProcess {
+        try TestProcess(BuiltProducts.helper, [
             "paths-writer", files.paths.cache.path, files.journal, "\(first)", "\(threads)", "\(writers)", "\(operations)",
-        ], outputPath: scratch.file("paths-writer-\(first)"))
+        ], in: scratch)
     }
 
     /// Expects every insert the journal records as completed, by writers `0 ..< writers`, to be
@@ -120,7 +121,7 @@ extension MultiProcessTests {
             usleep(UInt32(random.next() % 50_000))
             for writer in writers { writer.killNow() }
             for writer in writers {
-                #expect(!writer.output.contains("found as"), "a writer missed a completed insert: \(writer.outputTail)")
+                #expect(!(writer.output + writer.error).contains("found as"), "a writer missed a completed insert: \(writer.outputTail)")
             }
         }
         try Self.expectJournaledInsertsFound(files, writers: rounds * 4)

@@ -7,6 +7,7 @@ import ShmFormat
 import ShmPathCache
 import ShmWorkloads
 import Testing
+import ShmTestSupport
 
 @Suite("Path cache")
 struct PathCacheTests {
