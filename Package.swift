@@ -93,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "shmbench",
             dependencies: [
-                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmWorkloads", "ShmPathCache",
+                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmWorkloads", "ShmPathCache", "ShmSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["README.md"]

@@ -6,6 +6,7 @@ import ShmAlloc
 import ShmFormat
 import ShmInspect
 import ShmWorkloads
+import ShmSystem
 
 /// The live allocations of a benchmark and the rounded bytes they hold.
 struct LiveSet {
@@ -69,9 +70,9 @@ struct LiveSet {
     mutating func churnBatch(_ batch: Int) -> (nanoseconds: UInt64, failures: Int) {
         for _ in 0..<min(batch, offsets.count) { freeRandom() }
         var failures = 0
-        let start = nowNanoseconds()
+        let start = SystemClock.monotonicNanoseconds()
         for _ in 0..<batch where !allocate() { failures += 1 }
-        return (nowNanoseconds() - start, failures)
+        return (SystemClock.monotonicNanoseconds() - start, failures)
     }
 }
 
@@ -91,9 +92,9 @@ struct AgedCacheBenchmark {
         let firstFailure = live.fillUntilFirstFailure()
         // Failing is fast too: with no block left that fits, a request costs a walk down the index.
         let failingRequests = 10_000
-        let failStart = nowNanoseconds()
+        let failStart = SystemClock.monotonicNanoseconds()
         for _ in 0..<failingRequests { _ = try? cache.allocate(cache.geometry.largestRequest) }
-        let failCost = Double(nowNanoseconds() - failStart) / Double(failingRequests)
+        let failCost = Double(SystemClock.monotonicNanoseconds() - failStart) / Double(failingRequests)
         let section = "aged cache, \(ByteCount(capacity)): mean malloc cost (filled to the first failure at "
             + String(format: "%.1f %%", firstFailure) + ", freed at random down to each level, churned)"
         var costs: [(Double, Double)] = []

@@ -82,7 +82,7 @@ struct PairBenchmarks {
         precondition(sizes.count.isPowerOfTwo)
         let mask = sizes.count - 1
         var touched: UInt8 = 0
-        let start = nowNanoseconds()
+        let start = SystemClock.monotonicNanoseconds()
         sizes.withUnsafeBufferPointer { sizes in
             for iteration in 0..<count {
                 guard let pointer = allocator.allocate(sizes[iteration & mask]) else { continue }
@@ -91,7 +91,7 @@ struct PairBenchmarks {
                 allocator.free(pointer)
             }
         }
-        let elapsed = nowNanoseconds() - start
+        let elapsed = SystemClock.monotonicNanoseconds() - start
         blackHole(touched)
         return Double(elapsed) / Double(count)
     }
@@ -99,9 +99,9 @@ struct PairBenchmarks {
     /// Nanoseconds per free-oldest + allocate-new step, with `ringSize` allocations live.
     static func ring<Allocator: PairAllocator>(_ allocator: Allocator, sizes: [Int], count: Int) -> Double {
         var ring = [UnsafeMutableRawPointer?](repeating: nil, count: ringSize)
-        let start = nowNanoseconds()
+        let start = SystemClock.monotonicNanoseconds()
         replace(allocator, live: &ring, sizes: sizes, victims: ringOrder, steps: 0..<count)
-        let elapsed = nowNanoseconds() - start
+        let elapsed = SystemClock.monotonicNanoseconds() - start
         ring.forEach(allocator.free)
         return Double(elapsed) / Double(count)
     }
@@ -193,7 +193,7 @@ struct ScalingBenchmark {
 /// all begin their work at the monotonic instant `startAt` (`leadMilliseconds` from now: time to
 /// start and prepare), each printing one count; returns the counts' sum.
 func workerCounts(processes: Int, leadMilliseconds: UInt64 = 100, arguments: (_ startAt: UInt64) -> [String]) throws -> Int {
-    let startAt = nowNanoseconds() + leadMilliseconds * 1_000_000
+    let startAt = SystemClock.monotonicNanoseconds() + leadMilliseconds * 1_000_000
     let workers = try (0..<processes).map { _ in
         let worker = Process()
         worker.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
@@ -221,6 +221,7 @@ struct ValidationFailure: Error, CustomStringConvertible {
 }
 
 import ArgumentParser
+import ShmSystem
 
 extension ShmBench {
     /// One process of the scaling benchmark: waits for the common start, runs pairs for a fixed
@@ -235,11 +236,11 @@ extension ShmBench {
         func run() throws {
             let sizes = randomSizes(1...1000, seed: UInt64(getpid()))
             let cache = try SharedCache(path: file, policy: .attach)
-            while nowNanoseconds() < startAt {}
+            while SystemClock.monotonicNanoseconds() < startAt {}
             let end = startAt + UInt64(milliseconds) * 1_000_000
             var pairs = 0
             let batch = 4096
-            while nowNanoseconds() < end {
+            while SystemClock.monotonicNanoseconds() < end {
                 _ = allocator == "shm"
                     ? PairBenchmarks.pairs(ShmPairAllocator(cache: cache), sizes: sizes, count: batch)
                     : PairBenchmarks.pairs(GlibcPairAllocator(), sizes: sizes, count: batch)

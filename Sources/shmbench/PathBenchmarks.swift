@@ -7,6 +7,7 @@ import ShmAlloc
 import ShmFormat
 import ShmPathCache
 import ShmWorkloads
+import ShmSystem
 
 /// The `paths` group: 100 000 distinct 40-byte paths in a 64 MiB cache.
 struct PathBenchmarks {
@@ -40,14 +41,14 @@ struct PathBenchmarks {
     /// A path cache in a fresh 64 MiB cache holding `paths`, and the nanoseconds per insert it took.
     func filledCache(_ paths: [UInt8]) throws -> (PathCache, Double) {
         let pathCache = try PathCache(cache: scratch.cache(capacity: 64 << 20))
-        let start = nowNanoseconds()
+        let start = SystemClock.monotonicNanoseconds()
         try paths.withUnsafeBytes { bytes in
             for step in 0..<Self.entries {
                 let index = Self.scattered(step, count: Self.entries)
                 try pathCache.insert(Self.path(bytes, index), flags: PathFlags(rawValue: UInt8(truncatingIfNeeded: index) & 0xFB))
             }
         }
-        return (pathCache, Double(nowNanoseconds() - start) / Double(Self.entries))
+        return (pathCache, Double(SystemClock.monotonicNanoseconds() - start) / Double(Self.entries))
     }
 
     /// Step `step` of a walk through `0 ..< count` that visits every index far from the previous
@@ -63,13 +64,13 @@ struct PathBenchmarks {
         let pathCount = paths.count / pathLength
         let count = steps.count
         var found = 0
-        let start = nowNanoseconds()
+        let start = SystemClock.monotonicNanoseconds()
         paths.withUnsafeBytes { bytes in
             for step in steps where (try? pathCache.search(path(bytes, step % pathCount))) != nil {
                 found &+= 1
             }
         }
-        let elapsed = nowNanoseconds() - start
+        let elapsed = SystemClock.monotonicNanoseconds() - start
         precondition(found == (expectFound ? count : 0), "path cache search found \(found) of \(count)")
         return Double(elapsed) / Double(count)
     }
@@ -146,15 +147,15 @@ extension ShmBench {
             paths.reserveCapacity(PathBenchmarks.entries * PathBenchmarks.pathLength)
             _ = pathCache.census { path, _, _ in paths += path }
             let startAt = startAt   // not the option's getter, which a spinning loop would call millions of times
-            guard nowNanoseconds() < startAt else { throw ValidationFailure("path worker ready after the start") }
-            while nowNanoseconds() < startAt {}
+            guard SystemClock.monotonicNanoseconds() < startAt else { throw ValidationFailure("path worker ready after the start") }
+            while SystemClock.monotonicNanoseconds() < startAt {}
             let end = startAt + UInt64(milliseconds) * 1_000_000
             var searches = 0
             let batch = 4096
             // Workers start at different paths: walking the same ones in step, one would fetch the
             // other's entries into the shared cache.
             let first = Int(getpid()) &* 7919 % PathBenchmarks.entries
-            while nowNanoseconds() < end {
+            while SystemClock.monotonicNanoseconds() < end {
                 _ = PathBenchmarks.searches(pathCache, paths, steps: (first + searches)..<(first + searches + batch), expectFound: true)
                 searches += batch
             }
@@ -189,7 +190,7 @@ enum SocketRoundTrip {
             waitpid(server, nil, 0)
         }
         var answer: UInt8 = 0
-        let start = nowNanoseconds()
+        let start = SystemClock.monotonicNanoseconds()
         try paths.withUnsafeBytes { bytes in
             for step in 0..<count {
                 let path = PathBenchmarks.path(bytes, step % (bytes.count / PathBenchmarks.pathLength))
@@ -198,7 +199,7 @@ enum SocketRoundTrip {
                 }
             }
         }
-        return Double(nowNanoseconds() - start) / Double(count)
+        return Double(SystemClock.monotonicNanoseconds() - start) / Double(count)
     }
 
     /// The server's loop, in the forked child: read a path, search it, answer its flags (0 when

@@ -5,6 +5,7 @@
 
 import Foundation
 import ShmAlloc
+import ShmSystem
 
 /// The `startup` group. Needs `libshm_alloc.so` beside this executable (`swift build -c release
 /// --product shm_alloc` puts it there) or at `--library`.
@@ -65,13 +66,13 @@ struct StartupBenchmark {
             arguments.forEach { free($0) }
             variables.forEach { free($0) }
         }
-        let started = nowNanoseconds()
+        let started = SystemClock.monotonicNanoseconds()
         var pid: pid_t = 0
         let status = posix_spawn(&pid, program, nil, nil, arguments, variables)
         guard status == 0 else { throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EIO) }
         var exitStatus: Int32 = 0
         while waitpid(pid, &exitStatus, 0) < 0 && errno == EINTR {}
-        let elapsed = nowNanoseconds() - started
+        let elapsed = SystemClock.monotonicNanoseconds() - started
         guard exitStatus == 0 else { throw POSIXError(.ECHILD) }
         return elapsed
     }

@@ -4,14 +4,6 @@ import Foundation
 import ShmInspect
 import ShmWorkloads
 
-/// Monotonic nanoseconds.
-@inline(__always)
-func nowNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
-}
-
 /// The median of some measurements.
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()

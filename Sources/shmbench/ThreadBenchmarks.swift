@@ -4,6 +4,7 @@
 import Foundation
 import ShmAlloc
 import ShmWorkloads
+import ShmSystem
 
 /// The `threads` group: each POSIX thread keeps `liveCount` allocations of random 1..1000 B live
 /// and churns them (free one at random, allocate a new random size), in one 512 MiB cache.
@@ -65,9 +66,9 @@ struct ThreadsBenchmark {
         // The repair pass a failing search may run (at most once a second per cache): every
         // word read, every listing checked, on this cache as the churn left it.
         let repairs = (0..<runs).map { _ in
-            let start = nowNanoseconds()
+            let start = SystemClock.monotonicNanoseconds()
             cache.repairIndex()
-            return Double(nowNanoseconds() - start) / 1e6
+            return Double(SystemClock.monotonicNanoseconds() - start) / 1e6
         }
         table.add(ResultRow(
             section: Self.section, workload: "repair pass of the free-space index, 512 MiB", value: median(repairs), unit: "ms"))
@@ -82,7 +83,7 @@ struct ThreadsBenchmark {
     /// live set and draws. Each thread times its own window, so a late start does not count
     /// against the others.
     static func throughput<Allocator: PairAllocator>(_ allocator: Allocator, threads: Int) -> Double {
-        let startAt = nowNanoseconds() + UInt64(warmupMilliseconds) * 1_000_000
+        let startAt = SystemClock.monotonicNanoseconds() + UInt64(warmupMilliseconds) * 1_000_000
         let endAt = startAt + UInt64(milliseconds) * 1_000_000
         let rates = onThreads(threads) { thread in
             var live = [UnsafeMutableRawPointer?](repeating: nil, count: liveCount)
@@ -91,16 +92,16 @@ struct ThreadsBenchmark {
             let victims = randomSizes(0...(liveCount - 1), seed: seed + 1)
             var step = 0
             func churn(until deadline: UInt64) {
-                while nowNanoseconds() < deadline {
+                while SystemClock.monotonicNanoseconds() < deadline {
                     PairBenchmarks.replace(allocator, live: &live, sizes: sizes, victims: victims, steps: step..<step + batch)
                     step += batch
                 }
             }
             churn(until: startAt)
-            let start = nowNanoseconds()
+            let start = SystemClock.monotonicNanoseconds()
             let firstStep = step
             churn(until: endAt)
-            let rate = Double(step - firstStep) * 1e3 / Double(nowNanoseconds() - start)
+            let rate = Double(step - firstStep) * 1e3 / Double(SystemClock.monotonicNanoseconds() - start)
             live.forEach(allocator.free)
             return rate
         }

@@ -22,16 +22,12 @@ public struct Errno: RawRepresentable, Error, Hashable, Sendable, CustomStringCo
     /// Sets the calling thread's `errno`, as a C caller expects after a failed call.
     @inlinable public static func setCurrent(_ errno: Errno) { shm_set_errno(errno.rawValue) }
 
-    /// `EPERM`.
-    public static var notPermitted: Errno { Errno(rawValue: EPERM) }
     /// `ENOENT`.
     public static var noSuchFileOrDirectory: Errno { Errno(rawValue: ENOENT) }
     /// `EINTR`: the call was interrupted by a signal before it did anything.
     public static var interrupted: Errno { Errno(rawValue: EINTR) }
     /// `EIO`.
     public static var ioError: Errno { Errno(rawValue: EIO) }
-    /// `EBADF`.
-    public static var badFileDescriptor: Errno { Errno(rawValue: EBADF) }
     /// `EAGAIN`, which is also `EWOULDBLOCK` on Linux.
     public static var wouldBlock: Errno { Errno(rawValue: EAGAIN) }
     /// `ENOMEM`.
