@@ -13,9 +13,10 @@
 // names it (a live one is mid-operation; a dead one died there and leaked it).
 //
 //   entry (576 bytes)
-//   ┌──────────────┬─────────── … ──┬───────────────────────────────────────────────────┐
-//   │ identity (8) │ unused to 64   │ intents: 64 × 8 bytes, one per thread slot        │
-//   └──────────────┴─────────── … ──┴───────────────────────────────────────────────────┘
+//   ┌──────────────┬──────────────────────────────┬──────────────┬──────────────────────────────┐
+//   │ identity (8) │ path counters: 3 × 8 bytes   │ unused to 64 │ intents: 64 × 8 bytes, one   │
+//   │              │ searches, hits, inserts      │              │ per thread slot              │
+//   └──────────────┴──────────────────────────────┴──────────────┴──────────────────────────────┘
 //
 // identity (atomic UInt64): pid in the low 32 bits, the low 32 bits of the start time in the high
 // 32; 0 = a free entry. One word, so a single CAS claims an entry whole and no reader ever sees
@@ -23,6 +24,11 @@
 // by their process, and interleaved: slot i is word (i mod 8) × 8 + i / 8, so the first eight
 // threads of a process each write a cache line of their own (every allocation and free writes
 // its intent twice; threads sharing a line would bounce it between cores).
+//
+// The path counters are the process's own statistics of the shared path cache (ShmPathCache):
+// searches made, searches answered (by an entry or a prefix) and inserts. Written only by the
+// process the entry names, with relaxed atomics, and zeroed when it claims the entry; read by
+// the inspector for rates and the hit rate. They are statistics, not state: nothing depends on them.
 
 /// The shape of the owner table and the identity words it holds. Pure arithmetic: no I/O.
 public enum OwnerTable {
@@ -35,6 +41,8 @@ public enum OwnerTable {
     public static let intentSlots = 64
     /// Where an entry's intents start, from the entry.
     public static let intentsOffset = 64
+    /// Where an entry's path counters start, from the entry: searches, hits, inserts (8 bytes each).
+    public static let pathCountersOffset = 8
     /// The table's length in bytes.
     public static var byteCount: Int { entryCount * entrySize }
 
@@ -77,6 +85,16 @@ public enum OwnerTable {
         return UInt64(littleEndian: table.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
+    /// The path counters of entry `entry` in a copy of the table.
+    public static func pathCounters(in table: UnsafeRawBufferPointer, entry: Int) -> PathCounters {
+        let start = entry * entrySize + pathCountersOffset
+        func counter(_ index: Int) -> UInt64 {
+            UInt64(littleEndian: table.loadUnaligned(fromByteOffset: start + index * 8, as: UInt64.self))
+        }
+        return PathCounters(searches: counter(PathCounters.searchesIndex), hits: counter(PathCounters.hitsIndex),
+                            inserts: counter(PathCounters.insertsIndex))
+    }
+
     /// True when `identity` names the process with `startTime`.
     @inlinable
     public static func matches(_ identity: UInt64, startTime: UInt64) -> Bool {
@@ -88,6 +106,24 @@ public enum OwnerTable {
     @inlinable
     public static func isSameStartTime(_ first: UInt64, _ second: UInt64) -> Bool {
         UInt32(truncatingIfNeeded: first) == UInt32(truncatingIfNeeded: second)
+    }
+}
+
+/// One process's statistics of the shared path cache, as its owner-table entry keeps them.
+public struct PathCounters: Hashable, Sendable {
+    /// The counters' places, in 8-byte words after ``OwnerTable/pathCountersOffset``.
+    public static let searchesIndex = 0, hitsIndex = 1, insertsIndex = 2
+    /// Searches made.
+    public var searches: UInt64
+    /// Searches answered, by the path's own entry or by a prefix entry.
+    public var hits: UInt64
+    /// Inserts made (new paths and updated flags).
+    public var inserts: UInt64
+
+    public init(searches: UInt64 = 0, hits: UInt64 = 0, inserts: UInt64 = 0) {
+        self.searches = searches
+        self.hits = hits
+        self.inserts = inserts
     }
 }
 
