@@ -148,10 +148,16 @@ func insertAndCheckSignalPath(_ paths: PathCache, _ role: UInt8, _ number: Int, 
     }
 }
 
+/// The distinct paths of each role of `paths-signals`; past them a role updates its paths again.
+/// Bounded, so a starved main loop (a sanitized build under load once ran the handler 69 218
+/// times) cannot fill the test's cache: 2 × 20 000 entries take about 2.6 MiB of its 4 MiB.
+let signalPathsPerRole = 20_000
+
 /// SIGALRM handler: inserts the next handler path and checks it.
 func pathInsertingSignalHandler(_ signal: Int32) {
     runSignalHandler(pathHandlerCache) { address, run in Unmanaged<PathCache>.fromOpaque(address)._withUnsafeGuaranteedRef { paths in
-        if !insertAndCheckSignalPath(paths, UInt8(ascii: "h"), run, buffer: handlerPathBuffer) {
+        let number = (run &- 1) % signalPathsPerRole &+ 1
+        if !insertAndCheckSignalPath(paths, UInt8(ascii: "h"), number, buffer: handlerPathBuffer) {
             handlerFailures.add(1, ordering: .relaxed)
         }
     } }
@@ -164,24 +170,26 @@ func pathSignals(path: String) -> Never {
     pathHandlerCache.store(UInt(bitPattern: Unmanaged.passRetained(paths).toOpaque()), ordering: .releasing)
     startSignalTimer(pathInsertingSignalHandler)
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
-    // The loop goes round its first 5 000 paths again (updating them): a release build loops
-    // ~100 times per handler run, which new paths would soon fill a small cache with.
-    let mainPaths = 5000
+    // Each role goes round its paths again (updating them) past `signalPathsPerRole`: a release
+    // build loops ~100 times per handler run, a starved sanitized one the other way round.
     var loops = 0, failures = 0
     while loops < 1001 || handlerRuns.load(ordering: .relaxed) < 1001 {
         loops += 1
-        if !insertAndCheckSignalPath(paths, UInt8(ascii: "m"), (loops - 1) % mainPaths + 1, buffer: buffer) { failures += 1 }
+        if !insertAndCheckSignalPath(paths, UInt8(ascii: "m"), (loops - 1) % signalPathsPerRole + 1, buffer: buffer) {
+            failures += 1
+        }
     }
     stopSignalTimer()
     let runs = handlerRuns.load(ordering: .relaxed)
     var missing = 0
-    for (role, count) in [(UInt8(ascii: "m"), min(loops, mainPaths)), (UInt8(ascii: "h"), runs)] {
+    let rolePaths = [(UInt8(ascii: "m"), min(loops, signalPathsPerRole)), (UInt8(ascii: "h"), min(runs, signalPathsPerRole))]
+    for (role, count) in rolePaths {
         for number in 1...count where (try? paths.search(signalPath(role, number, into: buffer))) != signalFlags(number) {
             missing += 1
         }
     }
     let handlerFailed = handlerFailures.load(ordering: .relaxed)
-    FileDescriptor.standardOutput.writeLine("loops=\(loops) paths=\(min(loops, mainPaths) + runs) handlerRuns=\(runs) handlerFailures=\(handlerFailed) "
+    FileDescriptor.standardOutput.writeLine("loops=\(loops) paths=\(rolePaths[0].1 + rolePaths[1].1) handlerRuns=\(runs) handlerFailures=\(handlerFailed) "
         + "failures=\(failures) missing=\(missing)")
     exit(handlerFailed == 0 && failures == 0 && missing == 0 ? 0 : 1)
 }
