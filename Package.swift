@@ -60,6 +60,9 @@ let package = Package(
                 .unsafeFlags([
                     "-Xlinker", "--version-script=\(packageRoot)Sources/ShmCLibrary/exports.map",
                     "-Xlinker", "--gc-sections",
+                    // The library's own objects come from a static arena, not the process's malloc
+                    // (see CShmAlloc/shm_runtime_arena.c).
+                    "-Xlinker", "--wrap=posix_memalign", "-Xlinker", "--wrap=malloc", "-Xlinker", "--wrap=free",
                 ]),
             ]
         ),
