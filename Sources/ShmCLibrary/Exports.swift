@@ -2,8 +2,8 @@
 //
 // This target is the runtime-free C library, `libshm_alloc.so`: Embedded Swift, compiled as one
 // module from this file and the folders beside it, which are links to the allocator's own sources
-// (ShmFormat, ShmSystem, ShmAlloc, ShmPathCache). The library needs nothing but libc, so it can be preloaded
-// into any process at no start-up cost. It must not import anything but CShmSystem and the
+// (ShmFormat, ShmSystem, ShmAlloc, ShmPathCache). The library needs nothing but libc, so it can be
+// preloaded into any process at no start-up cost. It must not import anything but CShmSystem and the
 // standard library's embedded modules.
 
 import CShmSystem
@@ -181,7 +181,8 @@ public func shm_deinit() {
     guard raw > installing else { return }
     // Holding `installing` while the path cache goes, so a concurrent install cannot have its
     // own path cache taken away.
-    let (taken, _) = installedCache.compareExchange(expected: raw, desired: installing, ordering: .acquiringAndReleasing)
+    let (taken, _) = installedCache.compareExchange(
+        expected: raw, desired: installing, ordering: .acquiringAndReleasing)
     guard taken else { return }
     let pathCache = installedPathCache.exchange(0, ordering: .acquiringAndReleasing)
     installedExplicitly.store(false, ordering: .relaxed)

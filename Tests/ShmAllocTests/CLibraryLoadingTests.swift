@@ -47,7 +47,9 @@ struct CLibraryLoadingTests {
         let scratch = try ScratchDirectory()
         let nm = try runToEnd("/usr/bin/env", ["nm", "-D", "--undefined-only", Self.library], in: scratch)
         try #require(nm.termination == .exited(0), "\(nm.outputTail)")
-        let imported = Set(nm.output.split(separator: "\n").compactMap { $0.split(separator: " ").last?.split(separator: "@").first })
+        let imported = Set(nm.output.split(separator: "\n").compactMap {
+            $0.split(separator: " ").last?.split(separator: "@").first
+        })
         #expect(imported.contains("free"))
         // Memory from anywhere else would reach the arena's free, or arena memory libc's realloc.
         #expect(imported.isDisjoint(with: ["calloc", "realloc", "reallocarray", "aligned_alloc", "memalign", "valloc"]))

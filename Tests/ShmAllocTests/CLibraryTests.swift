@@ -295,13 +295,15 @@ struct CLibraryPathCacheTests {
             try paths.insert("/from/swift/tree", flags: PathFlags.deny.union(.prefix).union(PathFlags(rawValue: 0x40)))
         }
         let program = try CLibraryLoadingTests.compile(Self.program, in: scratch, flags: CLibraryLoadingTests.linkFlags)
-        let run = try runToEnd("/usr/bin/env", ["-u", "SHM_FILE", program, cachePath], in: scratch, timeout: .seconds(30))
+        let run = try runToEnd(
+            "/usr/bin/env", ["-u", "SHM_FILE", program, cachePath], in: scratch, timeout: .seconds(30))
         #expect(run.termination == .exited(0), "\(run.outputTail)")
         #expect(run.output == "ok\n")
 
         let paths = try PathCache(cache: SharedCache(path: cachePath, policy: .attach))
         #expect(try paths.search("/from/c/exact") == PathFlags.allow.union(PathFlags(rawValue: 0x20)))
-        #expect(try paths.search("/from/c/tree/deeper") == PathFlags.deny.union(.prefix).union(PathFlags(rawValue: 0x10)))
+        #expect(
+            try paths.search("/from/c/tree/deeper") == PathFlags.deny.union(.prefix).union(PathFlags(rawValue: 0x10)))
         #expect(try paths.search("/from/signal") == PathFlags.allow.union(PathFlags(rawValue: 0x08)))
         #expect(try paths.search("/usr/local/bin/cc") == PathFlags.allow.union(.deny))
         #expect(try paths.search("/brand/new") == .allow)
