@@ -102,8 +102,9 @@ size_t get_mapping_size_needed_by_shm(void); /* bytes mapped: the whole file (he
  * Paths are absolute byte strings, not normalised ("/a//b" and "/a/b" are two paths). Entries stay
  * for the life of the file.
  *
- * Both calls are lock-free and async-signal-safe: no lock, no system call, no heap; they may run in
- * any thread, any process, and in signal handlers.
+ * Both calls are lock-free and async-signal-safe: no lock, no heap, no system call (but for the
+ * first allocation of a process, which registers it as shm_malloc's does); they may run in any
+ * thread, any process, and in signal handlers.
  */
 
 /* Flags bits with a meaning to the cache; the other five bits (0xf8) are the caller's, kept as given. */
