@@ -45,8 +45,8 @@ let package = Package(
         // `shm_alloc.h` (and the load-time initialiser of the C library).
         .target(name: "CShmAlloc"),
         // The runtime-free C library: `@_cdecl` exports over the allocator, compiled in Embedded
-        // Swift together with the allocator's own sources (its folder links to ShmFormat, ShmSystem
-        // and ShmAlloc), so `libshm_alloc.so` needs nothing but libc. See its Exports.swift.
+        // Swift together with the allocator's own sources (its folder links to ShmFormat, ShmSystem,
+        // ShmAlloc and ShmPathCache), so `libshm_alloc.so` needs nothing but libc. See its Exports.swift.
         .target(
             name: "ShmCLibrary",
             dependencies: ["CShmSystem", "CShmAlloc"],
@@ -60,6 +60,9 @@ let package = Package(
                 .unsafeFlags([
                     "-Xlinker", "--version-script=\(packageRoot)Sources/ShmCLibrary/exports.map",
                     "-Xlinker", "--gc-sections",
+                    // The library's own objects come from a static arena, not the process's malloc
+                    // (see CShmAlloc/shm_runtime_arena.c).
+                    "-Xlinker", "--wrap=posix_memalign", "-Xlinker", "--wrap=malloc", "-Xlinker", "--wrap=free",
                 ]),
             ]
         ),

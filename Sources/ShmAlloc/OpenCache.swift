@@ -85,15 +85,20 @@ extension SharedCache {
         guard status.isRegularFile else { throw .notRegularFile(path: path) }
         guard status.hasWritePermission else { throw .readOnlyFile(path: path) }
 
-        let header = try Self.readyHeader(
-            descriptor, path: path, size: status.size, policy: policy, timeout: creationTimeout)
+        let header: FileHeader, mapping: UnsafeMutableRawPointer
+        if let ready = Self.mapIfReady(descriptor, size: status.size, address: address) {
+            (header, mapping) = ready
+        } else {
+            header = try Self.readyHeader(
+                descriptor, path: path, size: status.size, policy: policy, timeout: creationTimeout)
+            do {
+                mapping = try Mapping.map(descriptor, length: header.layout.fileSize, writable: true, at: address)
+            } catch { throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error)) }
+        }
         if case .require(let wanted) = policy, wanted != header.geometry {
+            try? Mapping.unmap(mapping, length: header.layout.fileSize)
             throw .geometryMismatch(path: path, file: header.geometry, requested: wanted)
         }
-        let mapping: UnsafeMutableRawPointer
-        do {
-            mapping = try Mapping.map(descriptor, length: header.layout.fileSize, writable: true, at: address)
-        } catch { throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error)) }
         let processMemory: UnsafeMutableRawPointer
         do {
             try Mapping.makeReadOnly(mapping + header.layout.dataOffset, length: header.layout.nullRegionLength)
@@ -101,7 +106,7 @@ extension SharedCache {
             try? Mapping.unmap(mapping, length: header.layout.fileSize)
             throw .system(SystemCallFailure(path: path, operation: "mprotect", errno: error))
         }
-        do { processMemory = try Mapping.mapZeroed(length: Self.processMemoryLength(header.geometry.tree)) } catch {
+        do { processMemory = try Mapping.mapZeroed(length: Self.processMemoryLength) } catch {
             try? Mapping.unmap(mapping, length: header.layout.fileSize)
             throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error))
         }
@@ -109,11 +114,30 @@ extension SharedCache {
         if registering { owners.register() }
     }
 
+    /// The common case, a ready cache file of `size` bytes: mapped, with the header read in the
+    /// mapping, whose first page the allocator touches anyway (no `pread`: one system call less
+    /// at every start of a process the C library is preloaded into). `nil`, with nothing left
+    /// mapped, for anything else (empty, being created, damaged, an address in use), which
+    /// `readyHeader` and the mapping after it wait for, create or report.
+    private static func mapIfReady(
+        _ descriptor: FileDescriptor, size: Int, address: UnsafeMutableRawPointer?
+    ) -> (FileHeader, UnsafeMutableRawPointer)? {
+        guard size >= FileHeader.Field.end,
+              let mapping = try? Mapping.map(descriptor, length: size, writable: true, at: address)
+        else { return nil }
+        // The header's fields never change once its state word says ready (written last, with
+        // release), and decoding checks the file's size against the layout it describes.
+        let bytes = UnsafeRawBufferPointer(start: mapping, count: FileHeader.Field.end)
+        if let header = try? FileHeader(decoding: bytes, fileSize: size) { return (header, mapping) }
+        try? Mapping.unmap(mapping, length: size)
+        return nil
+    }
+
     /// The file's header once it is ready, creating the file first when the policy allows it.
     private static func readyHeader(
         _ descriptor: FileDescriptor, path: String, size: Int, policy: OpenPolicy, timeout: Duration
     ) throws(CacheError) -> FileHeader {
-        // The common case: a ready file, validated without any lock (or another system call).
+        // A file `mapIfReady` refused may have become ready since; validated without any lock.
         switch try decodeHeader(descriptor, path: path, size: size) {
         case .success(let header): return header
         case .failure(.truncatedHeader(size: 0, _)), .failure(.notReady):

@@ -57,11 +57,13 @@ public final class SharedCache: @unchecked Sendable {
     /// Per-process memory (not in the file): each thread slot's cursor, freed-node hints and
     /// failed-search count, on cache lines of its own (see `claimNode` and `slotStride`).
     let cursors: UnsafeMutablePointer<Atomic<UInt64>>
-    /// `tree.setMask(ofNode:)` for every node, computed once: one load instead of a loop per call.
+    /// `tree.setMask(ofNode:)` for every node (index 0: none), computed once: one load instead of
+    /// a loop per call. At most 64 words, allocated with the object (in the C library, from its
+    /// arena), so that opening a cache touches no page of `processMemory`.
     let setMasks: UnsafeMutablePointer<UInt64>
-    /// The zeroed private mapping that holds `cursors` and then `setMasks`: zero is every slot's
-    /// starting value, so opening a cache writes only the masks' page and a thread faults in
-    /// only its own slot (a preloaded process that never allocates pays for none of it).
+    /// The zeroed private mapping that holds `cursors`: zero is every slot's starting value, so
+    /// opening a cache writes none of it and a thread faults in only its own slot (a preloaded
+    /// process that never allocates pays for none of it).
     let processMemory: UnsafeMutableRawPointer
     let invalidFreeCount: UnsafeMutablePointer<Atomic<UInt64>>
     let failedAllocationCount: UnsafeMutablePointer<Atomic<UInt64>>
@@ -83,11 +85,11 @@ public final class SharedCache: @unchecked Sendable {
     let blockShift: Int
     let minShift: Int
 
-    /// The bytes of `processMemory`: the cursor slots, then one mask per node and one for node 0.
-    static func processMemoryLength(_ tree: BuddyTree) -> Int { (cursorSlots * slotStride + tree.nodeCount + 1) * 8 }
+    /// The bytes of `processMemory`: the cursor slots.
+    static var processMemoryLength: Int { cursorSlots * slotStride * 8 }
 
-    /// Wraps a mapped, ready file. `processMemory` is a zeroed mapping of
-    /// `processMemoryLength(geometry.tree)` bytes, which the cache unmaps when it goes.
+    /// Wraps a mapped, ready file. `processMemory` is a zeroed mapping of `processMemoryLength`
+    /// bytes, which the cache unmaps when it goes.
     init(path: String, header: FileHeader, mapping: UnsafeMutableRawPointer, processMemory: UnsafeMutableRawPointer) {
         self.path = path
         self.header = header
@@ -104,9 +106,9 @@ public final class SharedCache: @unchecked Sendable {
             layout: layout.freeIndex, words: (mapping + layout.indexOffset).assumingMemoryBound(to: Atomic<UInt64>.self))
         self.processMemory = processMemory
         self.cursors = processMemory.bindMemory(to: Atomic<UInt64>.self, capacity: Self.cursorSlots * Self.slotStride)
-        self.setMasks = (processMemory + Self.cursorSlots * Self.slotStride * 8)
-            .bindMemory(to: UInt64.self, capacity: tree.nodeCount + 1)
-        for node in 1...tree.nodeCount { setMasks[node] = tree.setMask(ofNode: node) }
+        self.setMasks = .allocate(capacity: tree.nodeCount + 1)
+        setMasks.initialize(to: 0)
+        for node in 1...tree.nodeCount { (setMasks + node).initialize(to: tree.setMask(ofNode: node)) }
         self.owners = OwnerRegistration(table: mapping + layout.ownersOffset)
         self.invalidFreeCount = counter(FileHeader.Field.invalidFrees)
         self.failedAllocationCount = counter(FileHeader.Field.failedAllocations)
@@ -125,10 +127,11 @@ public final class SharedCache: @unchecked Sendable {
     deinit {
         do {
             try Mapping.unmap(fileBase, length: layout.fileSize)
-            try Mapping.unmap(processMemory, length: Self.processMemoryLength(tree))
+            try Mapping.unmap(processMemory, length: Self.processMemoryLength)
         } catch {
             assertionFailure("munmap of the cache failed: \(error)")  // only a bad address can fail
         }
+        setMasks.deallocate()
     }
 
     // MARK: - Offsets and pointers

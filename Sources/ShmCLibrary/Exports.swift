@@ -2,8 +2,8 @@
 //
 // This target is the runtime-free C library, `libshm_alloc.so`: Embedded Swift, compiled as one
 // module from this file and the folders beside it, which are links to the allocator's own sources
-// (ShmFormat, ShmSystem, ShmAlloc). The library needs nothing but libc, so it can be preloaded
-// into any process at no start-up cost. It must not import anything but CShmSystem and the
+// (ShmFormat, ShmSystem, ShmAlloc, ShmPathCache). The library needs nothing but libc, so it can be
+// preloaded into any process at no start-up cost. It must not import anything but CShmSystem and the
 // standard library's embedded modules.
 
 import CShmSystem
@@ -21,13 +21,23 @@ private let installing: UInt = 1
 /// holding `installing`.
 private let installedExplicitly = Atomic<Bool>(false)
 
-/// The installed cache, unretained; `nil` when there is none (or it is being replaced).
+/// The path cache of the installed cache: 0 = none (no cache installed, or its geometry cannot
+/// hold a path cache), otherwise the address of a retained `PathCache`. Made where the cache is
+/// installed, so `shm_path_insert` and `shm_path_search` never allocate; replaced and released
+/// only by the thread holding `installing`. Published with release, read with acquire.
+private let installedPathCache = Atomic<UInt>(0)
+
+/// The object whose retained address `word` holds, unretained; `nil` for 0 (none) or `installing`.
 @inline(__always)
-private func installed() -> Unmanaged<SharedCache>? {
-    let raw = installedCache.load(ordering: .acquiring)
+private func installed<Object: AnyObject>(_ word: borrowing Atomic<UInt>, as _: Object.Type) -> Unmanaged<Object>? {
+    let raw = word.load(ordering: .acquiring)
     guard raw > installing, let address = UnsafeRawPointer(bitPattern: raw) else { return nil }
     return .fromOpaque(address)
 }
+
+/// The installed cache, unretained; `nil` when there is none (or it is being replaced).
+@inline(__always)
+private func installed() -> Unmanaged<SharedCache>? { installed(installedCache, as: SharedCache.self) }
 
 /// Runs `body` with the installed cache, without retain/release traffic (the hot path stays free
 /// of reference counting). Sets `errno = EINVAL` and returns `fallback` when there is none.
@@ -38,6 +48,26 @@ private func withInstalledCache<Result>(_ fallback: Result, _ body: (SharedCache
         return fallback
     }
     return cache._withUnsafeGuaranteedRef(body)
+}
+
+/// As `withInstalledCache`, with the installed cache's path cache (`errno = EINVAL` when none).
+@inline(__always)
+private func withInstalledPathCache<Result>(_ fallback: Result, _ body: (PathCache) -> Result) -> Result {
+    guard let pathCache = installed(installedPathCache, as: PathCache.self) else {
+        Errno.setCurrent(.invalidArgument)
+        return fallback
+    }
+    return pathCache._withUnsafeGuaranteedRef(body)
+}
+
+/// The address of a +1 reference to `object`, as the `installed…` words hold it.
+private func retainedAddress<Object: AnyObject>(_ object: Object) -> UInt {
+    UInt(bitPattern: Unmanaged.passRetained(object).toOpaque())
+}
+
+/// Releases the reference whose address an `installed…` word held (nothing for 0).
+private func releaseInstalled<Object: AnyObject>(_ raw: UInt, as _: Object.Type) {
+    if let address = UnsafeRawPointer(bitPattern: raw) { Unmanaged<Object>.fromOpaque(address).release() }
 }
 
 /// Prints one line to standard error: a C caller gets `false` and `errno`, a person gets the reason.
@@ -100,10 +130,17 @@ private func install(
     do throws(CacheError) {
         let cache = try SharedCache(
             path: String(cString: cPath), policy: policy, address: address, creationTimeout: .seconds(5), registering: false)
+        // The path cache is made here, not on first use, so its calls never allocate; a geometry
+        // that cannot hold one leaves none (those calls then fail with EINVAL).
+        let pathCache = try? PathCache(cache: cache)
+        let previousPathCache = installedPathCache.exchange(
+            pathCache.map(retainedAddress) ?? 0, ordering: .acquiringAndReleasing)
         installedExplicitly.store(explicit, ordering: .relaxed)
-        installedCache.store(UInt(bitPattern: Unmanaged.passRetained(cache).toOpaque()), ordering: .releasing)
-        // The load-time mapping an explicit call replaced: unmapped, as shm_alloc.h warns.
-        if let old = UnsafeRawPointer(bitPattern: previous) { Unmanaged<SharedCache>.fromOpaque(old).release() }
+        installedCache.store(retainedAddress(cache), ordering: .releasing)
+        // The load-time mapping an explicit call replaced: unmapped, as shm_alloc.h warns (its
+        // path cache holds it, so it goes first).
+        releaseInstalled(previousPathCache, as: PathCache.self)
+        releaseInstalled(previous, as: SharedCache.self)
         return true
     } catch {
         installedCache.store(previous, ordering: .releasing)
@@ -142,11 +179,16 @@ public func shm_init_with_geometry(
 public func shm_deinit() {
     let raw = installedCache.load(ordering: .acquiring)
     guard raw > installing else { return }
-    let (released, _) = installedCache.compareExchange(expected: raw, desired: 0, ordering: .acquiringAndReleasing)
-    if released, let address = UnsafeRawPointer(bitPattern: raw) {
-        installedExplicitly.store(false, ordering: .relaxed)
-        Unmanaged<SharedCache>.fromOpaque(address).release()
-    }
+    // Holding `installing` while the path cache goes, so a concurrent install cannot have its
+    // own path cache taken away.
+    let (taken, _) = installedCache.compareExchange(
+        expected: raw, desired: installing, ordering: .acquiringAndReleasing)
+    guard taken else { return }
+    let pathCache = installedPathCache.exchange(0, ordering: .acquiringAndReleasing)
+    installedExplicitly.store(false, ordering: .relaxed)
+    installedCache.store(0, ordering: .releasing)
+    releaseInstalled(pathCache, as: PathCache.self)
+    releaseInstalled(raw, as: SharedCache.self)
 }
 
 // MARK: - Allocation
@@ -196,6 +238,47 @@ public func ptr_calloc(_ count: Int, _ byteCount: Int) -> UnsafeMutableRawPointe
 public func ptr_free(_ pointer: UnsafeMutableRawPointer?) {
     withInstalledCache(()) { cache in
         do throws(FreeError) { try cache.free(pointer: pointer) } catch { Errno.setCurrent(.invalidArgument) }
+    }
+}
+
+// MARK: - Path cache
+// The hot paths of `PathCache`: no lock, no system call, no heap (its object was made when the
+// cache was installed), so they may run in signal handlers.
+
+/// The bytes of a C string, without its NUL; empty for NULL (which the path cache refuses as invalid).
+@inline(__always)
+private func pathBytes(_ path: UnsafePointer<CChar>?) -> UnsafeRawBufferPointer {
+    guard let path else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+    return UnsafeRawBufferPointer(start: path, count: strlen(path))
+}
+
+@_cdecl("shm_path_insert")
+public func shm_path_insert(_ path: UnsafePointer<CChar>?, _ flags: UInt8) -> Bool {
+    withInstalledPathCache(false) { pathCache in
+        do throws(PathCacheError) {
+            try pathCache.insert(pathBytes(path), flags: PathFlags(rawValue: flags))
+            return true
+        } catch {
+            Errno.setCurrent(error.errnoValue)
+            return false
+        }
+    }
+}
+
+@_cdecl("shm_path_search")
+public func shm_path_search(_ path: UnsafePointer<CChar>?, _ flags: UnsafeMutablePointer<UInt8>?) -> Bool {
+    withInstalledPathCache(false) { pathCache in
+        do throws(PathCacheError) {
+            guard let found = try pathCache.search(pathBytes(path)) else {
+                Errno.setCurrent(.noSuchFileOrDirectory)
+                return false
+            }
+            flags?.pointee = found.rawValue
+            return true
+        } catch {
+            Errno.setCurrent(error.errnoValue)
+            return false
+        }
     }
 }
 

@@ -42,6 +42,46 @@ struct CLibraryLoadingTests {
         }
     }
 
+    @Test("the library's memory comes through posix_memalign, malloc and free alone, which its arena wraps")
+    func importsNoOtherAllocator() throws {
+        let scratch = try ScratchDirectory()
+        let nm = try runToEnd("/usr/bin/env", ["nm", "-D", "--undefined-only", Self.library], in: scratch)
+        try #require(nm.termination == .exited(0), "\(nm.outputTail)")
+        let imported = Set(nm.output.split(separator: "\n").compactMap {
+            $0.split(separator: " ").last?.split(separator: "@").first
+        })
+        #expect(imported.contains("free"))
+        // Memory from anywhere else would reach the arena's free, or arena memory libc's realloc.
+        #expect(imported.isDisjoint(with: ["calloc", "realloc", "reallocarray", "aligned_alloc", "memalign", "valloc"]))
+    }
+
+    /// Exits 0 when, at the start of main, the preloaded library has mapped the cache and nothing
+    /// has taken memory from malloc (mallinfo2's arena is the heap obtained from the system).
+    static let untouchedHeapProgram = #"""
+        #define _GNU_SOURCE
+        #include <dlfcn.h>
+        #include <malloc.h>
+
+        int main(void) {
+            size_t heap = mallinfo2().arena;
+            void *(*user_base)(void) = (void *(*)(void))dlsym(RTLD_DEFAULT, "get_shm_user_base");
+            if (user_base == NULL || user_base() == NULL) return 2;
+            return heap == 0 ? 0 : 3;
+        }
+        """#
+
+    @Test("the load-time mapping of a ready SHM_FILE leaves the process's malloc alone")
+    func loadTimeMappingTouchesNoHeap() throws {
+        let scratch = try ScratchDirectory()
+        let program = try Self.compile(Self.untouchedHeapProgram, in: scratch, flags: ["-ldl"])
+        // Ready beforehand: what every start but the file's first meets (creating it may use the heap).
+        let cachePath = scratch.file("cache.shm")
+        _ = try SharedCache(path: cachePath, policy: .createIfNeeded(.default))
+        let run = try runToEnd(
+            "/usr/bin/env", ["LD_PRELOAD=" + Self.library, "SHM_FILE=" + cachePath, program], in: scratch)
+        #expect(run.termination == .exited(0), "exit 2: not mapped, 3: heap used; \(run.outputTail)")
+    }
+
     /// Allocates its argument's bytes through functions found at run time (the program is not
     /// linked against the library: only a preload provides them) and prints the offset.
     static let preloadedProgram = #"""

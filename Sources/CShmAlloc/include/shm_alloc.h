@@ -96,6 +96,45 @@ size_t get_shm_min_allocatable_size(void);   /* the least memory an allocation t
 size_t get_sizeof_block_header(void);        /* bytes in front of every allocation, inside its node (8) */
 size_t get_mapping_size_needed_by_shm(void); /* bytes mapped: the whole file (header, words, index, data) */
 
+/*
+ * The shared path cache: paths and a verdict byte for each, kept in the mapped cache file for every
+ * process and thread that maps it (the same cache as Swift's ShmPathCache.PathCache on that file).
+ * Paths are absolute byte strings, not normalised ("/a//b" and "/a/b" are two paths). Entries stay
+ * for the life of the file.
+ *
+ * Both calls are lock-free and async-signal-safe: no lock, no heap, no system call (but for the
+ * first allocation of a process, which registers it as shm_malloc's does); they may run in any
+ * thread, any process, and in signal handlers.
+ */
+
+/* Flags bits with a meaning to the cache; the other five bits (0xf8) are the caller's, kept as given. */
+#define SHM_PATH_ALLOW  0x1  /* the path may be accessed */
+#define SHM_PATH_DENY   0x2  /* the path may not be accessed */
+#define SHM_PATH_PREFIX 0x4  /* the entry answers for every path below it at a '/' boundary */
+
+/*
+ * Caches `flags` for `path` (NUL-terminated), or replaces the flags cached for it: the last
+ * writer wins. Returns true on success; on failure returns false, sets errno and changes nothing:
+ *   EINVAL        path NULL, empty or relative; or no cache mapped (as shm_malloc), or the mapped
+ *                 file's geometry cannot hold a path cache (its largest size below 64 B, or more
+ *                 than 2^32 smallest nodes)
+ *   ENAMETOOLONG  path longer than one allocation holds (1000 bytes at the default geometry)
+ *   ENOMEM        no room in the cache for a new entry or table
+ */
+bool shm_path_insert(const char *path, uint8_t flags);
+
+/*
+ * Looks `path` up. A hit returns true and stores the flags in *flags (when flags is not NULL):
+ * those of path's own entry, else those of its longest ancestor at a '/' boundary that carries
+ * SHM_PATH_PREFIX ("/usr/local" with PREFIX answers for "/usr/local/bin/cc", not for
+ * "/usr/localx"; "/" with PREFIX answers for every path). An exact entry beats every prefix, even
+ * one without SHM_PATH_PREFIX itself.
+ * A miss returns false with errno = ENOENT and leaves *flags alone. Errors return false with
+ * errno = EINVAL (path NULL, empty or relative; no cache mapped; a geometry without a path cache).
+ * A path too long to be inserted can still be answered by a prefix entry (else it is a miss).
+ */
+bool shm_path_search(const char *path, uint8_t *flags);
+
 #ifdef __cplusplus
 }
 #endif
