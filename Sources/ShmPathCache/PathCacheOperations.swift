@@ -14,7 +14,7 @@
 // (leaked, as the allocator leaks whatever a dead process held) and a prefix count one too high.
 
 #if !hasFeature(Embedded)  // the C library will compile these files as one module with the allocator
-@_spi(CrashTesting) import ShmAlloc
+@_spi(CrashTesting) @_spi(PathCounters) import ShmAlloc
 import ShmFormat
 #endif
 import CShmSystem
@@ -50,6 +50,7 @@ extension PathCache {
             throw error
         }
         if previousFlags & PathCacheLayout.prefixFlag != 0 { prefixCount(root).pointee.subtract(1, ordering: .relaxed) }
+        count(PathCounters.insertsIndex, in: cache.pathCounters())
     }
 
     /// The flags cached for `path`: those of its own entry, else those of its longest ancestor at
@@ -60,6 +61,27 @@ extension PathCache {
     /// - Throws: ``PathCacheError/invalidPath`` for an empty or relative path.
     public func search(_ path: UnsafeRawBufferPointer) throws(PathCacheError) -> PathFlags? {
         try checkAbsolute(path)
+        let flags = answer(path)
+        let counters = cache.pathCounters()
+        count(PathCounters.searchesIndex, in: counters)
+        if flags != nil { count(PathCounters.hitsIndex, in: counters) }
+        return flags
+    }
+
+    /// Adds one to this process's path counter `index` (see `SharedCache.pathCounters()`).
+    ///
+    /// A relaxed load and store, not an atomic add: only this process writes the counters, so
+    /// between processes nothing is lost; its own threads may overwrite each other's increments.
+    /// An add (`lock xadd`) would cost a search more than the 2 ns budget for statistics.
+    @inline(__always)
+    func count(_ index: Int, in counters: UnsafeMutablePointer<Atomic<UInt64>>) {
+        let counter = counters + index
+        counter.pointee.store(counter.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    }
+
+    /// ``search(_:)`` of an absolute path, not counted.
+    @inline(__always)
+    func answer(_ path: UnsafeRawBufferPointer) -> PathFlags? {
         guard let root = existingRoot() else { return nil }
         if path.count <= longestPath, let flags = find(path, root: root) { return PathFlags(rawValue: flags) }
         // Relaxed: see `insert`; no prefix entries is the common case, and costs this one load.
