@@ -113,19 +113,38 @@ extension MultiProcessTests {
         #expect(Self.pathCounters(of: getpid(), in: paths.cache) == PathCounters())
     }
 
+    /// Makes entries `1 ..< end` of `cache`'s owner table name this (live) process, as entry 0
+    /// does since it opened the cache, so that other processes find them taken.
+    static func takeOwnerEntries(_ cache: SharedCache, below end: Int) throws {
+        let own = OwnerTable.identity(in: ownerTable(cache), entry: 0)
+        try #require(OwnerTable.pid(ofIdentity: own) == getpid())
+        for entry in 1..<end {
+            (cache.fileBase + cache.layout.ownersOffset + entry * OwnerTable.entrySize)
+                .storeBytes(of: own.littleEndian, as: UInt64.self)
+        }
+    }
+
+    @Test("path counters: a process that finds no owner entry free counts nothing in the file")
+    func pathCountersWithoutEntry() throws {
+        let scratch = try ScratchDirectory()
+        let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
+        try Self.takeOwnerEntries(paths.cache, below: OwnerTable.entryCount)
+        let helper = try Self.runCountedPaths(paths, inserts: 300, searches: 500, hits: 400, in: scratch)
+        #expect(Self.pathCounters(of: helper, in: paths.cache) == nil, "no entry names the helper")
+        let table = Self.ownerTable(paths.cache)
+        let counted = (0..<OwnerTable.entryCount).map { OwnerTable.pathCounters(in: table, entry: $0) }
+        #expect(counted.allSatisfy { $0 == PathCounters() }, "and no entry counted its searches")
+        #expect(try paths.search("/counted/299") == .allow, "its inserts themselves are in the cache")
+    }
+
     @Test("path counters: an owner entry taken over from an exited process starts from 0")
     func pathCountersOfReusedEntry() throws {
         let scratch = try ScratchDirectory()
         let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
         // Every entry but the last names this live process, so each helper can only take the last.
-        let table = Self.ownerTable(paths.cache)
-        let own = OwnerTable.identity(in: table, entry: 0)
-        try #require(OwnerTable.pid(ofIdentity: own) == getpid())
         let last = OwnerTable.entryCount - 1
-        for entry in 1..<last {
-            (paths.cache.fileBase + paths.cache.layout.ownersOffset + entry * OwnerTable.entrySize)
-                .storeBytes(of: own.littleEndian, as: UInt64.self)
-        }
+        try Self.takeOwnerEntries(paths.cache, below: last)
+        let table = Self.ownerTable(paths.cache)
         let first = try Self.runCountedPaths(paths, inserts: 300, searches: 500, hits: 400, in: scratch)
         #expect(OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last)) == first)
         #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 500, hits: 400, inserts: 300))
