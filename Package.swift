@@ -73,8 +73,9 @@ let package = Package(
             exclude: ["README.md"]
         ),
         // Workloads and their plumbing, for `shmtop load/demo`, the benchmarks and the tests (not a
-        // product): the seedable generator, realistic path names, the load writers, stop signals.
-        .target(name: "ShmWorkloads", dependencies: ["ShmAlloc", "ShmSystem"], exclude: ["README.md"]),
+        // product): the seedable generator, realistic path names, the load writers and their path
+        // checks, stop signals.
+        .target(name: "ShmWorkloads", dependencies: ["ShmAlloc", "ShmPathCache", "ShmSystem"], exclude: ["README.md"]),
         // ncursesw (wide characters) with shims for what Swift cannot import; see its shim.h.
         .systemLibrary(name: "CNcurses"),
         // `shmtop watch`: the live ncurses view. Renders what ShmInspect computes; never reads the format itself,
@@ -87,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "shmtop",
             dependencies: [
-                "ShmFormat", "ShmAlloc", "ShmInspect", "ShmTUI", "ShmSystem", "ShmWorkloads",
+                "ShmFormat", "ShmAlloc", "ShmPathCache", "ShmInspect", "ShmTUI", "ShmSystem", "ShmWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["README.md"]
@@ -123,8 +124,8 @@ let package = Package(
         .testTarget(
             name: "ShmInspectTests",
             dependencies: [
-                "ShmFormat", "ShmInspect", "ShmAlloc", "ShmSystem", "ShmWorkloads", "ShmTestSupport", "shmtop",
-                "shm-inspect-fixture",
+                "ShmFormat", "ShmInspect", "ShmAlloc", "ShmPathCache", "ShmSystem", "ShmWorkloads", "ShmTestSupport",
+                "shmtop", "shm-inspect-fixture",
             ]
         ),
         // The live view: pure rendering, and `shmtop watch` driven in tmux.

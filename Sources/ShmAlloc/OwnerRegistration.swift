@@ -10,6 +10,10 @@
 // the entry of a process that has exited outside any operation; a process that finds no such
 // entry writes its intents to process memory instead, and its allocations are attributed by pid
 // alone.
+// The entry also holds the process's path cache counters (ShmPathCache counts its searches and
+// inserts there): zeroed when the process claims the entry, so a reused entry starts from 0, and
+// written by this process alone. A process without an entry counts into process memory, where
+// nobody reads the counts.
 // Entries are not given back on close: the allocations a process leaves in the cache stay
 // attributed to it until its entry is needed by another.
 
@@ -20,26 +24,29 @@ import Synchronization
 
 /// This process's registration with one cache, in process memory.
 struct OwnerRegistration: ~Copyable {
-    /// Process memory: the pid the entry was claimed for, the address of its intent slots, and
-    /// the intent slots used when the table has no room.
+    /// Process memory: the pid the entry was claimed for, the addresses of its intent slots and
+    /// path counters, and the intent slots and counters used when the table has no room.
     private let storage: UnsafeMutablePointer<Atomic<UInt64>>
     /// The owner table in the mapped file.
     private let table: UnsafeMutableRawPointer
 
     private static let pidWord = 0
     private static let intentsWord = 1
-    private static let fallbackWords = 2
+    private static let countersWord = 2
+    private static let fallbackIntentsWord = 3
+    private static let fallbackCountersWord = fallbackIntentsWord + OwnerTable.intentSlots
+    private static let storageWords = fallbackCountersWord + PathCounters.wordCount
 
     /// Prepares the registration of the calling process in `table`, which happens in
     /// ``register()`` or else on its first allocation or free (see `intent(slot:)`).
     init(table: UnsafeMutableRawPointer) {
         self.table = table
-        storage = .allocate(capacity: Self.fallbackWords + OwnerTable.intentSlots)
-        for word in 0..<(Self.fallbackWords + OwnerTable.intentSlots) { (storage + word).initialize(to: Atomic(0)) }
+        storage = .allocate(capacity: Self.storageWords)
+        for word in 0..<Self.storageWords { (storage + word).initialize(to: Atomic(0)) }
     }
 
     deinit {
-        storage.deinitialize(count: Self.fallbackWords + OwnerTable.intentSlots)
+        storage.deinitialize(count: Self.storageWords)
         storage.deallocate()
     }
 
@@ -52,6 +59,16 @@ struct OwnerRegistration: ~Copyable {
         return intents + OwnerTable.intentWord(slot: slot)
     }
 
+    /// The calling process's path counters (``PathCounters/wordCount`` words, in the order of
+    /// `PathCounters`' indices), registering the process first as `intent(slot:)` does: its
+    /// owner entry's, or words in process memory when it has none.
+    @inline(__always)
+    func pathCounters() -> UnsafeMutablePointer<Atomic<UInt64>> {
+        register()
+        let counters = storage[Self.countersWord].load(ordering: .relaxed)
+        return UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(counters))!
+    }
+
     /// Registers the calling process now, unless it already has.
     @inline(__always)
     func register() {
@@ -62,12 +79,16 @@ struct OwnerRegistration: ~Copyable {
         if storage[Self.pidWord].load(ordering: .relaxed) != UInt64(UInt32(bitPattern: pid)) { register(pid: pid) }
     }
 
-    /// Claims an entry for `pid` and points the intents at it.
+    /// Claims an entry for `pid` and points the intents and path counters at it.
     @inline(never)
     private func register(pid: Int32) {
         let entry = ProcessIdentity.status(ofProcess: pid).flatMap { claimEntry(pid: pid, startTime: $0.startTime) }
-        let intents = entry.map { $0 + OwnerTable.intentsOffset } ?? UnsafeMutableRawPointer(storage + Self.fallbackWords)
+        let intents = entry.map { $0 + OwnerTable.intentsOffset }
+            ?? UnsafeMutableRawPointer(storage + Self.fallbackIntentsWord)
+        let counters = entry.map { $0 + OwnerTable.pathCountersOffset }
+            ?? UnsafeMutableRawPointer(storage + Self.fallbackCountersWord)
         storage[Self.intentsWord].store(UInt64(UInt(bitPattern: intents)), ordering: .relaxed)
+        storage[Self.countersWord].store(UInt64(UInt(bitPattern: counters)), ordering: .relaxed)
         storage[Self.pidWord].store(UInt64(UInt32(bitPattern: pid)), ordering: .relaxed)
     }
 
@@ -99,6 +120,7 @@ struct OwnerRegistration: ~Copyable {
     /// Claims entry `index` for `identity` if it is free, or with `takingExited` if its process
     /// has exited outside any operation (all its intents clear). The entry of a process that died
     /// inside an allocate or a free is kept: its intent is the only record of who holds that node.
+    /// A claimed entry's path counters start from 0.
     private func claim(_ index: Int, as identity: UInt64, takingExited: Bool) -> Bool {
         let current = identityWord(index).pointee.load(ordering: .relaxed)
         let intents = intents(ofEntry: index)
@@ -107,6 +129,11 @@ struct OwnerRegistration: ~Copyable {
                 && (0..<OwnerTable.intentSlots).allSatisfy { intents[$0].load(ordering: .relaxed) == 0 }),
             identityWord(index).pointee.compareExchange(expected: current, desired: identity, ordering: .relaxed).exchanged
         else { return false }
+        // Zeroed after the CAS, not before: until it, another claimer may win the entry and count.
+        // The previous owner is gone (or the entry was never used), so nobody else writes them now.
+        let counters = (table + index * OwnerTable.entrySize + OwnerTable.pathCountersOffset)
+            .assumingMemoryBound(to: Atomic<UInt64>.self)
+        for word in 0..<PathCounters.wordCount { counters[word].store(0, ordering: .relaxed) }
         return true
     }
 

@@ -162,6 +162,13 @@ public final class SharedCache: @unchecked Sendable {
     /// Listings the repair passes added: free space that crashed processes had hidden.
     public var repairedListings: UInt64 { repairedListingCount.pointee.load(ordering: .relaxed) }
 
+    /// This process's path cache counters, for ShmPathCache to count its searches and inserts:
+    /// ``PathCounters/wordCount`` words at `PathCounters`' indices, in this process's owner-table
+    /// entry (registering the process first, as its first allocation would), or in process memory
+    /// when it has none. Only this process writes them. Async-signal-safe, no heap.
+    @_spi(PathCounters)
+    public func pathCounters() -> UnsafeMutablePointer<Atomic<UInt64>> { owners.pathCounters() }
+
     /// Block `index`'s buddy word, read atomically.
     public func word(ofBlock index: Int) -> UInt64 {
         precondition((0..<blockCount).contains(index), "block \(index) out of 0..<\(blockCount)")

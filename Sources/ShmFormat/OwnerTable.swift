@@ -113,6 +113,8 @@ public enum OwnerTable {
 public struct PathCounters: Hashable, Sendable {
     /// The counters' places, in 8-byte words after ``OwnerTable/pathCountersOffset``.
     public static let searchesIndex = 0, hitsIndex = 1, insertsIndex = 2
+    /// The counters' words in an entry.
+    public static let wordCount = 3
     /// Searches made.
     public var searches: UInt64
     /// Searches answered, by the path's own entry or by a prefix entry.

@@ -7,17 +7,23 @@ import Musl
 #endif
 import ShmAlloc
 
-/// What a writer did, as one line `load` parses: `allocations=… frees=… failures=… verificationErrors=… invalidFrees=…`.
+/// What a writer did, as one line `load` parses: `allocations=… frees=… failures=… verificationErrors=…
+/// invalidFrees=…`, then its path checks' `searches=… hits=… verdicts=… refusedVerdicts=… verified=…
+/// pathErrors=…`.
 public struct WorkloadSummary: Hashable, Sendable {
     public var allocations = 0
     public var frees = 0
     public var failures = 0
     public var verificationErrors = 0
     public var invalidFrees = 0
+    /// The path checks' figures (all 0 for a writer that makes none).
+    public var paths = PathCheckSummary()
 
     /// The `key=value` line.
     public var line: String {
         "allocations=\(allocations) frees=\(frees) failures=\(failures) verificationErrors=\(verificationErrors) invalidFrees=\(invalidFrees)"
+            + " searches=\(paths.searches) hits=\(paths.hits) verdicts=\(paths.verdicts)"
+            + " refusedVerdicts=\(paths.refused) verified=\(paths.verified) pathErrors=\(paths.errors)"
     }
 
     public init() {}
@@ -30,13 +36,19 @@ public struct WorkloadSummary: Hashable, Sendable {
             if parts.count == 2, let value = Int(parts[1]) { fields[String(parts[0])] = value }
         }
         guard let allocations = fields["allocations"], let frees = fields["frees"], let failures = fields["failures"],
-              let verificationErrors = fields["verificationErrors"], let invalidFrees = fields["invalidFrees"]
+              let verificationErrors = fields["verificationErrors"], let invalidFrees = fields["invalidFrees"],
+              let searches = fields["searches"], let hits = fields["hits"], let verdicts = fields["verdicts"],
+              let refused = fields["refusedVerdicts"], let verified = fields["verified"],
+              let pathErrors = fields["pathErrors"]
         else { return nil }
         self.allocations = allocations
         self.frees = frees
         self.failures = failures
         self.verificationErrors = verificationErrors
         self.invalidFrees = invalidFrees
+        paths = PathCheckSummary(
+            searches: searches, hits: hits, verdicts: verdicts, refused: refused, verified: verified,
+            errors: pathErrors)
     }
 
     /// The sum of two writers' figures.
@@ -47,6 +59,7 @@ public struct WorkloadSummary: Hashable, Sendable {
         sum.failures += rhs.failures
         sum.verificationErrors += rhs.verificationErrors
         sum.invalidFrees += rhs.invalidFrees
+        sum.paths = lhs.paths + rhs.paths
         return sum
     }
 }
@@ -88,11 +101,15 @@ public struct Workload {
     private var heldBytes = 0
     private var nextSeed: UInt64
     private var random: SplitMix64
+    /// The path checks the writer makes, one per allocation, as a traced process checks a path
+    /// before each file it opens; `nil` for none.
+    private var pathChecks: PathChecks?
 
-    /// Writer number `index` (0-based) of `parameters.writers` on `cache`.
-    public init(cache: SharedCache, index: Int, parameters: Parameters) {
+    /// Writer number `index` (0-based) of `parameters.writers` on `cache`, making `pathChecks`.
+    public init(cache: SharedCache, index: Int, parameters: Parameters, pathChecks: PathChecks? = nil) {
         self.cache = cache
         self.index = index
+        self.pathChecks = pathChecks
         let usable = cache.geometry.capacity - cache.layout.nullRegionLength
         peakBytes = Double(usable) * min(max(parameters.fill, 0), 1) / Double(max(parameters.writers, 1))
         self.period = max(parameters.period, 0.1)
@@ -108,7 +125,8 @@ public struct Workload {
     }
 
     /// Runs until `seconds` pass (0: forever) or a stop is requested (``StopSignals``), then
-    /// frees everything held. `rate` paces it to that many operations a second (0: flat out).
+    /// frees everything held and verifies the path verdicts it inserted. `rate` paces it to that
+    /// many operations a second (0: flat out).
     public mutating func run(seconds: Double, rate: Int) {
         let start = ContinuousClock.now
         let batch = rate > 0 ? max(1, rate / 100) : 1000
@@ -136,9 +154,12 @@ public struct Workload {
             }
         }
         while !held.isEmpty { removeRandom() }
+        pathChecks?.verify()
+        summary.paths = pathChecks?.summary ?? PathCheckSummary()
     }
 
     private mutating func insert() {
+        pathChecks?.checkNext()
         let seed = nextSeed
         nextSeed &+= 1
         let bytes = PathNames.path(seed: seed)

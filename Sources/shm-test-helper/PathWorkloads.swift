@@ -1,6 +1,6 @@
 // The path cache's roles (Tests/ShmAllocTests/PathCacheProcessTests.swift): writers that insert
 // overlapping paths and check the others' completed inserts, a crash workload killed at a crash
-// point, and inserts from a signal handler.
+// point, inserts from a signal handler, and a process whose searches and inserts are counted.
 
 #if canImport(Glibc)
 import Glibc
@@ -207,4 +207,29 @@ func countPathHeapAllocations(path: String, pairs: Int) {
         number = number % 20_000 + 1
         return insertAndCheckSignalPath(paths, UInt8(ascii: "q"), number, buffer: buffer)
     }
+}
+
+// MARK: - paths-count
+
+/// `paths-count PATH INSERTS SEARCHES HITS`: inserts `/counted/0` (a prefix entry) …
+/// `/counted/<INSERTS-1>`, then makes SEARCHES searches of which the first HITS must be answered
+/// (alternately by an entry and by the prefix: `/counted/0/below/<n>`) and the rest must not
+/// (`/missing/<n>`). A count of 0 inserts searches what an earlier run inserted. Prints `pid=…`; a
+/// wrong answer fails it.
+func countedPaths(path: String, inserts: Int, searches: Int, hits: Int) -> Never {
+    let paths = attachPaths(path)
+    do {
+        for number in 0..<inserts {
+            try paths.insert("/counted/\(number)", flags: number == 0 ? PathFlags.allow.union(.prefix) : .allow)
+        }
+        for number in 0..<searches {
+            let searched = number >= hits ? "/missing/\(number)"
+                : number % 2 == 0 ? "/counted/\(number / 2)" : "/counted/0/below/\(number)"
+            guard try (paths.search(searched) != nil) == (number < hits) else { fail("\(searched): wrong answer") }
+        }
+    } catch {
+        fail("\(error)")
+    }
+    FileDescriptor.standardOutput.writeLine("pid=\(getpid())")
+    exit(0)
 }

@@ -14,6 +14,7 @@
 //   paths-crash  PATH POINT HIT SEED JOURNAL               path inserts until a crash point kills it
 //   paths-signals PATH                                     path inserts in a loop and in SIGALRM handlers
 //   paths-heap   PATH PAIRS                                count heap allocations over PAIRS path inserts
+//   paths-count  PATH INSERTS SEARCHES HITS                inserts and searches, counted in the owner entry
 
 #if canImport(Glibc)
 import Glibc
@@ -87,6 +88,8 @@ case "paths-signals":
     pathSignals(path: argument(2))
 case "paths-heap":
     countPathHeapAllocations(path: argument(2), pairs: integer(3))
+case "paths-count":
+    countedPaths(path: argument(2), inserts: integer(3), searches: integer(4), hits: integer(5))
 case "paths-crash":
     #if SHM_CRASH_POINTS
     guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }

@@ -3,11 +3,12 @@
 
 import ArgumentParser
 import Foundation
-import ShmAlloc
+@_spi(PathCounters) import ShmAlloc
 import ShmFormat
 import ShmPathCache
 import ShmWorkloads
 import ShmSystem
+import Synchronization
 
 /// The `paths` group: 100 000 distinct 40-byte paths in a 64 MiB cache.
 struct PathBenchmarks {
@@ -105,6 +106,14 @@ struct PathBenchmarks {
             ratio: perPath / Double(Self.pathLength), ratioName: "path", target: "≤ 2× the path",
             met: perPath <= 2 * Double(Self.pathLength)))
 
+        let threaded = (0..<runs).map { _ in Self.searchesOnTwoThreads(pathCache, paths) }
+        let threadedHit = median(threaded.map(\.nanoseconds))
+        table.add(ResultRow(section: Self.section, workload: "search, cached, 2 threads of one process",
+                            value: threadedHit, unit: "ns", baseline: hit, baselineName: "1 thread",
+                            ratio: threadedHit / hit, ratioName: "1 thread"))
+        table.add(ResultRow(section: Self.section, workload: "their searches the process's counters kept",
+                            value: median(threaded.map(\.counted)) * 100, unit: "%"))
+
         let one = median(try (0..<runs).map { _ in try searchThroughput(processes: 1, path: pathCache.cache.path) })
         let two = median(try (0..<runs).map { _ in try searchThroughput(processes: 2, path: pathCache.cache.path) })
         table.add(ResultRow(section: Self.section, workload: "searches, 1 process", value: one, unit: "M/s"))
@@ -116,6 +125,22 @@ struct PathBenchmarks {
         table.add(ResultRow(section: Self.section, workload: "the same question to a server, Unix socket round trip",
                             value: roundTrip, unit: "ns", baseline: hit, baselineName: "cache", ratio: roundTrip / hit,
                             ratioName: "cache search"))
+    }
+
+    /// Nanoseconds per search of two threads searching the cached paths at once, and the share of
+    /// their searches that the process's path counters kept: the threads share the counters, whose
+    /// increments are a load and a store (see `PathCache.count`), so some overwrite others.
+    static func searchesOnTwoThreads(
+        _ pathCache: PathCache, _ paths: [UInt8]
+    ) -> (nanoseconds: Double, counted: Double) {
+        let counters = pathCache.cache.pathCounters()
+        let before = counters[PathCounters.searchesIndex].load(ordering: .relaxed)
+        let perThread = onThreads(2) { thread in
+            let first = thread * entries / 2
+            return searches(pathCache, paths, steps: first..<(first + searchesPerRun / 2), expectFound: true)
+        }
+        let counted = counters[PathCounters.searchesIndex].load(ordering: .relaxed) - before
+        return (perThread.reduce(0, +) / 2, Double(counted) / Double(searchesPerRun / 2 * 2))
     }
 
     /// Million searches per second summed over `processes` path workers started together.

@@ -18,10 +18,11 @@ extension Shmtop {
         static let configuration = CommandConfiguration(
             abstract: "Create a cache, run `load` on it, and show it live.",
             discussion: """
-                Without --file the cache is a temporary file (default geometry) removed at the end. Opens the \
-                live view (`shmtop watch`), refreshed every --interval seconds; without a terminal, prints a \
-                snapshot every --interval seconds instead. q or Ctrl-C stops the writers and exits (Ctrl-C with \
-                status 130, SIGTERM with 143).
+                The writers allocate and free as `load` does and check real paths in the shared path cache \
+                (`load --paths`). Without --file the cache is a temporary file (default geometry) removed at \
+                the end. Opens the live view (`shmtop watch`), refreshed every --interval seconds; without a \
+                terminal, prints a snapshot every --interval seconds instead. q or Ctrl-C stops the writers \
+                and exits (Ctrl-C with status 130, SIGTERM with 143).
                 """
         )
 
@@ -55,7 +56,8 @@ extension Shmtop {
             let load: ChildProcess
             do {
                 load = try ChildProcess.spawn(
-                    ChildProcess.currentExecutable, ["load", path, "--writers", "\(writers)", "--seconds", "0"],
+                    ChildProcess.currentExecutable,
+                    ["load", path, "--writers", "\(writers)", "--seconds", "0", "--paths"],
                     standardOutput: log, standardError: log, blocking: StopSignals.signals)
             } catch {
                 if let log { close(log) }

@@ -4,7 +4,9 @@ import Glibc
 import Musl
 #endif
 import ArgumentParser
+import ShmAlloc
 import ShmInspect
+import ShmPathCache
 import ShmSystem
 import ShmWorkloads
 
@@ -19,7 +21,10 @@ extension Shmtop {
                 before freeing them, and follow a grow-and-shrink cycle between 20 % and 100 % of --fill, \
                 so a watched heatmap moves. On exit or Ctrl-C every writer frees what it holds and the \
                 totals are printed; any verification error makes the exit status 1, else Ctrl-C (SIGINT) \
-                makes it 130 and SIGTERM 143, as for `demo` and `watch`.
+                makes it 130 and SIGTERM 143, as for `demo` and `watch`. With --paths, each writer also checks \
+                real paths of this system in the cache's shared path cache before each allocation, as a traced \
+                process does before opening a file, and caches a verdict on a miss; at the end it verifies every \
+                verdict it inserted, and the totals include the searches, the hit rate and the cached entries.
                 """
         )
 
@@ -81,9 +86,32 @@ extension Shmtop {
                 if !ending.isSuccess { problems.append("writer \(worker.process.pid): \(ending)") }
             }
             FileDescriptor.standardOutput.writeLine("load: \(total.line)")
+            if workload.paths {
+                let figures = pathFigures(total.paths, path: path, problems: &problems)
+                FileDescriptor.standardOutput.writeLine("load: \(figures)")
+            }
             for problem in problems { printError("shmtop: \(path): \(problem)") }
-            if total.verificationErrors > 0 || total.invalidFrees > 0 || !problems.isEmpty { throw ExitCode.failure }
+            if total.verificationErrors > 0 || total.invalidFrees > 0 || total.paths.errors > 0 || !problems.isEmpty {
+                throw ExitCode.failure
+            }
             try StopSignals.exitIfRequested()
+        }
+
+        /// The path checks' totals in words, with the entries the path cache holds now; a path
+        /// cache that cannot be read or walks to invalid slots is a problem.
+        private func pathFigures(_ figures: PathCheckSummary, path: String, problems: inout [String]) -> String {
+            let hitRate = Format.percent(figures.searches > 0 ? Double(figures.hits) / Double(figures.searches) : 0)
+            var entries = "?"
+            do {
+                let census = try PathCache(cache: SharedCache(path: path, policy: .attach)).census()
+                entries = "\(census.entries)"
+                if census.invalidSlots > 0 { problems.append("path cache: \(census.invalidSlots) invalid slots") }
+            } catch {
+                problems.append("path cache: \(error)")
+            }
+            let verified = "\(figures.verified) of \(figures.verdicts) verdicts inserted found with their flags"
+            let searched = "\(figures.searches) searches, \(figures.hits) hits (hit rate \(hitRate))"
+            return "path cache: \(searched), \(entries) entries; \(verified)"
         }
 
         private func failure(_ path: String, _ what: String) -> ExitCode {

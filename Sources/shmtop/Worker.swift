@@ -7,6 +7,7 @@ import ArgumentParser
 import ShmAlloc
 import ShmFormat
 import ShmInspect
+import ShmPathCache
 import ShmWorkloads
 
 extension Shmtop {
@@ -24,7 +25,17 @@ extension Shmtop {
             StopSignals.install()
             let path = try file.resolved()
             let cache = try failingWithOneLine { () throws(CacheError) in try SharedCache(path: path, policy: .attach) }
-            var writer = Workload(cache: cache, index: index, parameters: workload.parameters)
+            var pathChecks: PathChecks?
+            if workload.paths {
+                let pathCache: PathCache
+                do { pathCache = try PathCache(cache: cache) } catch {
+                    printError("shmtop: \(path): the cache's geometry holds no path cache (\(error))")
+                    throw ExitCode.failure
+                }
+                let paths = SystemPaths(longest: pathCache.longestPath)
+                pathChecks = PathChecks(pathCache: pathCache, paths: paths, writer: index)
+            }
+            var writer = Workload(cache: cache, index: index, parameters: workload.parameters, pathChecks: pathChecks)
             writer.run(seconds: workload.seconds, rate: workload.rate)
             print(writer.summary.line)
         }
@@ -43,6 +54,8 @@ struct WorkloadOptions: ParsableArguments {
     var rate = 50_000
     @Option(parsing: .unconditional, help: "Seconds of one grow-and-shrink cycle.")
     var period: Double = 8
+    @Flag(help: "Writers also check real paths in the shared path cache, as traced processes do, caching verdicts.")
+    var paths = false
 
     func validate() throws {
         guard (1...256).contains(writers) else { throw ValidationError("--writers must be in 1...256") }
@@ -58,5 +71,6 @@ struct WorkloadOptions: ParsableArguments {
     /// The options as arguments, for starting a worker with the same settings.
     var arguments: [String] {
         ["--writers", "\(writers)", "--seconds", "\(seconds)", "--fill", "\(fill)", "--rate", "\(rate)", "--period", "\(period)"]
+            + (paths ? ["--paths"] : [])
     }
 }

@@ -74,6 +74,86 @@ extension MultiProcessTests {
         #expect(files.paths.census().entries == distinct.count, "every distinct path cached exactly once")
     }
 
+    /// Runs `paths-count` on `paths` to its end (see PathWorkloads.swift) and returns its pid.
+    static func runCountedPaths(
+        _ paths: PathCache, inserts: Int, searches: Int, hits: Int, in scratch: ScratchDirectory
+    ) throws -> pid_t {
+        let arguments = ["paths-count", paths.cache.path, "\(inserts)", "\(searches)", "\(hits)"]
+        let process = try TestProcess(BuiltProducts.helper, arguments, in: scratch)
+        #expect(process.wait(timeout: .seconds(60)) == .exited(0), "\(process.outputTail)")
+        #expect(process.result("pid") == Int(process.pid), "\(process.outputTail)")
+        return process.pid
+    }
+
+    /// The owner table of `cache`'s file, as mapped (read once the processes that write it are gone).
+    static func ownerTable(_ cache: SharedCache) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: cache.fileBase + cache.layout.ownersOffset, count: OwnerTable.byteCount)
+    }
+
+    /// The path counters of the owner entry naming `pid`; `nil` when no entry does.
+    static func pathCounters(of pid: pid_t, in cache: SharedCache) -> PathCounters? {
+        let table = ownerTable(cache)
+        let entry = (0..<OwnerTable.entryCount).first {
+            OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: $0)) == pid
+        }
+        return entry.map { OwnerTable.pathCounters(in: table, entry: $0) }
+    }
+
+    @Test("path counters: a process's inserts, searches and hits (entry or prefix) are in its owner entry, exactly")
+    func pathCounters() throws {
+        let scratch = try ScratchDirectory()
+        let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
+        let inserter = try Self.runCountedPaths(paths, inserts: 300, searches: 500, hits: 400, in: scratch)
+        // Searches alone count too, and a process's counts are its own.
+        let searcher = try Self.runCountedPaths(paths, inserts: 0, searches: 700, hits: 250, in: scratch)
+        let inserterCounts = Self.pathCounters(of: inserter, in: paths.cache)
+        #expect(inserterCounts == PathCounters(searches: 500, hits: 400, inserts: 300))
+        #expect(Self.pathCounters(of: searcher, in: paths.cache) == PathCounters(searches: 700, hits: 250, inserts: 0))
+        // This process opened the path cache (whose first search, run at opening, is not counted) and used it not.
+        #expect(Self.pathCounters(of: getpid(), in: paths.cache) == PathCounters())
+    }
+
+    /// Makes entries `1 ..< end` of `cache`'s owner table name this (live) process, as entry 0
+    /// does since it opened the cache, so that other processes find them taken.
+    static func takeOwnerEntries(_ cache: SharedCache, below end: Int) throws {
+        let own = OwnerTable.identity(in: ownerTable(cache), entry: 0)
+        try #require(OwnerTable.pid(ofIdentity: own) == getpid())
+        for entry in 1..<end {
+            (cache.fileBase + cache.layout.ownersOffset + entry * OwnerTable.entrySize)
+                .storeBytes(of: own.littleEndian, as: UInt64.self)
+        }
+    }
+
+    @Test("path counters: a process that finds no owner entry free counts nothing in the file")
+    func pathCountersWithoutEntry() throws {
+        let scratch = try ScratchDirectory()
+        let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
+        try Self.takeOwnerEntries(paths.cache, below: OwnerTable.entryCount)
+        let helper = try Self.runCountedPaths(paths, inserts: 300, searches: 500, hits: 400, in: scratch)
+        #expect(Self.pathCounters(of: helper, in: paths.cache) == nil, "no entry names the helper")
+        let table = Self.ownerTable(paths.cache)
+        let counted = (0..<OwnerTable.entryCount).map { OwnerTable.pathCounters(in: table, entry: $0) }
+        #expect(counted.allSatisfy { $0 == PathCounters() }, "and no entry counted its searches")
+        #expect(try paths.search("/counted/299") == .allow, "its inserts themselves are in the cache")
+    }
+
+    @Test("path counters: an owner entry taken over from an exited process starts from 0")
+    func pathCountersOfReusedEntry() throws {
+        let scratch = try ScratchDirectory()
+        let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
+        // Every entry but the last names this live process, so each helper can only take the last.
+        let last = OwnerTable.entryCount - 1
+        try Self.takeOwnerEntries(paths.cache, below: last)
+        let table = Self.ownerTable(paths.cache)
+        let first = try Self.runCountedPaths(paths, inserts: 300, searches: 500, hits: 400, in: scratch)
+        #expect(OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last)) == first)
+        #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 500, hits: 400, inserts: 300))
+        let second = try Self.runCountedPaths(paths, inserts: 0, searches: 200, hits: 100, in: scratch)
+        let taker = OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last))
+        #expect(taker == second, "the exited helper's entry")
+        #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 200, hits: 100, inserts: 0))
+    }
+
     @Test("path cache: inserts and searches from SIGALRM handlers interrupting inserts and searches")
     func pathSignals() throws { try Self.expectPathSignalSafety(helper: BuiltProducts.helper) }
 

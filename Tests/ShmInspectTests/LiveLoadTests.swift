@@ -7,6 +7,8 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
+import ShmPathCache
+import ShmWorkloads
 import Testing
 import ShmSystem
 import ShmTestSupport
@@ -121,5 +123,51 @@ struct LiveLoadTests {
         #expect(text.contains("load: allocations="), "the writers' summary")
         #expect(text.contains("verificationErrors=0"))
         #expect(!FileManager.default.fileExists(atPath: temporaryFile))
+    }
+
+    @Test("demo: writers check real paths; verdicts cached with the rule's flags, counted in writers' owner entries")
+    func demoChecksPaths() throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.file("demo.shm")
+        let arguments = ["demo", "--file", path, "--writers", "2", "--interval", "0.5", "--ascii"]
+        let demo = try TestProcess(BuiltProducts.shmtop, arguments, in: scratch)
+        // Stopped once both writers have searched a while and hit: their first searches all miss.
+        try #require(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: path) })
+        let watched = try PathCache(cache: SharedCache(path: path, policy: .attach))
+        let ownerTable = UnsafeRawBufferPointer(
+            start: watched.cache.fileBase + watched.cache.layout.ownersOffset, count: OwnerTable.byteCount)
+        func counters() -> [PathCounters] {
+            (0..<OwnerTable.entryCount).map { OwnerTable.pathCounters(in: ownerTable, entry: $0) }
+        }
+        #expect(poll(timeout: .seconds(120)) { counters().filter { $0.searches > 5000 && $0.hits > 0 }.count == 2 })
+        demo.send(SIGINT)
+        #expect(demo.wait(timeout: .seconds(60)) == .exited(128 + SIGINT), "\(demo.outputTail)")
+        let lines = demo.output.split(separator: "\n")
+        let summary = try #require(lines.last { $0.hasPrefix("load: allocations=") })
+        let totals = try #require(WorkloadSummary(line: String(summary)))
+        #expect(totals.verificationErrors == 0)
+        let figures = totals.paths
+        #expect(figures.searches == totals.allocations + totals.failures, "one path check per allocation")
+        #expect(figures.hits > 0 && figures.hits < figures.searches, "a cache that warmed up: \(figures)")
+        #expect(figures.verdicts > 0 && figures.refused == 0)
+        #expect(figures.verified == figures.verdicts && figures.errors == 0, "every verdict found with its flags")
+        let figuresLine = "load: path cache: \(figures.searches) searches, \(figures.hits) hits (hit rate "
+        #expect(lines.contains { $0.hasPrefix(figuresLine) })
+
+        var misjudged = 0
+        let census = watched.census { key, flags, _ in
+            let verdict = Verdict.entry(for: key)
+            if verdict.keyLength != key.count || verdict.flags.rawValue != flags { misjudged += 1 }
+        }
+        #expect(census.entries > 0 && census.entries <= figures.verdicts, "two writers may insert one verdict at once")
+        #expect(census.invalidSlots == 0)
+        #expect(misjudged == 0, "every entry is a key with the rule's verdict")
+        #expect(lines.contains { $0.contains("hits (hit rate ") && $0.contains("), \(census.entries) entries;") })
+        // The writers' own counts, and their verification's (one search and one hit per verdict), are in the file.
+        let counted = counters()
+        #expect(counted.map(\.searches).reduce(0, +) == UInt64(figures.searches + figures.verdicts))
+        #expect(counted.map(\.hits).reduce(0, +) == UInt64(figures.hits + figures.verified))
+        #expect(counted.map(\.inserts).reduce(0, +) == UInt64(figures.verdicts))
+        #expect(counted.filter { $0.searches > 0 }.count == 2, "each writer counts in its own entry")
     }
 }
