@@ -57,6 +57,13 @@ extension CacheInspector {
             totals: counters.totals, activity: activity)
     }
 
+    /// The header's path cache root word as the file holds it now (0: no path cache), read alone:
+    /// a lister of paths needs nothing else of a snapshot.
+    public func pathCacheRoot() throws(InspectError) -> UInt64 {
+        try checkFile()
+        return try readWords(count: 1, at: FileHeader.Field.pathCacheRoot)[0]
+    }
+
     /// The path counters of every owner-table entry, read now.
     public func readPathCounters() throws(InspectError) -> PathCounterReading {
         let table = UnsafeMutableRawBufferPointer.allocate(byteCount: OwnerTable.byteCount, alignment: 8)
