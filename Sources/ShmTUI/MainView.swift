@@ -198,5 +198,41 @@ struct MainView {
         if statistics.failedAllocations > 0 {
             writer.line("failed allocations \(statistics.failedAllocations)", style: CellStyle(.warning), into: &canvas)
         }
+        if let pathCache = frame.pathCache { drawPathCache(pathCache, into: &canvas, writer: &writer) }
+    }
+
+    /// The path cache's section: its walk's figures (with the walk's age), the searches, hits and
+    /// inserts per second over the rate window, and the hit rate's history.
+    private func drawPathCache(_ panel: PathCachePanel, into canvas: inout Canvas, writer: inout PanelWriter) {
+        let report = panel.report
+        guard panel.hasPathCache else {
+            writer.heading("Path cache\(glyphs.dot)no path cache yet", into: &canvas)
+            return
+        }
+        let age = Duration.microseconds(Int((report.figuresAgeSeconds * 1e6).rounded()))
+        writer.heading("Path cache" + glyphs.dot + (report.exists ? "walk \(Format.age(age)) old" : "first walk running"), into: &canvas)
+        func rate(_ value: Double?) -> String { value.map(Format.count) ?? "–" }
+        var pairs: [(label: String, value: String)] = []
+        if report.exists {
+            pairs += [
+                ("entries", "\(report.entries)"), ("prefixes", "\(report.prefixEntries)"),
+                ("bytes", Format.bytes(report.bytes)), ("paths", Format.bytes(report.pathBytes)),
+                ("tables", Format.bytes(report.tableBytes)), ("entry nodes", Format.bytes(report.entryBytes)),
+                ("reclaim", "\(report.nodesAwaitingReclamation)"), ("invalid", "\(report.invalidSlots)"),
+            ]
+        }
+        pairs += [
+            ("searches/s", rate(report.searchesPerSecond)), ("inserts/s", rate(report.insertsPerSecond)),
+            ("hits/s", rate(report.hitsPerSecond)), ("hit rate", report.windowHitRate.map(Format.percent) ?? "–"),
+        ]
+        writer.pairs(pairs, into: &canvas)
+        writer.sparkline(label: "history", values: panel.hitRateHistory, glyphs: glyphs, into: &canvas)
+        if report.exists {
+            let depths = report.depthHistogram.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " ")
+            writer.line("depth " + depths, style: .plain, into: &canvas)
+        }
+        if report.invalidSlots > 0 {
+            writer.line("INVALID SLOTS \(report.invalidSlots): the path cache is damaged", style: CellStyle(.bad, bold: true), into: &canvas)
+        }
     }
 }
