@@ -181,10 +181,18 @@ public struct PathCacheWalk {
         let bytes = nodeSize(request: entryBytesOffset(meta) + meta.length)
         visit(Node(offset: offset, nodeBytes: bytes, isTable: false, path: path, flags: meta.flags, depth: depth))
         progress.census.count(entryOf: meta, nodeBytes: bytes, depth: depth)
-        for child in 0..<(1 << meta.fanOutShift) {
-            let childSlot = load32(offset + PathCacheLayout.childrenOffset + child * 4)
-            if childSlot != 0 {
-                progress.pending.append((PathCacheLayout.offset(ofSlot: childSlot, minShift: geometry.minShift), depth + 1))
+        // Most child slots are empty, and the scan of them was most of a walk's instructions: they
+        // are scanned two at a time (an entry has at least two) with a plain load, and only a
+        // pair holding a slot is loaded again with acquire ordering. A slot changes once, from 0
+        // to its final value, so a plain load that sees 0 misses only what a later walk finds.
+        let children = offset + PathCacheLayout.childrenOffset
+        for pair in stride(from: 0, to: 1 << meta.fanOutShift, by: 2) {
+            guard data.loadUnaligned(fromByteOffset: children + pair * 4, as: UInt64.self) != 0 else { continue }
+            for child in pair..<(pair + 2) {
+                let childSlot = load32(children + child * 4)
+                if childSlot != 0 {
+                    progress.pending.append((PathCacheLayout.offset(ofSlot: childSlot, minShift: geometry.minShift), depth + 1))
+                }
             }
         }
     }

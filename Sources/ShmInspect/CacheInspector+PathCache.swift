@@ -13,7 +13,7 @@ extension CacheInspector {
     ) throws(InspectError) -> PathCacheFigures? {
         guard root != 0 else { return nil }
         var progress = PathCacheWalk.Progress()
-        var holders: [Int32: PathCacheHolding] = [:]
+        var holders = PathCacheHolders()
         guard try walkPathCache(root: root, progress: &progress, holders: &holders, nodes: Int.max, visit) else { return nil }
         return PathCacheFigures(progress.census, holders: holders)
     }
@@ -32,23 +32,26 @@ extension CacheInspector {
     }
 
     /// Brings `series` one slice further: up to ``PathCacheSeries/nodesPerRefresh`` nodes of the
-    /// walk of the path cache at `root`, publishing its figures when the walk ends (and starting
-    /// the next), and the owner table's counters read afresh.
+    /// walk of the path cache at `root`, publishing its figures when the walk ends (the next
+    /// starts when ``PathCacheSeries`` says), and the owner table's counters read afresh.
     public func advance(_ series: inout PathCacheSeries, root: UInt64) throws(InspectError) -> PathCacheSample {
         let now = ContinuousClock.now
         let counters = try readPathCounters()
         let activity = series.counters.map { PathActivity(from: $0, to: counters) } ?? PathActivity()
         series.counters = counters
-        if root != 0 {
+        let inserts = counters.totals.inserts
+        if root != 0, series.walkStarted != nil || series.progress.root != root || series.shouldStartWalk(inserts: inserts, at: now) {
             if series.walkStarted == nil || series.progress.root != root {
                 series.progress = PathCacheWalk.Progress()
-                series.holders.removeAll(keepingCapacity: true)
+                series.holders = PathCacheHolders()
                 series.walkStarted = now
+                series.insertsAtWalkStart = inserts
             }
             let mapped = try walkPathCache(
                 root: root, progress: &series.progress, holders: &series.holders, nodes: PathCacheSeries.nodesPerRefresh)
             if mapped, series.progress.isFinished {
                 series.latest = (PathCacheFigures(series.progress.census, holders: series.holders), series.walkStarted!)
+                series.insertsAtLatest = series.insertsAtWalkStart
                 series.walkStarted = nil
             }
         }
@@ -76,14 +79,14 @@ extension CacheInspector {
     /// (from its allocation header) to `holders`. Returns false when the data region is not
     /// mapped. A read that met a truncation is discarded (the walk starts again) and reported.
     private func walkPathCache(
-        root: UInt64, progress: inout PathCacheWalk.Progress, holders: inout [Int32: PathCacheHolding], nodes: Int,
+        root: UInt64, progress: inout PathCacheWalk.Progress, holders: inout PathCacheHolders, nodes: Int,
         _ visit: (_ path: UnsafeRawBufferPointer, _ flags: UInt8) -> Void = { _, _ in }
     ) throws(InspectError) -> Bool {
         guard let dataMapping else { return false }
         let geometry = geometry
         // The walk and the holders are moved out (changed in place, not copied) and put back only
         // when the read was whole.
-        var walked = PathCacheWalk.Progress(), held: [Int32: PathCacheHolding] = [:]
+        var walked = PathCacheWalk.Progress(), held = PathCacheHolders()
         swap(&walked, &progress)
         swap(&held, &holders)
         let whole: Void? = dataMapping.read(descriptor) { mapped in
@@ -93,8 +96,7 @@ extension CacheInspector {
                 // A published node's header was written before the slot naming it, and never
                 // changes: it names the process that inserted it.
                 let header = AllocationHeader(rawValue: mapped.word(at: (node.offset - AllocationHeader.size) / 8))
-                held[header?.ownerPID ?? 0, default: PathCacheHolding()].add(
-                    nodeBytes: node.nodeBytes, requestedBytes: header?.requestedSize ?? 0)
+                held.add(pid: header?.ownerPID ?? 0, nodeBytes: node.nodeBytes, requestedBytes: header?.requestedSize ?? 0)
             }
         }
         guard whole != nil else {

@@ -30,6 +30,37 @@ public struct PathCacheHolding: Hashable, Sendable, Codable {
     }
 }
 
+/// The path cache's nodes per owner pid, summed as a walk meets them: pids sorted in an array,
+/// found by binary search after a check of the last one found. A dictionary would hash the pid of
+/// every node, which was half of a walk's cost (a build has a few to a few thousand owners).
+struct PathCacheHolders: Sendable {
+    /// The owners met so far, ascending, and their nodes.
+    private(set) var pids: [Int32] = []
+    private(set) var holdings: [PathCacheHolding] = []
+    /// The index of the owner found last.
+    private var last = 0
+
+    /// Counts a node of `nodeBytes`, `requestedBytes` asked, for `pid`.
+    mutating func add(pid: Int32, nodeBytes: Int, requestedBytes: Int) {
+        if last >= pids.count || pids[last] != pid {
+            var low = 0, high = pids.count
+            while low < high {
+                let middle = (low + high) / 2
+                if pids[middle] < pid { low = middle + 1 } else { high = middle }
+            }
+            if low == pids.count || pids[low] != pid {
+                pids.insert(pid, at: low)
+                holdings.insert(PathCacheHolding(), at: low)
+            }
+            last = low
+        }
+        holdings[last].add(nodeBytes: nodeBytes, requestedBytes: requestedBytes)
+    }
+
+    /// The holdings by pid.
+    var byPID: [Int32: PathCacheHolding] { Dictionary(uniqueKeysWithValues: zip(pids, holdings)) }
+}
+
 /// What one complete walk of a path cache found.
 public struct PathCacheFigures: Hashable, Sendable {
     /// Cached paths (entries).
@@ -52,7 +83,7 @@ public struct PathCacheFigures: Hashable, Sendable {
     public let holders: [Int32: PathCacheHolding]
 
     /// The figures of a finished walk's `census`, with the nodes' `holders`.
-    init(_ census: PathCacheCensus, holders: [Int32: PathCacheHolding]) {
+    init(_ census: PathCacheCensus, holders: PathCacheHolders) {
         entries = census.entries
         prefixEntries = census.prefixEntries
         tables = census.tables
@@ -61,7 +92,7 @@ public struct PathCacheFigures: Hashable, Sendable {
         pathBytes = census.pathBytes
         depthCounts = census.depthCounts
         invalidSlots = census.invalidSlots
-        self.holders = holders
+        self.holders = holders.byPID
     }
 
     /// Node bytes of the whole path cache: tables and entries.
@@ -192,15 +223,23 @@ public struct PathCacheSample: Sendable {
 /// The state a live view keeps between refreshes to walk the path cache a slice at a time
 /// (``CacheInspector/advance(_:root:)``): a walk costs a cache miss or two per entry, and a
 /// cache of 100 000 paths walked whole at every refresh would cost the watcher several times
-/// its budget. A slice of ``nodesPerRefresh`` nodes per refresh keeps the cost bounded; a
-/// complete census is published when a walk ends, and its age is stated.
+/// its budget. A refresh visits at most ``nodesPerRefresh`` nodes; a complete census is
+/// published when a walk ends, with its age. The next walk starts at once while the processes
+/// count inserts (the cache may have grown), otherwise only ``idleRewalkPeriod`` after the
+/// last one started: a cache nobody inserts into costs nothing between walks, and a process
+/// that inserts without counting (one the owner table had no entry for) is seen that late.
 public struct PathCacheSeries: Sendable {
     /// Tables and entries one refresh visits at most.
-    public static let nodesPerRefresh = 4096
+    public static let nodesPerRefresh = 2048
+    /// How long after a walk started the next starts when no insert was counted meanwhile.
+    public static let idleRewalkPeriod = Duration.seconds(30)
     var progress = PathCacheWalk.Progress()
-    /// The current walk's holders so far, and when it started.
-    var holders: [Int32: PathCacheHolding] = [:]
+    /// The current walk's holders so far, when it started, and the inserts counted then.
+    var holders = PathCacheHolders()
     var walkStarted: ContinuousClock.Instant?
+    var insertsAtWalkStart = 0
+    /// The inserts counted when the walk of ``latest`` started.
+    var insertsAtLatest = 0
     /// The last complete walk's figures, and when that walk started.
     var latest: (figures: PathCacheFigures, started: ContinuousClock.Instant)?
     /// The owner table's counters at the previous refresh.
@@ -208,6 +247,13 @@ public struct PathCacheSeries: Sendable {
 
     /// A series that has walked nothing yet.
     public init() {}
+
+    /// Whether a new walk should start, no walk running, with `inserts` counted now: at once
+    /// while inserts are counted, else once the last walk is ``idleRewalkPeriod`` old.
+    func shouldStartWalk(inserts: Int, at now: ContinuousClock.Instant) -> Bool {
+        guard let latest else { return true }
+        return inserts != insertsAtLatest || now - latest.started >= Self.idleRewalkPeriod
+    }
 }
 
 /// The path cache's figures as `shmtop snapshot` reports them: the JSON key `pathCache`, and

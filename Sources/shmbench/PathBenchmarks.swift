@@ -105,6 +105,15 @@ struct PathBenchmarks {
             ratio: perPath / Double(Self.pathLength), ratioName: "path", target: "≤ 2× the path",
             met: perPath <= 2 * Double(Self.pathLength)))
 
+        let slice = try Self.watcherSlice(path: pathCache.cache.path, walks: max(3, runs))
+        table.add(ResultRow(
+            section: Self.section, workload: "shmtop watch: path cache slice per refresh (\(slice.refreshes) refreshes a walk)",
+            value: slice.microseconds, unit: "µs"))
+        // A refresh every 100 ms: µs per refresh / 100 000 µs, in percent.
+        table.add(ResultRow(
+            section: Self.section, workload: "shmtop watch: path cache slices at 10 Hz, while walking",
+            value: slice.microseconds / 1000, unit: "% core"))
+
         let one = median(try (0..<runs).map { _ in try searchThroughput(processes: 1, path: pathCache.cache.path) })
         let two = median(try (0..<runs).map { _ in try searchThroughput(processes: 2, path: pathCache.cache.path) })
         table.add(ResultRow(section: Self.section, workload: "searches, 1 process", value: one, unit: "M/s"))
