@@ -28,7 +28,7 @@ extension CacheInspector {
         let counters = try readPathCounters()
         if let figures { statistics = statistics.attributing(figures) }
         let rates = earlier.map { PathCacheRates(activity: PathActivity(from: $0.counters, to: counters), seconds: $0.seconds) }
-        return PathCacheReport(figures: figures, totals: counters.totals, rates: rates)
+        return PathCacheReport(walk: figures, totals: counters.totals, rates: rates)
     }
 
     /// Brings `series` one slice further: up to ``PathCacheSeries/nodesPerRefresh`` nodes of the

@@ -234,9 +234,10 @@ public struct CacheStatistics: Hashable, Sendable {
     public func attributing(_ pathCache: PathCacheFigures) -> CacheStatistics {
         var attributed = self
         attributed.heldByPathCache = pathCache.held
+        let holdings = Dictionary(uniqueKeysWithValues: pathCache.holders.map { ($0.pid, $0.holding) })
         attributed.owners = owners.map { owners in
             let remaining = owners.map { owner in
-                pathCache.holders[owner.pid].map { owner.removing($0, capacity: geometry.capacity) } ?? owner
+                holdings[owner.pid].map { owner.removing($0, capacity: geometry.capacity) } ?? owner
             }.filter { $0.allocations > 0 }
             return OwnerOrder.byBytes.sorted(remaining)
         }

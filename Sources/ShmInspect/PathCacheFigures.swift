@@ -56,13 +56,19 @@ struct PathCacheHolders: Sendable {
         }
         holdings[last].add(nodeBytes: nodeBytes, requestedBytes: requestedBytes)
     }
-
-    /// The holdings by pid.
-    var byPID: [Int32: PathCacheHolding] { Dictionary(uniqueKeysWithValues: zip(pids, holdings)) }
 }
 
-/// What one complete walk of a path cache found.
-public struct PathCacheFigures: Hashable, Sendable {
+/// One owner's nodes in the path cache.
+public struct PathCacheHolder: Codable, Hashable, Sendable {
+    /// The pid the nodes' allocation headers name.
+    public let pid: Int32
+    /// Its nodes, their bytes and the bytes asked for them.
+    public let holding: PathCacheHolding
+}
+
+/// What one complete walk of a path cache found: the JSON object `pathCache.walk` (documented in
+/// docs/snapshot.md).
+public struct PathCacheFigures: Codable, Hashable, Sendable {
     /// Cached paths (entries).
     public let entries: Int
     /// Entries carrying the prefix flag (they answer for everything below them).
@@ -75,12 +81,20 @@ public struct PathCacheFigures: Hashable, Sendable {
     public let entryBytes: Int
     /// The cached paths' own bytes (inside ``entryBytes``).
     public let pathBytes: Int
-    /// `depthCounts[d]`: entries `d` entries below their bucket slot (0 = in the slot itself).
-    public let depthCounts: [Int]
+    /// Node bytes of the whole path cache: tables and entries.
+    public let bytes: Int
+    /// Nodes replaced or unlinked and waiting until no reader can hold them before they are
+    /// freed. Always 0, by construction: the path cache never replaces, moves or frees a node it
+    /// published (an insert fills an empty slot, an update changes flags in place; see the top of
+    /// ShmPathCache's PathCache.swift), so there is nothing to reclaim. Reported as a figure so
+    /// that a reader sees it rather than guesses it.
+    public let nodesAwaitingReclamation: Int
+    /// `depthHistogram[d]`: entries `d` entries below their bucket slot (0 = in the slot itself).
+    public let depthHistogram: [Int]
     /// Slots naming something that is not a valid table or entry (0 in a healthy cache).
     public let invalidSlots: Int
-    /// The nodes each owner pid allocated (from their allocation headers), for attribution.
-    public let holders: [Int32: PathCacheHolding]
+    /// The nodes per owner pid (from their allocation headers), most bytes first (ties by pid).
+    public let holders: [PathCacheHolder]
 
     /// The figures of a finished walk's `census`, with the nodes' `holders`.
     init(_ census: PathCacheCensus, holders: PathCacheHolders) {
@@ -90,27 +104,20 @@ public struct PathCacheFigures: Hashable, Sendable {
         tableBytes = census.tableNodeBytes
         entryBytes = census.entryNodeBytes
         pathBytes = census.pathBytes
-        depthCounts = census.depthCounts
+        bytes = census.tableNodeBytes + census.entryNodeBytes
+        nodesAwaitingReclamation = 0
+        depthHistogram = census.depthCounts
         invalidSlots = census.invalidSlots
-        self.holders = holders.byPID
+        self.holders = zip(holders.pids, holders.holdings).map { PathCacheHolder(pid: $0, holding: $1) }
+            .sorted { ($0.holding.bytes, $1.pid) > ($1.holding.bytes, $0.pid) }
     }
-
-    /// Node bytes of the whole path cache: tables and entries.
-    public var bytes: Int { tableBytes + entryBytes }
-
-    /// Nodes replaced or unlinked and waiting until no reader can hold them before they are
-    /// freed. Always 0, by construction: the path cache never replaces, moves or frees a node it
-    /// published (an insert fills an empty slot, an update changes flags in place; see the top of
-    /// ShmPathCache's PathCache.swift), so there is nothing to reclaim. Reported as a figure so
-    /// that a reader sees it rather than guesses it.
-    public var nodesAwaitingReclamation: Int { 0 }
 
     /// The nodes of every owner together: what the path cache holds.
     public var held: PathCacheHolding {
-        holders.values.reduce(into: PathCacheHolding()) { sum, holding in
-            sum.allocations += holding.allocations
-            sum.bytes += holding.bytes
-            sum.requestedBytes += holding.requestedBytes
+        holders.reduce(into: PathCacheHolding()) { sum, holder in
+            sum.allocations += holder.holding.allocations
+            sum.bytes += holder.holding.bytes
+            sum.requestedBytes += holder.holding.requestedBytes
         }
     }
 }
@@ -256,45 +263,12 @@ public struct PathCacheSeries: Sendable {
     }
 }
 
-/// The path cache's figures as `shmtop snapshot` reports them: the JSON key `pathCache`, and
-/// what the text's "Path cache" section shows (documented in docs/snapshot.md).
+/// The path cache as `shmtop snapshot` reports it: the JSON key `pathCache`, and what the text's
+/// "Path cache" section shows (documented in docs/snapshot.md).
 public struct PathCacheReport: Codable, Hashable, Sendable {
-    /// One owner's nodes in the path cache.
-    public struct HolderReport: Codable, Hashable, Sendable {
-        /// The pid the nodes' allocation headers name.
-        public let pid: Int32
-        /// Its nodes.
-        public let allocations: Int
-        /// Their node bytes.
-        public let bytes: Int
-        /// The bytes asked for them.
-        public let requestedBytes: Int
-    }
-
-    /// True when the file has a path cache (a path was inserted); the walk's figures are 0 otherwise.
-    public let exists: Bool
-    /// Cached paths.
-    public let entries: Int
-    /// Entries carrying the prefix flag.
-    public let prefixEntries: Int
-    /// Root and bucket tables.
-    public let tables: Int
-    /// Node bytes of the tables.
-    public let tableBytes: Int
-    /// Node bytes of the entries.
-    public let entryBytes: Int
-    /// The paths' own bytes (inside `entryBytes`).
-    public let pathBytes: Int
-    /// Node bytes of tables and entries: what the path cache holds.
-    public let bytes: Int
-    /// Always 0: the path cache never replaces or frees a published node (``PathCacheFigures/nodesAwaitingReclamation``).
-    public let nodesAwaitingReclamation: Int
-    /// `depthHistogram[d]`: entries `d` entries below their bucket slot.
-    public let depthHistogram: [Int]
-    /// Slots naming no valid table or entry (0 in a healthy cache).
-    public let invalidSlots: Int
-    /// The path cache's nodes per pid that allocated them, most bytes first (ties by pid).
-    public let holders: [HolderReport]
+    /// The last complete walk's figures; absent for a file without a path cache (no path
+    /// inserted yet) and before a live view's first walk ends.
+    public let walk: PathCacheFigures?
     /// Searches, hits and inserts the processes in the owner table counted since they attached.
     public let searches: Int
     public let hits: Int
@@ -313,23 +287,10 @@ public struct PathCacheReport: Codable, Hashable, Sendable {
     /// which walks the whole cache; a live view walks a slice per refresh).
     public let figuresAgeSeconds: Double
 
-    /// The report of `figures` (`nil`: no path cache), the counters' `totals`, the `rates` over
-    /// a window (if any), and the figures' age.
-    public init(figures: PathCacheFigures?, totals: PathActivity, rates: PathCacheRates? = nil, figuresAge: Duration = .zero) {
-        exists = figures != nil
-        entries = figures?.entries ?? 0
-        prefixEntries = figures?.prefixEntries ?? 0
-        tables = figures?.tables ?? 0
-        tableBytes = figures?.tableBytes ?? 0
-        entryBytes = figures?.entryBytes ?? 0
-        pathBytes = figures?.pathBytes ?? 0
-        bytes = figures?.bytes ?? 0
-        nodesAwaitingReclamation = figures?.nodesAwaitingReclamation ?? 0
-        depthHistogram = figures?.depthCounts ?? []
-        invalidSlots = figures?.invalidSlots ?? 0
-        holders = (figures?.holders ?? [:]).map { pid, held in
-            HolderReport(pid: pid, allocations: held.allocations, bytes: held.bytes, requestedBytes: held.requestedBytes)
-        }.sorted { ($0.bytes, $1.pid) > ($1.bytes, $0.pid) }
+    /// The report of `walk` (`nil`: none), the counters' `totals`, the `rates` over a window (if
+    /// any), and the figures' age.
+    public init(walk: PathCacheFigures?, totals: PathActivity, rates: PathCacheRates? = nil, figuresAge: Duration = .zero) {
+        self.walk = walk
         searches = totals.searches
         hits = totals.hits
         inserts = totals.inserts

@@ -199,18 +199,18 @@ public struct SnapshotText: Sendable {
     /// report's window when it has one).
     public func pathCache(_ report: PathCacheReport) -> String {
         var text = ""
-        if report.exists {
-            text += "Path cache: \(report.entries) entries (\(report.prefixEntries) prefixes) · \(report.tables) tables · "
-                + "invalid slots \(report.invalidSlots)\n"
+        if let walk = report.walk {
+            text += "Path cache: \(walk.entries) entries (\(walk.prefixEntries) prefixes) · \(walk.tables) tables · "
+                + "invalid slots \(walk.invalidSlots)\n"
             var table = TextTable(["  bytes", "tables", "entries", "paths", "total"])
-            table.add(["  node bytes", "\(report.tableBytes)", "\(report.entryBytes)", "\(report.pathBytes)", "\(report.bytes)"])
-            table.add(["", "\(ByteCount(report.tableBytes))", "\(ByteCount(report.entryBytes))", "\(ByteCount(report.pathBytes))",
-                       "\(ByteCount(report.bytes))"])
+            let bytes = [walk.tableBytes, walk.entryBytes, walk.pathBytes, walk.bytes]
+            table.add(["  node bytes"] + bytes.map { "\($0)" })
+            table.add([""] + bytes.map { "\(ByteCount($0))" })
             text += table.text
-            text += "  nodes awaiting reclamation \(report.nodesAwaitingReclamation) "
+            text += "  nodes awaiting reclamation \(walk.nodesAwaitingReclamation) "
                 + "(by design: a published node is never replaced or freed)\n"
-            text += "  depth " + report.depthHistogram.enumerated().map { "\($0.offset): \($0.element)" }.joined(separator: "  ") + "\n"
-            text += "  held per pid: " + (report.holders.isEmpty ? "none" : report.holders.map { "\($0.pid) \($0.bytes) bytes" }
+            text += "  depth " + walk.depthHistogram.enumerated().map { "\($0.offset): \($0.element)" }.joined(separator: "  ") + "\n"
+            text += "  held per pid: " + (walk.holders.isEmpty ? "none" : walk.holders.map { "\($0.pid) \($0.holding.bytes) bytes" }
                 .joined(separator: ", ")) + "\n"
         } else {
             text += "Path cache: none yet (no path inserted)\n"

@@ -71,8 +71,8 @@ struct RateWindow {
 struct PathCachePanel: Sendable {
     /// False while the file has no path cache (no path inserted yet).
     let hasPathCache: Bool
-    /// The last complete walk's figures (``PathCacheReport/exists`` is false before the first
-    /// walk ends), the counters, and their rates over the rate window.
+    /// The last complete walk's figures (none before the first walk ends), the counters, and
+    /// their rates over the rate window.
     let report: PathCacheReport
     /// The hit rate over the rate window at recent samples, oldest first (samples without
     /// searches are left out).
@@ -272,7 +272,7 @@ final class LiveSampler {
         }
         let pathCache = PathCachePanel(
             hasPathCache: snapshot.pathCacheRoot != 0,
-            report: PathCacheReport(figures: paths.figures, totals: paths.totals, rates: pathRates, figuresAge: paths.figuresAge),
+            report: PathCacheReport(walk: paths.figures, totals: paths.totals, rates: pathRates, figuresAge: paths.figuresAge),
             hitRateHistory: hitRateHistory)
         sequence += 1
         if let pid = highlightedOwner {

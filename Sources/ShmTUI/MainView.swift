@@ -210,15 +210,16 @@ struct MainView {
             return
         }
         let age = Duration.microseconds(Int((report.figuresAgeSeconds * 1e6).rounded()))
-        writer.heading("Path cache" + glyphs.dot + (report.exists ? "walk \(Format.age(age)) old" : "first walk running"), into: &canvas)
+        let walk = report.walk
+        writer.heading("Path cache" + glyphs.dot + (walk == nil ? "first walk running" : "walk \(Format.age(age)) old"), into: &canvas)
         func rate(_ value: Double?) -> String { value.map(Format.count) ?? "–" }
         var pairs: [(label: String, value: String)] = []
-        if report.exists {
+        if let walk {
             pairs += [
-                ("entries", "\(report.entries)"), ("prefixes", "\(report.prefixEntries)"),
-                ("bytes", Format.bytes(report.bytes)), ("paths", Format.bytes(report.pathBytes)),
-                ("tables", Format.bytes(report.tableBytes)), ("entry nodes", Format.bytes(report.entryBytes)),
-                ("reclaim", "\(report.nodesAwaitingReclamation)"), ("invalid", "\(report.invalidSlots)"),
+                ("entries", "\(walk.entries)"), ("prefixes", "\(walk.prefixEntries)"),
+                ("bytes", Format.bytes(walk.bytes)), ("paths", Format.bytes(walk.pathBytes)),
+                ("tables", Format.bytes(walk.tableBytes)), ("entry nodes", Format.bytes(walk.entryBytes)),
+                ("reclaim", "\(walk.nodesAwaitingReclamation)"), ("invalid", "\(walk.invalidSlots)"),
             ]
         }
         pairs += [
@@ -227,12 +228,11 @@ struct MainView {
         ]
         writer.pairs(pairs, into: &canvas)
         writer.sparkline(label: "history", values: panel.hitRateHistory, glyphs: glyphs, into: &canvas)
-        if report.exists {
-            let depths = report.depthHistogram.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " ")
-            writer.line("depth " + depths, style: .plain, into: &canvas)
-        }
-        if report.invalidSlots > 0 {
-            writer.line("INVALID SLOTS \(report.invalidSlots): the path cache is damaged", style: CellStyle(.bad, bold: true), into: &canvas)
+        guard let walk else { return }
+        let depths = walk.depthHistogram.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " ")
+        writer.line("depth " + depths, style: .plain, into: &canvas)
+        if walk.invalidSlots > 0 {
+            writer.line("INVALID SLOTS \(walk.invalidSlots): the path cache is damaged", style: CellStyle(.bad, bold: true), into: &canvas)
         }
     }
 }

@@ -133,8 +133,8 @@ struct PathCacheInspectionTests {
         let json = try PathCacheFixture.shmtop(["snapshot", "--json", fixture.path])
         #expect(json.termination == .exited(0), "\(json.error)")
         let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(json.output.utf8))
-        let pathCache = try #require(report.pathCache)
-        #expect(pathCache.exists)
+        let counters = try #require(report.pathCache)
+        let pathCache = try #require(counters.walk)
         #expect(pathCache.entries == 5)
         #expect(pathCache.prefixEntries == 1)
         #expect(pathCache.pathBytes == PathCacheFixture.entries.reduce(0) { $0 + $1.path.utf8.count })
@@ -142,13 +142,13 @@ struct PathCacheInspectionTests {
         #expect(pathCache.nodesAwaitingReclamation == 0)
         #expect(pathCache.depthHistogram.reduce(0, +) == 5)
         #expect(pathCache.invalidSlots == 0)
-        #expect(pathCache.rateSeconds == nil && pathCache.searchesPerSecond == nil)
+        #expect(counters.rateSeconds == nil && counters.searchesPerSecond == nil)
 
         // The writer of the paths is dead: its nodes are the path cache's, the other fixture's are leaked.
         let holder = try #require(pathCache.holders.first)
         #expect(pathCache.holders.count == 1)
-        #expect(holder.bytes == pathCache.bytes)
-        #expect(holder.allocations == pathCache.tables + pathCache.entries)
+        #expect(holder.holding.bytes == pathCache.bytes)
+        #expect(holder.holding.allocations == pathCache.tables + pathCache.entries)
         #expect(report.heldByPathCache?.bytes == pathCache.bytes)
         let owners = try #require(report.owners)
         #expect(!owners.contains { $0.pid == holder.pid }, "the paths' writer holds nothing else")
@@ -167,8 +167,8 @@ struct PathCacheInspectionTests {
             .joined(separator: "  ")))
         #expect(output.contains("held by the path cache: \(pathCache.bytes) bytes"))
         #expect(output.contains("leaked by dead owners: \(owners[0].bytes) bytes"))
-        #expect(output.contains("held per pid: \(holder.pid) \(holder.bytes) bytes"))
-        #expect(output.contains("searches \(pathCache.searches) · hits \(pathCache.hits) · inserts \(pathCache.inserts)"))
+        #expect(output.contains("held per pid: \(holder.pid) \(holder.holding.bytes) bytes"))
+        #expect(output.contains("searches \(counters.searches) · hits \(counters.hits) · inserts \(counters.inserts)"))
     }
 
     @Test("snapshot --interval: the path cache's rates are in the text and the JSON")

@@ -30,7 +30,7 @@ struct PathCachePanelTests {
         let entries = ["0x6:/usr/local", "0x1:/usr/local/bin/cc", "0x1:/usr/loc", "0x2:/etc/passwd", "0x4:/opt"]
         #expect(try runToEnd(BuiltProducts.fixture, [path, "--paths"] + entries).termination == .exited(0))
         let json = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", path]).output
-        let report = try #require(try JSONDecoder().decode(SnapshotReport.self, from: Data(json.utf8)).pathCache)
+        let report = try #require(try JSONDecoder().decode(SnapshotReport.self, from: Data(json.utf8)).pathCache?.walk)
 
         let session = try TmuxSession(
             [BuiltProducts.shmtop, "watch", path, "--snapshot-directory", directory.path], width: 120, height: 40)
