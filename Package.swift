@@ -117,7 +117,8 @@ let package = Package(
         .testTarget(name: "ShmFormatTests", dependencies: ["ShmFormat", "ShmWorkloads"]),
         // Allocates a given sequence in a cache and exits without freeing: fixtures for the inspector tests.
         .executableTarget(
-            name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc", "ShmPathCache", "ShmWorkloads"], exclude: ["README.md"]
+            name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc", "ShmPathCache", "ShmWorkloads"],
+            exclude: ["README.md"]
         ),
         .testTarget(
             name: "ShmInspectTests",

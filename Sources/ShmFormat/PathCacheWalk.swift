@@ -32,7 +32,9 @@ public struct PathCacheCensus: Hashable, Sendable {
         if meta.flags & PathCacheLayout.prefixFlag != 0 { prefixEntries += 1 }
         pathBytes += meta.length
         entryNodeBytes += nodeBytes
-        if depthCounts.count <= depth { depthCounts.append(contentsOf: repeatElement(0, count: depth + 1 - depthCounts.count)) }
+        if depthCounts.count <= depth {
+            depthCounts.append(contentsOf: repeatElement(0, count: depth + 1 - depthCounts.count))
+        }
         depthCounts[depth] += 1
     }
 }
@@ -122,7 +124,8 @@ public struct PathCacheWalk {
         if progress.rootTable == nil {
             progress.root = root
             progress.visitsLeft = geometry.capacity >> geometry.minShift
-            guard let rootTable = table(at: Int(truncatingIfNeeded: root), level: 1, slotCount: slotCount, census: &progress.census, visit)
+            guard let rootTable = table(
+                at: Int(truncatingIfNeeded: root), level: 1, slotCount: slotCount, census: &progress.census, visit)
             else {
                 progress.census.invalidSlots += 1
                 progress.isFinished = true
@@ -145,7 +148,7 @@ public struct PathCacheWalk {
                 let bucketSlot = load32(rootTable + PathCacheLayout.tableHeaderSize + rootSlot * 4)
                 guard bucketSlot != 0 else { continue }
                 budget -= 1
-                guard let bucket = table(at: PathCacheLayout.offset(ofSlot: bucketSlot, minShift: geometry.minShift),
+                guard let bucket = table(at: nodeOffset(ofSlot: bucketSlot),
                                          level: 2, slotCount: slotCount, census: &progress.census, visit)
                 else {
                     progress.census.invalidSlots += 1
@@ -154,7 +157,7 @@ public struct PathCacheWalk {
                 for index in 0..<slotCount {
                     let entrySlot = load32(bucket + PathCacheLayout.tableHeaderSize + index * 4)
                     if entrySlot != 0 {
-                        progress.pending.append((PathCacheLayout.offset(ofSlot: entrySlot, minShift: geometry.minShift), 0))
+                        progress.pending.append((nodeOffset(ofSlot: entrySlot), 0))
                     }
                 }
                 continue
@@ -191,7 +194,7 @@ public struct PathCacheWalk {
             for child in pair..<(pair + 2) {
                 let childSlot = load32(children + child * 4)
                 if childSlot != 0 {
-                    progress.pending.append((PathCacheLayout.offset(ofSlot: childSlot, minShift: geometry.minShift), depth + 1))
+                    progress.pending.append((nodeOffset(ofSlot: childSlot), depth + 1))
                 }
             }
         }
@@ -208,7 +211,8 @@ public struct PathCacheWalk {
         let bytes = nodeSize(request: request)
         census.tables += 1
         census.tableNodeBytes += bytes
-        visit(Node(offset: offset, nodeBytes: bytes, isTable: true, path: UnsafeRawBufferPointer(start: nil, count: 0), flags: 0, depth: 0))
+        let noPath = UnsafeRawBufferPointer(start: nil, count: 0)
+        visit(Node(offset: offset, nodeBytes: bytes, isTable: true, path: noPath, flags: 0, depth: 0))
         return offset
     }
 
@@ -222,6 +226,11 @@ public struct PathCacheWalk {
               offset + entryBytesOffset(meta) + meta.length <= data.count
         else { return nil }
         return meta
+    }
+
+    /// The offset of the usable bytes of the node a (non-zero) slot names.
+    private func nodeOffset(ofSlot slot: UInt32) -> Int {
+        PathCacheLayout.offset(ofSlot: slot, minShift: geometry.minShift)
     }
 
     /// Where an entry's path bytes start, from the entry.

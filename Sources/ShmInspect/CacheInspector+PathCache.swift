@@ -14,7 +14,9 @@ extension CacheInspector {
         guard root != 0 else { return nil }
         var progress = PathCacheWalk.Progress()
         var holders = PathCacheHolders()
-        guard try walkPathCache(root: root, progress: &progress, holders: &holders, nodes: Int.max, visit) else { return nil }
+        guard try walkPathCache(root: root, progress: &progress, holders: &holders, nodes: Int.max, visit) else {
+            return nil
+        }
         return PathCacheFigures(progress.census, holders: holders)
     }
 
@@ -22,12 +24,15 @@ extension CacheInspector {
     /// rates since `earlier` (counters read `seconds` before) when given; `statistics` (of the
     /// same snapshot) get the path cache's nodes attributed to it (``CacheStatistics/attributing(_:)``).
     public func pathCacheReport(
-        root: UInt64, attributingTo statistics: inout CacheStatistics, since earlier: (counters: PathCounterReading, seconds: Double)? = nil
+        root: UInt64, attributingTo statistics: inout CacheStatistics,
+        since earlier: (counters: PathCounterReading, seconds: Double)? = nil
     ) throws(InspectError) -> PathCacheReport {
         let figures = try pathCache(root: root)
         let counters = try readPathCounters()
         if let figures { statistics = statistics.attributing(figures) }
-        let rates = earlier.map { PathCacheRates(activity: PathActivity(from: $0.counters, to: counters), seconds: $0.seconds) }
+        let rates = earlier.map {
+            PathCacheRates(activity: PathActivity(from: $0.counters, to: counters), seconds: $0.seconds)
+        }
         return PathCacheReport(walk: figures, totals: counters.totals, rates: rates)
     }
 
@@ -40,7 +45,10 @@ extension CacheInspector {
         let activity = series.counters.map { PathActivity(from: $0, to: counters) } ?? PathActivity()
         series.counters = counters
         let inserts = counters.totals.inserts
-        if root != 0, series.walkStarted != nil || series.progress.root != root || series.shouldStartWalk(inserts: inserts, at: now) {
+        if root != 0,
+            series.walkStarted != nil || series.progress.root != root
+                || series.shouldStartWalk(inserts: inserts, at: now)
+        {
             if series.walkStarted == nil || series.progress.root != root {
                 series.progress = PathCacheWalk.Progress()
                 series.holders = PathCacheHolders()
@@ -48,7 +56,8 @@ extension CacheInspector {
                 series.insertsAtWalkStart = inserts
             }
             let mapped = try walkPathCache(
-                root: root, progress: &series.progress, holders: &series.holders, nodes: PathCacheSeries.nodesPerRefresh)
+                root: root, progress: &series.progress, holders: &series.holders, nodes: PathCacheSeries.nodesPerRefresh
+            )
             if mapped, series.progress.isFinished {
                 series.latest = (PathCacheFigures(series.progress.census, holders: series.holders), series.walkStarted!)
                 series.insertsAtLatest = series.insertsAtWalkStart
@@ -86,7 +95,8 @@ extension CacheInspector {
         let geometry = geometry
         // The walk and the holders are moved out (changed in place, not copied) and put back only
         // when the read was whole.
-        var walked = PathCacheWalk.Progress(), held = PathCacheHolders()
+        var walked = PathCacheWalk.Progress()
+        var held = PathCacheHolders()
         swap(&walked, &progress)
         swap(&held, &holders)
         let whole: Void? = dataMapping.read(descriptor) { mapped in
@@ -96,7 +106,8 @@ extension CacheInspector {
                 // A published node's header was written before the slot naming it, and never
                 // changes: it names the process that inserted it.
                 let header = AllocationHeader(rawValue: mapped.word(at: (node.offset - AllocationHeader.size) / 8))
-                held.add(pid: header?.ownerPID ?? 0, nodeBytes: node.nodeBytes, requestedBytes: header?.requestedSize ?? 0)
+                held.add(
+                    pid: header?.ownerPID ?? 0, nodeBytes: node.nodeBytes, requestedBytes: header?.requestedSize ?? 0)
             }
         }
         guard whole != nil else {

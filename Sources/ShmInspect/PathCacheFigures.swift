@@ -43,7 +43,8 @@ struct PathCacheHolders: Sendable {
     /// Counts a node of `nodeBytes`, `requestedBytes` asked, for `pid`.
     mutating func add(pid: Int32, nodeBytes: Int, requestedBytes: Int) {
         if last >= pids.count || pids[last] != pid {
-            var low = 0, high = pids.count
+            var low = 0
+            var high = pids.count
             while low < high {
                 let middle = (low + high) / 2
                 if pids[middle] < pid { low = middle + 1 } else { high = middle }
@@ -176,7 +177,8 @@ public struct PathCounterReading: Hashable, Sendable {
     init(table: UnsafeRawBufferPointer) {
         identities = (0..<OwnerTable.entryCount).map { OwnerTable.identity(in: table, entry: $0) }
         counters = (0..<OwnerTable.entryCount).map { entry in
-            OwnerTable.identity(in: table, entry: entry) == 0 ? PathCounters() : OwnerTable.pathCounters(in: table, entry: entry)
+            OwnerTable.identity(in: table, entry: entry) == 0
+                ? PathCounters() : OwnerTable.pathCounters(in: table, entry: entry)
         }
     }
 
@@ -289,7 +291,9 @@ public struct PathCacheReport: Codable, Hashable, Sendable {
 
     /// The report of `walk` (`nil`: none), the counters' `totals`, the `rates` over a window (if
     /// any), and the figures' age.
-    public init(walk: PathCacheFigures?, totals: PathActivity, rates: PathCacheRates? = nil, figuresAge: Duration = .zero) {
+    public init(
+        walk: PathCacheFigures?, totals: PathActivity, rates: PathCacheRates? = nil, figuresAge: Duration = .zero
+    ) {
         self.walk = walk
         searches = totals.searches
         hits = totals.hits

@@ -181,7 +181,8 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
     /// seconds the owners' rates cover when they have rates, and the path cache's report.
     public init(
         snapshot: CacheSnapshot, statistics: CacheStatistics, details: [BlockDetail] = [],
-        heatmapAs text: SnapshotText = SnapshotText(ascii: true), rateSeconds: Double? = nil, pathCache: PathCacheReport? = nil
+        heatmapAs text: SnapshotText = SnapshotText(ascii: true), rateSeconds: Double? = nil,
+        pathCache: PathCacheReport? = nil
     ) {
         self.pathCache = pathCache
         heldByPathCache = statistics.heldByPathCache

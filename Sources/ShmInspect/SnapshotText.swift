@@ -85,7 +85,8 @@ public struct SnapshotText: Sendable {
     /// The full text: header, memory, blocks, size classes with the buddyinfo row, owners,
     /// health counters, heatmap, then one tree per detail in `blocks`.
     public func render(
-        _ snapshot: CacheSnapshot, _ statistics: CacheStatistics, pathCache: PathCacheReport? = nil, blocks: [BlockDetail] = []
+        _ snapshot: CacheSnapshot, _ statistics: CacheStatistics, pathCache: PathCacheReport? = nil,
+        blocks: [BlockDetail] = []
     ) -> String {
         var sections = [
             title(snapshot), memory(statistics), blockCounts(statistics), sizeClasses(statistics),
@@ -188,8 +189,8 @@ public struct SnapshotText: Sendable {
         let leaked = statistics.leakedBytes ?? 0
         var text = finish(table.text)
         if let held = statistics.heldByPathCache {
-            text += "held by the path cache: \(held.bytes) bytes (\(ByteCount(held.bytes))) in \(held.allocations) nodes, "
-                + "not counted above\n"
+            text += "held by the path cache: \(held.bytes) bytes (\(ByteCount(held.bytes))) "
+                + "in \(held.allocations) nodes, not counted above\n"
         }
         return text + "leaked by dead owners: \(leaked) bytes (\(ByteCount(leaked)))\n"
     }
@@ -209,9 +210,10 @@ public struct SnapshotText: Sendable {
             text += table.text
             text += "  nodes awaiting reclamation \(walk.nodesAwaitingReclamation) "
                 + "(by design: a published node is never replaced or freed)\n"
-            text += "  depth " + walk.depthHistogram.enumerated().map { "\($0.offset): \($0.element)" }.joined(separator: "  ") + "\n"
-            text += "  held per pid: " + (walk.holders.isEmpty ? "none" : walk.holders.map { "\($0.pid) \($0.holding.bytes) bytes" }
-                .joined(separator: ", ")) + "\n"
+            let depths = walk.depthHistogram.enumerated().map { "\($0.offset): \($0.element)" }
+            text += "  depth " + depths.joined(separator: "  ") + "\n"
+            let holders = walk.holders.map { "\($0.pid) \($0.holding.bytes) bytes" }
+            text += "  held per pid: " + (holders.isEmpty ? "none" : holders.joined(separator: ", ")) + "\n"
         } else {
             text += "Path cache: none yet (no path inserted)\n"
         }

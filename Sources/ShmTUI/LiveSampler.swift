@@ -167,7 +167,8 @@ final class LiveSampler {
     private var sequence = 0
     /// The figures of the last frame, without its words: what a failed sample shows again.
     private var lastFrame: (
-        statistics: CacheStatistics, rates: RateSummary, figuresAge: Duration, sweepSeconds: Double, pathCache: PathCachePanel
+        statistics: CacheStatistics, rates: RateSummary, figuresAge: Duration, sweepSeconds: Double,
+        pathCache: PathCachePanel
     )?
     /// The owner whose blocks frames list (``LiveFrame/highlightedBlocks``).
     var highlightedOwner: Int32?
@@ -200,7 +201,8 @@ final class LiveSampler {
                 let lastGood = lastFrame.map { last in
                     LiveFrame(
                         snapshot: snapshot, statistics: last.statistics, rates: last.rates, utilisationHistory: history,
-                        sequence: sequence, figuresAge: last.figuresAge, sweepSeconds: last.sweepSeconds, pathCache: last.pathCache)
+                        sequence: sequence, figuresAge: last.figuresAge, sweepSeconds: last.sweepSeconds,
+                        pathCache: last.pathCache)
                 }
                 detach()
                 return .detached(error, lastGood: lastGood)
@@ -254,7 +256,8 @@ final class LiveSampler {
         var deltas: [Int] = []
         let paths = try inspector.advance(&pathSeries, root: snapshot.pathCacheRoot)
         if let changes, var census {
-            rateWindow.add(changes.rates, owners: activity, paths: paths.activity, passesPerSweep: series.passesPerSweep)
+            rateWindow.add(
+                changes.rates, owners: activity, paths: paths.activity, passesPerSweep: series.passesPerSweep)
             changed = changes.blocks
             deltas = snapshot.takenLeafDeltas(changes)
             census.apply(changes)
@@ -268,11 +271,14 @@ final class LiveSampler {
         let pathRates = changes == nil ? nil : rateWindow.pathRates
         if let hitRate = pathRates?.hitRate {
             hitRateHistory.append(hitRate)
-            if hitRateHistory.count > Self.historyLength { hitRateHistory.removeFirst(hitRateHistory.count - Self.historyLength) }
+            if hitRateHistory.count > Self.historyLength {
+                hitRateHistory.removeFirst(hitRateHistory.count - Self.historyLength)
+            }
         }
         let pathCache = PathCachePanel(
             hasPathCache: snapshot.pathCacheRoot != 0,
-            report: PathCacheReport(walk: paths.figures, totals: paths.totals, rates: pathRates, figuresAge: paths.figuresAge),
+            report: PathCacheReport(
+                walk: paths.figures, totals: paths.totals, rates: pathRates, figuresAge: paths.figuresAge),
             hitRateHistory: hitRateHistory)
         sequence += 1
         if let pid = highlightedOwner {

@@ -202,7 +202,8 @@ struct MainView {
     }
 
     /// The path cache's section: its walk's figures (with the walk's age), the searches, hits and
-    /// inserts per second over the rate window, and the hit rate's history.
+    /// inserts per second and the hit rate over the rate window, the searches and the hit rate
+    /// since the processes attached, and the windowed hit rate's history.
     private func drawPathCache(_ panel: PathCachePanel, into canvas: inout Canvas, writer: inout PanelWriter) {
         let report = panel.report
         guard panel.hasPathCache else {
@@ -211,7 +212,8 @@ struct MainView {
         }
         let age = Duration.microseconds(Int((report.figuresAgeSeconds * 1e6).rounded()))
         let walk = report.walk
-        writer.heading("Path cache" + glyphs.dot + (walk == nil ? "first walk running" : "walk \(Format.age(age)) old"), into: &canvas)
+        let state = walk == nil ? "first walk running" : "walk \(Format.age(age)) old"
+        writer.heading("Path cache" + glyphs.dot + state, into: &canvas)
         func rate(_ value: Double?) -> String { value.map(Format.count) ?? "–" }
         var pairs: [(label: String, value: String)] = []
         if let walk {
@@ -225,6 +227,8 @@ struct MainView {
         pairs += [
             ("searches/s", rate(report.searchesPerSecond)), ("inserts/s", rate(report.insertsPerSecond)),
             ("hits/s", rate(report.hitsPerSecond)), ("hit rate", report.windowHitRate.map(Format.percent) ?? "–"),
+            // Since each process in the owner table attached, beside the rate window's figures.
+            ("searches", Format.count(Double(report.searches))), ("overall", report.hitRate.map(Format.percent) ?? "–"),
         ]
         writer.pairs(pairs, into: &canvas)
         writer.sparkline(label: "history", values: panel.hitRateHistory, glyphs: glyphs, into: &canvas)
@@ -232,7 +236,9 @@ struct MainView {
         let depths = walk.depthHistogram.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " ")
         writer.line("depth " + depths, style: .plain, into: &canvas)
         if walk.invalidSlots > 0 {
-            writer.line("INVALID SLOTS \(walk.invalidSlots): the path cache is damaged", style: CellStyle(.bad, bold: true), into: &canvas)
+            writer.line(
+                "INVALID SLOTS \(walk.invalidSlots): the path cache is damaged", style: CellStyle(.bad, bold: true),
+                into: &canvas)
         }
     }
 }

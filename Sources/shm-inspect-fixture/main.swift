@@ -8,12 +8,13 @@
 // inserts N generated paths (seeds 0 ..< N, flags as the path cache workload picks them). Its
 // path cache nodes then belong to a dead pid, as a traced build's exited processes leave them.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import ShmAlloc
 import ShmPathCache
 import ShmWorkloads
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Writes one line to standard error.
 func fail(_ line: String) {
@@ -38,7 +39,9 @@ func insertPaths(_ entries: some Collection<String>, into cache: SharedCache) th
 }
 
 /// `0x6` or `6`.
-func parseFlags(_ text: Substring) -> UInt8? { text.hasPrefix("0x") ? UInt8(text.dropFirst(2), radix: 16) : UInt8(text) }
+func parseFlags(_ text: Substring) -> UInt8? {
+    text.hasPrefix("0x") ? UInt8(text.dropFirst(2), radix: 16) : UInt8(text)
+}
 
 /// Inserts `count` generated paths into the path cache of `cache`.
 func insertGeneratedPaths(_ count: Int, into cache: SharedCache) throws {
@@ -76,7 +79,9 @@ do {
         }
         let pointer = try cache.allocatePointer(size)
         let pattern = Array("alloc-\(index) ".utf8)
-        for byte in 0..<size { pointer.storeBytes(of: pattern[byte % pattern.count], toByteOffset: byte, as: UInt8.self) }
+        for byte in 0..<size {
+            pointer.storeBytes(of: pattern[byte % pattern.count], toByteOffset: byte, as: UInt8.self)
+        }
         print(cache.offset(of: pointer)!.rawValue)
     }
 } catch {

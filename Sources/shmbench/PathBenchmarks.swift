@@ -107,7 +107,8 @@ struct PathBenchmarks {
 
         let slice = try Self.watcherSlice(path: pathCache.cache.path, walks: max(3, runs))
         table.add(ResultRow(
-            section: Self.section, workload: "shmtop watch: path cache slice per refresh (\(slice.refreshes) refreshes a walk)",
+            section: Self.section,
+            workload: "shmtop watch: path cache slice per refresh (\(slice.refreshes) refreshes a walk)",
             value: slice.microseconds, unit: "µs"))
         // A refresh every 100 ms: µs per refresh / 100 000 µs, in percent.
         table.add(ResultRow(

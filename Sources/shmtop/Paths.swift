@@ -16,14 +16,18 @@ extension Shmtop {
         )
 
         @OptionGroup var file: CachePathArgument
-        @Option(help: ArgumentHelp(
-            "Only DIR and the paths below it (at a '/' boundary: /usr/local is not under /usr/loc).", valueName: "DIR"))
+        @Option(
+            help: ArgumentHelp(
+                "Only DIR and the paths below it (at a '/' boundary: /usr/local is not under /usr/loc).",
+                valueName: "DIR"))
         var under: String?
         @Flag(help: "Print one JSON object instead of text.")
         var json = false
 
         func validate() throws {
-            if let under, !under.hasPrefix("/") { throw ValidationError("--under \(under) is not an absolute path: DIR starts with /") }
+            if let under, !under.hasPrefix("/") {
+                throw ValidationError("--under \(under) is not an absolute path: DIR starts with /")
+            }
         }
 
         func run() throws {
@@ -36,10 +40,13 @@ extension Shmtop {
                 }
             }
             let directory = under.map { Array($0.utf8) }
-            let listed = cached.filter { directory.map($0.isUnder) ?? true }.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
+            let listed = cached.filter { directory.map($0.isUnder) ?? true }.sorted {
+                $0.bytes.lexicographicallyPrecedes($1.bytes)
+            }
             if json {
-                let report = Report(file: path, hasPathCache: figures != nil, under: under, paths: listed.map(Report.Entry.init),
-                                    count: listed.count, cached: cached.count)
+                let report = Report(
+                    file: path, hasPathCache: figures != nil, under: under, paths: listed.map(Report.Entry.init),
+                    count: listed.count, cached: cached.count)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 print(String(decoding: try encoder.encode(report), as: UTF8.self))
@@ -51,7 +58,9 @@ extension Shmtop {
             }
             let width = max(5, listed.map { $0.flagsText.count }.max() ?? 0)
             print("flags".padding(toLength: width, withPad: " ", startingAt: 0) + "  path")
-            for entry in listed { print(entry.flagsText.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + entry.text) }
+            for entry in listed {
+                print(entry.flagsText.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + entry.text)
+            }
             let noun = cached.count == 1 ? "path" : "paths"
             print(under.map { "\(listed.count) of \(cached.count) \(noun) under \($0)" } ?? "\(listed.count) \(noun)")
         }
@@ -62,12 +71,17 @@ extension Shmtop {
             let flags: UInt8
 
             /// The bits the cache gives no meaning to: the caller's.
-            var callerBits: UInt8 { flags & ~(PathCacheLayout.allowFlag | PathCacheLayout.denyFlag | PathCacheLayout.prefixFlag) }
+            var callerBits: UInt8 {
+                flags & ~(PathCacheLayout.allowFlag | PathCacheLayout.denyFlag | PathCacheLayout.prefixFlag)
+            }
 
             /// `allow`, `deny`, `prefix` joined by `|` (`-` for none), then the caller's bits (`+0x40`).
             var flagsText: String {
-                let named = [(PathCacheLayout.allowFlag, "allow"), (PathCacheLayout.denyFlag, "deny"), (PathCacheLayout.prefixFlag, "prefix")]
-                    .filter { flags & $0.0 != 0 }.map(\.1)
+                let named = [
+                    (PathCacheLayout.allowFlag, "allow"), (PathCacheLayout.denyFlag, "deny"),
+                    (PathCacheLayout.prefixFlag, "prefix"),
+                ]
+                .filter { flags & $0.0 != 0 }.map(\.1)
                 let names = named.isEmpty ? "-" : named.joined(separator: "|")
                 return callerBits == 0 ? names : names + " +0x" + String(callerBits, radix: 16)
             }

@@ -63,8 +63,8 @@ extension Shmtop {
             let text = SnapshotText(ascii: ascii || !SnapshotText.localeIsUTF8(), width: width)
             if json {
                 let report = SnapshotReport(
-                    snapshot: snapshot, statistics: statistics, details: details, heatmapAs: text, rateSeconds: rateSeconds,
-                    pathCache: pathCache)
+                    snapshot: snapshot, statistics: statistics, details: details, heatmapAs: text,
+                    rateSeconds: rateSeconds, pathCache: pathCache)
                 print(report.jsonText(), terminator: "")
             } else {
                 print(text.render(snapshot, statistics, pathCache: pathCache, blocks: details), terminator: "")

@@ -4,9 +4,10 @@
 
 import Foundation
 import ShmFormat
-@testable import ShmInspect
-import Testing
 import ShmTestSupport
+import Testing
+
+@testable import ShmInspect
 
 /// A 16 MiB cache with known paths inserted by a process that has exited, and one allocation of
 /// that kind of process too (a real leak beside them).
@@ -24,7 +25,8 @@ struct PathCacheFixture {
         let created = try runToEnd(BuiltProducts.shmtop, ["create", path, "--capacity", "16MiB"])
         #expect(created.termination == .exited(0))
         let inserted = try runToEnd(
-            BuiltProducts.fixture, [path, "--paths"] + Self.entries.map { "0x\(String($0.flags, radix: 16)):\($0.path)" })
+            BuiltProducts.fixture,
+            [path, "--paths"] + Self.entries.map { "0x\(String($0.flags, radix: 16)):\($0.path)" })
         #expect(inserted.termination == .exited(0), "\(inserted.error)")
         let leaked = try runToEnd(BuiltProducts.fixture, [path, "100", "200"])
         #expect(leaked.termination == .exited(0), "\(leaked.error)")
@@ -44,25 +46,28 @@ struct PathCacheInspectionTests {
         let result = try PathCacheFixture.shmtop(["paths", fixture.path])
         #expect(result.termination == .exited(0), "\(result.error)")
         let lines = result.output.split(separator: "\n").map(String.init)
-        #expect(lines == [
-            "flags        path",
-            "deny         /etc/passwd",
-            "allow        /usr",
-            "allow +0x40  /usr/loc",
-            "deny|prefix  /usr/local",
-            "allow        /usr/local/bin/cc",
-            "5 paths",
-        ])
+        #expect(
+            lines == [
+                "flags        path",
+                "deny         /etc/passwd",
+                "allow        /usr",
+                "allow +0x40  /usr/loc",
+                "deny|prefix  /usr/local",
+                "allow        /usr/local/bin/cc",
+                "5 paths",
+            ])
     }
 
-    @Test("paths --under keeps the directory and what is below it at a '/' boundary", arguments: [
-        ("/usr/local", ["/usr/local", "/usr/local/bin/cc"]),
-        ("/usr/local/", ["/usr/local", "/usr/local/bin/cc"]),
-        ("/usr/loc", ["/usr/loc"]),
-        ("/usr", ["/usr", "/usr/loc", "/usr/local", "/usr/local/bin/cc"]),
-        ("/", ["/etc/passwd", "/usr", "/usr/loc", "/usr/local", "/usr/local/bin/cc"]),
-        ("/nowhere", []),
-    ])
+    @Test(
+        "paths --under keeps the directory and what is below it at a '/' boundary",
+        arguments: [
+            ("/usr/local", ["/usr/local", "/usr/local/bin/cc"]),
+            ("/usr/local/", ["/usr/local", "/usr/local/bin/cc"]),
+            ("/usr/loc", ["/usr/loc"]),
+            ("/usr", ["/usr", "/usr/loc", "/usr/local", "/usr/local/bin/cc"]),
+            ("/", ["/etc/passwd", "/usr", "/usr/loc", "/usr/local", "/usr/local/bin/cc"]),
+            ("/nowhere", []),
+        ])
     func under(directory: String, expected: [String]) throws {
         let fixture = try PathCacheFixture()
         let result = try PathCacheFixture.shmtop(["paths", fixture.path, "--under", directory])
@@ -113,12 +118,14 @@ struct PathCacheInspectionTests {
         #expect(refused.output.isEmpty)
     }
 
-    @Test("paths: bad arguments exit non-zero with the subcommand's usage", arguments: [
-        (["paths"], "Error: no cache file given: pass PATH or set SHM_FILE"),
-        (["paths", "x.shm", "--under", "usr"], "Error: --under usr is not an absolute path: DIR starts with /"),
-        (["paths", "x.shm", "--under"], "Error: Missing value for '--under <DIR>'"),
-        (["paths", "x.shm", "--bogus"], "Error: Unknown option '--bogus'"),
-    ])
+    @Test(
+        "paths: bad arguments exit non-zero with the subcommand's usage",
+        arguments: [
+            (["paths"], "Error: no cache file given: pass PATH or set SHM_FILE"),
+            (["paths", "x.shm", "--under", "usr"], "Error: --under usr is not an absolute path: DIR starts with /"),
+            (["paths", "x.shm", "--under"], "Error: Missing value for '--under <DIR>'"),
+            (["paths", "x.shm", "--bogus"], "Error: Unknown option '--bogus'"),
+        ])
     func badArguments(arguments: [String], message: String) throws {
         let result = try PathCacheFixture.shmtop(arguments)
         #expect(result.termination == .exited(64), "\(result.error)")
@@ -160,11 +167,15 @@ struct PathCacheInspectionTests {
         #expect(text.termination == .exited(0))
         let output = text.output
         #expect(output.contains("Path cache: 5 entries (1 prefixes) · \(pathCache.tables) tables · invalid slots 0"))
-        let byteRow = "  node bytes +\(pathCache.tableBytes) +\(pathCache.entryBytes) +\(pathCache.pathBytes) +\(pathCache.bytes)\n"
+        let bytes = [pathCache.tableBytes, pathCache.entryBytes, pathCache.pathBytes, pathCache.bytes]
+        let byteRow = "  node bytes" + bytes.map { " +\($0)" }.joined() + "\n"
         #expect(output.range(of: byteRow, options: .regularExpression) != nil)
         #expect(output.contains("nodes awaiting reclamation 0 (by design"))
-        #expect(output.contains("  depth " + pathCache.depthHistogram.enumerated().map { "\($0.offset): \($0.element)" }
-            .joined(separator: "  ")))
+        #expect(
+            output.contains(
+                "  depth "
+                    + pathCache.depthHistogram.enumerated().map { "\($0.offset): \($0.element)" }
+                    .joined(separator: "  ")))
         #expect(output.contains("held by the path cache: \(pathCache.bytes) bytes"))
         #expect(output.contains("leaked by dead owners: \(owners[0].bytes) bytes"))
         #expect(output.contains("held per pid: \(holder.pid) \(holder.holding.bytes) bytes"))
@@ -210,12 +221,16 @@ struct PathCacheInspectionTests {
     }
 
     /// An owner table with each entry's identity and counters (searches, hits, inserts).
-    static func counters(_ entries: [(identity: UInt64, searches: UInt64, hits: UInt64, inserts: UInt64)]) -> PathCounterReading {
+    static func counters(_ entries: [(identity: UInt64, searches: UInt64, hits: UInt64, inserts: UInt64)])
+        -> PathCounterReading
+    {
         var table = [UInt8](repeating: 0, count: OwnerTable.byteCount)
         for (index, entry) in entries.enumerated() {
             let start = index * OwnerTable.entrySize
             for (offset, value) in [entry.identity, entry.searches, entry.hits, entry.inserts].enumerated() {
-                withUnsafeBytes(of: value.littleEndian) { table.replaceSubrange((start + offset * 8)..<(start + offset * 8 + 8), with: $0) }
+                withUnsafeBytes(of: value.littleEndian) {
+                    table.replaceSubrange((start + offset * 8)..<(start + offset * 8 + 8), with: $0)
+                }
             }
         }
         return table.withUnsafeBytes { PathCounterReading(table: $0) }

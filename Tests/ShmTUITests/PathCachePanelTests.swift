@@ -1,14 +1,15 @@
 // The live view's path cache panel, end to end in tmux: figures equal to `snapshot --json`'s,
 // rates and the hit rate from the processes' counters, and a cache without a path cache.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmFormat
 import ShmInspect
-import Testing
 import ShmTestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("the path cache panel in tmux", .serialized)
 struct PathCachePanelTests {
@@ -16,7 +17,9 @@ struct PathCachePanelTests {
     func noPathCache() throws {
         let cache = try KnownCache()
         let session = try cache.watch()
-        let screen = try session.waitForScreen("the path cache's line") { $0.contains("Path cache") && $0.contains("LIVE") }
+        let screen = try session.waitForScreen("the path cache's line") {
+            $0.contains("Path cache") && $0.contains("LIVE")
+        }
         #expect(screen.contains("Path cache · no path cache yet"))
         #expect(!screen.contains("searches/s"))
         #expect(try session.quit() == 0)
@@ -41,7 +44,10 @@ struct PathCachePanelTests {
         #expect(panel(screen, shows: "tables", Format.bytes(report.tableBytes)))
         #expect(panel(screen, shows: "reclaim", "0"))
         #expect(panel(screen, shows: "invalid", "0"))
-        #expect(screen.contains("depth " + report.depthHistogram.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " ")))
+        #expect(
+            screen.contains(
+                "depth "
+                    + report.depthHistogram.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " ")))
         #expect(panel(screen, shows: "hit rate", "–"), "no searches yet")
 
         // A process's counters, as the path cache keeps them, going up with 3 hits in 4 searches:
@@ -54,6 +60,7 @@ struct PathCachePanelTests {
             return panel(screen, shows: "hit rate", "75.0%") && !panel(screen, shows: "searches/s", "0")
         }
         #expect(!panel(climbing, shows: "hits/s", "0"))
+        #expect(panel(climbing, shows: "overall", "75.0%"), "every search so far hit 3 in 4")
         #expect(!panel(climbing, shows: "inserts/s", "0"))
         // The hit rate's history (the second "history" line) draws 75 % as the seventh of eight levels.
         let histories = climbing.lines.filter { $0.contains("history") }
