@@ -120,7 +120,10 @@ let package = Package(
         .target(name: "ShmTestSupport", dependencies: ["ShmAlloc", "ShmFormat", "ShmSystem"], path: "Tests/ShmTestSupport"),
         .testTarget(name: "ShmFormatTests", dependencies: ["ShmFormat", "ShmWorkloads"]),
         // Allocates a given sequence in a cache and exits without freeing: fixtures for the inspector tests.
-        .executableTarget(name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc"], exclude: ["README.md"]),
+        .executableTarget(
+            name: "shm-inspect-fixture", dependencies: ["ShmFormat", "ShmAlloc", "ShmPathCache", "ShmWorkloads"],
+            exclude: ["README.md"]
+        ),
         .testTarget(
             name: "ShmInspectTests",
             dependencies: [

@@ -251,6 +251,17 @@ public struct OwnerAllocations: Hashable, Sendable, Codable {
         alive = state == .alive
     }
 
+    /// The owner without the path cache nodes it allocated (`held`), clamped at nothing, its
+    /// share of a cache of `capacity` bytes recomputed.
+    func removing(_ held: PathCacheHolding, capacity: Int) -> OwnerAllocations {
+        var owner = self
+        owner.allocations = max(0, allocations - held.allocations)
+        owner.bytes = max(0, bytes - held.bytes)
+        owner.requestedBytes = max(0, requestedBytes - held.requestedBytes)
+        owner.share = capacity > 0 ? Double(owner.bytes) / Double(capacity) : 0
+        return owner
+    }
+
     /// Counts one more allocation of `nodeSize` bytes for which `requestedSize` were asked.
     mutating func add(nodeSize: Int, requestedSize: Int) {
         allocations += 1

@@ -87,8 +87,11 @@ public struct CacheStatistics: Hashable, Sendable {
     public let blocks: BlockCounts
     /// Per size class, smallest first.
     public let sizeClasses: [SizeClass]
-    /// Owners of the allocations, largest holder first; `nil` without a header scan.
-    public let owners: [OwnerAllocations]?
+    /// Owners of the allocations, largest holder first; `nil` without a header scan. After
+    /// ``attributing(_:)``, without the path cache's nodes.
+    public private(set) var owners: [OwnerAllocations]?
+    /// The path cache's nodes, taken away from their owners by ``attributing(_:)``; `nil` before.
+    public private(set) var heldByPathCache: PathCacheHolding?
     /// Allocation nodes whose header could not be read although their block held still
     /// (damaged); `nil` without a header scan.
     public let unreadableHeaders: Int?
@@ -220,6 +223,25 @@ public struct CacheStatistics: Hashable, Sendable {
     public var utilisation: Double {
         let usable = allocatedBytes + freeBytes
         return usable == 0 ? 0 : Double(allocatedBytes) / Double(usable)
+    }
+
+    /// These statistics with the path cache's nodes (`pathCache`'s holders) counted as held by the
+    /// path cache (``heldByPathCache``) instead of by the owners that allocated them: a writer
+    /// that exits leaves its entries to the cache, not leaked. The nodes of a walk that ended
+    /// before these statistics were taken are all still there (the path cache never frees a
+    /// published node), so each owner keeps at least what is taken away; owners left holding
+    /// nothing are dropped.
+    public func attributing(_ pathCache: PathCacheFigures) -> CacheStatistics {
+        var attributed = self
+        attributed.heldByPathCache = pathCache.held
+        let holdings = Dictionary(uniqueKeysWithValues: pathCache.holders.map { ($0.pid, $0.holding) })
+        attributed.owners = owners.map { owners in
+            let remaining = owners.map { owner in
+                holdings[owner.pid].map { owner.removing($0, capacity: geometry.capacity) } ?? owner
+            }.filter { $0.allocations > 0 }
+            return OwnerOrder.byBytes.sorted(remaining)
+        }
+        return attributed
     }
 
     /// Node bytes held by owners that no longer run: leaked; `nil` without a header scan.

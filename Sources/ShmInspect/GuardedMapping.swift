@@ -218,6 +218,12 @@ struct MappedWords: WordLoading {
 
     /// The words from `index` on.
     func advanced(by index: Int) -> MappedWords { MappedWords(base: base + index) }
+
+    /// The first `count` bytes of the range, for readers that walk a structure in it (they load
+    /// what other processes write with atomics, as ``word(at:)`` does).
+    func bytes(count: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: UnsafeRawPointer(base), count: count)
+    }
 }
 
 /// The process-wide table of guarded ranges and the SIGBUS handler that reads it.

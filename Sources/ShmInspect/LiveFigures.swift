@@ -18,6 +18,9 @@ extension CacheSnapshot {
     /// The blocks at the start of the data region that are reserved, never allocated.
     public var nullBlockCount: Int { layout.nullBlockCount }
 
+    /// The header's path cache root word (0: no path cache), for ``CacheInspector/pathCache(root:_:)``.
+    public var pathCacheRoot: UInt64 { header.pathCacheRoot }
+
     /// The leaves (nodes of the smallest size) in one block: what a block's taken leaves are
     /// counted out of.
     public var leavesPerBlock: Int { tree.leafCount }

@@ -171,14 +171,21 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
     public let heatmap: [Double]
     /// The blocks asked for, with their words and allocations, in the order asked.
     public let blockDetails: [BlockDetailReport]
+    /// The path cache: its walk's figures, its nodes per owner, the processes' counters and rates.
+    public let pathCache: PathCacheReport?
+    /// Node bytes of the path cache, taken out of `owners` and `leakedBytes` (absent with them).
+    public let heldByPathCache: PathCacheHolding?
 
     /// The report of `statistics`, computed from `snapshot`, with the block `details` and the
-    /// heatmap cells `text` would draw (so that the JSON holds what the text shows), and the
-    /// seconds the owners' rates cover when they have rates.
+    /// heatmap cells `text` would draw (so that the JSON holds what the text shows), the
+    /// seconds the owners' rates cover when they have rates, and the path cache's report.
     public init(
         snapshot: CacheSnapshot, statistics: CacheStatistics, details: [BlockDetail] = [],
-        heatmapAs text: SnapshotText = SnapshotText(ascii: true), rateSeconds: Double? = nil
+        heatmapAs text: SnapshotText = SnapshotText(ascii: true), rateSeconds: Double? = nil,
+        pathCache: PathCacheReport? = nil
     ) {
+        self.pathCache = pathCache
+        heldByPathCache = statistics.heldByPathCache
         self.rateSeconds = rateSeconds
         let geometry = snapshot.geometry
         func bySize<Value>(_ value: (CacheStatistics.SizeClass) -> Value) -> [String: Value] {

@@ -84,11 +84,14 @@ public struct SnapshotText: Sendable {
 
     /// The full text: header, memory, blocks, size classes with the buddyinfo row, owners,
     /// health counters, heatmap, then one tree per detail in `blocks`.
-    public func render(_ snapshot: CacheSnapshot, _ statistics: CacheStatistics, blocks: [BlockDetail] = []) -> String {
+    public func render(
+        _ snapshot: CacheSnapshot, _ statistics: CacheStatistics, pathCache: PathCacheReport? = nil,
+        blocks: [BlockDetail] = []
+    ) -> String {
         var sections = [
             title(snapshot), memory(statistics), blockCounts(statistics), sizeClasses(statistics),
             freeIndex(FreeIndexStatistics(snapshot), geometry: snapshot.geometry), owners(statistics),
-            health(statistics), heatmap(snapshot),
+            pathCache.map(self.pathCache) ?? "", health(statistics), heatmap(snapshot),
         ]
         sections += blocks.map(tree)
         return sections.filter { !$0.isEmpty }.joined(separator: "\n")
@@ -184,8 +187,49 @@ public struct SnapshotText: Sendable {
         for owner in order.sorted(owners) { table.add(columns.map { Self.cell($0, of: owner) }) }
         if owners.isEmpty { table.add(["(none)"] + Array(repeating: "", count: columns.count - 1)) }
         let leaked = statistics.leakedBytes ?? 0
-        return finish(table.text) + "leaked by dead owners: \(leaked) bytes (\(ByteCount(leaked)))\n"
+        var text = finish(table.text)
+        if let held = statistics.heldByPathCache {
+            text += "held by the path cache: \(held.bytes) bytes (\(ByteCount(held.bytes))) "
+                + "in \(held.allocations) nodes, not counted above\n"
+        }
+        return text + "leaked by dead owners: \(leaked) bytes (\(ByteCount(leaked)))\n"
     }
+
+    /// The path cache: entries, bytes, nodes awaiting reclamation, depth histogram, invalid slots,
+    /// the nodes per owner, and the processes' searches, hits and inserts (with rates over the
+    /// report's window when it has one).
+    public func pathCache(_ report: PathCacheReport) -> String {
+        var text = ""
+        if let walk = report.walk {
+            text += "Path cache: \(walk.entries) entries (\(walk.prefixEntries) prefixes) · \(walk.tables) tables · "
+                + "invalid slots \(walk.invalidSlots)\n"
+            var table = TextTable(["  bytes", "tables", "entries", "paths", "total"])
+            let bytes = [walk.tableBytes, walk.entryBytes, walk.pathBytes, walk.bytes]
+            table.add(["  node bytes"] + bytes.map { "\($0)" })
+            table.add([""] + bytes.map { "\(ByteCount($0))" })
+            text += table.text
+            text += "  nodes awaiting reclamation \(walk.nodesAwaitingReclamation) "
+                + "(by design: a published node is never replaced or freed)\n"
+            let depths = walk.depthHistogram.enumerated().map { "\($0.offset): \($0.element)" }
+            text += "  depth " + depths.joined(separator: "  ") + "\n"
+            let holders = walk.holders.map { "\($0.pid) \($0.holding.bytes) bytes" }
+            text += "  held per pid: " + (holders.isEmpty ? "none" : holders.joined(separator: ", ")) + "\n"
+        } else {
+            text += "Path cache: none yet (no path inserted)\n"
+        }
+        let hitRate = report.hitRate.map { Self.percent($0, of: 1) } ?? "–"
+        text += "  searches \(report.searches) · hits \(report.hits) · inserts \(report.inserts) · hit rate \(hitRate) "
+            + "(summed over the owner table's processes)\n"
+        if let seconds = report.rateSeconds {
+            let windowHitRate = report.windowHitRate.map { Self.percent($0, of: 1) } ?? "–"
+            text += "  over \(String(format: "%.1f", seconds)) s: searches/s \(Self.rate(report.searchesPerSecond)) · "
+                + "hits/s \(Self.rate(report.hitsPerSecond)) · inserts/s \(Self.rate(report.insertsPerSecond)) · "
+                + "hit rate \(windowHitRate)\n"
+        }
+        return finish(text)
+    }
+
+    static func rate(_ value: Double?) -> String { value.map { String(format: "%.1f", $0) } ?? "–" }
 
     /// The text of `owner`'s cell in `column`: exact counts, as the rest of the snapshot gives them.
     static func cell(_ column: OwnerColumn, of owner: OwnerAllocations) -> String {

@@ -28,10 +28,10 @@ struct RateSummary: Hashable, Sendable {
 struct RateWindow {
     /// How far back the summary looks at least.
     static let span = 1.0
-    private var recent: [(rates: SnapshotRates, owners: OwnerActivity)] = []
+    private var recent: [(rates: SnapshotRates, owners: OwnerActivity, paths: PathActivity)] = []
 
-    mutating func add(_ rates: SnapshotRates, owners: OwnerActivity, passesPerSweep: Int) {
-        recent.append((rates, owners))
+    mutating func add(_ rates: SnapshotRates, owners: OwnerActivity, paths: PathActivity, passesPerSweep: Int) {
+        recent.append((rates, owners, paths))
         var covered = 0.0
         var keep = recent.count
         // Keep the newest samples that fill the span (at least one sweep), in whole sweeps.
@@ -60,6 +60,23 @@ struct RateWindow {
     var ownerRates: OwnerRates {
         OwnerRates(activity: recent.reduce(OwnerActivity()) { $0.adding($1.owners) }, seconds: seconds)
     }
+
+    /// The path cache's searches, hits and inserts over the window.
+    var pathRates: PathCacheRates {
+        PathCacheRates(activity: recent.reduce(PathActivity()) { $0.adding($1.paths) }, seconds: seconds)
+    }
+}
+
+/// The path cache as a frame shows it.
+struct PathCachePanel: Sendable {
+    /// False while the file has no path cache (no path inserted yet).
+    let hasPathCache: Bool
+    /// The last complete walk's figures (none before the first walk ends), the counters, and
+    /// their rates over the rate window.
+    let report: PathCacheReport
+    /// The hit rate over the rate window at recent samples, oldest first (samples without
+    /// searches are left out).
+    let hitRateHistory: [Double]
 }
 
 /// Everything one refresh shows, computed once when the sample is taken.
@@ -87,13 +104,16 @@ struct LiveFrame: Sendable {
     /// The blocks holding allocations of the highlighted owner; `nil` when no owner is
     /// highlighted.
     let highlightedBlocks: BlockSet?
+    /// The path cache's figures; `nil` in frames made without reading it (tests).
+    let pathCache: PathCachePanel?
 
     /// A frame from its parts (the sampler makes them; tests may too).
     init(
         snapshot: CacheSnapshot, statistics: CacheStatistics, rates: RateSummary = RateSummary(), changedBlocks: [Int] = [],
         takenLeafDeltas: [Int] = [], utilisationHistory: [Double] = [], sequence: Int = 0, figuresAge: Duration = .zero,
-        sweepSeconds: Double = 0, highlightedBlocks: BlockSet? = nil
+        sweepSeconds: Double = 0, highlightedBlocks: BlockSet? = nil, pathCache: PathCachePanel? = nil
     ) {
+        self.pathCache = pathCache
         self.snapshot = snapshot
         self.statistics = statistics
         self.rates = rates
@@ -141,9 +161,15 @@ final class LiveSampler {
     private var highlighted: (pid: Int32, blocks: BlockSet)?
     private var rateWindow = RateWindow()
     private var history: [Double] = []
+    /// The path cache's walk, a slice per sample, and its counters.
+    private var pathSeries = PathCacheSeries()
+    private var hitRateHistory: [Double] = []
     private var sequence = 0
     /// The figures of the last frame, without its words: what a failed sample shows again.
-    private var lastFrame: (statistics: CacheStatistics, rates: RateSummary, figuresAge: Duration, sweepSeconds: Double)?
+    private var lastFrame: (
+        statistics: CacheStatistics, rates: RateSummary, figuresAge: Duration, sweepSeconds: Double,
+        pathCache: PathCachePanel
+    )?
     /// The owner whose blocks frames list (``LiveFrame/highlightedBlocks``).
     var highlightedOwner: Int32?
 
@@ -175,7 +201,8 @@ final class LiveSampler {
                 let lastGood = lastFrame.map { last in
                     LiveFrame(
                         snapshot: snapshot, statistics: last.statistics, rates: last.rates, utilisationHistory: history,
-                        sequence: sequence, figuresAge: last.figuresAge, sweepSeconds: last.sweepSeconds)
+                        sequence: sequence, figuresAge: last.figuresAge, sweepSeconds: last.sweepSeconds,
+                        pathCache: last.pathCache)
                 }
                 detach()
                 return .detached(error, lastGood: lastGood)
@@ -204,6 +231,8 @@ final class LiveSampler {
         ownerStates = OwnerStates(period: Self.ownerStatePeriod)
         highlighted = nil
         rateWindow = RateWindow()
+        pathSeries = PathCacheSeries()
+        hitRateHistory.removeAll()
     }
 
     private func attached() throws(InspectError) -> CacheInspector {
@@ -225,17 +254,32 @@ final class LiveSampler {
     ) throws(InspectError) -> LiveFrame {
         var changed: [Int] = []
         var deltas: [Int] = []
+        let paths = try inspector.advance(&pathSeries, root: snapshot.pathCacheRoot)
         if let changes, var census {
-            rateWindow.add(changes.rates, owners: activity, passesPerSweep: series.passesPerSweep)
+            rateWindow.add(
+                changes.rates, owners: activity, paths: paths.activity, passesPerSweep: series.passesPerSweep)
             changed = changes.blocks
             deltas = snapshot.takenLeafDeltas(changes)
             census.apply(changes)
             self.census = census
         }
         let allocations = try inspector.census(of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
-        let statistics = CacheStatistics(census: self.census!.census, snapshot: snapshot, allocations: allocations)
+        var statistics = CacheStatistics(census: self.census!.census, snapshot: snapshot, allocations: allocations)
+        if let figures = paths.figures { statistics = statistics.attributing(figures) }
         history.append(statistics.utilisation)
         if history.count > Self.historyLength { history.removeFirst(history.count - Self.historyLength) }
+        let pathRates = changes == nil ? nil : rateWindow.pathRates
+        if let hitRate = pathRates?.hitRate {
+            hitRateHistory.append(hitRate)
+            if hitRateHistory.count > Self.historyLength {
+                hitRateHistory.removeFirst(hitRateHistory.count - Self.historyLength)
+            }
+        }
+        let pathCache = PathCachePanel(
+            hasPathCache: snapshot.pathCacheRoot != 0,
+            report: PathCacheReport(
+                walk: paths.figures, totals: paths.totals, rates: pathRates, figuresAge: paths.figuresAge),
+            hitRateHistory: hitRateHistory)
         sequence += 1
         if let pid = highlightedOwner {
             if var kept = highlighted, kept.pid == pid {
@@ -251,10 +295,10 @@ final class LiveSampler {
         current = snapshot
         self.ledger = ledger
         let sweepSeconds = series.sweepSeconds(interval: interval)
-        lastFrame = (statistics, rateWindow.summary, series.figuresAge, sweepSeconds)
+        lastFrame = (statistics, rateWindow.summary, series.figuresAge, sweepSeconds, pathCache)
         return LiveFrame(
             snapshot: snapshot, statistics: statistics, rates: rateWindow.summary, changedBlocks: changed,
             takenLeafDeltas: deltas, utilisationHistory: history, sequence: sequence, figuresAge: series.figuresAge,
-            sweepSeconds: sweepSeconds, highlightedBlocks: highlighted?.blocks)
+            sweepSeconds: sweepSeconds, highlightedBlocks: highlighted?.blocks, pathCache: pathCache)
     }
 }

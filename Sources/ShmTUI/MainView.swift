@@ -198,5 +198,47 @@ struct MainView {
         if statistics.failedAllocations > 0 {
             writer.line("failed allocations \(statistics.failedAllocations)", style: CellStyle(.warning), into: &canvas)
         }
+        if let pathCache = frame.pathCache { drawPathCache(pathCache, into: &canvas, writer: &writer) }
+    }
+
+    /// The path cache's section: its walk's figures (with the walk's age), the searches, hits and
+    /// inserts per second and the hit rate over the rate window, the searches and the hit rate
+    /// since the processes attached, and the windowed hit rate's history.
+    private func drawPathCache(_ panel: PathCachePanel, into canvas: inout Canvas, writer: inout PanelWriter) {
+        let report = panel.report
+        guard panel.hasPathCache else {
+            writer.heading("Path cache\(glyphs.dot)no path cache yet", into: &canvas)
+            return
+        }
+        let age = Duration.microseconds(Int((report.figuresAgeSeconds * 1e6).rounded()))
+        let walk = report.walk
+        let state = walk == nil ? "first walk running" : "walk \(Format.age(age)) old"
+        writer.heading("Path cache" + glyphs.dot + state, into: &canvas)
+        func rate(_ value: Double?) -> String { value.map(Format.count) ?? "–" }
+        var pairs: [(label: String, value: String)] = []
+        if let walk {
+            pairs += [
+                ("entries", "\(walk.entries)"), ("prefixes", "\(walk.prefixEntries)"),
+                ("bytes", Format.bytes(walk.bytes)), ("paths", Format.bytes(walk.pathBytes)),
+                ("tables", Format.bytes(walk.tableBytes)), ("entry nodes", Format.bytes(walk.entryBytes)),
+                ("reclaim", "\(walk.nodesAwaitingReclamation)"), ("invalid", "\(walk.invalidSlots)"),
+            ]
+        }
+        pairs += [
+            ("searches/s", rate(report.searchesPerSecond)), ("inserts/s", rate(report.insertsPerSecond)),
+            ("hits/s", rate(report.hitsPerSecond)), ("hit rate", report.windowHitRate.map(Format.percent) ?? "–"),
+            // Since each process in the owner table attached, beside the rate window's figures.
+            ("searches", Format.count(Double(report.searches))), ("overall", report.hitRate.map(Format.percent) ?? "–"),
+        ]
+        writer.pairs(pairs, into: &canvas)
+        writer.sparkline(label: "history", values: panel.hitRateHistory, glyphs: glyphs, into: &canvas)
+        guard let walk else { return }
+        let depths = walk.depthHistogram.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " ")
+        writer.line("depth " + depths, style: .plain, into: &canvas)
+        if walk.invalidSlots > 0 {
+            writer.line(
+                "INVALID SLOTS \(walk.invalidSlots): the path cache is damaged", style: CellStyle(.bad, bold: true),
+                into: &canvas)
+        }
     }
 }

@@ -57,7 +57,12 @@ struct OwnerTableView {
         let body = layout.body
         let owners = frame.statistics.owners ?? []
         let alive = owners.filter(\.alive).count
-        let heading = " Owners \(glyphs.dot)\(alive) alive \(glyphs.dot)\(owners.count - alive) not (leaked \(Format.bytes(frame.statistics.leakedBytes ?? 0)))"
+        // The path cache's nodes are not in the rows: its own figure, beside the leak (which excludes them).
+        let heldByPathCache = frame.statistics.heldByPathCache.map {
+            ", held by the path cache \(Format.bytes($0.bytes))"
+        } ?? ""
+        let heading = " Owners \(glyphs.dot)\(alive) alive \(glyphs.dot)\(owners.count - alive) not "
+            + "(leaked \(Format.bytes(frame.statistics.leakedBytes ?? 0))\(heldByPathCache))"
             + "\(glyphs.dot)figures \(Format.age(frame.figuresAge)) old\(glyphs.dot)rates over \(Format.age(.milliseconds(Int(frame.rates.seconds * 1000))))"
         canvas.text(heading, row: body.top, column: 0, style: .heading, maxWidth: layout.width)
         var column = 1

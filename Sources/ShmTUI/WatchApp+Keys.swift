@@ -146,7 +146,9 @@ extension WatchApp {
         }
         do {
             let snapshot = try inspector.snapshot()
-            let text = SnapshotText(ascii: state.glyphs == .ascii).render(snapshot, CacheStatistics(snapshot))
+            var statistics = CacheStatistics(snapshot)
+            let pathCache = try inspector.pathCacheReport(root: snapshot.pathCacheRoot, attributingTo: &statistics)
+            let text = SnapshotText(ascii: state.glyphs == .ascii).render(snapshot, statistics, pathCache: pathCache)
             let path = Self.snapshotPath(directory: options.snapshotDirectory, wallClockNanoseconds: snapshot.wallClockNanoseconds)
             try text.write(toFile: path, atomically: true, encoding: .utf8)
             flash("snapshot written to \(path)")

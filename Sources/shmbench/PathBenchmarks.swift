@@ -114,6 +114,16 @@ struct PathBenchmarks {
         table.add(ResultRow(section: Self.section, workload: "their searches the process's counters kept",
                             value: median(threaded.map(\.counted)) * 100, unit: "%"))
 
+        let slice = try Self.watcherSlice(path: pathCache.cache.path, walks: max(3, runs))
+        table.add(ResultRow(
+            section: Self.section,
+            workload: "shmtop watch: path cache slice per refresh (\(slice.refreshes) refreshes a walk)",
+            value: slice.microseconds, unit: "µs"))
+        // A refresh every 100 ms: µs per refresh / 100 000 µs, in percent.
+        table.add(ResultRow(
+            section: Self.section, workload: "shmtop watch: path cache slices at 10 Hz, while walking",
+            value: slice.microseconds / 1000, unit: "% core"))
+
         let one = median(try (0..<runs).map { _ in try searchThroughput(processes: 1, path: pathCache.cache.path) })
         let two = median(try (0..<runs).map { _ in try searchThroughput(processes: 2, path: pathCache.cache.path) })
         table.add(ResultRow(section: Self.section, workload: "searches, 1 process", value: one, unit: "M/s"))

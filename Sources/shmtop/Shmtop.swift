@@ -12,7 +12,7 @@ struct Shmtop: ParsableCommand {
         abstract: "Create, load and inspect lock-free shared-memory caches.",
         discussion: "PATH defaults to the SHM_FILE environment variable wherever a command takes one.",
         version: "0.1.0",
-        subcommands: [Create.self, Watch.self, Snapshot.self, Load.self, Demo.self, Worker.self]
+        subcommands: [Create.self, Watch.self, Snapshot.self, Paths.self, Load.self, Demo.self, Worker.self]
     )
 
     /// Parses and runs a subcommand as ArgumentParser's own `main()` does, except for a

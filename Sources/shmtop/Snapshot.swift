@@ -50,10 +50,12 @@ extension Shmtop {
             if let bad = blocks.first(where: { !(0..<blockCount).contains($0) }) {
                 throw ValidationError("block \(bad) is out of range (0..<\(blockCount))")
             }
-            let (snapshot, statistics, rateSeconds) = try failingWithOneLine { () throws(InspectError) in
+            let (snapshot, statistics, rateSeconds, pathCache) = try failingWithOneLine { () throws(InspectError) in
                 if let interval { return try Self.series(inspector, seconds: interval) }
                 let snapshot = try inspector.snapshot()
-                return (snapshot, CacheStatistics(snapshot), nil)
+                var statistics = CacheStatistics(snapshot)
+                let pathCache = try inspector.pathCacheReport(root: snapshot.pathCacheRoot, attributingTo: &statistics)
+                return (snapshot, statistics, nil, pathCache)
             }
             let details = try failingWithOneLine { () throws(InspectError) in
                 try blocks.map { block throws(InspectError) in try inspector.blockDetail(block) }
@@ -61,18 +63,21 @@ extension Shmtop {
             let text = SnapshotText(ascii: ascii || !SnapshotText.localeIsUTF8(), width: width)
             if json {
                 let report = SnapshotReport(
-                    snapshot: snapshot, statistics: statistics, details: details, heatmapAs: text, rateSeconds: rateSeconds)
+                    snapshot: snapshot, statistics: statistics, details: details, heatmapAs: text,
+                    rateSeconds: rateSeconds, pathCache: pathCache)
                 print(report.jsonText(), terminator: "")
             } else {
-                print(text.render(snapshot, statistics, blocks: details), terminator: "")
+                print(text.render(snapshot, statistics, pathCache: pathCache, blocks: details), terminator: "")
             }
         }
 
         /// Two snapshots `seconds` apart: the second, its statistics with the owners of an owner
-        /// ledger brought up to it from the first (each owner's rates in between), and the seconds.
+        /// ledger brought up to it from the first (each owner's rates in between), the seconds,
+        /// and the path cache's report with its rates over the same seconds.
         static func series(
             _ inspector: CacheInspector, seconds: Double
-        ) throws(InspectError) -> (CacheSnapshot, CacheStatistics, Double?) {
+        ) throws(InspectError) -> (CacheSnapshot, CacheStatistics, Double?, PathCacheReport) {
+            let counters = try inspector.readPathCounters()
             let first = try inspector.snapshot(readingAllocations: false)
             var ledger = try inspector.ownerLedger(of: first)
             usleep(useconds_t(seconds * 1e6))
@@ -81,7 +86,10 @@ extension Shmtop {
             let activity = try inspector.update(&ledger, to: second, changes: changes).activity
             let allocations = try inspector.census(of: ledger, rates: OwnerRates(activity: activity, seconds: changes.rates.seconds))
             let census = second.words[second.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: second.tree, words: $0) }
-            return (second, CacheStatistics(census: census, snapshot: second, allocations: allocations), changes.rates.seconds)
+            var statistics = CacheStatistics(census: census, snapshot: second, allocations: allocations)
+            let pathCache = try inspector.pathCacheReport(
+                root: second.pathCacheRoot, attributingTo: &statistics, since: (counters, changes.rates.seconds))
+            return (second, statistics, changes.rates.seconds, pathCache)
         }
     }
 }
