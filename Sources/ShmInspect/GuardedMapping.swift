@@ -33,6 +33,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CShmSystem
 import ShmSystem
 import Synchronization
 
@@ -218,6 +219,9 @@ struct MappedWords: WordLoading {
 
     /// The words from `index` on.
     func advanced(by index: Int) -> MappedWords { MappedWords(base: base + index) }
+
+    /// Asks for the cache line of the word at `index` ahead of its load (a hint: never faults).
+    @inline(__always) func prefetch(wordAt index: Int) { shm_prefetch(UnsafeRawPointer(base + index)) }
 }
 
 /// The process-wide table of guarded ranges and the SIGBUS handler that reads it.
