@@ -7,6 +7,7 @@
 // one entry, and its records in a run of slots of one buffer shared by the page's blocks.
 
 import CShmSystem
+import ShmFormat
 
 extension OwnerLedger {
     /// The contributions of ``pageBlocks`` consecutive blocks: for each, the word its nodes were
@@ -83,14 +84,9 @@ extension OwnerLedger {
         /// Records in a 64-byte cache line.
         private static let recordsPerLine = 64 / MemoryLayout<NodeRecord>.stride
 
-        /// The record in slot `slot` of block `index`'s run.
-        func record(of index: Int, slot: Int) -> NodeRecord {
-            records[Int(entries[index].start) + slot]
-        }
-
         /// The most records a block has: one allocation per leaf at most, and a block has at
-        /// most 32 leaves (``Geometry`` refuses deeper trees).
-        static let blockRecordsLimit = 32
+        /// most 2^``Geometry/largestDepth`` leaves.
+        static let blockRecordsLimit = 1 << Geometry.largestDepth
 
         /// Makes `new` the records of block `index`, read at `word` with `settled` nodes settled.
         mutating func store(_ new: UnsafeBufferPointer<NodeRecord>, at index: Int, word: UInt64, settled: UInt64) {
