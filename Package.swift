@@ -22,7 +22,8 @@ let package = Package(
         // File format and buddy-tree math: pure, no I/O. Shared by the allocator and the inspector.
         .target(name: "ShmFormat", exclude: ["README.md"]),
         // What the system layer needs from C: wrappers for what Swift cannot import (variadic
-        // `open`, `errno`, `MAP_FAILED`), and initial-exec thread-local slots.
+        // `open`, `errno`, `MAP_FAILED`), initial-exec thread-local slots, and the prefetch hint the
+        // inspector's owner ledger uses.
         .target(name: "CShmSystem"),
         // The one system layer: typed wrappers over system calls (files, mappings, clocks). Compiles
         // in Embedded Swift too (the C library), so it uses nothing but CShmSystem.
@@ -69,7 +70,7 @@ let package = Package(
         // The read-only inspector: snapshots, statistics, text and JSON reports. Never writes a file.
         .target(
             name: "ShmInspect",
-            dependencies: ["ShmFormat", "ShmSystem"],
+            dependencies: ["ShmFormat", "ShmSystem", "CShmSystem"],
             exclude: ["README.md"]
         ),
         // Workloads and their plumbing, for `shmtop load/demo`, the benchmarks and the tests (not a

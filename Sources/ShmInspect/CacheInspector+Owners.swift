@@ -7,7 +7,8 @@ extension CacheInspector {
     /// The owner ledger of `snapshot`: reads the header of every allocation in its words.
     public func ownerLedger(of snapshot: CacheSnapshot) throws(InspectError) -> OwnerLedger {
         var ledger = OwnerLedger(geometry: geometry)
-        try read(Self.allocatedBlocks(snapshot.words, from: layout.nullBlockCount), words: snapshot.words, into: &ledger, counting: false)
+        let blocks = Array(Self.allocatedBlocks(snapshot.words, from: layout.nullBlockCount))
+        try read(blocks, words: snapshot.words, into: &ledger, counting: false)
         return ledger
     }
 
@@ -70,7 +71,7 @@ extension CacheInspector {
         let tree = geometry.tree
         try forEachNode(
             of: Self.allocatedBlocks(words, from: layout.nullBlockCount), words: words, inPlace: false,
-            nodes: { tree.allocations(words[$0]) }, claimer: owners.claimer
+            nodes: { block, _ in tree.allocations(words[block]) }, claimer: owners.claimer
         ) {
             builder.add($2, order: tree.order(ofNode: $1))
         }
@@ -97,8 +98,13 @@ extension CacheInspector {
 
     /// Reads the headers of the allocation nodes of `blocks` (ascending) at their words in
     /// `words`, and replaces each block's contribution to `ledger` with what they say.
+    ///
+    /// The blocks lie scattered over the ledger and the data region, so each costs cache misses
+    /// to its entry, its records and its new headers; waited for one after another they were most
+    /// of a busy refresh. So each is asked for ahead of its use (``OwnerLedger/prefetchEntry(of:)``),
+    /// and the headers of a chunk of blocks are asked for together before they are read.
     private func read(
-        _ blocks: some Collection<Int>, words: [UInt64], into ledger: inout OwnerLedger, counting: Bool
+        _ blocks: [Int], words: [UInt64], into ledger: inout OwnerLedger, counting: Bool
     ) throws(InspectError) {
         // The owner table is read only when a header names no owner (a claim or free in flight).
         // One that cannot be read names no claimer: its node counts as in flight, and the
@@ -117,52 +123,88 @@ extension CacheInspector {
             if owners == nil { owners = (try? self.readOwners()) ?? OwnerRegistry() }
             return owners!.claimer(block: block, node: node)
         }
-        // Only the nodes whose records the ledger cannot keep.
-        for block in blocks { scratch.nodes.append(ledger.nodesToRead(block: block, word: words[block])) }
-        var asked = 0
-        try forEachNode(of: blocks, words: words, inPlace: true, nodes: { _ in defer { asked += 1 }; return scratch.nodes[asked] }, claimer: claimer) {
-            scratch.records.append(OwnerLedger.NodeRecord($2))
+        // Chunk by chunk, so that a chunk's entries and headers are still cached when read again:
+        // the nodes whose records the ledger cannot keep, then their headers.
+        var chunkStart = 0
+        while chunkStart < blocks.count {
+            let chunk = blocks[chunkStart..<min(blocks.count, chunkStart + Self.headerChunkBlocks)]
+            for position in chunk.indices {
+                let ahead = position + Self.entryLookahead
+                if ahead < blocks.count { ledger.prefetchEntry(of: blocks[ahead]) }
+                scratch.nodes.append(ledger.nodesToRead(block: blocks[position], word: words[blocks[position]]))
+            }
+            try forEachNode(
+                of: chunk, words: words, inPlace: true, nodes: { scratch.nodes[chunkStart + $1] }, claimer: claimer
+            ) {
+                scratch.records.append(OwnerLedger.NodeRecord($2))
+            }
+            chunkStart = chunk.endIndex
         }
         var next = 0
-        for (block, nodes) in zip(blocks, scratch.nodes) {
-            let count = nodes.nonzeroBitCount
+        for (position, block) in blocks.enumerated() {
+            let entryAhead = position + Self.entryLookahead, recordsAhead = position + Self.recordLookahead
+            if entryAhead < blocks.count { ledger.prefetchEntry(of: blocks[entryAhead]) }
+            if recordsAhead < blocks.count { ledger.prefetchRecords(of: blocks[recordsAhead]) }
+            let count = scratch.nodes[position].nonzeroBitCount
             ledger.replace(block: block, word: words[block], read: scratch.records[next..<(next + count)], counting: counting)
             next += count
         }
     }
 
-    /// Calls `visit(block, node, reading)` for the allocation nodes `nodes(block)` (a subset of the
-    /// word's allocations) of each of
-    /// `blocks` (ascending) at its word in `words`, in order of blocks and nodes (`nodes` is asked
-    /// once per block, in that order); `claimer(block, node)` is asked for a node whose header
-    /// names no owner. With `inPlace`, the headers are loaded from the data
-    /// mapping where it reads in place (a few thousand scattered nodes, where a `pread` each would
-    /// cost a system call); otherwise from runs of consecutive blocks, one `pread` each.
+    /// Blocks whose headers are asked for together, then read: enough that their cache misses
+    /// overlap, few enough that their entries and headers stay cached meanwhile.
+    static let headerChunkBlocks = 256
+    /// How many blocks ahead a block's ledger entry is asked for: its misses take about as long
+    /// as updating this many blocks.
+    static let entryLookahead = 16
+    /// How many blocks ahead a block's records are asked for: after its entry has come.
+    static let recordLookahead = 8
+
+    /// Calls `visit(block, node, reading)` for the allocation nodes `nodes(block, position)` (a
+    /// subset of the word's allocations; `position` counts the blocks from 0) of each of `blocks`
+    /// (ascending) at its word in `words`, in order of blocks and nodes; `claimer(block, node)` is
+    /// asked for a node whose header names no owner. With `inPlace`, the headers are loaded from
+    /// the data mapping where it reads in place (a few thousand scattered nodes, where a `pread`
+    /// each would cost a system call), all asked for before the first is loaded; otherwise from
+    /// runs of consecutive blocks, one `pread` each.
     ///
     /// A throw may come after some visits; with `inPlace`, those may have read zeros.
     private func forEachNode(
-        of blocks: some Sequence<Int>, words: [UInt64], inPlace: Bool, nodes: (Int) -> UInt64, claimer: (Int, Int) -> Int32?,
+        of blocks: some Collection<Int>, words: [UInt64], inPlace: Bool,
+        nodes: (_ block: Int, _ position: Int) -> UInt64, claimer: (Int, Int) -> Int32?,
         _ visit: (_ block: Int, _ node: Int, _ reading: AllocationCensus.NodeReading) -> Void
     ) throws(InspectError) {
         let geometry = geometry
-        /// Visits block `block`'s nodes, their headers loaded by `header` (byte offset in the
-        /// block → raw header).
-        func visitBlock(_ block: Int, header: (Int) -> UInt64) {
+        let tree = geometry.tree
+        /// Visits block `block` (number `position`)'s chosen nodes, their headers loaded by
+        /// `header` (byte offset in the block → raw header). Only the chosen nodes are walked: in a
+        /// changed block they are one or two of ten or more allocations.
+        func visitBlock(_ block: Int, position: Int, header: (Int) -> UInt64) {
             let word = words[block]
-            let chosen = nodes(block)
-            let base = block * geometry.blockSize
-            geometry.forEachAllocation(inWord: word, ofBlock: block) { found in
-                guard chosen & (1 << UInt64(found.node)) != 0 else { return }
-                visit(block, found.node, AllocationCensus.reading(
-                    rawHeader: header(found.nodeOffset - base), order: found.order,
-                    geometry: geometry, claimer: claimer(block, found.node), blockChanged: currentWord(ofBlock: block) != word))
+            var chosen = nodes(block, position)
+            while chosen != 0 {
+                let node = chosen.trailingZeroBitCount
+                chosen &= chosen &- 1
+                let offset = tree.byteOffset(ofNode: node, minSize: geometry.minSize)
+                visit(block, node, AllocationCensus.reading(
+                    rawHeader: header(offset), order: tree.order(ofNode: node), geometry: geometry,
+                    claimer: claimer(block, node), blockChanged: currentWord(ofBlock: block) != word))
             }
         }
         if inPlace, let dataMapping, dataMapping.readsInPlace {
             let whole: Void? = dataMapping.read(descriptor) { mapped in
-                for block in blocks {
+                for (position, block) in blocks.enumerated() {
+                    var chosen = nodes(block, position)
+                    while chosen != 0 {
+                        let node = chosen.trailingZeroBitCount
+                        let offset = tree.byteOffset(ofNode: node, minSize: geometry.minSize)
+                        mapped.prefetch(wordAt: (block * geometry.blockSize + offset) / 8)
+                        chosen &= chosen &- 1
+                    }
+                }
+                for (position, block) in blocks.enumerated() {
                     let base = block * geometry.blockSize
-                    visitBlock(block) { mapped.word(at: (base + $0) / 8) }
+                    visitBlock(block, position: position) { mapped.word(at: (base + $0) / 8) }
                 }
             }
             guard whole != nil else {
@@ -174,25 +216,29 @@ extension CacheInspector {
         let blocksPerChunk = max(1, Self.scanChunkBytes / geometry.blockSize)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blocksPerChunk * geometry.blockSize, alignment: 8)
         defer { buffer.deallocate() }
-        /// The run of consecutive blocks being gathered for one `pread`.
+        /// The run of consecutive blocks being gathered for one `pread`, and its first block's position.
         var run: Range<Int>?
-        func readRun(_ run: Range<Int>) throws(InspectError) {
+        var runPosition = 0
+        func readRun(_ run: Range<Int>, from firstPosition: Int) throws(InspectError) {
             let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[..<(run.count * geometry.blockSize)])
             try read(into: bytes, at: layout.dataOffset + run.lowerBound * geometry.blockSize)
             for block in run {
                 let base = (block - run.lowerBound) * geometry.blockSize
-                visitBlock(block) { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: base + $0, as: UInt64.self)) }
+                visitBlock(block, position: firstPosition + block - run.lowerBound) {
+                    UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: base + $0, as: UInt64.self))
+                }
             }
         }
-        for block in blocks {
+        for (position, block) in blocks.enumerated() {
             if let current = run, current.upperBound == block, current.count < blocksPerChunk {
                 run = current.lowerBound..<(block + 1)
                 continue
             }
-            if let current = run { try readRun(current) }
+            if let current = run { try readRun(current, from: runPosition) }
             run = block..<(block + 1)
+            runPosition = position
         }
-        if let run { try readRun(run) }
+        if let run { try readRun(run, from: runPosition) }
     }
 
     /// The most bytes one `pread` of the data region asks for.

@@ -59,6 +59,18 @@ public struct OwnerLedger: Sendable {
         var freed = 0
 
         init(pid: Int32) { self.pid = pid }
+
+        /// Adds (`sign` 1) or takes away (-1) one allocation of `bytes` node bytes and `requested`
+        /// bytes; with `counting`, as an allocation or a free. One call, so that the owners' array
+        /// is checked for uniqueness once per record, not once per sum.
+        mutating func add(bytes: Int, requested: Int, sign: Int, counting: Bool) {
+            allocations += sign
+            self.bytes += sign * bytes
+            requestedBytes += sign * requested
+            if counting {
+                if sign > 0 { allocated += 1 } else { freed += 1 }
+            }
+        }
     }
 
     let geometry: Geometry
@@ -67,8 +79,6 @@ public struct OwnerLedger: Sendable {
     /// order, so neighbours share a page.
     private var pages: [Page] = []
     static let pageBlocks = 1024
-    /// The records being assembled for a block (kept to spare an allocation per block).
-    private var assembled: [NodeRecord] = []
     /// Buffers an update reads headers into, kept from one update to the next.
     struct Scratch {
         /// The nodes to read of each block updated.
@@ -111,6 +121,26 @@ public struct OwnerLedger: Sendable {
         return nodes & ~pages[page].entries[index].settled
     }
 
+    /// Asks for block `block`'s entry ahead of ``nodesToRead(block:word:)`` or
+    /// ``replace(block:word:read:counting:)`` (a hint). A refresh's changed blocks lie scattered
+    /// over the ledger's megabytes: a cache miss each, waited for one after another, was most of
+    /// a busy refresh, where asked for a few blocks ahead they overlap.
+    ///
+    /// Mutating only so that the page is reached in place: reading it would copy it, three
+    /// atomic retains and releases, which cost more than the miss.
+    mutating func prefetchEntry(of block: Int) {
+        let (number, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
+        if number < pages.count { pages[number].prefetchEntry(index) }
+    }
+
+    /// Asks for block `block`'s records ahead of ``replace(block:word:read:counting:)`` (a hint,
+    /// which loads the block's entry: best asked once that is cached, after ``prefetchEntry(of:)``).
+    /// Mutating for the same reason.
+    mutating func prefetchRecords(of block: Int) {
+        let (number, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
+        if number < pages.count { pages[number].prefetchRecords(index) }
+    }
+
     /// Brings block `block`'s contribution up to `word`, whose nodes ``nodesToRead(block:word:)``
     /// were read as `read` (ascending nodes); the other nodes keep their records. With `counting`,
     /// an allocation node that appeared counts as an allocation of its new owner and one that
@@ -135,34 +165,47 @@ public struct OwnerLedger: Sendable {
         let oldNodes = tree.allocations(entry.word)
         let kept = newNodes & entry.settled
         let wasUnsettled = entry.settled != oldNodes
-        assembled.removeAll(keepingCapacity: true)
-        var settled: UInt64 = 0
-        var oldSlot = 0, readIndex = read.startIndex
-        var nodes = oldNodes | newNodes
-        while nodes != 0 {
-            let bit = nodes & (0 &- nodes)
-            nodes &= nodes &- 1
-            var before: NodeRecord?
-            if oldNodes & bit != 0 {
-                before = page.record(of: index, slot: oldSlot)
-                oldSlot += 1
-            }
-            var after: NodeRecord?
-            if newNodes & bit != 0 {
+        // One buffer on the stack: the old records copied out (so that no slice shares the page's
+        // buffer when `store` writes it, which would copy the whole buffer), then the new ones.
+        let limit = Page.blockRecordsLimit
+        let settled = withUnsafeTemporaryAllocation(of: NodeRecord.self, capacity: 2 * limit) { buffer in
+            let oldRecords = UnsafeMutableBufferPointer(rebasing: buffer[..<limit])
+            let assembled = UnsafeMutableBufferPointer(rebasing: buffer[limit...])
+            page.copyRecords(of: index, count: oldNodes.nonzeroBitCount, into: oldRecords)
+            // One walk over the nodes of either reading, ascending, which is the records' order: a
+            // kept node's record moves to its new place, one no longer held or read again is taken
+            // out of the sums, one read is added (a node read again to the same record goes out and
+            // back in, and the sums do not change).
+            var count = 0
+            var settled = kept
+            var oldSlot = 0, readIndex = read.startIndex
+            var nodes = oldNodes | newNodes
+            while nodes != 0 {
+                let bit = nodes & (0 &- nodes)
+                nodes &= nodes &- 1
                 if kept & bit != 0 {
-                    after = before
-                } else {
-                    after = read[readIndex]
-                    readIndex += 1
+                    assembled[count] = oldRecords[oldSlot]
+                    count &+= 1
+                    oldSlot &+= 1
+                    continue
                 }
-                assembled.append(after!)
-                if !after!.isUnsettled { settled |= bit }
+                if oldNodes & bit != 0 {
+                    add(oldRecords[oldSlot], sign: -1, counting: counting && newNodes & bit == 0)
+                    oldSlot &+= 1
+                }
+                if newNodes & bit != 0 {
+                    let record = read[readIndex]
+                    readIndex &+= 1
+                    add(record, sign: 1, counting: counting && oldNodes & bit == 0)
+                    assembled[count] = record
+                    count &+= 1
+                    if !record.isUnsettled { settled |= bit }
+                }
             }
-            guard before != after else { continue }
-            if let before { add(before, sign: -1, counting: counting && after == nil) }
-            if let after { add(after, sign: 1, counting: counting && before == nil) }
+            let records = UnsafeBufferPointer(rebasing: assembled[..<count])
+            page.store(records, at: index, word: newNodes == 0 ? 0 : word, settled: settled)
+            return settled
         }
-        page.store(assembled, at: index, word: newNodes == 0 ? 0 : word, settled: settled)
         // The set is asked only when the block enters or leaves it: most changed blocks do neither.
         if settled != newNodes { unsettledBlocks.insert(block) } else if wasUnsettled { unsettledBlocks.remove(block) }
     }
@@ -174,15 +217,10 @@ public struct OwnerLedger: Sendable {
         case NodeRecord.inFlight: inFlight += sign
         case NodeRecord.unreadable: unreadable += sign
         default:
-            let size = geometry.nodeSize(ofOrder: record.order)
             requestedBytesByOrder[record.order] += sign * record.requestedSize
             let owner = ownerSlot(of: record.pid)
-            owners[owner].allocations += sign
-            owners[owner].bytes += sign * size
-            owners[owner].requestedBytes += sign * record.requestedSize
-            if counting {
-                if sign > 0 { owners[owner].allocated += 1 } else { owners[owner].freed += 1 }
-            }
+            let bytes = geometry.nodeSize(ofOrder: record.order)
+            owners[owner].add(bytes: bytes, requested: record.requestedSize, sign: sign, counting: counting)
         }
     }
 

@@ -6,6 +6,9 @@
 // a busy refresh. Here a block's word, settled nodes and the place of its records sit together in
 // one entry, and its records in a run of slots of one buffer shared by the page's blocks.
 
+import CShmSystem
+import ShmFormat
+
 extension OwnerLedger {
     /// The contributions of ``pageBlocks`` consecutive blocks: for each, the word its nodes were
     /// read at (0 for none), the nodes whose records are settled (not in flight: kept, unread,
@@ -49,27 +52,62 @@ extension OwnerLedger {
             return records[start..<(start + count)]
         }
 
-        /// The record in slot `slot` of block `index`'s run.
-        func record(of index: Int, slot: Int) -> NodeRecord {
-            records[Int(entries[index].start) + slot]
+        /// Copies the `count` records of block `index` to the start of `copy`.
+        func copyRecords(of index: Int, count: Int, into copy: UnsafeMutableBufferPointer<NodeRecord>) {
+            let start = Int(entries[index].start)
+            records.withUnsafeBufferPointer { slots in
+                for slot in 0..<count { copy[slot] = slots[start &+ slot] }
+            }
         }
 
+        /// Asks for the cache line of block `index`'s entry ahead of its use (a hint). Mutating,
+        /// as the ledger's, so that neither the page nor its arrays are copied for it.
+        mutating func prefetchEntry(_ index: Int) {
+            entries.withUnsafeMutableBufferPointer { entries in
+                if index < entries.count { shm_prefetch(entries.baseAddress! + index) }
+            }
+        }
+
+        /// Asks for the cache lines of block `index`'s run of records ahead of their use (a hint;
+        /// the entry, which says where the run lies, is loaded for it). Mutating, as above.
+        mutating func prefetchRecords(_ index: Int) {
+            guard index < entries.count else { return }
+            let run = Int(entries[index].start)..<Int(entries[index].start + entries[index].capacity)
+            records.withUnsafeMutableBufferPointer { records in
+                let end = min(run.upperBound, records.count)
+                for slot in stride(from: run.lowerBound, to: end, by: Self.recordsPerLine) {
+                    shm_prefetch(records.baseAddress! + slot)
+                }
+            }
+        }
+
+        /// Records in a 64-byte cache line.
+        private static let recordsPerLine = 64 / MemoryLayout<NodeRecord>.stride
+
+        /// The most records a block has: one allocation per leaf at most, and a block has at
+        /// most 2^``Geometry/largestDepth`` leaves.
+        static let blockRecordsLimit = 1 << Geometry.largestDepth
+
         /// Makes `new` the records of block `index`, read at `word` with `settled` nodes settled.
-        mutating func store(_ new: [NodeRecord], at index: Int, word: UInt64, settled: UInt64) {
-            entries[index].word = word
-            entries[index].settled = settled
-            let capacity = Int(entries[index].capacity)
+        mutating func store(_ new: UnsafeBufferPointer<NodeRecord>, at index: Int, word: UInt64, settled: UInt64) {
+            let count = new.count
+            // Changed in a copy and written back once: each write to the array checks it is unique.
+            var entry = entries[index]
+            entry.word = word
+            entry.settled = settled
+            let capacity = Int(entry.capacity)
             // A block emptied gives its run back too: a cache that empties and fills again would
             // otherwise keep every block's longest run.
-            if new.count > capacity || (new.isEmpty && capacity > 0) {
-                if capacity > 0 { freeRuns[Self.runClass(for: capacity)].append(entries[index].start) }
-                let runClass = Self.runClass(for: new.count)
-                entries[index].start = new.isEmpty ? 0 : takeRun(runClass)
-                entries[index].capacity = new.isEmpty ? 0 : 1 << UInt32(runClass)
+            if count > capacity || (count == 0 && capacity > 0) {
+                if capacity > 0 { freeRuns[Self.runClass(for: capacity)].append(entry.start) }
+                let runClass = Self.runClass(for: count)
+                entry.start = count == 0 ? 0 : takeRun(runClass)
+                entry.capacity = count == 0 ? 0 : 1 << UInt32(runClass)
             }
-            let start = Int(entries[index].start)
+            entries[index] = entry
+            let start = Int(entry.start)
             records.withUnsafeMutableBufferPointer { slots in
-                for (slot, record) in new.enumerated() { slots[start + slot] = record }
+                for slot in 0..<count { slots[start &+ slot] = new[slot] }
             }
         }
 

@@ -31,20 +31,26 @@ public struct SnapshotRates: Hashable, Sendable {
     init(seconds: Double, earlierWords: [UInt64], laterWords: [UInt64], geometry: Geometry) {
         self.seconds = seconds
         var allocations = 0, frees = 0, allocatedBytes = 0, freedBytes = 0
+        let tree = geometry.tree
+        /// The node bytes of `nodes`, a set of allocation nodes.
+        func bytes(of nodes: UInt64) -> Int {
+            var nodes = nodes, sum = 0
+            while nodes != 0 {
+                sum &+= geometry.nodeSize(ofOrder: tree.order(ofNode: nodes.trailingZeroBitCount))
+                nodes &= nodes &- 1
+            }
+            return sum
+        }
+        // Only the nodes that appeared or disappeared are visited: most of a changed block's
+        // allocations held at both readings.
         for (earlierWord, laterWord) in zip(earlierWords, laterWords) {
-            let before = geometry.tree.allocations(earlierWord)
-            let after = geometry.tree.allocations(laterWord)
-            // The block does not matter: only the nodes and their orders are counted.
-            geometry.forEachAllocation(inWord: laterWord, ofBlock: 0) { found in
-                guard before & (1 << UInt64(found.node)) == 0 else { return }
-                allocations += 1
-                allocatedBytes += geometry.nodeSize(ofOrder: found.order)
-            }
-            geometry.forEachAllocation(inWord: earlierWord, ofBlock: 0) { found in
-                guard after & (1 << UInt64(found.node)) == 0 else { return }
-                frees += 1
-                freedBytes += geometry.nodeSize(ofOrder: found.order)
-            }
+            let before = tree.allocations(earlierWord)
+            let after = tree.allocations(laterWord)
+            let appeared = after & ~before, disappeared = before & ~after
+            allocations &+= appeared.nonzeroBitCount
+            frees &+= disappeared.nonzeroBitCount
+            allocatedBytes &+= bytes(of: appeared)
+            freedBytes &+= bytes(of: disappeared)
         }
         self.allocations = allocations
         self.frees = frees

@@ -134,17 +134,7 @@ public struct Workload {
         while !StopSignals.requested {
             let elapsed = Double((ContinuousClock.now - start) / .microseconds(1)) / 1e6
             if seconds > 0, elapsed >= seconds { break }
-            let target = targetBytes(elapsed: elapsed)
-            for _ in 0..<batch {
-                if Double(heldBytes) < target || held.isEmpty {
-                    insert()
-                } else {
-                    removeRandom()
-                }
-                if random.next() % 16 == 0, !held.isEmpty {
-                    _ = verify(held[Int(random.next() % UInt64(held.count))])
-                }
-            }
+            step(operations: batch, elapsed: elapsed)
             operations += batch
             if rate > 0 {
                 // Pace to `rate` operations per second.
@@ -156,6 +146,23 @@ public struct Workload {
         while !held.isEmpty { removeRandom() }
         pathChecks?.verify()
         summary.paths = pathChecks?.summary ?? PathCheckSummary()
+    }
+
+    /// Does `operations` operations as the writer does them `elapsed` seconds into its run: inserts
+    /// while it holds less than the target of that moment, frees at random otherwise, and now and
+    /// then verifies a held allocation. Deterministic for a given writer and sequence of calls.
+    public mutating func step(operations: Int, elapsed: Double) {
+        let target = targetBytes(elapsed: elapsed)
+        for _ in 0..<operations {
+            if Double(heldBytes) < target || held.isEmpty {
+                insert()
+            } else {
+                removeRandom()
+            }
+            if random.next() % 16 == 0, !held.isEmpty {
+                _ = verify(held[Int(random.next() % UInt64(held.count))])
+            }
+        }
     }
 
     private mutating func insert() {

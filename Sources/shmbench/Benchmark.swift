@@ -16,7 +16,7 @@ struct ShmBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shmbench",
         abstract: "Benchmark the shared-memory allocator against glibc malloc, and its path cache.",
-        subcommands: [Run.self, PairWorker.self, PathWorker.self],
+        subcommands: [Run.self, PairWorker.self, PathWorker.self, WatchWriter.self],
         defaultSubcommand: Run.self
     )
 }
@@ -33,14 +33,14 @@ extension ShmBench {
         var directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         @Flag(help: "Skip the 4 GiB aged-cache figures (they need about 4 GiB of memory and a few seconds).")
         var skipLarge = false
-        @Option(help: "Run only these groups (pairs, threads, scaling, aged, placement, stats, startup, paths); all by default.")
+        @Option(help: "Run only these groups (pairs, threads, scaling, aged, placement, stats, watch, startup, paths); all by default.")
         var only: [Group] = Group.allCases
         @Option(help: "The C library the startup group preloads (default: libshm_alloc.so beside shmbench).")
         var library = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("libshm_alloc.so").path
 
         enum Group: String, CaseIterable, ExpressibleByArgument {
-            case pairs, threads, scaling, aged, placement, stats, startup, paths
+            case pairs, threads, scaling, aged, placement, stats, watch, startup, paths
         }
 
         func run() throws {
@@ -58,6 +58,7 @@ extension ShmBench {
             }
             if only.contains(.placement) { try PlacementBenchmark(runs: runs, scratch: scratch).run(into: &table) }
             if only.contains(.stats) { try StatsBenchmark(runs: runs, scratch: scratch).run(into: &table) }
+            if only.contains(.watch) { try WatchBenchmark(runs: runs, scratch: scratch).run(into: &table) }
             if only.contains(.startup) {
                 try StartupBenchmark(runs: runs, scratch: scratch, library: library).run(into: &table)
             }

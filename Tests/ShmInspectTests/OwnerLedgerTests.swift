@@ -1,6 +1,7 @@
-// The owner ledger's page layout under heavy churn of one page's blocks: blocks growing and
-// shrinking move their records to longer runs and the page is packed again, and what the ledger
-// says still matches a plain model of every block's owners.
+// The owner ledger under heavy churn of one page's blocks: blocks growing and shrinking move their
+// records to longer runs and the page is packed again, and what the ledger says still matches a
+// plain model of every block's owners. Also: a node first read in flight, and the rates the same
+// changed words give, against a walk of every allocation.
 
 import ShmFormat
 @testable import ShmInspect
@@ -56,5 +57,76 @@ struct OwnerLedgerTests {
             #expect(census.owners.first { $0.pid == pid }?.allocations ?? 0 == held)
             for block in model.indices { #expect(ledger.owns(block: block, pid: pid) == model[block].contains(pid)) }
         }
+    }
+
+    @Test("a node read in flight is read again at the next update and then counted, once")
+    func inFlightNodeSettles() {
+        let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
+        let tree = geometry.tree
+        var ledger = OwnerLedger(geometry: geometry)
+        let settledNode = tree.node(order: 2, position: 0), claimedNode = tree.node(order: 0, position: 8)
+        let word = tree.setMask(ofNode: settledNode) | tree.setMask(ofNode: claimedNode)
+        let settledBit = UInt64(1) << UInt64(settledNode), claimedBit = UInt64(1) << UInt64(claimedNode)
+        let counted = OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: 7, requestedSize: 100, order: 2)))
+        #expect(ledger.nodesToRead(block: 5, word: word) == settledBit | claimedBit)
+        ledger.replace(block: 5, word: word, read: [counted, OwnerLedger.NodeRecord(.inFlight)][...], counting: true)
+        #expect(ledger.unsettledBlocks == [5])
+        #expect(ledger.census(state: { _ in .alive }).inFlightHeaders == 1)
+        // The word holds still: only the node in flight is read again, the settled one is kept.
+        #expect(ledger.nodesToRead(block: 5, word: word) == claimedBit)
+        let written = OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: 7, requestedSize: 20, order: 0)))
+        ledger.replace(block: 5, word: word, read: [written][...], counting: true)
+        #expect(ledger.unsettledBlocks.isEmpty)
+        #expect(ledger.nodesToRead(block: 5, word: word) == 0)
+        let census = ledger.census(state: { _ in .alive })
+        #expect(census.inFlightHeaders == 0)
+        #expect(census.owners.map(\.pid) == [7])
+        #expect(census.owners.first?.allocations == 2)
+        #expect(census.owners.first?.bytes == 128 + 32)
+        #expect(census.requestedBytes == 120)
+        // The settled node was allocated as the words show it; the claimed one was first seen in
+        // flight, so neither reading counts it as an allocation (the rates' lower bound).
+        #expect(ledger.takeActivity().counts[7].map { $0.allocations } == 1)
+        #expect(ledger.owns(block: 5, pid: 7))
+        ledger.replace(block: 5, word: 0, read: ArraySlice<OwnerLedger.NodeRecord>(), counting: true)
+        #expect(ledger.takeActivity().counts[7].map { $0.frees } == 2)
+        #expect(ledger.allocationCount == 0)
+        #expect(!ledger.owns(block: 5, pid: 7))
+    }
+
+    @Test("rates count the nodes that appeared and disappeared, and their bytes, as a walk of every allocation does")
+    func ratesMatchModel() {
+        let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
+        let tree = geometry.tree
+        var random = SplitMix64(seed: 0x7A7E5)
+        /// A word of allocations of one random order at random positions.
+        func randomWord() -> UInt64 {
+            let order = Int.random(in: 0...tree.depth, using: &random)
+            return (0..<(tree.leafCount >> order)).reduce(UInt64(0)) { word, position in
+                let node = tree.node(order: order, position: position)
+                return Bool.random(using: &random) ? word | tree.setMask(ofNode: node) : word
+            }
+        }
+        let earlier = (0..<2000).map { _ in randomWord() }
+        let later = earlier.map { Int.random(in: 0..<4, using: &random) == 0 ? $0 : randomWord() }
+        var allocations = 0, frees = 0, allocatedBytes = 0, freedBytes = 0
+        for (before, after) in zip(earlier, later) {
+            geometry.forEachAllocation(inWord: after, ofBlock: 0) { found in
+                guard tree.allocations(before) & (1 << UInt64(found.node)) == 0 else { return }
+                allocations += 1
+                allocatedBytes += geometry.nodeSize(ofOrder: found.order)
+            }
+            geometry.forEachAllocation(inWord: before, ofBlock: 0) { found in
+                guard tree.allocations(after) & (1 << UInt64(found.node)) == 0 else { return }
+                frees += 1
+                freedBytes += geometry.nodeSize(ofOrder: found.order)
+            }
+        }
+        let rates = SnapshotRates(seconds: 1, earlierWords: earlier, laterWords: later, geometry: geometry)
+        #expect(allocations > 0 && frees > 0)
+        #expect(rates.allocations == allocations)
+        #expect(rates.frees == frees)
+        #expect(rates.allocatedBytes == allocatedBytes)
+        #expect(rates.freedBytes == freedBytes)
     }
 }

@@ -50,6 +50,15 @@ static inline void *shm_map(void *address, size_t length, int protection, int fl
     return mapped == MAP_FAILED ? NULL : mapped;
 }
 
+// MARK: - Caches
+
+/// Asks the processor to bring the cache line holding `address` into its caches for reading
+/// (`__builtin_prefetch`, which Swift lacks): a hint, which never faults, even for an address
+/// that is not mapped or whose file page is gone.
+static inline __attribute__((always_inline)) void shm_prefetch(const void *address) {
+    __builtin_prefetch(address, 0, 3);
+}
+
 // MARK: - Thread slots
 
 /// This thread's slot plus one; 0 until the thread first asks. Initial-exec TLS: a plain

@@ -20,6 +20,12 @@ public enum SystemClock {
     /// The C function is `clock_gettime(CLOCK_MONOTONIC_COARSE)`.
     public static func coarseMonotonicNanoseconds() -> UInt64 { nanoseconds(of: CLOCK_MONOTONIC_COARSE) }
 
+    /// Nanoseconds of CPU time the calling thread has used: what a benchmark on a shared machine
+    /// times, as it does not count the time the thread waited for a core.
+    ///
+    /// The C function is `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
+    public static func threadCPUNanoseconds() -> UInt64 { nanoseconds(of: CLOCK_THREAD_CPUTIME_ID) }
+
     /// Sleeps for `nanoseconds`, sleeping on after a signal interrupts it.
     ///
     /// The C function is `nanosleep`.
