@@ -17,11 +17,12 @@
 // (The index work of a search that claims, between its claim and the header store, has its own
 // points in FreeSpaceIndex.swift, BlockSearch.swift and IndexRepair.swift.)
 
-#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-#endif
 import CShmSystem
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
+    import ShmFormat
+#endif
 
 extension SharedCache {
     /// Allocates `byteCount` bytes and returns their offset.
@@ -46,8 +47,9 @@ extension SharedCache {
         let position = node &- tree.node(order: order, position: 0)
         let nodeOffset = block &<< blockShift &+ position &<< (order &+ minShift)
         crashPoint(.claimedBeforeHeader, at: base + nodeOffset)
-        assert(nodeOffset >= firstNodeOffset && nodeOffset & (geometry.nodeSize(ofOrder: order) &- 1) == 0,
-               "claimed node at \(nodeOffset) is outside the data region or misaligned")
+        assert(
+            nodeOffset >= firstNodeOffset && nodeOffset & (geometry.nodeSize(ofOrder: order) &- 1) == 0,
+            "claimed node at \(nodeOffset) is outside the data region or misaligned")
         let header = AllocationHeader(ownerPID: ProcessIdentity.pid, requestedSize: byteCount, order: order)
         // Relaxed: the header is published by whatever hands the offset to another process.
         headerWord(atNode: nodeOffset).pointee.store(header.rawValue.littleEndian, ordering: .relaxed)
@@ -115,11 +117,13 @@ extension SharedCache {
         let headerWord = headerWord(atNode: nodeStart)
         let stored = headerWord.pointee.load(ordering: .relaxed)
         guard let header = AllocationHeader(rawValue: UInt64(littleEndian: stored)), header.order < orderCount,
-              header.requestedSize <= geometry.nodeSize(ofOrder: header.order) &- AllocationHeader.size
+            header.requestedSize <= geometry.nodeSize(ofOrder: header.order) &- AllocationHeader.size
         else { throw refused(.corruptedHeader(offset)) }
         let block = nodeStart &>> blockShift
         let offsetInBlock = nodeStart & (geometry.blockSize &- 1)
-        guard offsetInBlock & (geometry.nodeSize(ofOrder: header.order) &- 1) == 0 else { throw refused(.misaligned(offset)) }
+        guard offsetInBlock & (geometry.nodeSize(ofOrder: header.order) &- 1) == 0 else {
+            throw refused(.misaligned(offset))
+        }
         let node = tree.node(order: header.order, position: offsetInBlock &>> (minShift &+ header.order))
 
         var word = words[block].load(ordering: .relaxed)
@@ -141,7 +145,8 @@ extension SharedCache {
         // owner-less header goes before the word's CAS, so a claimer killed before it writes its
         // own header leaves a node that names no owner rather than this one.
         let released = header.released.rawValue.littleEndian
-        guard headerWord.pointee.compareExchange(expected: stored, desired: released, ordering: .relaxed).exchanged else {
+        guard headerWord.pointee.compareExchange(expected: stored, desired: released, ordering: .relaxed).exchanged
+        else {
             intent.pointee.store(0, ordering: .relaxed)
             throw refused(.notAllocated(offset))
         }
@@ -182,8 +187,9 @@ extension SharedCache {
         // Invariants of a release: the word it cleared held the node as an allocation (validated
         // before), and what is left is a buddy tree whose class is the one listed.
         // (A set mask's lowest bit is its node.)
-        assert(!exchanged || (tree.isAllocation(current, node: mask.trailingZeroBitCount) && tree.isValid(after)),
-               "free in block \(block) left an invalid word")
+        assert(
+            !exchanged || (tree.isAllocation(current, node: mask.trailingZeroBitCount) && tree.isValid(after)),
+            "free in block \(block) left an invalid word")
         assert(afterClass == tree.largestFreeOrder(after) ?? 0, "block \(block) listed under the wrong class")
         word = current
         return (exchanged, afterClass)

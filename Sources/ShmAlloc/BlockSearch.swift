@@ -26,12 +26,13 @@
 //
 // (3. Repair: IndexRepair.swift. Freed-node hints: FreedNodeHints.swift.)
 
-#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-import ShmSystem
-#endif
 import CShmSystem
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
+    import ShmFormat
+    import ShmSystem
+#endif
 
 extension SharedCache {
     /// The number of per-process cursors: the first this many threads of a process each have
@@ -85,12 +86,14 @@ extension SharedCache {
         order: Int, slot: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>
     ) -> (block: Int, node: Int)? {
         let pid = UInt64(UInt32(bitPattern: ProcessIdentity.pid))
-        if let block = remembered(cursor(slot), pid: pid), let (node, _) = claim(order: order, inBlock: block, intent: intent) {
+        if let block = remembered(cursor(slot), pid: pid),
+            let (node, _) = claim(order: order, inBlock: block, intent: intent)
+        {
             return (block, node)
         }
         if let found = searchIndex(order: order, slot: slot, pid: pid, intent: intent) { return found }
         guard isRepairCheckDue(slot), repairIndexIfDue(),
-              let found = searchIndex(order: order, slot: slot, pid: pid, intent: intent)
+            let found = searchIndex(order: order, slot: slot, pid: pid, intent: intent)
         else {
             // Tried nodes were named in the intent; none was claimed.
             intent.pointee.store(0, ordering: .relaxed)
@@ -125,7 +128,8 @@ extension SharedCache {
         // The smallest class with a block listed past the window, and that block. (Scalars, not
         // a table per class: an `InlineArray` would need type metadata made at run time in a
         // debug build, under a lock, and a signal handler that allocates could wait on it.)
-        var fallbackClass = -1, fallbackBlock = -1
+        var fallbackClass = -1
+        var fallbackBlock = -1
         for blockClass in order..<index.classCount {
             while let block = index.first(class: blockClass, from: origin) {
                 let distance = block >= origin ? block &- origin : block &- firstBlock &+ span &- (origin &- firstBlock)
@@ -133,7 +137,9 @@ extension SharedCache {
                     if fallbackClass < 0 { (fallbackClass, fallbackBlock) = (blockClass, block) }
                     break
                 }
-                if let node = claim(order: order, inListed: block, class: blockClass, slot: slot, pid: pid, intent: intent) {
+                if let node = claim(
+                    order: order, inListed: block, class: blockClass, slot: slot, pid: pid, intent: intent)
+                {
                     return (block, node)
                 }
             }
@@ -143,7 +149,9 @@ extension SharedCache {
         for blockClass in fallbackClass..<index.classCount {
             while let block = candidate ?? index.first(class: blockClass, from: origin) {
                 candidate = nil
-                if let node = claim(order: order, inListed: block, class: blockClass, slot: slot, pid: pid, intent: intent) {
+                if let node = claim(
+                    order: order, inListed: block, class: blockClass, slot: slot, pid: pid, intent: intent)
+                {
                     return (block, node)
                 }
             }
@@ -158,7 +166,8 @@ extension SharedCache {
     /// - Returns: the node, or `nil` when the block had no room for it (it is re-filed).
     @inline(__always)
     private func claim(
-        order: Int, inListed block: Int, class listed: Int, slot: Int, pid: UInt64, intent: UnsafeMutablePointer<Atomic<UInt64>>
+        order: Int, inListed block: Int, class listed: Int, slot: Int, pid: UInt64,
+        intent: UnsafeMutablePointer<Atomic<UInt64>>
     ) -> Int? {
         // Listed below its class (a free added the higher listing): it is met again under that
         // class, where it belongs, so skip it here and keep the best fit exact.
@@ -174,7 +183,9 @@ extension SharedCache {
 
     /// Slot `slot`'s cursor: the block it last allocated in that had room left.
     @inline(__always)
-    func cursor(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { cursors + (slot &* Self.slotStride &+ Self.cursorWord) }
+    func cursor(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        cursors + (slot &* Self.slotStride &+ Self.cursorWord)
+    }
 
     /// The block `memo` holds, when this process (not its parent before a `fork`) stored it.
     /// Relaxed: the memo is only a hint; the CAS on the block's word decides.
@@ -212,7 +223,9 @@ extension SharedCache {
     /// - Returns: the node and the block's word right after the claim, or `nil` when no node of
     ///   `order` is free.
     @inline(__always)
-    func claim(order: Int, inBlock block: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>) -> (node: Int, word: UInt64)? {
+    func claim(order: Int, inBlock block: Int, intent: UnsafeMutablePointer<Atomic<UInt64>>) -> (
+        node: Int, word: UInt64
+    )? {
         var word = words[block].load(ordering: .relaxed)
         while let node = tree.bestFitNode(word, order: order) {
             if let claimed = claim(node, inBlock: block, word: &word, intent: intent) { return (node, claimed) }
@@ -294,9 +307,9 @@ extension SharedCache {
         var removed = false
         while true {
             #if SHM_EXPENSIVE_CHECKS
-            // Every word a search reads is a buddy tree: a word is only ever changed by one CAS
-            // from a valid word to a valid word. (Expensive by frequency: every refile's re-read.)
-            precondition(tree.isValid(word), "block \(block) holds an invalid word \(word)")
+                // Every word a search reads is a buddy tree: a word is only ever changed by one CAS
+                // from a valid word to a valid word. (Expensive by frequency: every refile's re-read.)
+                precondition(tree.isValid(word), "block \(block) holds an invalid word \(word)")
             #endif
             let current = tree.largestFreeOrder(word)
             if current == listed, !removed { return }

@@ -7,8 +7,8 @@
 // in a release build `crashPoint(_:)` is empty and inlined away.
 
 #if SHM_CRASH_POINTS
-import CShmSystem
-import Synchronization
+    import CShmSystem
+    import Synchronization
 #endif
 
 /// A window between two writes to shared memory, named after the write that has just happened.
@@ -61,69 +61,72 @@ public enum CrashPoint: Int, CaseIterable, Sendable {
 }
 
 #if !hasFeature(Embedded)  // names need reflection, which the runtime-free C library has not
-extension CrashPoint {
-    /// The case's name as written in Swift, for command lines.
-    public var name: String { String(describing: self) }
+    extension CrashPoint {
+        /// The case's name as written in Swift, for command lines.
+        public var name: String { String(describing: self) }
 
-    /// The point called `name`, or `nil`.
-    public init?(name: String) {
-        guard let point = Self.allCases.first(where: { $0.name == name }) else { return nil }
-        self = point
+        /// The point called `name`, or `nil`.
+        public init?(name: String) {
+            guard let point = Self.allCases.first(where: { $0.name == name }) else { return nil }
+            self = point
+        }
     }
-}
 #endif
 
 #if SHM_CRASH_POINTS
-/// Arming crash points in a test build: one point at a time, per process.
-@_spi(CrashTesting)
-public enum CrashPoints {
-    /// The armed point's raw value, 0 when none is armed.
-    private static let armedPoint = Atomic<Int>(0)
-    /// Hits of the armed point still to pass before it fires.
-    private static let remainingHits = Atomic<Int>(0)
-    /// The mapping the armed point watches: reaches in other caches (other tests of the same
-    /// process) pass by.
-    private static let watchedStart = Atomic<UInt>(0)
-    private static let watchedEnd = Atomic<UInt>(UInt.max)
-    /// The action of an armed point that calls back instead of killing; see ``arm(_:hit:in:action:)``.
-    nonisolated(unsafe) private static var callback: (() -> Void)?
+    /// Arming crash points in a test build: one point at a time, per process.
+    @_spi(CrashTesting)
+    public enum CrashPoints {
+        /// The armed point's raw value, 0 when none is armed.
+        private static let armedPoint = Atomic<Int>(0)
+        /// Hits of the armed point still to pass before it fires.
+        private static let remainingHits = Atomic<Int>(0)
+        /// The mapping the armed point watches: reaches in other caches (other tests of the same
+        /// process) pass by.
+        private static let watchedStart = Atomic<UInt>(0)
+        private static let watchedEnd = Atomic<UInt>(UInt.max)
+        /// The action of an armed point that calls back instead of killing; see ``arm(_:hit:in:action:)``.
+        nonisolated(unsafe) private static var callback: (() -> Void)?
 
-    /// Arms `point`: its `hit`-th reach (1 = the next one) in `cache` (any cache when `nil`) raises
-    /// `SIGKILL` in this process, or runs `action` once instead when one is given (the point is
-    /// disarmed before `action` runs, so it may call the allocator again).
-    ///
-    /// Not thread-safe against a concurrent `arm`; tests arm before they start the work.
-    public static func arm(_ point: CrashPoint, hit: Int = 1, in cache: SharedCache? = nil, action: (() -> Void)? = nil) {
-        precondition(hit >= 1, "hits count from 1")
-        callback = action
-        let start = cache.map { UInt(bitPattern: $0.fileBase) } ?? 0
-        watchedStart.store(start, ordering: .relaxed)
-        watchedEnd.store(cache.map { start + UInt($0.layout.fileSize) } ?? UInt.max, ordering: .relaxed)
-        remainingHits.store(hit, ordering: .relaxed)
-        // Releasing: a thread that sees the point armed also sees its count and callback.
-        armedPoint.store(point.rawValue, ordering: .releasing)
-    }
+        /// Arms `point`: its `hit`-th reach (1 = the next one) in `cache` (any cache when `nil`) raises
+        /// `SIGKILL` in this process, or runs `action` once instead when one is given (the point is
+        /// disarmed before `action` runs, so it may call the allocator again).
+        ///
+        /// Not thread-safe against a concurrent `arm`; tests arm before they start the work.
+        public static func arm(
+            _ point: CrashPoint, hit: Int = 1, in cache: SharedCache? = nil, action: (() -> Void)? = nil
+        ) {
+            precondition(hit >= 1, "hits count from 1")
+            callback = action
+            let start = cache.map { UInt(bitPattern: $0.fileBase) } ?? 0
+            watchedStart.store(start, ordering: .relaxed)
+            watchedEnd.store(cache.map { start + UInt($0.layout.fileSize) } ?? UInt.max, ordering: .relaxed)
+            remainingHits.store(hit, ordering: .relaxed)
+            // Releasing: a thread that sees the point armed also sees its count and callback.
+            armedPoint.store(point.rawValue, ordering: .releasing)
+        }
 
-    /// Disarms whatever is armed.
-    public static func disarm() { armedPoint.store(0, ordering: .releasing) }
+        /// Disarms whatever is armed.
+        public static func disarm() { armedPoint.store(0, ordering: .releasing) }
 
-    /// Called at every crash point of a test build (by the modules built on the allocator too).
-    @inline(never)
-    public static func reach(_ point: CrashPoint, at address: UnsafeRawPointer) {
-        let address = UInt(bitPattern: address)
-        guard armedPoint.load(ordering: .acquiring) == point.rawValue,
-              address >= watchedStart.load(ordering: .relaxed), address < watchedEnd.load(ordering: .relaxed),
-              remainingHits.subtract(1, ordering: .relaxed).newValue == 0,
-              armedPoint.compareExchange(expected: point.rawValue, desired: 0, ordering: .acquiringAndReleasing).exchanged
-        else { return }
-        if let callback {
-            Self.callback = nil
-            callback()
-        } else {
-            kill(getpid(), SIGKILL)
+        /// Called at every crash point of a test build (by the modules built on the allocator too).
+        @inline(never)
+        public static func reach(_ point: CrashPoint, at address: UnsafeRawPointer) {
+            let address = UInt(bitPattern: address)
+            guard armedPoint.load(ordering: .acquiring) == point.rawValue,
+                address >= watchedStart.load(ordering: .relaxed), address < watchedEnd.load(ordering: .relaxed),
+                remainingHits.subtract(1, ordering: .relaxed).newValue == 0,
+                armedPoint.compareExchange(expected: point.rawValue, desired: 0, ordering: .acquiringAndReleasing)
+                    .exchanged
+            else { return }
+            if let callback {
+                Self.callback = nil
+                callback()
+            } else {
+                kill(getpid(), SIGKILL)
+            }
         }
     }
-}
 #endif
 
 /// Marks a crash point in the mapping that holds `address`: nothing in a release build; in a test
@@ -132,6 +135,6 @@ public enum CrashPoints {
 @_spi(CrashTesting) @inlinable @inline(__always)
 public func crashPoint(_ point: CrashPoint, at address: UnsafeRawPointer) {
     #if SHM_CRASH_POINTS
-    CrashPoints.reach(point, at: address)
+        CrashPoints.reach(point, at: address)
     #endif
 }

@@ -1,8 +1,8 @@
 // What can go wrong, and the words a person reads when it does.
 
 #if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-import ShmSystem
+    import ShmFormat
+    import ShmSystem
 #endif
 
 /// Why a cache file could not be opened, created or mapped. Every case names the path.
@@ -27,7 +27,7 @@ public enum CacheError: Error, Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .system(let failure): failure.path
         case .notRegularFile(let path), .readOnlyFile(let path), .format(let path, _),
-             .geometryMismatch(let path, _, _), .creatorDied(let path, _), .creationTimedOut(let path, _, _):
+            .geometryMismatch(let path, _, _), .creatorDied(let path, _), .creationTimedOut(let path, _, _):
             path
         }
     }
@@ -71,7 +71,8 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
 
     public var description: String {
         switch self {
-        case .tooLarge(let requested, let largest): "request of \(requested) bytes exceeds the largest allocation (\(largest) bytes)"
+        case .tooLarge(let requested, let largest):
+            "request of \(requested) bytes exceeds the largest allocation (\(largest) bytes)"
         case .outOfSpace(let requested): "no free node for \(requested) bytes: the cache is full"
         }
     }
@@ -93,7 +94,7 @@ public enum FreeError: Error, Hashable, Sendable, CustomStringConvertible {
     public var offset: ShmOffset {
         switch self {
         case .outOfRange(let offset), .misaligned(let offset), .corruptedHeader(let offset),
-             .notAllocated(let offset), .insideAllocation(let offset):
+            .notAllocated(let offset), .insideAllocation(let offset):
             offset
         }
     }

@@ -26,10 +26,11 @@
 // (IndexRepair.swift), mends it. A summary bit may be set over an empty word, which the next
 // search to meet it clears.
 
-#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-#endif
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
+    import ShmFormat
+#endif
 
 /// The free-space index of a mapped cache: per class, a hierarchical bitmap over blocks.
 ///
@@ -150,7 +151,9 @@ struct FreeSpaceIndex: ~Copyable {
         let summary = words + wordIndex(class: blockClass, level: level, bit: bit)
         let after = summary.pointee.bitwiseAnd(~bitMask(bit), ordering: .sequentiallyConsistent).newValue
         crashPoint(.staleSummaryCleared, at: summary)
-        if words[wordIndex(class: blockClass, level: level &- 1, bit: bit &<< 6)].load(ordering: .sequentiallyConsistent) != 0 {
+        if words[wordIndex(class: blockClass, level: level &- 1, bit: bit &<< 6)].load(
+            ordering: .sequentiallyConsistent) != 0
+        {
             setBits(bitMask(bit), word: bit &>> 6, class: blockClass, level: level)
         } else if after == 0, level &+ 1 < levelCount {
             clearStaleSummary(bit &>> 6, class: blockClass, level: level &+ 1)

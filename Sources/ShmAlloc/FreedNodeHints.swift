@@ -1,12 +1,13 @@
 // Freed-node hints: per thread slot and order, the last nodes the slot freed, which the next request
 // of that order tries to claim again with one CAS (see BlockSearch.swift, point 1).
 
-#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-import ShmSystem
-#endif
 import CShmSystem
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
+    import ShmFormat
+    import ShmSystem
+#endif
 
 extension SharedCache {
     // MARK: Freed-node hints
@@ -33,7 +34,9 @@ extension SharedCache {
     /// newest replaces the top.
     @inline(__always)
     func rememberFreedNode(block: Int, node: Int, order: Int, slot: Int) {
-        let count = Int(truncatingIfNeeded: min(hintCount(slot, order: order).pointee.load(ordering: .relaxed), UInt64(Self.hintDepth)))
+        let count = Int(
+            truncatingIfNeeded: min(
+                hintCount(slot, order: order).pointee.load(ordering: .relaxed), UInt64(Self.hintDepth)))
         hint(slot, order: order, index: min(count, Self.hintDepth &- 1)).pointee
             .store(UInt64(truncatingIfNeeded: block) &<< 8 | UInt64(truncatingIfNeeded: node), ordering: .relaxed)
         hintCount(slot, order: order).pointee.store(UInt64(min(count &+ 1, Self.hintDepth)), ordering: .relaxed)
@@ -51,7 +54,8 @@ extension SharedCache {
             count &-= 1
             counter.pointee.store(UInt64(count), ordering: .relaxed)
             let hinted = hint(slot, order: order, index: count).pointee.load(ordering: .relaxed)
-            let block = Int(truncatingIfNeeded: hinted &>> 8), node = Int(truncatingIfNeeded: hinted & 0xFF)
+            let block = Int(truncatingIfNeeded: hinted &>> 8)
+            let node = Int(truncatingIfNeeded: hinted & 0xFF)
             guard block >= firstBlock, block < blockCount, node >= 1, node <= tree.nodeCount else { continue }
             var word = words[block].load(ordering: .relaxed)
             // `setMasks`, not `tree.isFree`: the table is one load, the tree computes the mask.

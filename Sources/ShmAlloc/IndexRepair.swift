@@ -10,12 +10,13 @@
 //    search and every 64th after it read the clock to look at that deadline; the others pay
 //    nothing more.
 
-#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-import ShmSystem
-#endif
 import CShmSystem
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
+    import ShmFormat
+    import ShmSystem
+#endif
 
 extension SharedCache {
     /// Runs ``repairIndex()`` unless some process ran it less than `repairInterval` ago.
@@ -27,8 +28,9 @@ extension SharedCache {
         // A deadline more than one interval ahead was set before a reboot (the clock restarted).
         guard now >= due || due &- now > Self.repairInterval else { return false }
         // Relaxed: the deadline only elects one repairer; the pass reads the words atomically.
-        guard nextRepair.pointee.compareExchange(expected: due, desired: now &+ Self.repairInterval, ordering: .relaxed)
-            .exchanged
+        guard
+            nextRepair.pointee.compareExchange(expected: due, desired: now &+ Self.repairInterval, ordering: .relaxed)
+                .exchanged
         else { return false }
         repairIndex()
         return true

@@ -11,12 +11,13 @@
 //
 // The lock is taken only while a file is being created; allocation never takes it.
 
-#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-import ShmSystem
-#endif
 import CShmSystem
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
+    import ShmFormat
+    import ShmSystem
+#endif
 
 extension SharedCache {
     /// What to do when the file at a path is missing, empty, or has its own geometry.
@@ -72,20 +73,25 @@ extension SharedCache {
             // the C library is preloaded into pays at every start).
             do {
                 descriptor = try FileDescriptor.open(path, .readWrite, options: [.closeOnExec])
-            } catch where error == .noSuchFileOrDirectory && policy != .attach {
-                descriptor = try FileDescriptor.open(path, .readWrite, options: [.create, .closeOnExec], permissions: 0o666)
+            } catch  where error == .noSuchFileOrDirectory && policy != .attach {
+                descriptor = try FileDescriptor.open(
+                    path, .readWrite, options: [.create, .closeOnExec], permissions: 0o666)
             }
         } catch {
-            throw error == .isDirectory ? .notRegularFile(path: path) : .system(SystemCallFailure(path: path, operation: "open", errno: error))
+            throw error == .isDirectory
+                ? .notRegularFile(path: path) : .system(SystemCallFailure(path: path, operation: "open", errno: error))
         }
         defer { try? descriptor.close() }
 
         let status: FileStatus
-        do { status = try descriptor.status() } catch { throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error)) }
+        do { status = try descriptor.status() } catch {
+            throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error))
+        }
         guard status.isRegularFile else { throw .notRegularFile(path: path) }
         guard status.hasWritePermission else { throw .readOnlyFile(path: path) }
 
-        let header: FileHeader, mapping: UnsafeMutableRawPointer
+        let header: FileHeader
+        let mapping: UnsafeMutableRawPointer
         if let ready = Self.mapIfReady(descriptor, size: status.size, address: address) {
             (header, mapping) = ready
         } else {
@@ -123,7 +129,7 @@ extension SharedCache {
         _ descriptor: FileDescriptor, size: Int, address: UnsafeMutableRawPointer?
     ) -> (FileHeader, UnsafeMutableRawPointer)? {
         guard size >= FileHeader.Field.end,
-              let mapping = try? Mapping.map(descriptor, length: size, writable: true, at: address)
+            let mapping = try? Mapping.map(descriptor, length: size, writable: true, at: address)
         else { return nil }
         // The header's fields never change once its state word says ready (written last, with
         // release), and decoding checks the file's size against the layout it describes.
@@ -185,7 +191,8 @@ extension SharedCache {
     ) throws(CacheError) -> Result<FileHeader, FormatError> {
         do {
             let size = if let size { size } else { try descriptor.status().size }
-            return try withUnsafeTemporaryAllocation(byteCount: FileHeader.Field.end, alignment: 8) { buffer throws(Errno) in
+            return try withUnsafeTemporaryAllocation(byteCount: FileHeader.Field.end, alignment: 8) {
+                buffer throws(Errno) in
                 let count = try descriptor.read(at: 0, into: buffer)
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[..<count])
                 return Result { () throws(FormatError) in try FileHeader(decoding: bytes, fileSize: size) }
@@ -212,7 +219,8 @@ extension SharedCache {
         do { layout = try FileLayout(geometry: geometry, pageSize: Mapping.pageSize) } catch {
             throw .format(path: path, error)
         }
-        let header = FileHeader(layout: layout, creatorPID: getpid(), createdAtNanoseconds: SystemClock.wallNanoseconds())
+        let header = FileHeader(
+            layout: layout, creatorPID: getpid(), createdAtNanoseconds: SystemClock.wallNanoseconds())
         // The header page goes first, in state `initialising`: from here on a creator that dies is
         // recognisable by its pid, never mistaken for an empty file.
         do {
@@ -239,7 +247,8 @@ extension SharedCache {
         // the file is not visible as ready before the release store below.
         let indexWords = (mapping + layout.indexOffset).assumingMemoryBound(to: UInt64.self)
         layout.freeIndex.initialise(
-            UnsafeMutableBufferPointer(start: indexWords, count: layout.freeIndex.totalWords), firstBlock: layout.nullBlockCount)
+            UnsafeMutableBufferPointer(start: indexWords, count: layout.freeIndex.totalWords),
+            firstBlock: layout.nullBlockCount)
         // Publishes the words and every header field written above.
         let state = (mapping + FileHeader.Field.stateWord).assumingMemoryBound(to: Atomic<UInt64>.self)
         state.pointee.store(FileHeader.stateWord(.ready, pid: header.creatorPID), ordering: .releasing)

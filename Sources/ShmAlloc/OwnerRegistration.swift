@@ -17,10 +17,11 @@
 // Entries are not given back on close: the allocations a process leaves in the cache stay
 // attributed to it until its entry is needed by another.
 
-#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-#endif
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
+    import ShmFormat
+#endif
 
 /// This process's registration with one cache, in process memory.
 struct OwnerRegistration: ~Copyable {
@@ -55,7 +56,8 @@ struct OwnerRegistration: ~Copyable {
     @inline(__always)
     func intent(slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
         register()
-        let intents = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(storage[Self.intentsWord].load(ordering: .relaxed)))!
+        let intents = UnsafeMutablePointer<Atomic<UInt64>>(
+            bitPattern: UInt(storage[Self.intentsWord].load(ordering: .relaxed)))!
         return intents + OwnerTable.intentWord(slot: slot)
     }
 
@@ -83,9 +85,11 @@ struct OwnerRegistration: ~Copyable {
     @inline(never)
     private func register(pid: Int32) {
         let entry = ProcessIdentity.status(ofProcess: pid).flatMap { claimEntry(pid: pid, startTime: $0.startTime) }
-        let intents = entry.map { $0 + OwnerTable.intentsOffset }
+        let intents =
+            entry.map { $0 + OwnerTable.intentsOffset }
             ?? UnsafeMutableRawPointer(storage + Self.fallbackIntentsWord)
-        let counters = entry.map { $0 + OwnerTable.pathCountersOffset }
+        let counters =
+            entry.map { $0 + OwnerTable.pathCountersOffset }
             ?? UnsafeMutableRawPointer(storage + Self.fallbackCountersWord)
         storage[Self.intentsWord].store(UInt64(UInt(bitPattern: intents)), ordering: .relaxed)
         storage[Self.countersWord].store(UInt64(UInt(bitPattern: counters)), ordering: .relaxed)
@@ -107,7 +111,8 @@ struct OwnerRegistration: ~Copyable {
             return table + own * OwnerTable.entrySize
         }
         // Free entries first; only a full table costs a look at each owner's /proc entry.
-        let claimed = entries.first { claim($0, as: identity, takingExited: false) }
+        let claimed =
+            entries.first { claim($0, as: identity, takingExited: false) }
             ?? entries.first { claim($0, as: identity, takingExited: true) }
         return claimed.map { table + $0 * OwnerTable.entrySize }
     }
@@ -124,10 +129,12 @@ struct OwnerRegistration: ~Copyable {
     private func claim(_ index: Int, as identity: UInt64, takingExited: Bool) -> Bool {
         let current = identityWord(index).pointee.load(ordering: .relaxed)
         let intents = intents(ofEntry: index)
-        guard current == 0
-            || (takingExited && !Self.isRunning(current)
-                && (0..<OwnerTable.intentSlots).allSatisfy { intents[$0].load(ordering: .relaxed) == 0 }),
-            identityWord(index).pointee.compareExchange(expected: current, desired: identity, ordering: .relaxed).exchanged
+        guard
+            current == 0
+                || (takingExited && !Self.isRunning(current)
+                    && (0..<OwnerTable.intentSlots).allSatisfy { intents[$0].load(ordering: .relaxed) == 0 }),
+            identityWord(index).pointee.compareExchange(expected: current, desired: identity, ordering: .relaxed)
+                .exchanged
         else { return false }
         // Zeroed after the CAS, not before: until it, another claimer may win the entry and count.
         // The previous owner is gone (or the entry was never used), so nobody else writes them now.

@@ -1,12 +1,13 @@
 // The calling process's identity: its pid, cached so the hot path never makes a system call, and
 // its start time, which names it for good in a cache's owner table.
 
-#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-import ShmSystem
-#endif
 import CShmSystem
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
+    import ShmFormat
+    import ShmSystem
+#endif
 
 /// The pid stamped into allocation headers. `getpid()` is a real system call here (about 140 ns,
 /// no pid cache in this glibc), so it is read once and refreshed in every child of `fork` by a
@@ -38,7 +39,10 @@ enum ProcessIdentity {
         return withUnsafeTemporaryAllocation(byteCount: 1024, alignment: 8) { buffer in
             // "/proc/<pid>/stat" spelled into the buffer by hand: no String, no heap.
             var length = 0
-            func append(_ byte: UInt8) { buffer[length] = byte; length += 1 }
+            func append(_ byte: UInt8) {
+                buffer[length] = byte
+                length += 1
+            }
             func append(_ text: StaticString) {
                 for byte in UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount) { append(byte) }
             }
@@ -62,7 +66,9 @@ enum ProcessIdentity {
             // runtime metadata (which takes a lock) in an unoptimised build.
             let descriptor = buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: length) { path in
                 var descriptor: Int32
-                repeat { descriptor = shm_open_file(path, O_RDONLY | O_CLOEXEC, 0) } while descriptor < 0 && shm_errno() == EINTR
+                repeat {
+                    descriptor = shm_open_file(path, O_RDONLY | O_CLOEXEC, 0)
+                } while descriptor < 0 && shm_errno() == EINTR
                 return descriptor
             }
             guard descriptor >= 0 else { return nil }

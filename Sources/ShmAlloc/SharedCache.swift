@@ -1,11 +1,12 @@
 // A mapped cache file: the object every allocation goes through.
 
-#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
-import ShmFormat
-import ShmSystem
-#endif
 import CShmSystem
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library compiles the core's files as one module
+    import ShmFormat
+    import ShmSystem
+#endif
 
 /// An offset from a cache's user base. `0` is ``ShmOffset/null``: it lies in the read-only null
 /// page and is never returned by an allocation. Offsets mean the same in every process that maps
@@ -103,7 +104,8 @@ public final class SharedCache: @unchecked Sendable {
             (mapping + field).assumingMemoryBound(to: Atomic<UInt64>.self)
         }
         self.index = FreeSpaceIndex(
-            layout: layout.freeIndex, words: (mapping + layout.indexOffset).assumingMemoryBound(to: Atomic<UInt64>.self))
+            layout: layout.freeIndex, words: (mapping + layout.indexOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+        )
         self.processMemory = processMemory
         self.cursors = processMemory.bindMemory(to: Atomic<UInt64>.self, capacity: Self.cursorSlots * Self.slotStride)
         self.setMasks = .allocate(capacity: tree.nodeCount + 1)

@@ -105,7 +105,9 @@ private func install(
         if previous != 0 && !explicit { return true }  // the load-time call never replaces anything
         if installedCache.compareExchange(
             expected: previous, desired: installing, ordering: .acquiringAndReleasing
-        ).exchanged { break }
+        ).exchanged {
+            break
+        }
     }
     guard let cPath = path ?? UnsafePointer(getenv("SHM_FILE")) else {
         installedCache.store(previous, ordering: .releasing)
@@ -129,7 +131,8 @@ private func install(
     let policy: SharedCache.OpenPolicy = geometry.map { .require($0) } ?? .createIfNeeded(.default)
     do throws(CacheError) {
         let cache = try SharedCache(
-            path: String(cString: cPath), policy: policy, address: address, creationTimeout: .seconds(5), registering: false)
+            path: String(cString: cPath), policy: policy, address: address, creationTimeout: .seconds(5),
+            registering: false)
         // The path cache is made here, not on first use, so its calls never allocate; a geometry
         // that cannot hold one leaves none (those calls then fail with EINVAL).
         let pathCache = try? PathCache(cache: cache)
@@ -152,17 +155,17 @@ private func install(
 
 /// The load-time initialiser's entry (see shm_alloc_autoinit.c): maps `$SHM_FILE`, implicitly.
 @_cdecl("shm_init_at_load")
-public func shm_init_at_load() {
+public func shmInitAtLoad() {
     _ = install(address: nil, path: nil, geometry: nil, explicit: false)
 }
 
 @_cdecl("shm_init")
-public func shm_init(_ address: UnsafeMutableRawPointer?, _ path: UnsafePointer<CChar>?) -> Bool {
+public func shmInit(_ address: UnsafeMutableRawPointer?, _ path: UnsafePointer<CChar>?) -> Bool {
     install(address: address, path: path, geometry: nil, explicit: true)
 }
 
 @_cdecl("shm_init_with_geometry")
-public func shm_init_with_geometry(
+public func shmInitWithGeometry(
     _ address: UnsafeMutableRawPointer?, _ path: UnsafePointer<CChar>?, _ minSize: Int, _ maxSize: Int, _ capacity: Int
 ) -> Bool {
     do throws(GeometryError) {
@@ -176,7 +179,7 @@ public func shm_init_with_geometry(
 }
 
 @_cdecl("shm_deinit")
-public func shm_deinit() {
+public func shmDeinit() {
     let raw = installedCache.load(ordering: .acquiring)
     guard raw > installing else { return }
     // Holding `installing` while the path cache goes, so a concurrent install cannot have its
@@ -194,14 +197,17 @@ public func shm_deinit() {
 // MARK: - Allocation
 
 @_cdecl("shm_malloc")
-public func shm_malloc(_ byteCount: Int) -> UInt64 {
+public func shmMalloc(_ byteCount: Int) -> UInt64 {
     withInstalledCache(0) { cache in
-        do throws(AllocationError) { return try cache.allocate(byteCount).rawValue } catch { Errno.setCurrent(.noMemory); return 0 }
+        do throws(AllocationError) { return try cache.allocate(byteCount).rawValue } catch {
+            Errno.setCurrent(.noMemory)
+            return 0
+        }
     }
 }
 
 @_cdecl("shm_calloc")
-public func shm_calloc(_ count: Int, _ byteCount: Int) -> UInt64 {
+public func shmCalloc(_ count: Int, _ byteCount: Int) -> UInt64 {
     withInstalledCache(0) { cache in
         do throws(AllocationError) { return try cache.allocateZeroed(count: count, size: byteCount).rawValue } catch {
             Errno.setCurrent(.noMemory)
@@ -211,21 +217,26 @@ public func shm_calloc(_ count: Int, _ byteCount: Int) -> UInt64 {
 }
 
 @_cdecl("shm_free")
-public func shm_free(_ offset: UInt64) {
+public func shmFree(_ offset: UInt64) {
     withInstalledCache(()) { cache in
-        do throws(FreeError) { try cache.free(ShmOffset(rawValue: offset)) } catch { Errno.setCurrent(.invalidArgument) }
+        do throws(FreeError) { try cache.free(ShmOffset(rawValue: offset)) } catch {
+            Errno.setCurrent(.invalidArgument)
+        }
     }
 }
 
 @_cdecl("ptr_malloc")
-public func ptr_malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+public func ptrMalloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
     withInstalledCache(nil) { cache in
-        do throws(AllocationError) { return try cache.allocatePointer(byteCount) } catch { Errno.setCurrent(.noMemory); return nil }
+        do throws(AllocationError) { return try cache.allocatePointer(byteCount) } catch {
+            Errno.setCurrent(.noMemory)
+            return nil
+        }
     }
 }
 
 @_cdecl("ptr_calloc")
-public func ptr_calloc(_ count: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
+public func ptrCalloc(_ count: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
     withInstalledCache(nil) { cache in
         do throws(AllocationError) { return try cache.allocateZeroedPointer(count: count, size: byteCount) } catch {
             Errno.setCurrent(.noMemory)
@@ -235,7 +246,7 @@ public func ptr_calloc(_ count: Int, _ byteCount: Int) -> UnsafeMutableRawPointe
 }
 
 @_cdecl("ptr_free")
-public func ptr_free(_ pointer: UnsafeMutableRawPointer?) {
+public func ptrFree(_ pointer: UnsafeMutableRawPointer?) {
     withInstalledCache(()) { cache in
         do throws(FreeError) { try cache.free(pointer: pointer) } catch { Errno.setCurrent(.invalidArgument) }
     }
@@ -253,7 +264,7 @@ private func pathBytes(_ path: UnsafePointer<CChar>?) -> UnsafeRawBufferPointer 
 }
 
 @_cdecl("shm_path_insert")
-public func shm_path_insert(_ path: UnsafePointer<CChar>?, _ flags: UInt8) -> Bool {
+public func shmPathInsert(_ path: UnsafePointer<CChar>?, _ flags: UInt8) -> Bool {
     withInstalledPathCache(false) { pathCache in
         do throws(PathCacheError) {
             try pathCache.insert(pathBytes(path), flags: PathFlags(rawValue: flags))
@@ -266,7 +277,7 @@ public func shm_path_insert(_ path: UnsafePointer<CChar>?, _ flags: UInt8) -> Bo
 }
 
 @_cdecl("shm_path_search")
-public func shm_path_search(_ path: UnsafePointer<CChar>?, _ flags: UnsafeMutablePointer<UInt8>?) -> Bool {
+public func shmPathSearch(_ path: UnsafePointer<CChar>?, _ flags: UnsafeMutablePointer<UInt8>?) -> Bool {
     withInstalledPathCache(false) { pathCache in
         do throws(PathCacheError) {
             guard let found = try pathCache.search(pathBytes(path)) else {
@@ -287,25 +298,25 @@ public func shm_path_search(_ path: UnsafePointer<CChar>?, _ flags: UnsafeMutabl
 // file, as the original library (whose sizes were constants) did.
 
 @_cdecl("get_shm_user_base")
-public func get_shm_user_base() -> UnsafeMutableRawPointer? {
+public func getShmUserBase() -> UnsafeMutableRawPointer? {
     installed()?._withUnsafeGuaranteedRef { $0.base }
 }
 
 @_cdecl("get_shm_max_allocatable_size")
-public func get_shm_max_allocatable_size() -> Int {
+public func getShmMaxAllocatableSize() -> Int {
     installed()?._withUnsafeGuaranteedRef { $0.geometry.largestRequest } ?? Geometry.default.largestRequest
 }
 
 @_cdecl("get_shm_min_allocatable_size")
-public func get_shm_min_allocatable_size() -> Int {
+public func getShmMinAllocatableSize() -> Int {
     installed()?._withUnsafeGuaranteedRef { $0.geometry.minSize } ?? Geometry.default.minSize
 }
 
 @_cdecl("get_sizeof_block_header")
-public func get_sizeof_block_header() -> Int { AllocationHeader.size }
+public func getSizeofBlockHeader() -> Int { AllocationHeader.size }
 
 @_cdecl("get_mapping_size_needed_by_shm")
-public func get_mapping_size_needed_by_shm() -> Int {
+public func getMappingSizeNeededByShm() -> Int {
     if let size = installed()?._withUnsafeGuaranteedRef({ $0.layout.fileSize }) { return size }
     return (try? FileLayout(geometry: .default, pageSize: Mapping.pageSize))?.fileSize ?? 0
 }

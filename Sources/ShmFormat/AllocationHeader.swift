@@ -36,7 +36,8 @@ public struct AllocationHeader: Hashable, Sendable {
     /// The packed 64-bit value, check byte included.
     @inlinable
     public var rawValue: UInt64 {
-        let body = UInt64(UInt32(bitPattern: ownerPID))
+        let body =
+            UInt64(UInt32(bitPattern: ownerPID))
             | (UInt64(truncatingIfNeeded: requestedSize) & 0xF_FFFF) &<< 32
             | (UInt64(truncatingIfNeeded: order) & 0xF) &<< 52
         return body | Self.checkByte(body) &<< 56

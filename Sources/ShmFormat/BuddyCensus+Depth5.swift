@@ -55,7 +55,8 @@ extension BuddyCensus {
         precondition(tree.depth == 5, "the sliced pass is for depth-5 trees")
         let batch = Self.sliceBatchWords
         let fullWord = tree.fullWord
-        var set = [Int](repeating: 0, count: 6), occupied = [Int](repeating: 0, count: 5)
+        var set = [Int](repeating: 0, count: 6)
+        var occupied = [Int](repeating: 0, count: 5)
         var fullLevel = [Int](repeating: 0, count: 6)
         var counted = 0
         var start = 0
@@ -132,14 +133,22 @@ extension BuddyCensus {
             b ^= swapped
             a ^= swapped &<< width
         }
-        @inline(__always) func eightRows(_ r: inout (SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes),
-                                         _ widths: (UInt64, UInt64, UInt64), _ masks: (UInt64, UInt64, UInt64)) {
-            swap(&r.0, &r.4, widths.0, masks.0); swap(&r.1, &r.5, widths.0, masks.0)
-            swap(&r.2, &r.6, widths.0, masks.0); swap(&r.3, &r.7, widths.0, masks.0)
-            swap(&r.0, &r.2, widths.1, masks.1); swap(&r.1, &r.3, widths.1, masks.1)
-            swap(&r.4, &r.6, widths.1, masks.1); swap(&r.5, &r.7, widths.1, masks.1)
-            swap(&r.0, &r.1, widths.2, masks.2); swap(&r.2, &r.3, widths.2, masks.2)
-            swap(&r.4, &r.5, widths.2, masks.2); swap(&r.6, &r.7, widths.2, masks.2)
+        @inline(__always) func eightRows(
+            _ r: inout (SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes),
+            _ widths: (UInt64, UInt64, UInt64), _ masks: (UInt64, UInt64, UInt64)
+        ) {
+            swap(&r.0, &r.4, widths.0, masks.0)
+            swap(&r.1, &r.5, widths.0, masks.0)
+            swap(&r.2, &r.6, widths.0, masks.0)
+            swap(&r.3, &r.7, widths.0, masks.0)
+            swap(&r.0, &r.2, widths.1, masks.1)
+            swap(&r.1, &r.3, widths.1, masks.1)
+            swap(&r.4, &r.6, widths.1, masks.1)
+            swap(&r.5, &r.7, widths.1, masks.1)
+            swap(&r.0, &r.1, widths.2, masks.2)
+            swap(&r.2, &r.3, widths.2, masks.2)
+            swap(&r.4, &r.5, widths.2, masks.2)
+            swap(&r.6, &r.7, widths.2, masks.2)
         }
         @inline(__always) func row(_ index: Int) -> SliceLanes {
             var lanes = SliceLanes()
@@ -148,20 +157,36 @@ extension BuddyCensus {
         }
         // Rows g, g+8, …, g+56: rounds 32, 16, 8.
         for group in 0..<8 {
-            var r = (row(group), row(group &+ 8), row(group &+ 16), row(group &+ 24),
-                     row(group &+ 32), row(group &+ 40), row(group &+ 48), row(group &+ 56))
+            var r = (
+                row(group), row(group &+ 8), row(group &+ 16), row(group &+ 24),
+                row(group &+ 32), row(group &+ 40), row(group &+ 48), row(group &+ 56)
+            )
             eightRows(&r, (32, 16, 8), (0x0000_0000_FFFF_FFFF, 0x0000_FFFF_0000_FFFF, 0x00FF_00FF_00FF_00FF))
-            slices[group] = r.0; slices[group &+ 8] = r.1; slices[group &+ 16] = r.2; slices[group &+ 24] = r.3
-            slices[group &+ 32] = r.4; slices[group &+ 40] = r.5; slices[group &+ 48] = r.6; slices[group &+ 56] = r.7
+            slices[group] = r.0
+            slices[group &+ 8] = r.1
+            slices[group &+ 16] = r.2
+            slices[group &+ 24] = r.3
+            slices[group &+ 32] = r.4
+            slices[group &+ 40] = r.5
+            slices[group &+ 48] = r.6
+            slices[group &+ 56] = r.7
         }
         // Rows 8g ..< 8g+8: rounds 4, 2, 1.
         for group in 0..<8 {
             let first = group &* 8
-            var r = (slices[first], slices[first &+ 1], slices[first &+ 2], slices[first &+ 3],
-                     slices[first &+ 4], slices[first &+ 5], slices[first &+ 6], slices[first &+ 7])
+            var r = (
+                slices[first], slices[first &+ 1], slices[first &+ 2], slices[first &+ 3],
+                slices[first &+ 4], slices[first &+ 5], slices[first &+ 6], slices[first &+ 7]
+            )
             eightRows(&r, (4, 2, 1), (0x0F0F_0F0F_0F0F_0F0F, 0x3333_3333_3333_3333, 0x5555_5555_5555_5555))
-            slices[first] = r.0; slices[first &+ 1] = r.1; slices[first &+ 2] = r.2; slices[first &+ 3] = r.3
-            slices[first &+ 4] = r.4; slices[first &+ 5] = r.5; slices[first &+ 6] = r.6; slices[first &+ 7] = r.7
+            slices[first] = r.0
+            slices[first &+ 1] = r.1
+            slices[first &+ 2] = r.2
+            slices[first &+ 3] = r.3
+            slices[first &+ 4] = r.4
+            slices[first &+ 5] = r.5
+            slices[first &+ 6] = r.6
+            slices[first &+ 7] = r.7
         }
     }
 
@@ -169,7 +194,8 @@ extension BuddyCensus {
     @inline(__always)
     static func uniformBatch(_ words: UnsafePointer<UInt64>) -> UInt64? {
         let raw = UnsafeRawPointer(words)
-        var any = SliceLanes.zero, all = SliceLanes(repeating: ~0)
+        var any = SliceLanes.zero
+        var all = SliceLanes(repeating: ~0)
         for pair in 0..<(sliceBatchWords / SliceLanes.scalarCount) {
             let lanes = raw.loadUnaligned(fromByteOffset: pair &* MemoryLayout<SliceLanes>.size, as: SliceLanes.self)
             any |= lanes
@@ -191,15 +217,18 @@ extension BuddyCensus {
     /// Adds the batch's counts (valid words) to the lane sums; fills the occupancy slices.
     @inline(__always)
     static func countSlices(_ slices: UnsafeMutablePointer<SliceLanes>) {
-        let occupancy = slices + 64     // occupancy[node] for internal nodes 1...31
+        let occupancy = slices + 64  // occupancy[node] for internal nodes 1...31
         // Level 4 folds pairs of leaves; each level above folds pairs of the one below.
         for node in 16..<32 { occupancy[node] = slices[2 &* node] | slices[2 &* node &+ 1] }
         for node in (1..<16).reversed() { occupancy[node] = occupancy[2 &* node] | occupancy[2 &* node &+ 1] }
 
         // The byte counts of `count` slices from `first` (at most 16: a byte gains 8 per slice),
         // widened to 16-bit lanes, and their AND. Constant counts, so every loop unrolls.
-        @inline(__always) func group(_ first: UnsafePointer<SliceLanes>, _ count: Int) -> (counts: SliceLanes, all: SliceLanes) {
-            var counts = SliceLanes.zero, all = first[0]
+        @inline(__always) func group(_ first: UnsafePointer<SliceLanes>, _ count: Int) -> (
+            counts: SliceLanes, all: SliceLanes
+        ) {
+            var counts = SliceLanes.zero
+            var all = first[0]
             for index in 0..<count {
                 counts &+= byteCounts(first[index])
                 all &= first[index]
@@ -220,12 +249,16 @@ extension BuddyCensus {
         add(widened(byteCounts(allOccupied)), at: SliceSum.fullLevel(4))
         @inline(__always) func level(_ level: Int) {
             let first = 1 &<< level
-            let set = group(slices + first, first), occupied = group(occupancy + first, first)
+            let set = group(slices + first, first)
+            let occupied = group(occupancy + first, first)
             add(set.counts, at: SliceSum.set(level))
             add(occupied.counts, at: SliceSum.occupied(level))
             add(widened(byteCounts(occupied.all)), at: SliceSum.fullLevel(level))
         }
-        level(0); level(1); level(2); level(3)
+        level(0)
+        level(1)
+        level(2)
+        level(3)
     }
 
     /// The set bits of 16 slices from `first`, summed per 16-bit lane of each SIMD lane.
@@ -242,12 +275,18 @@ extension BuddyCensus {
         }
         // Ones absorb two slices per adder, passing carries on as twos; twos, fours, eights alike.
         var (twos0, ones) = add(first[0], first[1], first[2])
-        let (twos1, ones1) = add(ones, first[3], first[4]); ones = ones1
-        let (twos2, ones2) = add(ones, first[5], first[6]); ones = ones2
-        let (twos3, ones3) = add(ones, first[7], first[8]); ones = ones3
-        let (twos4, ones4) = add(ones, first[9], first[10]); ones = ones4
-        let (twos5, ones5) = add(ones, first[11], first[12]); ones = ones5
-        let (twos6, ones6) = add(ones, first[13], first[14]); ones = ones6
+        let (twos1, ones1) = add(ones, first[3], first[4])
+        ones = ones1
+        let (twos2, ones2) = add(ones, first[5], first[6])
+        ones = ones2
+        let (twos3, ones3) = add(ones, first[7], first[8])
+        ones = ones3
+        let (twos4, ones4) = add(ones, first[9], first[10])
+        ones = ones4
+        let (twos5, ones5) = add(ones, first[11], first[12])
+        ones = ones5
+        let (twos6, ones6) = add(ones, first[13], first[14])
+        ones = ones6
         let twos7 = ones & first[15]
         ones ^= first[15]
         let (fours0, twosA) = add(twos0, twos1, twos2)
@@ -258,8 +297,10 @@ extension BuddyCensus {
         let (eights0, foursA) = add(fours0, fours1, fours2)
         let eights1 = foursA & fours3
         let fours = foursA ^ fours3
-        let sixteens = eights0 & eights1, eights = eights0 ^ eights1
-        let bytes = byteCounts(ones) &+ (byteCounts(twos0) &<< 1) &+ (byteCounts(fours) &<< 2)
+        let sixteens = eights0 & eights1
+        let eights = eights0 ^ eights1
+        let bytes =
+            byteCounts(ones) &+ (byteCounts(twos0) &<< 1) &+ (byteCounts(fours) &<< 2)
             &+ (byteCounts(eights) &<< 3) &+ (byteCounts(sixteens) &<< 4)
         return widened(bytes)
     }

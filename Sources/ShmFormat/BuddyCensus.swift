@@ -134,26 +134,32 @@ public struct BuddyCensus: Hashable, Sendable {
     /// summed with one multiply each. All-zero words (empty blocks) take a shortcut.
     mutating func addExactly(_ words: UnsafeBufferPointer<UInt64>) {
         let depth = tree.depth
-        let leafShift = UInt64(tree.leafCount)            // the leaves are bits leafCount ..< 2·leafCount
+        let leafShift = UInt64(tree.leafCount)  // the leaves are bits leafCount ..< 2·leafCount
         let allLeaves = tree.allLeaves
         let usedBits = tree.usedBits
         let internalBits = depth == 0 ? 0 : (UInt64(1) &<< leafShift) &- 2
         // The start masks of orders 1...5, zero beyond this tree's depth.
         func start(_ order: Int) -> UInt64 { order <= depth ? tree.startMask(order: order) : 0 }
-        let start1 = start(1), start2 = start(2), start3 = start(3), start4 = start(4), start5 = start(5)
+        let start1 = start(1)
+        let start2 = start(2)
+        let start3 = start(3)
+        let start4 = start(4)
+        let start5 = start(5)
 
         var zeroWords = 0
-        var taken = 0, invalid = 0
-        var levelTotals = (0, 0, 0, 0, 0, 0)               // set-parent-free (allocation) nodes per level
-        var freeTotals = (0, 0, 0, 0, 0)                   // free nodes of orders 1...5
-        var largestFreeTotals = (0, 0, 0, 0, 0, 0, 0)      // full, then largest free order 0...5
+        var taken = 0
+        var invalid = 0
+        var levelTotals = (0, 0, 0, 0, 0, 0)  // set-parent-free (allocation) nodes per level
+        var freeTotals = (0, 0, 0, 0, 0)  // free nodes of orders 1...5
+        var largestFreeTotals = (0, 0, 0, 0, 0, 0, 0)  // full, then largest free order 0...5
 
         var index = 0
         while index < words.count {
             let batchEnd = min(words.count, index &+ Self.lanesFlushInterval)
             // Byte lanes: allocation bits of levels 3...5 (bytes 1...7), taken leaves (bytes 0...3 of
             // `leafLanes`) and free order-1 nodes (bytes 4...7). Each byte gains at most 8 per word.
-            var allocationLanes: UInt64 = 0, leafLanes: UInt64 = 0
+            var allocationLanes: UInt64 = 0
+            var leafLanes: UInt64 = 0
             // 16-bit lanes: allocations of levels 0, 1, 2 (from byte 0's partial sums).
             var lowLevelLanes: UInt64 = 0
             // 16-bit lanes: free nodes of orders 2, 3, 4, 5.
@@ -163,7 +169,10 @@ public struct BuddyCensus: Hashable, Sendable {
             while index < batchEnd {
                 let word = words[index]
                 index &+= 1
-                if word == 0 { zeroWords &+= 1; continue }
+                if word == 0 {
+                    zeroWords &+= 1
+                    continue
+                }
 
                 let underSetParent = BuddyTree.childrenOfSetNodes(word & internalBits)
                 invalid &+= (underSetParent & ~word) | (word & ~usedBits) == 0 ? 0 : 1
@@ -180,8 +189,11 @@ public struct BuddyCensus: Hashable, Sendable {
                 let runs3 = runs2 | runs2 &>> 4
                 let runs4 = runs3 | runs3 &>> 8
                 let runs5 = runs4 | runs4 &>> 16
-                let free1 = ~runs1 & start1, free2 = ~runs2 & start2, free3 = ~runs3 & start3
-                let free4 = ~runs4 & start4, free5 = ~runs5 & start5
+                let free1 = ~runs1 & start1
+                let free2 = ~runs2 & start2
+                let free3 = ~runs3 & start3
+                let free4 = ~runs4 & start4
+                let free5 = ~runs5 & start5
                 leafLanes &+= Self.byteCounts(leaves | free1 &<< 32)
                 // One set bit per 4 (8, 16) leaves: a multiply sums the nibbles (bytes) into the top one.
                 let count2 = (free2 &* 0x1111_1111) &>> 28 & 0xF
@@ -191,12 +203,17 @@ public struct BuddyCensus: Hashable, Sendable {
 
                 // The largest free order is the number of orders with a free node, minus one (a free
                 // node of order o+1 implies free nodes of every order below). Lane 0 = full word.
-                let freeOrders = (leaves == allLeaves ? 0 : 1) &+ (free1 == 0 ? 0 : 1) &+ (count2 == 0 ? 0 : 1)
+                let freeOrders =
+                    (leaves == allLeaves ? 0 : 1) &+ (free1 == 0 ? 0 : 1) &+ (count2 == 0 ? 0 : 1)
                     &+ (count3 == 0 ? 0 : 1) &+ (count4 == 0 ? 0 : 1) &+ Int(free5)
                 largestFreeLanes &+= UInt64(1) &<< UInt64(freeOrders &* 8)
             }
-            func byte(_ lanes: UInt64, _ lane: Int) -> Int { Int(truncatingIfNeeded: lanes &>> UInt64(lane * 8) & 0xFF) }
-            func half(_ lanes: UInt64, _ lane: Int) -> Int { Int(truncatingIfNeeded: lanes &>> UInt64(lane * 16) & 0xFFFF) }
+            func byte(_ lanes: UInt64, _ lane: Int) -> Int {
+                Int(truncatingIfNeeded: lanes &>> UInt64(lane * 8) & 0xFF)
+            }
+            func half(_ lanes: UInt64, _ lane: Int) -> Int {
+                Int(truncatingIfNeeded: lanes &>> UInt64(lane * 16) & 0xFFFF)
+            }
             levelTotals.0 += half(lowLevelLanes, 0)
             levelTotals.1 += half(lowLevelLanes, 1)
             levelTotals.2 += half(lowLevelLanes, 2)
@@ -221,8 +238,10 @@ public struct BuddyCensus: Hashable, Sendable {
         // Fold the fixed-width totals into this tree's orders; an all-zero word is one free root.
         let levels = [levelTotals.0, levelTotals.1, levelTotals.2, levelTotals.3, levelTotals.4, levelTotals.5]
         let freeAbove = [freeTotals.0, freeTotals.1, freeTotals.2, freeTotals.3, freeTotals.4]
-        let largest = [largestFreeTotals.0, largestFreeTotals.1, largestFreeTotals.2, largestFreeTotals.3,
-                       largestFreeTotals.4, largestFreeTotals.5, largestFreeTotals.6]
+        let largest = [
+            largestFreeTotals.0, largestFreeTotals.1, largestFreeTotals.2, largestFreeTotals.3,
+            largestFreeTotals.4, largestFreeTotals.5, largestFreeTotals.6,
+        ]
         wordCount += words.count
         takenLeaves += taken
         invalidWords += invalid

@@ -44,15 +44,21 @@ public struct BuddyTree: Hashable, Sendable {
     @inlinable public var fullWord: UInt64 { usedBits }
 
     /// The level (0 = root) of node `node`.
-    @inlinable @inline(__always) public func level(ofNode node: Int) -> Int { Int.bitWidth &- 1 &- node.leadingZeroBitCount }
+    @inlinable @inline(__always) public func level(ofNode node: Int) -> Int {
+        Int.bitWidth &- 1 &- node.leadingZeroBitCount
+    }
     /// The order (0 = leaf) of node `node`.
     @inlinable @inline(__always) public func order(ofNode node: Int) -> Int { depth &- level(ofNode: node) }
     /// The position of node `node` within its level, counted from the left.
     @inlinable @inline(__always) public func position(ofNode node: Int) -> Int { node &- (1 &<< level(ofNode: node)) }
     /// The node of `order` at `position` within its level.
-    @inlinable @inline(__always) public func node(order: Int, position: Int) -> Int { (1 &<< (depth &- order)) &+ position }
+    @inlinable @inline(__always) public func node(order: Int, position: Int) -> Int {
+        (1 &<< (depth &- order)) &+ position
+    }
     /// The node of `order` whose first leaf is `leaf` (which must be a multiple of 2^order).
-    @inlinable @inline(__always) public func node(order: Int, firstLeaf leaf: Int) -> Int { node(order: order, position: leaf &>> order) }
+    @inlinable @inline(__always) public func node(order: Int, firstLeaf leaf: Int) -> Int {
+        node(order: order, position: leaf &>> order)
+    }
     /// The byte offset of node `node` from the start of its block.
     @inlinable @inline(__always) public func byteOffset(ofNode node: Int, minSize: Int) -> Int {
         (position(ofNode: node) &<< order(ofNode: node)) &* minSize
@@ -94,7 +100,8 @@ public struct BuddyTree: Hashable, Sendable {
         // async-signal-safe).
         let order = UInt64(truncatingIfNeeded: order)
         func step(_ k: UInt64, _ mask: UInt64) -> UInt64 { mask | (0 &- ((order &- k) &>> 63)) }
-        let pattern: UInt64 = 0xFFFF_FFFF & step(1, 0x5555_5555) & step(2, 0x3333_3333) & step(3, 0x0F0F_0F0F)
+        let pattern: UInt64 =
+            0xFFFF_FFFF & step(1, 0x5555_5555) & step(2, 0x3333_3333) & step(3, 0x0F0F_0F0F)
             & step(4, 0x00FF_00FF) & step(5, 0x0000_FFFF)
         return pattern & allLeaves
     }
@@ -117,12 +124,14 @@ public struct BuddyTree: Hashable, Sendable {
     }
 
     /// True when `node` and all its descendants are clear, so it can be allocated.
-    @inlinable @inline(__always) public func isFree(_ word: UInt64, node: Int) -> Bool { word & setMask(ofNode: node) == 0 }
+    @inlinable @inline(__always) public func isFree(_ word: UInt64, node: Int) -> Bool {
+        word & setMask(ofNode: node) == 0
+    }
 
     /// True when `node` is set and its parent is clear: the exact test for "an allocation starts here".
     @inlinable @inline(__always)
     public func isAllocation(_ word: UInt64, node: Int) -> Bool {
-        let parentBit = UInt64(1) &<< UInt64(node &>> 1)   // node 1's "parent" is the unused bit 0
+        let parentBit = UInt64(1) &<< UInt64(node &>> 1)  // node 1's "parent" is the unused bit 0
         return word & (UInt64(1) &<< UInt64(node)) != 0 && word & parentBit == 0
     }
 
@@ -204,11 +213,16 @@ public struct BuddyTree: Hashable, Sendable {
         if leaves == 0 { return depth }
         var taken = leaves | ~allLeaves
         var ordersWithRoom = Self.isNonZero(~taken)
-        taken |= taken &>> 1; ordersWithRoom &+= Self.isNonZero(~taken & 0x5555_5555)
-        taken |= taken &>> 2; ordersWithRoom &+= Self.isNonZero(~taken & 0x1111_1111)
-        taken |= taken &>> 4; ordersWithRoom &+= Self.isNonZero(~taken & 0x0101_0101)
-        taken |= taken &>> 8; ordersWithRoom &+= Self.isNonZero(~taken & 0x0001_0001)
-        taken |= taken &>> 16; ordersWithRoom &+= Self.isNonZero(~taken & 0x0000_0001)
+        taken |= taken &>> 1
+        ordersWithRoom &+= Self.isNonZero(~taken & 0x5555_5555)
+        taken |= taken &>> 2
+        ordersWithRoom &+= Self.isNonZero(~taken & 0x1111_1111)
+        taken |= taken &>> 4
+        ordersWithRoom &+= Self.isNonZero(~taken & 0x0101_0101)
+        taken |= taken &>> 8
+        ordersWithRoom &+= Self.isNonZero(~taken & 0x0001_0001)
+        taken |= taken &>> 16
+        ordersWithRoom &+= Self.isNonZero(~taken & 0x0000_0001)
         return ordersWithRoom == 0 ? nil : ordersWithRoom &- 1
     }
 

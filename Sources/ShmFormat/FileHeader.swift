@@ -93,8 +93,8 @@ public struct FileHeader: Hashable, Sendable {
     /// read and written only with atomic operations through a shared mapping.
     public enum Field {
         public static let magic = 0
-        public static let formatVersion = 8        // UInt32
-        public static let headerSize = 12          // UInt32
+        public static let formatVersion = 8  // UInt32
+        public static let headerSize = 12  // UInt32
         /// Atomic `UInt64`: ``FileState`` in the low 32 bits, the initialising pid in the high 32.
         public static let stateWord = 16
         public static let createdAtNanoseconds = 24
@@ -178,8 +178,12 @@ public struct FileHeader: Hashable, Sendable {
     ///   state, geometry, layout, file size.
     public init(decoding bytes: UnsafeRawBufferPointer, fileSize: Int?) throws(FormatError) {
         guard bytes.count >= Field.end else { throw .truncatedHeader(size: bytes.count, needed: Field.end) }
-        func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
-        func u32(_ offset: Int) -> UInt32 { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
+        func u64(_ offset: Int) -> UInt64 {
+            UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        }
+        func u32(_ offset: Int) -> UInt32 {
+            UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+        }
         func int(_ offset: Int) -> Int { Int(truncatingIfNeeded: u64(offset)) }
 
         let magic = u64(Field.magic)
@@ -199,13 +203,16 @@ public struct FileHeader: Hashable, Sendable {
         guard state == .ready else { throw .notReady(state: state, creatorPID: creatorPID) }
         self.state = state
 
-        let minSize = int(Field.minSize), maxSize = int(Field.maxSize), blockCount = int(Field.blockCount)
+        let minSize = int(Field.minSize)
+        let maxSize = int(Field.maxSize)
+        let blockCount = int(Field.blockCount)
         guard blockCount > 0, maxSize > 0, blockCount <= Geometry.largestCapacity / maxSize else {
             throw .geometry(.capacityOutOfRange(blockCount &* maxSize))
         }
         let geometry: Geometry
-        do { geometry = try Geometry(minSize: minSize, maxSize: maxSize, capacity: blockCount * maxSize) }
-        catch { throw .geometry(error) }
+        do { geometry = try Geometry(minSize: minSize, maxSize: maxSize, capacity: blockCount * maxSize) } catch {
+            throw .geometry(error)
+        }
         layout = try FileLayout(geometry: geometry, pageSize: int(Field.pageSize))
         let stored: [(String, Int, Int)] = [
             ("header size", Int(u32(Field.headerSize)), layout.headerSize),
@@ -237,8 +244,12 @@ public struct FileHeader: Hashable, Sendable {
     /// Writes every field into a zeroed header page, the state word included.
     public func encode(into page: UnsafeMutableRawBufferPointer) {
         precondition(page.count >= Field.end, "header page too small")
-        func put(_ value: UInt64, _ offset: Int) { page.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self) }
-        func put(_ value: UInt32, _ offset: Int) { page.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt32.self) }
+        func put(_ value: UInt64, _ offset: Int) {
+            page.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self)
+        }
+        func put(_ value: UInt32, _ offset: Int) {
+            page.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt32.self)
+        }
         func put(_ value: Int, _ offset: Int) { put(UInt64(value), offset) }
         put(Self.magic, Field.magic)
         put(formatVersion, Field.formatVersion)

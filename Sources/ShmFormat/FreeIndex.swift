@@ -85,7 +85,8 @@ public struct FreeIndexLayout: Hashable, Sendable {
         var endBit = blockCount
         for level in 0..<levelCount {
             for bit in stride(from: firstBit & ~63, to: endBit, by: 64) {
-                let low = max(firstBit - bit, 0), high = min(endBit - bit, 64)
+                let low = max(firstBit - bit, 0)
+                let high = min(endBit - bit, 64)
                 let mask = high - low == 64 ? UInt64.max : ((1 << UInt64(high - low)) - 1) << UInt64(low)
                 words[wordIndex(class: top, level: level, bit: bit)] |= mask
             }

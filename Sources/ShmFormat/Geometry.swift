@@ -130,7 +130,8 @@ public struct Geometry: Hashable, Sendable, CustomStringConvertible {
     /// plausible is being claimed or freed (see `AllocationHeader.isReleased`) or was overwritten.
     @inlinable
     public func isPlausible(_ header: AllocationHeader, atOrder order: Int) -> Bool {
-        header.order == order && !header.isReleased && header.requestedSize <= nodeSize(ofOrder: order) &- AllocationHeader.size
+        header.order == order && !header.isReleased
+            && header.requestedSize <= nodeSize(ofOrder: order) &- AllocationHeader.size
     }
 
     public var description: String {

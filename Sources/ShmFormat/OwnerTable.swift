@@ -54,11 +54,15 @@ public enum OwnerTable {
 
     /// The pid an identity word names; 0 for a free entry.
     @inlinable
-    public static func pid(ofIdentity identity: UInt64) -> Int32 { Int32(bitPattern: UInt32(truncatingIfNeeded: identity)) }
+    public static func pid(ofIdentity identity: UInt64) -> Int32 {
+        Int32(bitPattern: UInt32(truncatingIfNeeded: identity))
+    }
 
     /// The low 32 bits of the start time an identity word holds.
     @inlinable
-    public static func startTimeBits(ofIdentity identity: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: identity &>> 32) }
+    public static func startTimeBits(ofIdentity identity: UInt64) -> UInt32 {
+        UInt32(truncatingIfNeeded: identity &>> 32)
+    }
 
     /// The word of the intent region that holds thread slot `slot`'s intent (see the layout above).
     @inlinable
@@ -66,7 +70,9 @@ public enum OwnerTable {
 
     /// The intent word for node `node` (1 ... 63) of block `block`: never 0, which means "none".
     @inlinable
-    public static func intent(block: Int, node: Int) -> UInt64 { UInt64(truncatingIfNeeded: block) &<< 8 | UInt64(truncatingIfNeeded: node) }
+    public static func intent(block: Int, node: Int) -> UInt64 {
+        UInt64(truncatingIfNeeded: block) &<< 8 | UInt64(truncatingIfNeeded: node)
+    }
 
     /// The block and node an intent word names, or `nil` for 0.
     @inlinable
@@ -91,8 +97,9 @@ public enum OwnerTable {
         func counter(_ index: Int) -> UInt64 {
             UInt64(littleEndian: table.loadUnaligned(fromByteOffset: start + index * 8, as: UInt64.self))
         }
-        return PathCounters(searches: counter(PathCounters.searchesIndex), hits: counter(PathCounters.hitsIndex),
-                            inserts: counter(PathCounters.insertsIndex))
+        return PathCounters(
+            searches: counter(PathCounters.searchesIndex), hits: counter(PathCounters.hitsIndex),
+            inserts: counter(PathCounters.insertsIndex))
     }
 
     /// True when `identity` names the process with `startTime`.
@@ -143,7 +150,7 @@ public struct ProcessStatLine: Hashable, Sendable {
     /// are counted from the *last* `)`, which no later field can contain. Allocates nothing.
     public init?(parsing text: UnsafeRawBufferPointer) {
         guard let close = text.lastIndex(of: UInt8(ascii: ")")) else { return nil }
-        var field = 2   // the field the parenthesis ended
+        var field = 2  // the field the parenthesis ended
         var state: UInt8 = 0
         var startTime: UInt64 = 0
         var digits = 0
@@ -172,5 +179,7 @@ public struct ProcessStatLine: Hashable, Sendable {
 
     /// True for a zombie (`Z`) or a process being torn down (`X`, and `x` before Linux 3.13):
     /// either will never free anything again.
-    public var hasExited: Bool { state == UInt8(ascii: "Z") || state == UInt8(ascii: "X") || state == UInt8(ascii: "x") }
+    public var hasExited: Bool {
+        state == UInt8(ascii: "Z") || state == UInt8(ascii: "X") || state == UInt8(ascii: "x")
+    }
 }

@@ -66,7 +66,9 @@ public enum PathCacheLayout {
 
     /// The request size of a table.
     @inlinable
-    public static func tableRequest(geometry: Geometry) -> Int { tableHeaderSize &+ tableSlotCount(geometry: geometry) &* 4 }
+    public static func tableRequest(geometry: Geometry) -> Int {
+        tableHeaderSize &+ tableSlotCount(geometry: geometry) &* 4
+    }
 
     /// The longest path an entry holds: one with two child slots in the largest allocation, and
     /// no longer than the meta word's 16-bit length.
@@ -81,7 +83,9 @@ public enum PathCacheLayout {
         if geometry.capacity >> geometry.minShift > Int(UInt32.max) {
             return "capacity / min size exceeds 2^32: a path cache's 4-byte slots cannot name every node"
         }
-        if tableSlotCount(geometry: geometry) < 8 { return "blocks of \(geometry.maxSize) bytes are too small for path tables" }
+        if tableSlotCount(geometry: geometry) < 8 {
+            return "blocks of \(geometry.maxSize) bytes are too small for path tables"
+        }
         return nil
     }
 
@@ -108,11 +112,15 @@ public enum PathCacheLayout {
 
     /// The slot naming the node at `nodeOffset` (from the user base); never 0, as node 0 is the null page.
     @inlinable
-    public static func slot(nodeOffset: Int, minShift: Int) -> UInt32 { UInt32(truncatingIfNeeded: nodeOffset &>> minShift) }
+    public static func slot(nodeOffset: Int, minShift: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: nodeOffset &>> minShift)
+    }
 
     /// The offset (from the user base) of the usable bytes of the node a slot names.
     @inlinable
-    public static func offset(ofSlot slot: UInt32, minShift: Int) -> Int { Int(slot) &<< minShift &+ AllocationHeader.size }
+    public static func offset(ofSlot slot: UInt32, minShift: Int) -> Int {
+        Int(slot) &<< minShift &+ AllocationHeader.size
+    }
 
     /// An entry's meta word: the flags (bits 0..<8, the only bits that ever change), log2 of the
     /// fan-out (8..<12), the path's length (16..<32), and the hash's high half (32..<64), which
@@ -123,7 +131,9 @@ public enum PathCacheLayout {
 
         @inlinable
         public init(flags: UInt8, fanOutShift: Int, length: Int, hash: UInt64) {
-            rawValue = UInt64(flags) | UInt64(truncatingIfNeeded: fanOutShift) &<< 8 | Meta.matchKey(length: length, hash: hash)
+            rawValue =
+                UInt64(flags) | UInt64(truncatingIfNeeded: fanOutShift) &<< 8
+                | Meta.matchKey(length: length, hash: hash)
         }
 
         @inlinable public var flags: UInt8 { UInt8(truncatingIfNeeded: rawValue) }

@@ -59,7 +59,9 @@ public struct PathCacheWalk {
     /// Visits every valid entry once (its path bytes, flags and depth below its bucket slot) and
     /// returns the census. Slots are read with acquire loads, so a walk beside live writers sees
     /// complete entries; the entries it meets are those published before it read their slots.
-    public func walk(_ visit: (_ path: UnsafeRawBufferPointer, _ flags: UInt8, _ depth: Int) -> Void = { _, _, _ in }) -> PathCacheCensus {
+    public func walk(_ visit: (_ path: UnsafeRawBufferPointer, _ flags: UInt8, _ depth: Int) -> Void = { _, _, _ in })
+        -> PathCacheCensus
+    {
         var progress = Progress()
         resume(&progress, nodes: Int.max) { node in
             if !node.isTable { visit(node.path, node.flags, node.depth) }
@@ -124,8 +126,9 @@ public struct PathCacheWalk {
         if progress.rootTable == nil {
             progress.root = root
             progress.visitsLeft = geometry.capacity >> geometry.minShift
-            guard let rootTable = table(
-                at: Int(truncatingIfNeeded: root), level: 1, slotCount: slotCount, census: &progress.census, visit)
+            guard
+                let rootTable = table(
+                    at: Int(truncatingIfNeeded: root), level: 1, slotCount: slotCount, census: &progress.census, visit)
             else {
                 progress.census.invalidSlots += 1
                 progress.isFinished = true
@@ -148,8 +151,10 @@ public struct PathCacheWalk {
                 let bucketSlot = load32(rootTable + PathCacheLayout.tableHeaderSize + rootSlot * 4)
                 guard bucketSlot != 0 else { continue }
                 budget -= 1
-                guard let bucket = table(at: nodeOffset(ofSlot: bucketSlot),
-                                         level: 2, slotCount: slotCount, census: &progress.census, visit)
+                guard
+                    let bucket = table(
+                        at: nodeOffset(ofSlot: bucketSlot),
+                        level: 2, slotCount: slotCount, census: &progress.census, visit)
                 else {
                     progress.census.invalidSlots += 1
                     continue
@@ -206,7 +211,7 @@ public struct PathCacheWalk {
     ) -> Int? {
         let request = PathCacheLayout.tableRequest(geometry: geometry)
         guard isNodeStart(offset), offset + request <= data.count,
-              load64(offset) == PathCacheLayout.tableDescriptor(level: level, slotCount: slotCount)
+            load64(offset) == PathCacheLayout.tableDescriptor(level: level, slotCount: slotCount)
         else { return nil }
         let bytes = nodeSize(request: request)
         census.tables += 1
@@ -222,8 +227,8 @@ public struct PathCacheWalk {
         guard isNodeStart(offset), offset + 8 <= data.count else { return nil }
         let meta = PathCacheLayout.Meta(rawValue: load64(offset))
         guard meta.length > 0, meta.length <= PathCacheLayout.longestPath(geometry: geometry),
-              PathCacheLayout.entryShape(length: meta.length, geometry: geometry).fanOutShift == meta.fanOutShift,
-              offset + entryBytesOffset(meta) + meta.length <= data.count
+            PathCacheLayout.entryShape(length: meta.length, geometry: geometry).fanOutShift == meta.fanOutShift,
+            offset + entryBytesOffset(meta) + meta.length <= data.count
         else { return nil }
         return meta
     }
@@ -234,7 +239,9 @@ public struct PathCacheWalk {
     }
 
     /// Where an entry's path bytes start, from the entry.
-    private func entryBytesOffset(_ meta: PathCacheLayout.Meta) -> Int { PathCacheLayout.childrenOffset + 4 << meta.fanOutShift }
+    private func entryBytesOffset(_ meta: PathCacheLayout.Meta) -> Int {
+        PathCacheLayout.childrenOffset + 4 << meta.fanOutShift
+    }
 
     /// True for the usable bytes of a node: past the null page's first node, header-aligned.
     private func isNodeStart(_ offset: Int) -> Bool {

@@ -91,14 +91,17 @@ public struct BlockDetail: Hashable, Sendable {
             let nodeSize = geometry.nodeSize(ofOrder: found.order)
             let start = found.nodeOffset - offsets.lowerBound
             let raw = UInt64(littleEndian: blockBytes.loadUnaligned(fromByteOffset: start, as: UInt64.self))
-            let header = AllocationHeader(rawValue: raw).flatMap { geometry.isPlausible($0, atOrder: found.order) ? $0 : nil }
+            let header = AllocationHeader(rawValue: raw).flatMap {
+                geometry.isPlausible($0, atOrder: found.order) ? $0 : nil
+            }
             let usable = nodeSize - AllocationHeader.size
             let previewCount = min(previewLength, header?.requestedSize ?? usable)
             let previewStart = start + AllocationHeader.size
-            allocations.append(Allocation(
-                node: found.node, order: found.order, nodeSize: nodeSize, offset: offsets.lowerBound + previewStart,
-                header: header, ownerState: header.map { owners.state(of: $0.ownerPID) },
-                firstBytes: Array(blockBytes[previewStart..<(previewStart + previewCount)])))
+            allocations.append(
+                Allocation(
+                    node: found.node, order: found.order, nodeSize: nodeSize, offset: offsets.lowerBound + previewStart,
+                    header: header, ownerState: header.map { owners.state(of: $0.ownerPID) },
+                    firstBytes: Array(blockBytes[previewStart..<(previewStart + previewCount)])))
         }
         self.allocations = allocations.sorted { $0.offset < $1.offset }
     }
@@ -111,7 +114,8 @@ public struct BlockDetail: Hashable, Sendable {
                 let isSet = word & (UInt64(1) << UInt64(node)) != 0
                 let parentSet = node > 1 && word & (UInt64(1) << UInt64(node >> 1)) != 0
                 if isSet {
-                    let childrenSet = level == tree.depth || word & (UInt64(3) << UInt64(2 * node)) == UInt64(3) << UInt64(2 * node)
+                    let childrenSet =
+                        level == tree.depth || word & (UInt64(3) << UInt64(2 * node)) == UInt64(3) << UInt64(2 * node)
                     if !childrenSet { return .invalid }
                     return parentSet ? .insideAllocation : .allocation
                 }

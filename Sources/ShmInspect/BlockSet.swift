@@ -18,14 +18,19 @@ public struct BlockSet: Hashable, Sendable {
 
     /// Puts `block` in the set (`member`) or takes it out.
     public mutating func set(_ block: Int, _ member: Bool) {
-        if member { bits[block >> 6] |= 1 << UInt64(block & 63) } else { bits[block >> 6] &= ~(1 << UInt64(block & 63)) }
+        if member {
+            bits[block >> 6] |= 1 << UInt64(block & 63)
+        } else {
+            bits[block >> 6] &= ~(1 << UInt64(block & 63))
+        }
     }
 
     /// Whether any block of `blocks` is in the set.
     public func intersects(_ blocks: Range<Int>) -> Bool {
         let range = blocks.clamped(to: 0..<capacity)
         guard !range.isEmpty else { return false }
-        let first = range.lowerBound >> 6, last = (range.upperBound - 1) >> 6
+        let first = range.lowerBound >> 6
+        let last = (range.upperBound - 1) >> 6
         for index in first...last {
             var word = bits[index]
             if index == first { word &= ~0 << UInt64(range.lowerBound & 63) }

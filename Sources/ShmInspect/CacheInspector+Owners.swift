@@ -31,7 +31,8 @@ extension CacheInspector {
         guard !second.isEmpty else { return first }
         var merged: [Int] = []
         merged.reserveCapacity(first.count + second.count)
-        var i = 0, j = 0
+        var i = 0
+        var j = 0
         while i < first.count || j < second.count {
             let next = j == second.count || (i < first.count && first[i] <= second[j]) ? first[i] : second[j]
             merged.append(next)
@@ -71,10 +72,8 @@ extension CacheInspector {
         let tree = geometry.tree
         try forEachNode(
             of: Self.allocatedBlocks(words, from: layout.nullBlockCount), words: words, inPlace: false,
-            nodes: { block, _ in tree.allocations(words[block]) }, claimer: owners.claimer
-        ) {
-            builder.add($2, order: tree.order(ofNode: $1))
-        }
+            nodes: { block, _ in tree.allocations(words[block]) }, claimer: owners.claimer,
+            visit: { builder.add($2, order: tree.order(ofNode: $1)) })
         return builder.census(state: owners.state(of:), command: ProcessState.commandName(ofProcess:))
     }
 
@@ -134,19 +133,19 @@ extension CacheInspector {
                 scratch.nodes.append(ledger.nodesToRead(block: blocks[position], word: words[blocks[position]]))
             }
             try forEachNode(
-                of: chunk, words: words, inPlace: true, nodes: { scratch.nodes[chunkStart + $1] }, claimer: claimer
-            ) {
-                scratch.records.append(OwnerLedger.NodeRecord($2))
-            }
+                of: chunk, words: words, inPlace: true, nodes: { scratch.nodes[chunkStart + $1] }, claimer: claimer,
+                visit: { scratch.records.append(OwnerLedger.NodeRecord($2)) })
             chunkStart = chunk.endIndex
         }
         var next = 0
         for (position, block) in blocks.enumerated() {
-            let entryAhead = position + Self.entryLookahead, recordsAhead = position + Self.recordLookahead
+            let entryAhead = position + Self.entryLookahead
+            let recordsAhead = position + Self.recordLookahead
             if entryAhead < blocks.count { ledger.prefetchEntry(of: blocks[entryAhead]) }
             if recordsAhead < blocks.count { ledger.prefetchRecords(of: blocks[recordsAhead]) }
             let count = scratch.nodes[position].nonzeroBitCount
-            ledger.replace(block: block, word: words[block], read: scratch.records[next..<(next + count)], counting: counting)
+            ledger.replace(
+                block: block, word: words[block], read: scratch.records[next..<(next + count)], counting: counting)
             next += count
         }
     }
@@ -172,7 +171,7 @@ extension CacheInspector {
     private func forEachNode(
         of blocks: some Collection<Int>, words: [UInt64], inPlace: Bool,
         nodes: (_ block: Int, _ position: Int) -> UInt64, claimer: (Int, Int) -> Int32?,
-        _ visit: (_ block: Int, _ node: Int, _ reading: AllocationCensus.NodeReading) -> Void
+        visit: (_ block: Int, _ node: Int, _ reading: AllocationCensus.NodeReading) -> Void
     ) throws(InspectError) {
         let geometry = geometry
         let tree = geometry.tree
@@ -186,9 +185,11 @@ extension CacheInspector {
                 let node = chosen.trailingZeroBitCount
                 chosen &= chosen &- 1
                 let offset = tree.byteOffset(ofNode: node, minSize: geometry.minSize)
-                visit(block, node, AllocationCensus.reading(
-                    rawHeader: header(offset), order: tree.order(ofNode: node), geometry: geometry,
-                    claimer: claimer(block, node), blockChanged: currentWord(ofBlock: block) != word))
+                visit(
+                    block, node,
+                    AllocationCensus.reading(
+                        rawHeader: header(offset), order: tree.order(ofNode: node), geometry: geometry,
+                        claimer: claimer(block, node), blockChanged: currentWord(ofBlock: block) != word))
             }
         }
         if inPlace, let dataMapping, dataMapping.readsInPlace {
@@ -214,7 +215,8 @@ extension CacheInspector {
             return
         }
         let blocksPerChunk = max(1, Self.scanChunkBytes / geometry.blockSize)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blocksPerChunk * geometry.blockSize, alignment: 8)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: blocksPerChunk * geometry.blockSize, alignment: 8)
         defer { buffer.deallocate() }
         /// The run of consecutive blocks being gathered for one `pread`, and its first block's position.
         var run: Range<Int>?

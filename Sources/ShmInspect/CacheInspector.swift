@@ -59,15 +59,19 @@ public final class CacheInspector: Sendable {
         }
         do throws(InspectError) {
             let status: FileStatus
-            do { status = try descriptor.status() } catch { throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error)) }
+            do { status = try descriptor.status() } catch {
+                throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error))
+            }
             guard status.isRegularFile else { throw .notRegularFile(path: path) }
             header = try Self.readHeader(descriptor, path: path, fileSize: status.size)
             device = status.device
             inode = status.inode
             do {
-                mapping = try GuardedMapping(descriptor, offset: header.layout.wordsOffset, count: header.geometry.blockCount)
+                mapping = try GuardedMapping(
+                    descriptor, offset: header.layout.wordsOffset, count: header.geometry.blockCount)
             } catch { throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error)) }
-            dataMapping = try? GuardedMapping(descriptor, offset: header.layout.dataOffset, count: header.geometry.capacity / 8)
+            dataMapping = try? GuardedMapping(
+                descriptor, offset: header.layout.dataOffset, count: header.geometry.capacity / 8)
         } catch {
             try? descriptor.close()
             throw error
@@ -96,7 +100,8 @@ public final class CacheInspector: Sendable {
                 initialised = buffer.count
             }
         }
-        let indexWords = layout.indexLength == 0 ? [] : try readWords(count: layout.freeIndex.totalWords, at: layout.indexOffset)
+        let indexWords =
+            layout.indexLength == 0 ? [] : try readWords(count: layout.freeIndex.totalWords, at: layout.indexOffset)
         let allocations = readingAllocations ? try scanAllocations(words) : nil
         return CacheSnapshot(
             path: path, header: current, words: words, indexWords: indexWords, allocations: allocations,
@@ -127,7 +132,7 @@ public final class CacheInspector: Sendable {
         let current = try Self.readHeader(descriptor, path: path, fileSize: nil)
         guard current.layout == header.layout else { throw .replaced(path: path) }
 
-        let usable = snapshot.usableBlocks    // the null region's words never change
+        let usable = snapshot.usableBlocks  // the null region's words never change
         let compared = series.alignedRange(blocks ?? usable, usable: usable)
         if series.basis != snapshot.takenAt || series.emptyGroups.isEmpty {
             // Nothing known to be empty yet: every group is compared in full once.
@@ -138,7 +143,8 @@ public final class CacheInspector: Sendable {
         let expected = series.changedLastTime * 5 / 4
         let firstGroupWord = (compared.lowerBound - usable.lowerBound) / ChangedWords.spanWords
         let previousGroups = series.emptyGroups
-        let changed: ChangedWords, emptyGroups: [UInt64]
+        let changed: ChangedWords
+        let emptyGroups: [UInt64]
         do {
             (changed, emptyGroups) = try readMapped { mapped in
                 var changed = ChangedWords(expected: expected)
@@ -147,7 +153,8 @@ public final class CacheInspector: Sendable {
                     emptyGroups.withUnsafeMutableBufferPointer { groups in
                         changed.record(
                             UnsafeBufferPointer(rebasing: old[compared]), mapped.advanced(by: compared.lowerBound),
-                            firstBlock: compared.lowerBound, emptyGroups: UnsafeMutableBufferPointer(rebasing: groups[firstGroupWord...]))
+                            firstBlock: compared.lowerBound,
+                            emptyGroups: UnsafeMutableBufferPointer(rebasing: groups[firstGroupWord...]))
                     }
                 }
                 return (changed, emptyGroups)
@@ -157,9 +164,11 @@ public final class CacheInspector: Sendable {
             throw error
         }
         for (block, word) in zip(changed.blocks, changed.laterWords) { words[block] = word }
-        let changes = SnapshotChanges(changed, seconds: SnapshotChanges.seconds(from: snapshot.takenAt, to: started), geometry: geometry)
+        let changes = SnapshotChanges(
+            changed, seconds: SnapshotChanges.seconds(from: snapshot.takenAt, to: started), geometry: geometry)
         snapshot = CacheSnapshot(
-            path: path, header: current, words: words, allocations: nil, takenAt: started, wallClockNanoseconds: wallClock)
+            path: path, header: current, words: words, allocations: nil, takenAt: started,
+            wallClockNanoseconds: wallClock)
         series.emptyGroups = emptyGroups
         series.recordPass(compared, usable: usable, at: started, changed: changes.blocks.count)
         return changes
@@ -167,11 +176,14 @@ public final class CacheInspector: Sendable {
 
     /// Reads block `block` now and describes its tree and its allocations (header fields and first
     /// bytes). The word is read afresh, so the detail may be newer than the last snapshot.
-    public func blockDetail(_ block: Int, previewLength: Int = BlockDetail.defaultPreviewLength) throws(InspectError) -> BlockDetail {
+    public func blockDetail(_ block: Int, previewLength: Int = BlockDetail.defaultPreviewLength) throws(InspectError)
+        -> BlockDetail
+    {
         precondition((0..<geometry.blockCount).contains(block), "block \(block) out of 0..<\(geometry.blockCount)")
         try checkFile()
         let word = try readMapped { $0.word(at: block) }
-        let data = try [UInt8](unsafeUninitializedCapacity: geometry.blockSize) { buffer, initialised throws(InspectError) in
+        let data = try [UInt8](unsafeUninitializedCapacity: geometry.blockSize) {
+            buffer, initialised throws(InspectError) in
             try read(into: UnsafeMutableRawBufferPointer(buffer), at: layout.dataOffset + block * geometry.blockSize)
             initialised = buffer.count
         }
@@ -201,7 +213,9 @@ public final class CacheInspector: Sendable {
         }
         guard named.device == device, named.inode == inode else { throw .replaced(path: path) }
         let attached: FileStatus
-        do { attached = try descriptor.status() } catch { throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error)) }
+        do { attached = try descriptor.status() } catch {
+            throw .system(SystemCallFailure(path: path, operation: "fstat", errno: error))
+        }
         if attached.size < layout.fileSize {
             throw .truncated(path: path, size: attached.size, expected: layout.fileSize)
         }
@@ -236,7 +250,7 @@ public final class CacheInspector: Sendable {
         try [UInt64](unsafeUninitializedCapacity: count) { buffer, initialised throws(InspectError) in
             try read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
             #if _endian(big)
-            for index in buffer.indices { buffer[index] = UInt64(littleEndian: buffer[index]) }
+                for index in buffer.indices { buffer[index] = UInt64(littleEndian: buffer[index]) }
             #endif
             initialised = count
         }
@@ -255,15 +269,19 @@ public final class CacheInspector: Sendable {
     }
 
     /// Reads and validates the header page's fields.
-    private static func readHeader(_ descriptor: FileDescriptor, path: String, fileSize: Int?) throws(InspectError) -> FileHeader {
+    private static func readHeader(_ descriptor: FileDescriptor, path: String, fileSize: Int?) throws(InspectError)
+        -> FileHeader
+    {
         do {
-            return try withUnsafeTemporaryAllocation(byteCount: FileHeader.Field.end, alignment: 8) { buffer throws(InspectError) in
+            return try withUnsafeTemporaryAllocation(byteCount: FileHeader.Field.end, alignment: 8) {
+                buffer throws(InspectError) in
                 let count: Int
                 do throws(Errno) { count = try descriptor.read(at: 0, into: buffer) } catch {
                     throw .system(SystemCallFailure(path: path, operation: "read", errno: error))
                 }
                 do throws(FormatError) {
-                    return try FileHeader(decoding: UnsafeRawBufferPointer(rebasing: buffer[..<count]), fileSize: fileSize)
+                    return try FileHeader(
+                        decoding: UnsafeRawBufferPointer(rebasing: buffer[..<count]), fileSize: fileSize)
                 } catch { throw .format(path: path, error) }
             }
         }

@@ -115,14 +115,17 @@ public struct AllocationCensus: Hashable, Sendable {
     /// only then). `blockChanged` says whether the node's block changed since its word was read;
     /// it is asked only for a header that decodes to nothing usable.
     public static func reading(
-        rawHeader: UInt64, order: Int, geometry: Geometry, claimer: @autoclosure () -> Int32?, blockChanged: @autoclosure () -> Bool
+        rawHeader: UInt64, order: Int, geometry: Geometry, claimer: @autoclosure () -> Int32?,
+        blockChanged: @autoclosure () -> Bool
     ) -> NodeReading {
         let stored = AllocationHeader(rawValue: rawHeader)
         if let stored, geometry.isPlausible(stored, atOrder: order) { return .counted(stored) }
         if let claimer = claimer() {
             // A released header tells what was last asked for the node (plausible once it names the
             // claimer); a stale one does not.
-            let asked = stored.map { AllocationHeader(ownerPID: claimer, requestedSize: $0.requestedSize, order: $0.order) }
+            let asked = stored.map {
+                AllocationHeader(ownerPID: claimer, requestedSize: $0.requestedSize, order: $0.order)
+            }
             if let asked, geometry.isPlausible(asked, atOrder: order) { return .counted(asked) }
             return .counted(AllocationHeader(ownerPID: claimer, requestedSize: 0, order: order))
         }
@@ -154,9 +157,13 @@ public struct AllocationCensus: Hashable, Sendable {
         /// `blockChanged` says whether the node's block changed since the words were copied; it is
         /// asked only for a header that decodes to nothing usable.
         public mutating func add(
-            rawHeader: UInt64, order: Int, claimer: @autoclosure () -> Int32? = nil, blockChanged: @autoclosure () -> Bool = false
+            rawHeader: UInt64, order: Int, claimer: @autoclosure () -> Int32? = nil,
+            blockChanged: @autoclosure () -> Bool = false
         ) {
-            add(AllocationCensus.reading(rawHeader: rawHeader, order: order, geometry: geometry, claimer: claimer(), blockChanged: blockChanged()), order: order)
+            add(
+                AllocationCensus.reading(
+                    rawHeader: rawHeader, order: order, geometry: geometry, claimer: claimer(),
+                    blockChanged: blockChanged()), order: order)
         }
 
         /// Adds what an allocation node of `order` counts for.
@@ -164,8 +171,12 @@ public struct AllocationCensus: Hashable, Sendable {
             let header: AllocationHeader
             switch reading {
             case .counted(let counted): header = counted
-            case .inFlight: inFlight += 1; return
-            case .unreadable: unreadable += 1; return
+            case .inFlight:
+                inFlight += 1
+                return
+            case .unreadable:
+                unreadable += 1
+                return
             }
             requestedBytesByOrder[order] += header.requestedSize
             if current?.pid != header.ownerPID {
@@ -183,13 +194,16 @@ public struct AllocationCensus: Hashable, Sendable {
 
         /// The census, with each owner's process state as `state` gives it, and the command name
         /// of each live owner as `command` gives it.
-        public func census(state: (Int32) -> ProcessState, command: (Int32) -> String? = { _ in nil }) -> AllocationCensus {
+        public func census(state: (Int32) -> ProcessState, command: (Int32) -> String? = { _ in nil })
+            -> AllocationCensus
+        {
             var builder = self
             builder.flushCurrent()
             let owners = builder.byOwner.values.map { owner in
                 var owner = owner
                 let ownerState = state(owner.pid)
-                owner.mark(ownerState, command: ownerState == .alive ? command(owner.pid) : nil, capacity: geometry.capacity)
+                owner.mark(
+                    ownerState, command: ownerState == .alive ? command(owner.pid) : nil, capacity: geometry.capacity)
                 return owner
             }
             return AllocationCensus(

@@ -116,8 +116,9 @@ public struct CacheStatistics: Hashable, Sendable {
         let words = snapshot.words
         let usable = snapshot.usableBlocks
         @Sendable func censusOfPart(_ part: Int, of parts: Int) -> BuddyCensus {
-            let range = (usable.lowerBound + part * usable.count / parts)..<(usable.lowerBound + (part + 1) * usable.count / parts)
-            return words[range].withUnsafeBufferPointer { BuddyCensus(tree: tree, words: $0) }
+            let start = usable.lowerBound + part * usable.count / parts
+            let end = usable.lowerBound + (part + 1) * usable.count / parts
+            return words[start..<end].withUnsafeBufferPointer { BuddyCensus(tree: tree, words: $0) }
         }
         let workers = usable.count < 1 << 16 ? 1 : max(1, threads)
         let census: BuddyCensus
@@ -153,7 +154,8 @@ public struct CacheStatistics: Hashable, Sendable {
     /// cache by recounting only the blocks whose word changed: a live view refreshing many times a
     /// second pays for a comparison of the words plus the changed blocks, not a full census.
     public init(_ snapshot: CacheSnapshot, updating previous: CacheStatistics, of earlier: CacheSnapshot) {
-        self.init(census: SnapshotChanges(from: earlier, to: snapshot).census(updating: previous.census), snapshot: snapshot)
+        self.init(
+            census: SnapshotChanges(from: earlier, to: snapshot).census(updating: previous.census), snapshot: snapshot)
     }
 
     /// Pieces of the census pass per thread, claimed one at a time.

@@ -50,7 +50,9 @@ struct ChangedWords {
             if group & 63 == 0, start &+ Self.spanWords <= old.count {
                 let emptyWord = emptyGroups.map { $0[group &>> 6] } ?? 0
                 if emptyWord == ~0 || (emptyWord == 0 && Self.bulkViewsInHostOrder),
-                   Self.isUnchanged(old, new.bulkView(from: start, count: Self.spanWords), from: start, oldIsEmpty: emptyWord != 0) {
+                    Self.isUnchanged(
+                        old, new.bulkView(from: start, count: Self.spanWords), from: start, oldIsEmpty: emptyWord != 0)
+                {
                     start &+= Self.spanWords
                     group &+= 64
                     continue
@@ -67,7 +69,9 @@ struct ChangedWords {
             let bit = UInt64(1) &<< UInt64(group & 63)
             if let emptyGroups, emptyGroups[group &>> 6] & bit != 0 {
                 if newBits != 0 {
-                    for index in start..<end where loaded[index &- start] != 0 { append(firstBlock &+ index, 0, loaded[index &- start]) }
+                    for index in start..<end where loaded[index &- start] != 0 {
+                        append(firstBlock &+ index, 0, loaded[index &- start])
+                    }
                 }
             } else {
                 var difference: UInt64 = 0
@@ -79,7 +83,8 @@ struct ChangedWords {
                 }
             }
             if let emptyGroups {
-                emptyGroups[group &>> 6] = newBits == 0 ? emptyGroups[group &>> 6] | bit : emptyGroups[group &>> 6] & ~bit
+                emptyGroups[group &>> 6] =
+                    newBits == 0 ? emptyGroups[group &>> 6] | bit : emptyGroups[group &>> 6] & ~bit
             }
             start = end
             group &+= 1
@@ -91,9 +96,9 @@ struct ChangedWords {
     /// byte order does not change, is done in bulk.
     static var bulkViewsInHostOrder: Bool {
         #if _endian(little)
-        true
+            true
         #else
-        false
+            false
         #endif
     }
 

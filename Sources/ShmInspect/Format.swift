@@ -19,7 +19,8 @@ public enum Format {
         let magnitude = abs(value)
         let sign = value < 0 ? "-" : ""
         switch magnitude {
-        case ..<10: return sign + (magnitude == magnitude.rounded() ? "\(Int(magnitude))" : String(format: "%.1f", magnitude))
+        case ..<10:
+            return sign + (magnitude == magnitude.rounded() ? "\(Int(magnitude))" : String(format: "%.1f", magnitude))
         case ..<10_000: return sign + "\(Int(magnitude.rounded()))"
         case ..<1_000_000: return sign + String(format: "%.1fk", magnitude / 1e3)
         case ..<1_000_000_000: return sign + String(format: "%.1fM", magnitude / 1e6)
@@ -50,9 +51,10 @@ public enum Format {
     public static func hexWord(_ word: UInt64) -> String {
         let digits = String(word, radix: 16)
         let full = String(repeating: "0", count: 16 - digits.count) + digits
-        return "0x" + stride(from: 0, to: 16, by: 4).map { start in
-            String(full.dropFirst(start).prefix(4))
-        }.joined(separator: "_")
+        return "0x"
+            + stride(from: 0, to: 16, by: 4).map { start in
+                String(full.dropFirst(start).prefix(4))
+            }.joined(separator: "_")
     }
 
     /// A word as 64 binary digits in groups of eight, most significant first.

@@ -30,7 +30,8 @@ public struct FreeIndexStatistics: Hashable, Sendable, Codable {
         let tree = snapshot.tree
         var listed = Array(repeating: 0, count: index.classCount)
         var actual = Array(repeating: 0, count: index.classCount)
-        var stale = 0, missing = 0
+        var stale = 0
+        var missing = 0
         snapshot.indexWords.withUnsafeBufferPointer { indexWords in
             for block in snapshot.usableBlocks {
                 let blockClass = tree.largestFreeOrder(snapshot.words[block])
@@ -40,7 +41,10 @@ public struct FreeIndexStatistics: Hashable, Sendable, Codable {
                     if order != blockClass { stale += 1 }
                 }
                 if let blockClass,
-                   !(blockClass..<index.classCount).contains(where: { index.lists(indexWords, block: block, class: $0) }) {
+                    !(blockClass..<index.classCount).contains(where: {
+                        index.lists(indexWords, block: block, class: $0)
+                    })
+                {
                     missing += 1
                 }
             }

@@ -28,14 +28,15 @@
 // - A cut inside a page does not fault at all: the page's tail reads as zeros. Only the file's
 //   size after a read tells; `CacheInspector` checks it.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import CShmSystem
 import ShmSystem
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// A read-only shared mapping of a range of a file, whose reads survive the file being truncated
 /// under them.
@@ -133,10 +134,14 @@ final class GuardedMapping: @unchecked Sendable {
     ///
     /// The C functions `sigaction` (to query) and, without the guard, `pread`.
     func read<Result>(_ descriptor: FileDescriptor, _ body: (MappedWords) -> Result) -> Result? {
-        guard phase.load(ordering: .acquiring) != Self.abandoned, GuardTable.isHandlerInstalled else { return copied(descriptor, body) }
+        guard phase.load(ordering: .acquiring) != Self.abandoned, GuardTable.isHandlerInstalled else {
+            return copied(descriptor, body)
+        }
         let faults = GuardTable.faults(slot)
         // A handler in flight may have mapped its page of zeros without counting it yet.
-        guard GuardTable.handlersInFlight(slot) == 0, faults == restoredFaults.load(ordering: .acquiring) else { return nil }
+        guard GuardTable.handlersInFlight(slot) == 0, faults == restoredFaults.load(ordering: .acquiring) else {
+            return nil
+        }
         let result = body(MappedWords(base: words))
         // The loads of `body` complete before the row is read again. A load that read a page of
         // zeros ran after that page's handler entered (the handler maps it later), so this
@@ -151,10 +156,13 @@ final class GuardedMapping: @unchecked Sendable {
     /// `body` over a copy of the range's words read from the file with `pread`; `nil` when the
     /// file ends inside the range.
     private func copied<Result>(_ descriptor: FileDescriptor, _ body: (MappedWords) -> Result) -> Result? {
-        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: count * 8, alignment: MemoryLayout<UInt64>.alignment)
+        let copy = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: count * 8, alignment: MemoryLayout<UInt64>.alignment)
         defer { copy.deallocate() }
         // `retryOnInterrupt`: a signal during the read is no reason to fail it.
-        guard let read = try? descriptor.read(at: offset, into: copy, retryOnInterrupt: true), read == copy.count else { return nil }
+        guard let read = try? descriptor.read(at: offset, into: copy, retryOnInterrupt: true), read == copy.count else {
+            return nil
+        }
         return body(MappedWords(base: UnsafePointer(copy.bindMemory(to: Atomic<UInt64>.self).baseAddress!)))
     }
 
@@ -178,7 +186,8 @@ final class GuardedMapping: @unchecked Sendable {
     func restore(_ descriptor: FileDescriptor) -> Bool {
         // One `restore` at a time: one that found the range mapped must not remap it after
         // another has abandoned it.
-        guard phase.compareExchange(expected: Self.mapped, desired: Self.restoring, ordering: .acquiring).exchanged else {
+        guard phase.compareExchange(expected: Self.mapped, desired: Self.restoring, ordering: .acquiring).exchanged
+        else {
             return false
         }
         guard GuardTable.handlersInFlight(slot) == 0 else {
@@ -273,9 +282,10 @@ enum GuardTable {
 
     /// The handler as a C function pointer: what `installation` installs and `isHandlerInstalled`
     /// looks for.
-    private static let handler: @convention(c) (Int32, UnsafeMutablePointer<siginfo_t>?, UnsafeMutableRawPointer?) -> Void = {
-        signal, info, context in GuardTable.handleBusError(signal, info, context)
-    }
+    private static let handler:
+        @convention(c) (Int32, UnsafeMutablePointer<siginfo_t>?, UnsafeMutableRawPointer?) -> Void = {
+            signal, info, context in GuardTable.handleBusError(signal, info, context)
+        }
 
     private static let installation: Void = {
         _ = rows
@@ -298,12 +308,14 @@ enum GuardTable {
         var current = sigaction()
         sigaction(SIGBUS, nil, &current)
         return current.sa_flags & SA_SIGINFO != 0
-            && unsafeBitCast(current.__sigaction_handler.sa_sigaction, to: Int.self) == unsafeBitCast(handler, to: Int.self)
+            && unsafeBitCast(current.__sigaction_handler.sa_sigaction, to: Int.self)
+                == unsafeBitCast(handler, to: Int.self)
     }
 
     /// Claims a row for `range`; `nil` when every row is taken.
     static func register(_ range: Range<UInt>) -> Int? {
-        for slot in 0..<capacity where start(slot).pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+        for slot in 0..<capacity
+        where start(slot).pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
             faultCount(slot).pointee.store(0, ordering: .relaxed)
             faultedPage(slot).pointee.store(0, ordering: .relaxed)
             inFlight(slot).pointee.store(0, ordering: .relaxed)
@@ -331,7 +343,9 @@ enum GuardTable {
 
     /// The SIGBUS handler: async-signal-safe (atomics, `mmap`, `sigaction`, `raise`, the previous
     /// handler; no allocation, no lock).
-    private static func handleBusError(_ signal: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ context: UnsafeMutableRawPointer?) {
+    private static func handleBusError(
+        _ signal: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ context: UnsafeMutableRawPointer?
+    ) {
         // A positive code means the kernel raised the signal for a fault; 0 and below mean a
         // process sent it (kill, sigqueue, tgkill), and then the address field means nothing.
         guard let info, info.pointee.si_code > 0 else { return passOn(signal, info, context, isFault: false) }
@@ -339,7 +353,7 @@ enum GuardTable {
         for slot in 0..<capacity {
             let lower = start(slot).pointee.load(ordering: .acquiring)
             guard lower > 1, lower <= address, address < end(slot).pointee.load(ordering: .acquiring),
-                  start(slot).pointee.load(ordering: .acquiring) == lower
+                start(slot).pointee.load(ordering: .acquiring) == lower
             else { continue }
             // In flight from before the page of zeros is mapped (another thread may read it at once
             // and must then find the row busy) until it is counted. Sequentially consistent: the
@@ -348,11 +362,14 @@ enum GuardTable {
             let page = address & ~UInt(pageSize - 1)
             var lowest = faultedPage(slot).pointee.load(ordering: .relaxed)
             while lowest == 0 || page < lowest {
-                let (exchanged, current) = faultedPage(slot).pointee.compareExchange(expected: lowest, desired: page, ordering: .relaxed)
+                let (exchanged, current) = faultedPage(slot).pointee.compareExchange(
+                    expected: lowest, desired: page, ordering: .relaxed)
                 if exchanged { break }
                 lowest = current
             }
-            let zeros = mmap(UnsafeMutableRawPointer(bitPattern: page), pageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+            let zeros = mmap(
+                UnsafeMutableRawPointer(bitPattern: page), pageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                -1, 0)
             // Counted before leaving the flight (both releasing): a reader that sees the flight
             // over (acquiring) then sees the count moved. Each fault counts once, so two at once
             // cannot make the count look settled while either page is pending.
@@ -371,7 +388,9 @@ enum GuardTable {
     /// Hands a SIGBUS that is not ours to the action installed before ours: its handler, or the
     /// default action (death) for a fault, which happens when the faulting load runs again, or for
     /// a signal sent, which is raised again and delivered once this handler returns.
-    private static func passOn(_ signal: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ context: UnsafeMutableRawPointer?, isFault: Bool) {
+    private static func passOn(
+        _ signal: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ context: UnsafeMutableRawPointer?, isFault: Bool
+    ) {
         let previous = previousAction.pointee
         let plain = previous.__sigaction_handler.sa_handler
         let raw = unsafeBitCast(plain, to: Int.self)
@@ -391,4 +410,3 @@ enum GuardTable {
         if !isFault { raise(SIGBUS) }
     }
 }
-

@@ -23,7 +23,7 @@ public enum InspectError: Error, Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .system(let failure): failure.path
         case .notRegularFile(let path), .format(let path, _), .truncated(let path, _, _),
-             .deleted(let path), .replaced(let path):
+            .deleted(let path), .replaced(let path):
             path
         }
     }

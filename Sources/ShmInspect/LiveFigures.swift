@@ -61,7 +61,9 @@ public struct LiveCensus: Sendable {
 
     /// The census of `snapshot`'s usable blocks, counted.
     public init(of snapshot: CacheSnapshot) {
-        census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: snapshot.tree, words: $0) }
+        census = snapshot.words[snapshot.usableBlocks].withUnsafeBufferPointer {
+            BuddyCensus(tree: snapshot.tree, words: $0)
+        }
     }
 
     /// Brings the census up to the later snapshot of `changes`.

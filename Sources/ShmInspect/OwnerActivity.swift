@@ -25,13 +25,18 @@ public struct OwnerActivity: Hashable, Sendable {
     }
 
     public static func == (left: OwnerActivity, right: OwnerActivity) -> Bool {
-        left.counts.count == right.counts.count && left.counts.allSatisfy { pid, count in
-            right.counts[pid].map { $0 == count } ?? false
-        }
+        left.counts.count == right.counts.count
+            && left.counts.allSatisfy { pid, count in
+                right.counts[pid].map { $0 == count } ?? false
+            }
     }
 
     public func hash(into hasher: inout Hasher) {
-        for pid in counts.keys.sorted() { hasher.combine(pid); hasher.combine(counts[pid]!.allocations); hasher.combine(counts[pid]!.frees) }
+        for pid in counts.keys.sorted() {
+            hasher.combine(pid)
+            hasher.combine(counts[pid]!.allocations)
+            hasher.combine(counts[pid]!.frees)
+        }
     }
 }
 

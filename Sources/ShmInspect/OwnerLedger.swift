@@ -32,7 +32,9 @@ public struct OwnerLedger: Sendable {
         init(_ reading: AllocationCensus.NodeReading) {
             switch reading {
             case .counted(let header):
-                rawValue = UInt64(UInt32(bitPattern: header.ownerPID)) | UInt64(header.requestedSize) &<< 32 | UInt64(header.order) &<< 52
+                rawValue =
+                    UInt64(UInt32(bitPattern: header.ownerPID)) | UInt64(header.requestedSize) &<< 32 | UInt64(
+                        header.order) &<< 52
             case .inFlight: rawValue = Self.inFlight &<< 62
             case .unreadable: rawValue = Self.unreadable &<< 62
             }
@@ -178,7 +180,8 @@ public struct OwnerLedger: Sendable {
             // back in, and the sums do not change).
             var count = 0
             var settled = kept
-            var oldSlot = 0, readIndex = read.startIndex
+            var oldSlot = 0
+            var readIndex = read.startIndex
             var nodes = oldNodes | newNodes
             while nodes != 0 {
                 let bit = nodes & (0 &- nodes)
@@ -291,7 +294,8 @@ public struct OwnerLedger: Sendable {
     ) -> AllocationCensus {
         let owners = owners.filter { $0.allocations != 0 }.map { sums in
             let pid = sums.pid
-            var owner = OwnerAllocations(pid: pid, allocations: sums.allocations, bytes: sums.bytes, requestedBytes: sums.requestedBytes)
+            var owner = OwnerAllocations(
+                pid: pid, allocations: sums.allocations, bytes: sums.bytes, requestedBytes: sums.requestedBytes)
             let ownerState = state(pid)
             owner.mark(ownerState, command: ownerState == .alive ? command(pid) : nil, capacity: geometry.capacity)
             if let rates { owner.setRates(rates.perSecond(of: pid)) }

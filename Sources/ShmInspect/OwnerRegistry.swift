@@ -31,7 +31,8 @@ public struct OwnerRegistry: Sendable {
     /// What became of the owner `pid`, checked against the start time it registered with, so a
     /// reused pid counts as dead.
     public func state(of pid: Int32) -> ProcessState {
-        ProcessState(pid: pid, expectedStartTime: identities[pid].map { UInt64(OwnerTable.startTimeBits(ofIdentity: $0)) })
+        ProcessState(
+            pid: pid, expectedStartTime: identities[pid].map { UInt64(OwnerTable.startTimeBits(ofIdentity: $0)) })
     }
 
     /// The process whose intent names node `node` of block `block`: the one claiming or freeing

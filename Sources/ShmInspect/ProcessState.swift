@@ -8,13 +8,14 @@
 // passes it as `expectedStartTime`; today's allocation headers hold only the pid, so the
 // inspector passes nil until the file records start times too.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ShmFormat
 import ShmSystem
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// What became of the process with a pid: running, exited but not reaped, or gone.
 public enum ProcessState: String, Hashable, Sendable, Codable {
@@ -33,7 +34,10 @@ public enum ProcessState: String, Hashable, Sendable, Codable {
     /// mounted), `kill(pid, 0)` decides between `.alive` and `.dead`, and a start time cannot be
     /// checked: an owner is then never declared dead while its pid is in use.
     public init(pid: Int32, expectedStartTime: UInt64? = nil) {
-        guard pid > 0 else { self = .dead; return }
+        guard pid > 0 else {
+            self = .dead
+            return
+        }
         guard let status = Self.statLine(ofProcess: pid) else {
             // EPERM: the pid exists, but this process may not signal it.
             self = kill(pid, 0) == 0 || errno == EPERM ? .alive : .dead

@@ -22,7 +22,9 @@ public struct SnapshotChanges: Sendable {
         let usable = later.usableBlocks
         earlier.words.withUnsafeBufferPointer { old in
             later.words.withUnsafeBufferPointer { new in
-                changed.record(UnsafeBufferPointer(rebasing: old[usable]), UnsafeBufferPointer(rebasing: new[usable]), firstBlock: usable.lowerBound)
+                changed.record(
+                    UnsafeBufferPointer(rebasing: old[usable]), UnsafeBufferPointer(rebasing: new[usable]),
+                    firstBlock: usable.lowerBound)
             }
         }
         self.init(changed, seconds: Self.seconds(from: earlier.takenAt, to: later.takenAt), geometry: later.geometry)

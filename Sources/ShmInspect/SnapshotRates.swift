@@ -30,11 +30,15 @@ public struct SnapshotRates: Hashable, Sendable {
     /// order), `seconds` apart.
     init(seconds: Double, earlierWords: [UInt64], laterWords: [UInt64], geometry: Geometry) {
         self.seconds = seconds
-        var allocations = 0, frees = 0, allocatedBytes = 0, freedBytes = 0
+        var allocations = 0
+        var frees = 0
+        var allocatedBytes = 0
+        var freedBytes = 0
         let tree = geometry.tree
         /// The node bytes of `nodes`, a set of allocation nodes.
         func bytes(of nodes: UInt64) -> Int {
-            var nodes = nodes, sum = 0
+            var nodes = nodes
+            var sum = 0
             while nodes != 0 {
                 sum &+= geometry.nodeSize(ofOrder: tree.order(ofNode: nodes.trailingZeroBitCount))
                 nodes &= nodes &- 1
@@ -46,7 +50,8 @@ public struct SnapshotRates: Hashable, Sendable {
         for (earlierWord, laterWord) in zip(earlierWords, laterWords) {
             let before = tree.allocations(earlierWord)
             let after = tree.allocations(laterWord)
-            let appeared = after & ~before, disappeared = before & ~after
+            let appeared = after & ~before
+            let disappeared = before & ~after
             allocations &+= appeared.nonzeroBitCount
             frees &+= disappeared.nonzeroBitCount
             allocatedBytes &+= bytes(of: appeared)

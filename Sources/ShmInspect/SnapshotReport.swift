@@ -210,7 +210,9 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         unusableFreeIndex = bySize(\.unusableFreeIndex)
         fragmentationIndex = bySize(\.failingFragmentationIndex)
         fitsPerSizeClass = statistics.sizeClasses.map { FitReport(size: $0.size, count: $0.fits) }
-        allocationsBySize = bySize { SizeClassReport(count: $0.allocations, bytes: $0.allocatedBytes, requestedBytes: $0.requestedBytes) }
+        allocationsBySize = bySize {
+            SizeClassReport(count: $0.allocations, bytes: $0.allocatedBytes, requestedBytes: $0.requestedBytes)
+        }
         blocksByLargestFreeChunk = bySize(\.blocksWithLargestFreeChunk)
         blocks = statistics.blocks
         owners = statistics.owners
@@ -220,9 +222,10 @@ public struct SnapshotReport: Codable, Hashable, Sendable {
         inFlightHeaders = statistics.inFlightHeaders
         freeIndex = FreeIndexStatistics(snapshot).map { index in
             FreeIndexReport(
-                listedBySize: Dictionary(uniqueKeysWithValues: index.listedByOrder.enumerated().map {
-                    (String(geometry.nodeSize(ofOrder: $0.offset)), $0.element)
-                }),
+                listedBySize: Dictionary(
+                    uniqueKeysWithValues: index.listedByOrder.enumerated().map {
+                        (String(geometry.nodeSize(ofOrder: $0.offset)), $0.element)
+                    }),
                 staleListings: index.staleListings, missingListings: index.missingListings)
         }
         failedAllocations = statistics.failedAllocations

@@ -74,7 +74,8 @@ public struct SnapshotSeries: Sendable {
         let span = ChangedWords.spanWords
         let clamped = range.clamped(to: usable)
         let lower = usable.lowerBound + (clamped.lowerBound - usable.lowerBound) / span * span
-        let upper = min(usable.upperBound, usable.lowerBound + (clamped.upperBound - usable.lowerBound + span - 1) / span * span)
+        let upper = min(
+            usable.upperBound, usable.lowerBound + (clamped.upperBound - usable.lowerBound + span - 1) / span * span)
         return lower..<upper
     }
 

@@ -101,7 +101,8 @@ public struct SnapshotText: Sendable {
     public func title(_ snapshot: CacheSnapshot) -> String {
         let header = snapshot.header
         let layout = snapshot.layout
-        return finish("""
+        return finish(
+            """
             \(snapshot.path)
               format v\(header.formatVersion) · \(snapshot.geometry) · page \(ByteCount(layout.pageSize)) · \
             file \(ByteCount(layout.fileSize))
@@ -117,28 +118,42 @@ public struct SnapshotText: Sendable {
         func share(_ bytes: Int, of total: Int) -> String { Self.percent(Double(bytes), of: Double(total)) }
         var table = TextTable(["Memory", "bytes", "", "share"])
         table.add(["managed (file)", "\(managed)", "\(ByteCount(managed))", "100.0 %"])
-        table.add(["reserved", "\(statistics.reservedBytes)", "\(ByteCount(statistics.reservedBytes))", share(statistics.reservedBytes, of: managed)])
-        table.add(["allocated", "\(statistics.allocatedBytes)", "\(ByteCount(statistics.allocatedBytes))", share(statistics.allocatedBytes, of: managed)])
-        table.add(["free", "\(statistics.freeBytes)", "\(ByteCount(statistics.freeBytes))", share(statistics.freeBytes, of: managed)])
+        table.add([
+            "reserved", "\(statistics.reservedBytes)", "\(ByteCount(statistics.reservedBytes))",
+            share(statistics.reservedBytes, of: managed),
+        ])
+        table.add([
+            "allocated", "\(statistics.allocatedBytes)", "\(ByteCount(statistics.allocatedBytes))",
+            share(statistics.allocatedBytes, of: managed),
+        ])
+        table.add([
+            "free", "\(statistics.freeBytes)", "\(ByteCount(statistics.freeBytes))",
+            share(statistics.freeBytes, of: managed),
+        ])
         if let requested = statistics.requestedBytes, let overhead = statistics.internalFragmentationBytes {
             table.add(["requested", "\(requested)", "\(ByteCount(requested))", share(requested, of: managed)])
-            table.add(["internal fragmentation", "\(overhead)", "\(ByteCount(overhead))",
-                       share(overhead, of: statistics.allocatedBytes) + " of allocated"])
+            table.add([
+                "internal fragmentation", "\(overhead)", "\(ByteCount(overhead))",
+                share(overhead, of: statistics.allocatedBytes) + " of allocated",
+            ])
         }
-        return finish(table.text + """
-            utilisation \(Self.percent(statistics.utilisation, of: 1)) · live allocations \(statistics.liveAllocations) · \
-            largest free chunk \(ByteCount(statistics.largestFreeChunk)) · \
-            external fragmentation \(Self.fixed(statistics.externalFragmentation))
+        return finish(
+            table.text + """
+                utilisation \(Self.percent(statistics.utilisation, of: 1)) · live allocations \(statistics.liveAllocations) · \
+                largest free chunk \(ByteCount(statistics.largestFreeChunk)) · \
+                external fragmentation \(Self.fixed(statistics.externalFragmentation))
 
-            """)
+                """)
     }
 
     /// Empty, partial, full and null blocks.
     public func blockCounts(_ statistics: CacheStatistics) -> String {
         let blocks = statistics.blocks
         var table = TextTable(["Blocks", "empty", "partial", "full", "null", "total"])
-        table.add(["count", "\(blocks.empty)", "\(blocks.partial)", "\(blocks.full)", "\(blocks.null)",
-                   "\(statistics.geometry.blockCount)"])
+        table.add([
+            "count", "\(blocks.empty)", "\(blocks.partial)", "\(blocks.full)", "\(blocks.null)",
+            "\(statistics.geometry.blockCount)",
+        ])
         return table.text
     }
 
@@ -159,8 +174,9 @@ public struct SnapshotText: Sendable {
         // Where a request would succeed the kernel's index is −1: a dash says so without a column
         // of identical numbers drowning the rows where a request would fail.
         table.add(["fragmentation index"] + classes.map { $0.failingFragmentationIndex.map(Self.fixed) ?? "—" })
-        let buddyinfo = "buddyinfo \(statistics.geometry.blockCount - statistics.blocks.null) blocks " +
-            classes.map { String($0.freeChunks) }.joined(separator: " ")
+        let buddyinfo =
+            "buddyinfo \(statistics.geometry.blockCount - statistics.blocks.null) blocks "
+            + classes.map { String($0.freeChunks) }.joined(separator: " ")
         return finish(table.text + buddyinfo + "\n")
     }
 
@@ -171,7 +187,9 @@ public struct SnapshotText: Sendable {
         var table = TextTable(["Free-space index"] + sizes)
         table.add(["blocks listed"] + index.listedByOrder.map(String.init))
         table.add(["blocks in class"] + index.actualByOrder.map(String.init))
-        return finish(table.text + "stale listings \(index.staleListings) (advisory) · missing listings \(index.missingListings)\n")
+        return finish(
+            table.text
+                + "stale listings \(index.staleListings) (advisory) · missing listings \(index.missingListings)\n")
     }
 
     /// The owner table: one row per owner with its process state, command while alive, what it
@@ -189,7 +207,8 @@ public struct SnapshotText: Sendable {
         let leaked = statistics.leakedBytes ?? 0
         var text = finish(table.text)
         if let held = statistics.heldByPathCache {
-            text += "held by the path cache: \(held.bytes) bytes (\(ByteCount(held.bytes))) "
+            text +=
+                "held by the path cache: \(held.bytes) bytes (\(ByteCount(held.bytes))) "
                 + "in \(held.allocations) nodes, not counted above\n"
         }
         return text + "leaked by dead owners: \(leaked) bytes (\(ByteCount(leaked)))\n"
@@ -201,14 +220,16 @@ public struct SnapshotText: Sendable {
     public func pathCache(_ report: PathCacheReport) -> String {
         var text = ""
         if let walk = report.walk {
-            text += "Path cache: \(walk.entries) entries (\(walk.prefixEntries) prefixes) · \(walk.tables) tables · "
+            text +=
+                "Path cache: \(walk.entries) entries (\(walk.prefixEntries) prefixes) · \(walk.tables) tables · "
                 + "invalid slots \(walk.invalidSlots)\n"
             var table = TextTable(["  bytes", "tables", "entries", "paths", "total"])
             let bytes = [walk.tableBytes, walk.entryBytes, walk.pathBytes, walk.bytes]
             table.add(["  node bytes"] + bytes.map { "\($0)" })
             table.add([""] + bytes.map { "\(ByteCount($0))" })
             text += table.text
-            text += "  nodes awaiting reclamation \(walk.nodesAwaitingReclamation) "
+            text +=
+                "  nodes awaiting reclamation \(walk.nodesAwaitingReclamation) "
                 + "(by design: a published node is never replaced or freed)\n"
             let depths = walk.depthHistogram.enumerated().map { "\($0.offset): \($0.element)" }
             text += "  depth " + depths.joined(separator: "  ") + "\n"
@@ -218,11 +239,13 @@ public struct SnapshotText: Sendable {
             text += "Path cache: none yet (no path inserted)\n"
         }
         let hitRate = report.hitRate.map { Self.percent($0, of: 1) } ?? "–"
-        text += "  searches \(report.searches) · hits \(report.hits) · inserts \(report.inserts) · hit rate \(hitRate) "
+        text +=
+            "  searches \(report.searches) · hits \(report.hits) · inserts \(report.inserts) · hit rate \(hitRate) "
             + "(summed over the owner table's processes)\n"
         if let seconds = report.rateSeconds {
             let windowHitRate = report.windowHitRate.map { Self.percent($0, of: 1) } ?? "–"
-            text += "  over \(String(format: "%.1f", seconds)) s: searches/s \(Self.rate(report.searchesPerSecond)) · "
+            text +=
+                "  over \(String(format: "%.1f", seconds)) s: searches/s \(Self.rate(report.searchesPerSecond)) · "
                 + "hits/s \(Self.rate(report.hitsPerSecond)) · inserts/s \(Self.rate(report.insertsPerSecond)) · "
                 + "hit rate \(windowHitRate)\n"
         }
@@ -268,13 +291,15 @@ public struct SnapshotText: Sendable {
         let cellCount = fills.count
         let perCell = Double(blockCount) / Double(cellCount)
         let perCellText = perCell == perCell.rounded() ? "\(Int(perCell))" : String(format: "%.1f", perCell)
-        var text = "Heatmap: \(cellCount) cells, \(perCellText) block\(perCell == 1 ? "" : "s") per cell, mean fill; "
+        var text =
+            "Heatmap: \(cellCount) cells, \(perCellText) block\(perCell == 1 ? "" : "s") per cell, mean fill; "
             + "blocks 0..<\(snapshot.layout.nullBlockCount) are the null region\n"
         text += "  " + finish(glyphs.rampLegend) + "\n"
         for rowStart in stride(from: 0, to: fills.count, by: width) {
             let row = fills[rowStart..<min(fills.count, rowStart + width)]
             let firstBlock = snapshot.heatmapGroup(rowStart, of: cellCount).lowerBound
-            text += Self.padded("\(firstBlock)", to: 8) + " " + String(glyphs.separator)
+            text +=
+                Self.padded("\(firstBlock)", to: 8) + " " + String(glyphs.separator)
                 + String(row.map(glyphs.glyph(forFill:))) + String(glyphs.separator) + "\n"
         }
         return text
@@ -285,12 +310,14 @@ public struct SnapshotText: Sendable {
         let tree = detail.tree
         let minSize = detail.offsets.count >> tree.depth
         let rowWidth = max(2 << tree.depth, 16)
-        var text = "Block \(detail.block) · offsets 0x\(String(detail.offsets.lowerBound, radix: 16))..<0x\(String(detail.offsets.upperBound, radix: 16))"
+        var text =
+            "Block \(detail.block) · offsets 0x\(String(detail.offsets.lowerBound, radix: 16))..<0x\(String(detail.offsets.upperBound, radix: 16))"
         text += detail.isNullBlock ? " · null region" : ""
         text += " · word 0x\(String(detail.word, radix: 16)) · \(detail.isValid ? "valid" : "INVALID")\n"
         let largest = detail.census.largestFreeOrder.map { "\(ByteCount(minSize << $0))" } ?? "none (full)"
         let listed = detail.advertisedOrders.map { "\(ByteCount(minSize << $0))" }.joined(separator: ", ")
-        text += "  largest free chunk \(largest) · free-space index lists it under: \(listed.isEmpty ? "no class" : listed)\n"
+        text +=
+            "  largest free chunk \(largest) · free-space index lists it under: \(listed.isEmpty ? "no class" : listed)\n"
         text += "  bits " + Self.binary(detail.word) + "\n"
         for (level, states) in detail.levels.enumerated() {
             let nodeWidth = rowWidth >> level
@@ -300,10 +327,12 @@ public struct SnapshotText: Sendable {
             }
             text += Self.padded("\(ByteCount(minSize << (tree.depth - level)))", to: 8) + " " + row + "\n"
         }
-        text += "  legend: \(glyphs.allocation) allocation  \(glyphs.insideAllocation) inside an allocation  "
+        text +=
+            "  legend: \(glyphs.allocation) allocation  \(glyphs.insideAllocation) inside an allocation  "
             + "\(glyphs.split) split  \(glyphs.maximalFree) free chunk  '\(glyphs.free)' free inside a chunk  "
             + "\(glyphs.invalid) invalid\n"
-        var table = TextTable(["  offset", "node", "requested", "owner", "state", "first bytes", "hex"], leftAligned: [4, 5, 6])
+        var table = TextTable(
+            ["  offset", "node", "requested", "owner", "state", "first bytes", "hex"], leftAligned: [4, 5, 6])
         for allocation in detail.allocations {
             let header = allocation.header
             table.add([

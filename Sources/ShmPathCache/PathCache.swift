@@ -16,11 +16,12 @@
 // concrete code only (no generics, no existentials), so they are safe in signal handlers even in
 // an unoptimised build, whose generic code would consult runtime metadata under a lock.
 
-#if !hasFeature(Embedded)  // the C library will compile these files as one module with the allocator
-@_spi(CrashTesting) import ShmAlloc
-import ShmFormat
-#endif
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library will compile these files as one module with the allocator
+    @_spi(CrashTesting) import ShmAlloc
+    import ShmFormat
+#endif
 
 /// The path cache of a mapped cache file. Any thread of any process may insert and search at once.
 public final class PathCache: @unchecked Sendable {
@@ -59,14 +60,17 @@ public final class PathCache: @unchecked Sendable {
     /// The usable bytes of the node a (non-zero) slot names.
     @inline(__always)
     func node(_ slot: UInt32) -> UnsafeMutableRawPointer {
-        assert(slot != 0 && Int(slot) &<< minShift < cache.geometry.capacity, "slot \(slot) names no node of the data region")
+        assert(
+            slot != 0 && Int(slot) &<< minShift < cache.geometry.capacity,
+            "slot \(slot) names no node of the data region")
         return cache.base + PathCacheLayout.offset(ofSlot: slot, minShift: minShift)
     }
 
     /// The slot naming the allocation at `offset`.
     @inline(__always)
     func slot(of offset: ShmOffset) -> UInt32 {
-        PathCacheLayout.slot(nodeOffset: Int(truncatingIfNeeded: offset.rawValue) &- AllocationHeader.size, minShift: minShift)
+        PathCacheLayout.slot(
+            nodeOffset: Int(truncatingIfNeeded: offset.rawValue) &- AllocationHeader.size, minShift: minShift)
     }
 
     /// The `index`-th 4-byte slot after `start`.

@@ -13,12 +13,13 @@
 // prefix count settled. A process killed in any window leaves at most an unpublished allocation
 // (leaked, as the allocator leaks whatever a dead process held) and a prefix count one too high.
 
-#if !hasFeature(Embedded)  // the C library will compile these files as one module with the allocator
-@_spi(CrashTesting) @_spi(PathCounters) import ShmAlloc
-import ShmFormat
-#endif
 import CShmSystem
 import Synchronization
+
+#if !hasFeature(Embedded)  // the C library will compile these files as one module with the allocator
+    @_spi(CrashTesting) @_spi(PathCounters) import ShmAlloc
+    import ShmFormat
+#endif
 
 extension PathCache {
     /// Caches `flags` for `path`, or replaces the flags cached for it (the last writer wins).
@@ -96,14 +97,17 @@ extension PathCache {
         // (Buffers made from a start and a count, not slices: generic code stays off this path.)
         var end = path.count &- 1 < longestPath ? path.count &- 1 : longestPath
         while end > 0 {
-            if path[end] == PathCache.slash, let flags = find(UnsafeRawBufferPointer(start: path.baseAddress, count: end), root: root),
-               flags & PathCacheLayout.prefixFlag != 0 {
+            if path[end] == PathCache.slash,
+                let flags = find(UnsafeRawBufferPointer(start: path.baseAddress, count: end), root: root),
+                flags & PathCacheLayout.prefixFlag != 0
+            {
                 return PathFlags(rawValue: flags)
             }
             end &-= 1
         }
         if path.count > 1, let flags = find(UnsafeRawBufferPointer(start: path.baseAddress, count: 1), root: root),
-           flags & PathCacheLayout.prefixFlag != 0 {
+            flags & PathCacheLayout.prefixFlag != 0
+        {
             return PathFlags(rawValue: flags)
         }
         return nil
@@ -122,15 +126,21 @@ extension PathCache {
     @inline(__always)
     func bucketSlot(_ root: UnsafeMutableRawPointer, hash: UInt64) -> UnsafeMutablePointer<Atomic<UInt32>>? {
         // Acquire: the bucket's bytes, written before its slot was set.
-        let bucket = slotWord(root + PathCacheLayout.tableHeaderSize, PathCacheLayout.rootIndex(hash: hash, slotCount: tableSlotCount))
-            .pointee.load(ordering: .acquiring)
+        let bucket = slotWord(
+            root + PathCacheLayout.tableHeaderSize, PathCacheLayout.rootIndex(hash: hash, slotCount: tableSlotCount)
+        )
+        .pointee.load(ordering: .acquiring)
         guard bucket != 0 else { return nil }
-        return slotWord(node(bucket) + PathCacheLayout.tableHeaderSize, PathCacheLayout.bucketIndex(hash: hash, slotCount: tableSlotCount))
+        return slotWord(
+            node(bucket) + PathCacheLayout.tableHeaderSize,
+            PathCacheLayout.bucketIndex(hash: hash, slotCount: tableSlotCount))
     }
 
     /// True when `entry` (with meta word `meta`) holds `path`, whose match key is `key`.
     @inline(__always)
-    func holds(_ entry: UnsafeMutableRawPointer, _ meta: PathCacheLayout.Meta, _ path: UnsafeRawBufferPointer, key: UInt64) -> Bool {
+    func holds(
+        _ entry: UnsafeMutableRawPointer, _ meta: PathCacheLayout.Meta, _ path: UnsafeRawBufferPointer, key: UInt64
+    ) -> Bool {
         meta.matchKey == key && memcmp(entry + bytesOffset(meta), path.baseAddress!, path.count) == 0
     }
 
@@ -172,10 +182,14 @@ extension PathCache {
 
     /// Puts `path` with `flags` in its place: a new entry in the first empty slot of its way, or
     /// new flags in its entry. Returns the flags it had (0 when new).
-    private func place(_ path: UnsafeRawBufferPointer, flags: UInt8, root: UnsafeMutableRawPointer) throws(PathCacheError) -> UInt8 {
+    private func place(_ path: UnsafeRawBufferPointer, flags: UInt8, root: UnsafeMutableRawPointer)
+        throws(PathCacheError) -> UInt8
+    {
         let hash = PathCacheLayout.hash(path)
         let bucket = try bucket(root, PathCacheLayout.rootIndex(hash: hash, slotCount: tableSlotCount))
-        var slot = slotWord(bucket + PathCacheLayout.tableHeaderSize, PathCacheLayout.bucketIndex(hash: hash, slotCount: tableSlotCount))
+        var slot = slotWord(
+            bucket + PathCacheLayout.tableHeaderSize, PathCacheLayout.bucketIndex(hash: hash, slotCount: tableSlotCount)
+        )
         let shape = PathCacheLayout.entryShape(length: path.count, geometry: cache.geometry)
         let meta = PathCacheLayout.Meta(flags: flags, fanOutShift: shape.fanOutShift, length: path.count, hash: hash)
         var digits = PathCacheLayout.HashDigits(hash: hash)
@@ -189,7 +203,8 @@ extension PathCache {
                 // Release: the entry's bytes before the slot. Acquire on failure: the winner's.
                 let exchanged: Bool
                 (exchanged, current) = slot.pointee.compareExchange(
-                    expected: 0, desired: self.slot(of: pending), successOrdering: .releasing, failureOrdering: .acquiring)
+                    expected: 0, desired: self.slot(of: pending), successOrdering: .releasing,
+                    failureOrdering: .acquiring)
                 if exchanged { return 0 }
             }
             let entry = node(current)
@@ -213,15 +228,19 @@ extension PathCache {
     /// after the raise of the insert that set it (which preceded that insert's exchange), so the
     /// count never dips, not even for a moment. Flags already equal (the common re-insert of a
     /// verdict) are not written, sparing every reader's copy of the line.
-    private func replaceFlags(of entry: UnsafeMutableRawPointer, seen: PathCacheLayout.Meta, with flags: UInt8) -> UInt8 {
+    private func replaceFlags(of entry: UnsafeMutableRawPointer, seen: PathCacheLayout.Meta, with flags: UInt8) -> UInt8
+    {
         if seen.flags == flags { return flags }
-        let previous = word(entry, at: 0).pointee.exchange(seen.with(flags: flags).rawValue, ordering: .acquiringAndReleasing)
+        let previous = word(entry, at: 0).pointee.exchange(
+            seen.with(flags: flags).rawValue, ordering: .acquiringAndReleasing)
         crashPoint(.pathFlagsExchanged, at: entry)
         return PathCacheLayout.Meta(rawValue: previous).flags
     }
 
     /// A new, unpublished entry for `path`: meta word, empty child slots, bytes.
-    private func newEntry(_ path: UnsafeRawBufferPointer, meta: PathCacheLayout.Meta, request: Int) throws(PathCacheError) -> ShmOffset {
+    private func newEntry(_ path: UnsafeRawBufferPointer, meta: PathCacheLayout.Meta, request: Int)
+        throws(PathCacheError) -> ShmOffset
+    {
         let offset: ShmOffset
         do { offset = try cache.allocate(request) } catch { throw .outOfSpace }
         let entry = cache.base + Int(truncatingIfNeeded: offset.rawValue)

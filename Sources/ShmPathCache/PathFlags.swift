@@ -1,8 +1,8 @@
 // What the path cache stores for each path, and what can go wrong.
 
 #if !hasFeature(Embedded)  // the C library will compile these files as one module with the allocator
-import ShmFormat
-import ShmSystem
+    import ShmFormat
+    import ShmSystem
 #endif
 
 /// The verdict cached for a path: 8 bits, three with a meaning to the cache.

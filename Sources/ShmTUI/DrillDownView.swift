@@ -33,11 +33,13 @@ struct DrillDownView {
     func draw(into canvas: inout Canvas) {
         let body = layout.body
         var row = body.top
-        var heading = "Block \(detail.block)\(glyphs.dot)\(Format.offset(detail.offsets.lowerBound))–\(Format.offset(detail.offsets.upperBound - 1))"
+        var heading =
+            "Block \(detail.block)\(glyphs.dot)\(Format.offset(detail.offsets.lowerBound))–\(Format.offset(detail.offsets.upperBound - 1))"
         if detail.isNullBlock {
             heading += "\(glyphs.dot)null region (reserved)"
         } else {
-            heading += "\(glyphs.dot)fill \(Format.percent(detail.fill))\(glyphs.dot)\(Format.counted(detail.allocations.count, "allocation"))"
+            heading +=
+                "\(glyphs.dot)fill \(Format.percent(detail.fill))\(glyphs.dot)\(Format.counted(detail.allocations.count, "allocation"))"
                 + "\(glyphs.dot)\(Format.counted(detail.freeChunkCount, "free chunk"))"
         }
         canvas.text(" " + heading, row: row, column: 0, style: .heading, maxWidth: layout.width)
@@ -45,7 +47,8 @@ struct DrillDownView {
 
         row = drawTree(into: &canvas, from: row)
         let legend: [(Unicode.Scalar, String, CellStyle)] = [
-            (glyph(.allocation), "allocation (owner colour)", ownerStyle(1)), (glyph(.insideAllocation), "inside an allocation", ownerStyle(1)),
+            (glyph(.allocation), "allocation (owner colour)", ownerStyle(1)),
+            (glyph(.insideAllocation), "inside an allocation", ownerStyle(1)),
             (glyph(.split), "split", .muted), (glyph(.maximalFree), "free chunk", CellStyle(.good)),
             (glyph(.free), "free inside a chunk", .muted), (glyph(.invalid), "invalid", CellStyle(.bad)),
         ]
@@ -60,8 +63,9 @@ struct DrillDownView {
         row += 1
         canvas.text(Format.right("hex", Self.labelWidth - 1), row: row, column: 0, style: .muted)
         let after = canvas.text(Format.hexWord(detail.word), row: row, column: Self.labelWidth + 1, style: .plain)
-        canvas.text(detail.isValid ? "  valid" : "  INVALID: a set node has a clear child", row: row, column: after,
-                    style: detail.isValid ? CellStyle(.good) : CellStyle(.bad, bold: true))
+        canvas.text(
+            detail.isValid ? "  valid" : "  INVALID: a set node has a clear child", row: row, column: after,
+            style: detail.isValid ? CellStyle(.good) : CellStyle(.bad, bold: true))
         row += 2
         drawAllocations(into: &canvas, from: row)
         drawSelection(into: &canvas)
@@ -76,10 +80,14 @@ struct DrillDownView {
     private func drawTree(into canvas: inout Canvas, from top: Int) -> Int {
         let width = Self.treeRowWidth(screenWidth: layout.width, leafCount: detail.leafCount)
         let owners = ownerByNode
-        let selectedNode = detail.allocations.indices.contains(state.selectedAllocation) ? detail.allocations[state.selectedAllocation].node : nil
+        let selectedNode =
+            detail.allocations.indices.contains(state.selectedAllocation)
+            ? detail.allocations[state.selectedAllocation].node : nil
         var row = top
         for (level, states) in detail.levels.enumerated() {
-            canvas.text(Format.right(Format.bytes(detail.nodeSize(atLevel: level)), Self.labelWidth - 1), row: row, column: 0, style: .muted)
+            canvas.text(
+                Format.right(Format.bytes(detail.nodeSize(atLevel: level)), Self.labelWidth - 1), row: row, column: 0,
+                style: .muted)
             let span = width >> level
             for (position, nodeState) in states.enumerated() {
                 let node = (1 << level) + position
@@ -113,7 +121,9 @@ struct DrillDownView {
         guard top < bottom else { return }
         let textWidth = max(8, min(32, (layout.width - Self.header.count) / 2))
         canvas.text(" Allocations (\(detail.allocations.count))", row: top, column: 0, style: .heading)
-        canvas.text(Self.header + Format.left("first bytes", textWidth + 2) + "hex", row: top + 1, column: 0, style: .muted, maxWidth: layout.width)
+        canvas.text(
+            Self.header + Format.left("first bytes", textWidth + 2) + "hex", row: top + 1, column: 0, style: .muted,
+            maxWidth: layout.width)
         let rows = bottom - top - 2
         guard rows > 0 else { return }
         if detail.allocations.isEmpty {
@@ -128,10 +138,12 @@ struct DrillDownView {
             let marker = selected ? String(glyphs.pointer) : " "
             let owner = allocation.ownerPID.map { "\($0)" } ?? "?"
             let alive = allocation.ownerAlive.map { $0 ? "alive" : "dead " } ?? "?    "
-            let fields = "\(marker) \(Format.offset(allocation.offset))  \(Format.right(Format.bytes(allocation.nodeSize), 7))  "
+            let fields =
+                "\(marker) \(Format.offset(allocation.offset))  \(Format.right(Format.bytes(allocation.nodeSize), 7))  "
                 + "\(Format.right(allocation.requestedSize.map { "\($0)" } ?? "?", 9))  \(Format.right(owner, 7))  \(alive)  "
             let hexCount = max(0, (layout.width - fields.count - textWidth - 2) / 3)
-            let text = Format.left(Format.printable(allocation.firstBytes.prefix(textWidth)), textWidth) + "  "
+            let text =
+                Format.left(Format.printable(allocation.firstBytes.prefix(textWidth)), textWidth) + "  "
                 + Format.hexBytes(allocation.firstBytes.prefix(hexCount))
             let base = selected ? CellStyle(.selection, bold: true) : .plain
             if selected { canvas.fill(" ", row: row, column: 0, count: layout.width, style: base) }
@@ -140,9 +152,12 @@ struct DrillDownView {
                 // The owner's pid in its colour, and a dead owner's state in the warning colour.
                 let pidColumn = fields.count - 7 - 2 - 5 - 2
                 canvas.text(Format.right(owner, 7), row: row, column: pidColumn, style: ownerStyle(pid))
-                if allocation.ownerAlive == false { canvas.text("dead", row: row, column: pidColumn + 9, style: CellStyle(.warning, bold: true)) }
+                if allocation.ownerAlive == false {
+                    canvas.text("dead", row: row, column: pidColumn + 9, style: CellStyle(.warning, bold: true))
+                }
             }
-            column = canvas.text(text, row: row, column: column, style: selected ? base : .plain, maxWidth: layout.width - column)
+            column = canvas.text(
+                text, row: row, column: column, style: selected ? base : .plain, maxWidth: layout.width - column)
         }
     }
 
@@ -152,10 +167,12 @@ struct DrillDownView {
         var text = "block \(detail.block)"
         if detail.allocations.indices.contains(state.selectedAllocation) {
             let allocation = detail.allocations[state.selectedAllocation]
-            text += "\(glyphs.dot)allocation \(state.selectedAllocation + 1) of \(detail.allocations.count)"
+            text +=
+                "\(glyphs.dot)allocation \(state.selectedAllocation + 1) of \(detail.allocations.count)"
                 + "\(glyphs.dot)offset \(Format.offset(allocation.offset))\(glyphs.dot)node \(Format.bytes(allocation.nodeSize))"
             if let pid = allocation.ownerPID, let requested = allocation.requestedSize {
-                text += "\(glyphs.dot)requested \(requested) B\(glyphs.dot)owner \(pid)"
+                text +=
+                    "\(glyphs.dot)requested \(requested) B\(glyphs.dot)owner \(pid)"
                     + (allocation.ownerAlive == true ? " (alive)" : " (dead: leaked)")
             } else {
                 text += "\(glyphs.dot)no readable header"

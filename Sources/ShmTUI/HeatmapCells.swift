@@ -93,7 +93,8 @@ struct SelectionSummary {
     }
 
     func text(glyphs: GlyphSet, blocksPerCell: Int, blockSize: Int, isNull: Bool) -> String {
-        let which = blocks.count == 1 ? "block \(blocks.lowerBound)" : "blocks \(blocks.lowerBound)–\(blocks.upperBound - 1)"
+        let which =
+            blocks.count == 1 ? "block \(blocks.lowerBound)" : "blocks \(blocks.lowerBound)–\(blocks.upperBound - 1)"
         var parts = [
             which,
             "\(Format.offset(offsets.lowerBound))–\(Format.offset(offsets.upperBound - 1))",

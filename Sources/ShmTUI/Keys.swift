@@ -127,4 +127,3 @@ enum KeyMap {
         return block
     }
 }
-

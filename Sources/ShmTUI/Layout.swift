@@ -112,7 +112,9 @@ struct HeatmapGrid: Hashable, Sendable {
         visibleRows = max(1, rows)
         let fitting = Self.fittingBlocksPerCell(blockCount: self.blockCount, columns: self.columns, rows: visibleRows)
         blocksPerCell = min(fitting, max(1, zoom ?? fitting))
-        let totalRows = (self.blockCount / blocksPerCell + (self.blockCount % blocksPerCell == 0 ? 0 : 1) + self.columns - 1) / self.columns
+        let totalRows =
+            (self.blockCount / blocksPerCell + (self.blockCount % blocksPerCell == 0 ? 0 : 1) + self.columns - 1)
+            / self.columns
         let selectedRow = (selectedBlock / blocksPerCell) / self.columns
         var first = min(max(0, scrollRow), max(0, totalRows - visibleRows))
         if selectedRow < first { first = selectedRow }

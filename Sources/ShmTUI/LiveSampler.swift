@@ -49,7 +49,9 @@ struct RateWindow {
     var summary: RateSummary {
         let seconds = seconds
         guard seconds > 0 else { return RateSummary() }
-        func perSecond(_ value: (SnapshotRates) -> Int) -> Double { Double(recent.reduce(0) { $0 + value($1.rates) }) / seconds }
+        func perSecond(_ value: (SnapshotRates) -> Int) -> Double {
+            Double(recent.reduce(0) { $0 + value($1.rates) }) / seconds
+        }
         return RateSummary(
             allocationsPerSecond: perSecond(\.allocations), freesPerSecond: perSecond(\.frees),
             allocatedBytesPerSecond: perSecond(\.allocatedBytes), freedBytesPerSecond: perSecond(\.freedBytes),
@@ -109,7 +111,8 @@ struct LiveFrame: Sendable {
 
     /// A frame from its parts (the sampler makes them; tests may too).
     init(
-        snapshot: CacheSnapshot, statistics: CacheStatistics, rates: RateSummary = RateSummary(), changedBlocks: [Int] = [],
+        snapshot: CacheSnapshot, statistics: CacheStatistics, rates: RateSummary = RateSummary(),
+        changedBlocks: [Int] = [],
         takenLeafDeltas: [Int] = [], utilisationHistory: [Double] = [], sequence: Int = 0, figuresAge: Duration = .zero,
         sweepSeconds: Double = 0, highlightedBlocks: BlockSet? = nil, pathCache: PathCachePanel? = nil
     ) {
@@ -166,10 +169,11 @@ final class LiveSampler {
     private var hitRateHistory: [Double] = []
     private var sequence = 0
     /// The figures of the last frame, without its words: what a failed sample shows again.
-    private var lastFrame: (
-        statistics: CacheStatistics, rates: RateSummary, figuresAge: Duration, sweepSeconds: Double,
-        pathCache: PathCachePanel
-    )?
+    private var lastFrame:
+        (
+            statistics: CacheStatistics, rates: RateSummary, figuresAge: Duration, sweepSeconds: Double,
+            pathCache: PathCachePanel
+        )?
     /// The owner whose blocks frames list (``LiveFrame/highlightedBlocks``).
     var highlightedOwner: Int32?
 
@@ -187,7 +191,10 @@ final class LiveSampler {
                 let snapshot = try inspector.snapshot(readingAllocations: false)
                 let ledger = try inspector.ownerLedger(of: snapshot)
                 census = LiveCensus(of: snapshot)
-                return .frame(try frame(snapshot, ledger: ledger, changes: nil, reread: [], activity: OwnerActivity(), inspector: inspector, interval: interval))
+                return .frame(
+                    try frame(
+                        snapshot, ledger: ledger, changes: nil, reread: [], activity: OwnerActivity(),
+                        inspector: inspector, interval: interval))
             }
             // Let go of this sampler's references, so that the words are changed in place.
             current = nil
@@ -208,10 +215,14 @@ final class LiveSampler {
                 return .detached(error, lastGood: lastGood)
             }
             series.adapt(
-                words: pass.count, seconds: Self.seconds(.now - started), budget: Self.passShare * Self.seconds(interval),
+                words: pass.count, seconds: Self.seconds(.now - started),
+                budget: Self.passShare * Self.seconds(interval),
                 usable: usable.count)
             let (activity, reread) = try inspector.update(&ledger, to: snapshot, changes: changes)
-            return .frame(try frame(snapshot, ledger: ledger, changes: changes, reread: reread, activity: activity, inspector: inspector, interval: interval))
+            return .frame(
+                try frame(
+                    snapshot, ledger: ledger, changes: changes, reread: reread, activity: activity,
+                    inspector: inspector, interval: interval))
         } catch {
             detach()
             return .detached(error, lastGood: nil)
@@ -248,7 +259,8 @@ final class LiveSampler {
     /// between two refreshes, out of hundreds of thousands), as the ledger was, and so are the
     /// highlighted owner's blocks from `reread`, the blocks whose headers the ledger read again.
     private func frame(
-        _ snapshot: CacheSnapshot, ledger: OwnerLedger, changes: SnapshotChanges?, reread: [Int], activity: OwnerActivity,
+        _ snapshot: CacheSnapshot, ledger: OwnerLedger, changes: SnapshotChanges?, reread: [Int],
+        activity: OwnerActivity,
         inspector: CacheInspector,
         interval: Duration
     ) throws(InspectError) -> LiveFrame {
@@ -263,7 +275,8 @@ final class LiveSampler {
             census.apply(changes)
             self.census = census
         }
-        let allocations = try inspector.census(of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
+        let allocations = try inspector.census(
+            of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
         var statistics = CacheStatistics(census: self.census!.census, snapshot: snapshot, allocations: allocations)
         if let figures = paths.figures { statistics = statistics.attributing(figures) }
         history.append(statistics.utilisation)
@@ -283,7 +296,7 @@ final class LiveSampler {
         sequence += 1
         if let pid = highlightedOwner {
             if var kept = highlighted, kept.pid == pid {
-                highlighted = nil    // its blocks are changed in place
+                highlighted = nil  // its blocks are changed in place
                 ledger.update(&kept.blocks, ownedBy: pid, blocks: reread)
                 highlighted = kept
             } else {

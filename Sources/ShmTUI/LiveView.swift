@@ -1,13 +1,14 @@
 // `shmtop watch`'s entry point, its options and exit, and what the title and the banner say
 // about the watched file.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Foundation
 import ShmInspect
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// What `shmtop watch` was asked to do.
 public struct WatchOptions: Sendable {

@@ -38,11 +38,14 @@ struct MainView {
         var column = canvas.text(name, row: row, column: 0, style: CellStyle(.title, bold: true))
         let room = max(0, factsColumn - column - 1)
         let path = frame.snapshot.path
-        let shownPath = path.unicodeScalars.count <= room ? path : "…" + String(String.UnicodeScalarView(path.unicodeScalars.suffix(max(0, room - 1))))
+        let shownPath =
+            path.unicodeScalars.count <= room
+            ? path : "…" + String(String.UnicodeScalarView(path.unicodeScalars.suffix(max(0, room - 1))))
         column = canvas.text(shownPath, row: row, column: column, style: CellStyle(.title), maxWidth: room)
         canvas.text(facts, row: row, column: factsColumn, style: CellStyle(.title))
         // Anything but live is drawn as a pause: the picture is not moving.
-        canvas.text(status, row: row, column: statusColumn, style: CellStyle(titleStatus == .live ? .titleLive : .titlePaused))
+        canvas.text(
+            status, row: row, column: statusColumn, style: CellStyle(titleStatus == .live ? .titleLive : .titlePaused))
     }
 
     static func drawBanner(_ text: String, into canvas: inout Canvas, layout: ScreenLayout) {
@@ -52,14 +55,20 @@ struct MainView {
     }
 
     /// The key line: the jump prompt, a flash message, or the key reminder.
-    static func drawKeyLine(into canvas: inout Canvas, layout: ScreenLayout, state: ViewState, now: ContinuousClock.Instant, reminder: String) {
+    static func drawKeyLine(
+        into canvas: inout Canvas, layout: ScreenLayout, state: ViewState, now: ContinuousClock.Instant,
+        reminder: String
+    ) {
         let row = layout.keyRow
         canvas.fill(" ", row: row, column: 0, count: layout.width, style: .plain)
         if let input = state.jumpInput {
-            let column = canvas.text(" jump to block number, or offset (0x1f400, 64MiB): ", row: row, column: 0, style: .accent)
+            let column = canvas.text(
+                " jump to block number, or offset (0x1f400, 64MiB): ", row: row, column: 0, style: .accent)
             canvas.text(input + "_", row: row, column: column, style: CellStyle(.plain, bold: true))
         } else if let flash = state.flash, flash.until > now {
-            canvas.text(" " + flash.text, row: row, column: 0, style: CellStyle(flash.isError ? .bad : .good, bold: true), maxWidth: layout.width)
+            canvas.text(
+                " " + flash.text, row: row, column: 0, style: CellStyle(flash.isError ? .bad : .good, bold: true),
+                maxWidth: layout.width)
         } else {
             canvas.text(reminder, row: row, column: 0, style: .muted, maxWidth: layout.width)
         }
@@ -72,7 +81,9 @@ struct MainView {
     func draw(into canvas: inout Canvas, cells: HeatmapCells) {
         drawTitle(into: &canvas)
         drawHeatmap(into: &canvas, cells: cells)
-        for row in layout.body.rows { canvas.put(glyphs.vertical, row: row, column: layout.dividerColumn, style: .muted) }
+        for row in layout.body.rows {
+            canvas.put(glyphs.vertical, row: row, column: layout.dividerColumn, style: .muted)
+        }
         drawPanel(into: &canvas)
         drawSelection(into: &canvas, grid: cells.grid)
         Self.drawKeyLine(into: &canvas, layout: layout, state: state, now: now, reminder: Self.keyReminder)
@@ -83,14 +94,21 @@ struct MainView {
         let region = layout.heatmap
         let snapshot = frame.snapshot
         let perCell = "\(Format.counted(grid.blocksPerCell, "block")) per cell"
-        let scope = grid.showsEverything ? "all \(Format.counted(snapshot.blockCount, "block"))" : "rows \(grid.firstRow + 1)–\(min(grid.totalRows, grid.firstRow + grid.visibleRows)) of \(grid.totalRows)"
+        let scope =
+            grid.showsEverything
+            ? "all \(Format.counted(snapshot.blockCount, "block"))"
+            : "rows \(grid.firstRow + 1)–\(min(grid.totalRows, grid.firstRow + grid.visibleRows)) of \(grid.totalRows)"
         let legendStart = canvas.text(" Heatmap", row: layout.heatmapLegendRow, column: 0, style: .heading)
         let info = " \(perCell)\(glyphs.dot)\(scope)"
-        let after = canvas.text(info, row: layout.heatmapLegendRow, column: legendStart, style: .muted, maxWidth: layout.dividerColumn - legendStart)
+        let after = canvas.text(
+            info, row: layout.heatmapLegendRow, column: legendStart, style: .muted,
+            maxWidth: layout.dividerColumn - legendStart)
         // The fill ramp, coloured as the cells are, when there is room.
-        let ramp: [(Unicode.Scalar, Double)] = [(glyphs.emptyCell, 0), (glyphs.heatGlyph(fill: 0.2, isNull: false), 0.2),
+        let ramp: [(Unicode.Scalar, Double)] = [
+            (glyphs.emptyCell, 0), (glyphs.heatGlyph(fill: 0.2, isNull: false), 0.2),
             (glyphs.heatGlyph(fill: 0.45, isNull: false), 0.45), (glyphs.heatGlyph(fill: 0.7, isNull: false), 0.7),
-            (glyphs.heatGlyph(fill: 1, isNull: false), 1)]
+            (glyphs.heatGlyph(fill: 1, isNull: false), 1),
+        ]
         let rampText = "  0%" + String(repeating: " ", count: ramp.count) + "100%"
         if after + rampText.count < layout.dividerColumn {
             let start = layout.dividerColumn - rampText.count - 1
@@ -109,21 +127,26 @@ struct MainView {
             }
         }
         if let pid = state.highlightedOwner {
-            canvas.text(" pid \(pid) highlighted (Esc) ", row: layout.heatmapLegendRow, column: after, style: CellStyle(.accent, bold: true),
-                        maxWidth: max(0, layout.dividerColumn - after))
+            canvas.text(
+                " pid \(pid) highlighted (Esc) ", row: layout.heatmapLegendRow, column: after,
+                style: CellStyle(.accent, bold: true),
+                maxWidth: max(0, layout.dividerColumn - after))
         }
         for row in 0..<grid.visibleRows {
             for column in 0..<grid.columns {
                 let index = row * grid.columns + column
                 guard let fill = cells.fill(index) else { continue }
                 let cell = (grid.firstRow + row) * grid.columns + column
-                var style = cells.isNull[index] || owned.map({ !$0[index] }) == true ? CellStyle.muted : heatStyle(fill: fill)
+                var style =
+                    cells.isNull[index] || owned.map({ !$0[index] }) == true ? CellStyle.muted : heatStyle(fill: fill)
                 if state.markChanges, cells.changed[index] {
                     style.bold = true
                     style.underline = state.colorMode == .monochrome
                 }
                 if cell == selectedCell { style = CellStyle(.selection, bold: true) }
-                canvas.put(glyphs.heatGlyph(fill: fill, isNull: cells.isNull[index]), row: region.top + row, column: region.left + column, style: style)
+                canvas.put(
+                    glyphs.heatGlyph(fill: fill, isNull: cells.isNull[index]), row: region.top + row,
+                    column: region.left + column, style: style)
             }
         }
     }
@@ -136,10 +159,12 @@ struct MainView {
         let blocks = grid.blocks(ofCell: grid.cell(ofBlock: state.selectedBlock))
         let snapshot = frame.snapshot
         let summary = SelectionSummary(snapshot: snapshot, blocks: blocks)
-        let text = summary.text(glyphs: glyphs, blocksPerCell: grid.blocksPerCell, blockSize: snapshot.blockSize,
-                                isNull: blocks.upperBound <= snapshot.nullBlockCount)
+        let text = summary.text(
+            glyphs: glyphs, blocksPerCell: grid.blocksPerCell, blockSize: snapshot.blockSize,
+            isNull: blocks.upperBound <= snapshot.nullBlockCount)
         canvas.fill(" ", row: layout.selectionRow, column: 0, count: layout.width, style: CellStyle(.selection))
-        canvas.text(" " + text, row: layout.selectionRow, column: 0, style: CellStyle(.selection), maxWidth: layout.width)
+        canvas.text(
+            " " + text, row: layout.selectionRow, column: 0, style: CellStyle(.selection), maxWidth: layout.width)
     }
 
     // MARK: - The panel
@@ -151,30 +176,39 @@ struct MainView {
     static func memoryHeading(sweepSeconds: Double, figuresAge: Duration, glyphs: GlyphSet) -> String {
         let period = Duration.microseconds(Int((sweepSeconds * 1e6).rounded()))
         // Slower than once a second, the period reads better than a rate of "0.0 Hz".
-        let rate = sweepSeconds <= 0 ? "read at –" : sweepSeconds <= 1 ? "read at \(Format.hertz(interval: period))" : "read every \(Format.age(period))"
+        let rate =
+            sweepSeconds <= 0
+            ? "read at –"
+            : sweepSeconds <= 1 ? "read at \(Format.hertz(interval: period))" : "read every \(Format.age(period))"
         return "Memory\(glyphs.dot)\(rate)\(glyphs.dot)figures \(Format.age(figuresAge)) old"
     }
 
     private func drawPanel(into canvas: inout Canvas) {
         let panel = layout.panel
-        var writer = PanelWriter(region: Region(top: panel.top, left: panel.left + 1, width: panel.width - 1, height: panel.height))
+        var writer = PanelWriter(
+            region: Region(top: panel.top, left: panel.left + 1, width: panel.width - 1, height: panel.height))
         let statistics = frame.statistics
         let rates = frame.rates
 
-        writer.heading(Self.memoryHeading(sweepSeconds: frame.sweepSeconds, figuresAge: frame.figuresAge, glyphs: glyphs), into: &canvas)
-        writer.bar(label: "used", fraction: statistics.utilisation, text: Format.percent(statistics.utilisation), glyphs: glyphs,
-                   style: heatStyle(fill: max(0.01, statistics.utilisation)), into: &canvas)
-        writer.pairs([
-            ("alloc", Format.bytes(statistics.allocatedBytes)), ("free", Format.bytes(statistics.freeBytes)),
-            ("request", statistics.requestedBytes.map(Format.bytes) ?? "–"),
-            ("int frag", statistics.internalFragmentationBytes.map(Format.bytes) ?? "–"),
-            ("live", "\(statistics.liveAllocations)"), ("largest", Format.bytes(statistics.largestFreeChunk)),
-            ("ext frag", Format.percent(statistics.externalFragmentation)),
-            ("leaked", statistics.leakedBytes.map(Format.bytes) ?? "–"),
-            ("allocs/s", Format.count(rates.allocationsPerSecond)), ("frees/s", Format.count(rates.freesPerSecond)),
-            ("net", Format.byteRate(rates.netBytesPerSecond, signed: true)),
-            ("blocks/s", Format.count(rates.blocksChangedPerSecond)),
-        ], into: &canvas)
+        writer.heading(
+            Self.memoryHeading(sweepSeconds: frame.sweepSeconds, figuresAge: frame.figuresAge, glyphs: glyphs),
+            into: &canvas)
+        writer.bar(
+            label: "used", fraction: statistics.utilisation, text: Format.percent(statistics.utilisation),
+            glyphs: glyphs,
+            style: heatStyle(fill: max(0.01, statistics.utilisation)), into: &canvas)
+        writer.pairs(
+            [
+                ("alloc", Format.bytes(statistics.allocatedBytes)), ("free", Format.bytes(statistics.freeBytes)),
+                ("request", statistics.requestedBytes.map(Format.bytes) ?? "–"),
+                ("int frag", statistics.internalFragmentationBytes.map(Format.bytes) ?? "–"),
+                ("live", "\(statistics.liveAllocations)"), ("largest", Format.bytes(statistics.largestFreeChunk)),
+                ("ext frag", Format.percent(statistics.externalFragmentation)),
+                ("leaked", statistics.leakedBytes.map(Format.bytes) ?? "–"),
+                ("allocs/s", Format.count(rates.allocationsPerSecond)), ("frees/s", Format.count(rates.freesPerSecond)),
+                ("net", Format.byteRate(rates.netBytesPerSecond, signed: true)),
+                ("blocks/s", Format.count(rates.blocksChangedPerSecond)),
+            ], into: &canvas)
         writer.sparkline(label: "history", values: frame.utilisationHistory, glyphs: glyphs, into: &canvas)
 
         writer.heading("Free chunks by size (buddyinfo)", into: &canvas)
@@ -185,15 +219,20 @@ struct MainView {
             writer.sizeClass(sizeClass, scale: most, glyphs: glyphs, into: &canvas)
         }
         let blocks = statistics.blocks
-        writer.line("blocks  empty \(blocks.empty)  partial \(blocks.partial)  full \(blocks.full)", style: .plain, into: &canvas)
+        writer.line(
+            "blocks  empty \(blocks.empty)  partial \(blocks.partial)  full \(blocks.full)", style: .plain,
+            into: &canvas)
         if let owners = statistics.owners {
             let alive = owners.filter(\.alive).count
             writer.line(
-                "owners  \(alive) alive  \(owners.count - alive) dead  (o: table)", style: owners.count > alive ? .init(.warning) : .plain,
+                "owners  \(alive) alive  \(owners.count - alive) dead  (o: table)",
+                style: owners.count > alive ? .init(.warning) : .plain,
                 into: &canvas)
         }
         if statistics.invalidWords > 0 {
-            writer.line("INVALID WORDS \(statistics.invalidWords): the cache is corrupt", style: CellStyle(.bad, bold: true), into: &canvas)
+            writer.line(
+                "INVALID WORDS \(statistics.invalidWords): the cache is corrupt", style: CellStyle(.bad, bold: true),
+                into: &canvas)
         }
         if statistics.failedAllocations > 0 {
             writer.line("failed allocations \(statistics.failedAllocations)", style: CellStyle(.warning), into: &canvas)

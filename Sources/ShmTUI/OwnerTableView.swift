@@ -44,7 +44,8 @@ struct OwnerTableView {
     static func fitted(_ text: String, _ column: OwnerColumn) -> String {
         let width = width(column)
         let clipped = String(text.prefix(width))
-        return column.isNumeric ? Format.right(clipped, width) : clipped + String(repeating: " ", count: max(0, width - clipped.count))
+        return column.isNumeric
+            ? Format.right(clipped, width) : clipped + String(repeating: " ", count: max(0, width - clipped.count))
     }
 
     /// The rows in the table's order.
@@ -58,10 +59,12 @@ struct OwnerTableView {
         let owners = frame.statistics.owners ?? []
         let alive = owners.filter(\.alive).count
         // The path cache's nodes are not in the rows: its own figure, beside the leak (which excludes them).
-        let heldByPathCache = frame.statistics.heldByPathCache.map {
-            ", held by the path cache \(Format.bytes($0.bytes))"
-        } ?? ""
-        let heading = " Owners \(glyphs.dot)\(alive) alive \(glyphs.dot)\(owners.count - alive) not "
+        let heldByPathCache =
+            frame.statistics.heldByPathCache.map {
+                ", held by the path cache \(Format.bytes($0.bytes))"
+            } ?? ""
+        let heading =
+            " Owners \(glyphs.dot)\(alive) alive \(glyphs.dot)\(owners.count - alive) not "
             + "(leaked \(Format.bytes(frame.statistics.leakedBytes ?? 0))\(heldByPathCache))"
             + "\(glyphs.dot)figures \(Format.age(frame.figuresAge)) old\(glyphs.dot)rates over \(Format.age(.milliseconds(Int(frame.rates.seconds * 1000))))"
         canvas.text(heading, row: body.top, column: 0, style: .heading, maxWidth: layout.width)
@@ -70,8 +73,9 @@ struct OwnerTableView {
         for owner in OwnerColumn.allCases {
             let sorted = owner == state.ownerOrder.column
             let title = sorted ? owner.title + String(marker) : owner.title
-            canvas.text(Self.fitted(title, owner), row: body.top + 1, column: column,
-                        style: sorted ? CellStyle(.accent, bold: true) : .muted, maxWidth: max(0, layout.width - column))
+            canvas.text(
+                Self.fitted(title, owner), row: body.top + 1, column: column,
+                style: sorted ? CellStyle(.accent, bold: true) : .muted, maxWidth: max(0, layout.width - column))
             column += Self.width(owner) + 1
         }
         let rows = rows

@@ -39,8 +39,6 @@ struct Palette: Hashable, Sendable {
     /// The mode this palette draws in.
     let mode: ColorMode
 
-    init(mode: ColorMode) { self.mode = mode }
-
     /// Every role that has a colour pair, in pair order (pair n + 1 is `roles[n]`).
     static let roles: [ColorRole] =
         [.plain, .muted, .accent, .title, .titleLive, .titlePaused, .banner, .selection, .good, .warning, .bad]
@@ -62,7 +60,8 @@ struct Palette: Hashable, Sendable {
     /// Green through yellow and orange to red: xterm-256 colour numbers.
     private static let heat256: [Int16] = [28, 34, 70, 106, 142, 178, 208, 196]
     private static let heat8: [(Int16, Bool)] = [
-        (blue, false), (blue, true), (cyan, false), (green, false), (green, true), (yellow, false), (red, false), (red, true),
+        (blue, false), (blue, true), (cyan, false), (green, false), (green, true), (yellow, false), (red, false),
+        (red, true),
     ]
     private static let owners256: [Int16] = [39, 208, 170, 114, 221, 45]
     private static let owners8: [Int16] = [cyan, magenta, yellow, green, blue, red]
@@ -74,7 +73,8 @@ struct Palette: Hashable, Sendable {
         case .monochrome:
             switch role {
             case .title, .selection: return Look(foreground: none, background: none, reverse: true)
-            case .titleLive, .titlePaused, .banner: return Look(foreground: none, background: none, bold: true, reverse: true)
+            case .titleLive, .titlePaused, .banner:
+                return Look(foreground: none, background: none, bold: true, reverse: true)
             case .muted: return Look(foreground: none, background: none, dim: true)
             case .accent, .bad: return Look(foreground: none, background: none, bold: true)
             case .heat(let level): return Look(foreground: none, background: none, bold: level == Self.heatLevels - 1)
@@ -93,7 +93,8 @@ struct Palette: Hashable, Sendable {
             case .good: return Look(foreground: 114, background: none)
             case .warning: return Look(foreground: 214, background: none)
             case .bad: return Look(foreground: 203, background: none, bold: true)
-            case .heat(let level): return Look(foreground: Self.heat256[min(max(level, 0), Self.heatLevels - 1)], background: none)
+            case .heat(let level):
+                return Look(foreground: Self.heat256[min(max(level, 0), Self.heatLevels - 1)], background: none)
             case .owner(let index): return Look(foreground: Self.owners256[index % Self.ownerColors], background: none)
             }
         case .basic8:

@@ -24,16 +24,24 @@ struct PanelWriter {
         row += 1
     }
 
-    mutating func bar(label: String, fraction: Double, text: String, glyphs: GlyphSet, style: CellStyle, into canvas: inout Canvas) {
+    mutating func bar(
+        label: String, fraction: Double, text: String, glyphs: GlyphSet, style: CellStyle, into canvas: inout Canvas
+    ) {
         guard hasRoom else { return }
-        let labelWidth = 10, valueWidth = 7
+        let labelWidth = 10
+        let valueWidth = 7
         canvas.text(label, row: row, column: region.left, style: .plain)
         let width = region.width - labelWidth - valueWidth - 1
         let (filled, track) = Widgets.bar(fraction: fraction, width: width, glyphs: glyphs)
         var column = region.left + labelWidth
-        for glyph in filled { canvas.put(glyph, row: row, column: column, style: style); column += 1 }
+        for glyph in filled {
+            canvas.put(glyph, row: row, column: column, style: style)
+            column += 1
+        }
         canvas.fill(glyphs.barTrack, row: row, column: column, count: track, style: .muted)
-        canvas.text(Format.right(text, valueWidth), row: row, column: region.left + region.width - valueWidth, style: CellStyle(.plain, bold: true))
+        canvas.text(
+            Format.right(text, valueWidth), row: row, column: region.left + region.width - valueWidth,
+            style: CellStyle(.plain, bold: true))
         row += 1
     }
 
@@ -73,27 +81,35 @@ struct PanelWriter {
 
     mutating func sizeClassHeader(into canvas: inout Canvas) {
         guard hasRoom else { return }
-        let columns = Format.right("chunks", Self.countWidth) + Format.right("blocks", Self.blocksWidth)
+        let columns =
+            Format.right("chunks", Self.countWidth) + Format.right("blocks", Self.blocksWidth)
             + Format.right("unus", Self.indexWidth) + Format.right("frag", Self.indexWidth)
         canvas.text(Format.right("size", Self.sizeWidth - 1), row: row, column: region.left, style: .muted)
         canvas.text(columns, row: row, column: region.left + region.width - Self.figuresWidth, style: .muted)
         row += 1
     }
 
-    mutating func sizeClass(_ sizeClass: CacheStatistics.SizeClass, scale: Int, glyphs: GlyphSet, into canvas: inout Canvas) {
+    mutating func sizeClass(
+        _ sizeClass: CacheStatistics.SizeClass, scale: Int, glyphs: GlyphSet, into canvas: inout Canvas
+    ) {
         guard hasRoom else { return }
-        canvas.text(Format.right(Format.bytes(sizeClass.size), Self.sizeWidth - 1), row: row, column: region.left, style: .plain)
+        canvas.text(
+            Format.right(Format.bytes(sizeClass.size), Self.sizeWidth - 1), row: row, column: region.left, style: .plain
+        )
         let barWidth = region.width - Self.sizeWidth - Self.figuresWidth
-        let (filled, _) = Widgets.bar(fraction: Double(sizeClass.freeChunks) / Double(scale), width: barWidth, glyphs: glyphs)
+        let (filled, _) = Widgets.bar(
+            fraction: Double(sizeClass.freeChunks) / Double(scale), width: barWidth, glyphs: glyphs)
         for (offset, glyph) in filled.enumerated() {
             canvas.put(glyph, row: row, column: region.left + Self.sizeWidth + offset, style: CellStyle(.good))
         }
-        let figures = Format.right("\(sizeClass.freeChunks)", Self.countWidth)
+        let figures =
+            Format.right("\(sizeClass.freeChunks)", Self.countWidth)
             + Format.right("\(sizeClass.blocksWithLargestFreeChunk)", Self.blocksWidth)
             + Format.right(Format.fixed(sizeClass.unusableFreeIndex, digits: 2), Self.indexWidth)
             // A dash where a request of this size would succeed (the kernel's −1), as the snapshot does.
             + Format.right(
-                sizeClass.failingFragmentationIndex.map { Format.fixed($0, digits: 2) } ?? (glyphs.snapshot == .unicode ? "—" : "-"),
+                sizeClass.failingFragmentationIndex.map { Format.fixed($0, digits: 2) }
+                    ?? (glyphs.snapshot == .unicode ? "—" : "-"),
                 Self.indexWidth)
         canvas.text(figures, row: row, column: region.left + region.width - figures.count, style: .plain)
         row += 1

@@ -5,15 +5,16 @@
 // and the signals that end the program (SIGINT, SIGTERM, SIGHUP) only set a flag that the loop
 // reads: ncurses is never called from a signal handler.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import CNcurses
 import ShmInspect
 import ShmSystem
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// The signal that asked the program to stop, or 0. Written by the signal handler (an atomic
 /// store is async-signal-safe), read by the watch loop.
@@ -28,7 +29,8 @@ enum TerminationSignals {
     /// one pending from before never takes the default action, which would leave the terminal in
     /// curses mode.
     static func install() {
-        SignalRouting.install(handled, handler: { pendingTerminationSignal.store($0, ordering: .relaxed) }, alsoUnblocking: [SIGWINCH])
+        SignalRouting.install(
+            handled, handler: { pendingTerminationSignal.store($0, ordering: .relaxed) }, alsoUnblocking: [SIGWINCH])
     }
 
     /// The signal received since the last call, or `nil`.
@@ -152,12 +154,16 @@ final class Terminal {
     func paint(_ canvas: Canvas, palette: Palette) {
         apply(palette)
         let previous = painted.flatMap { last in
-            last.canvas.width == canvas.width && last.canvas.height == canvas.height && last.palette == palette ? last.canvas : nil
+            last.canvas.width == canvas.width && last.canvas.height == canvas.height && last.palette == palette
+                ? last.canvas : nil
         }
         painted = (canvas, palette)
         for row in 0..<canvas.height {
             let rowStart = row * canvas.width
-            if let previous, previous.cells[rowStart..<(rowStart + canvas.width)] == canvas.cells[rowStart..<(rowStart + canvas.width)] {
+            if let previous,
+                previous.cells[rowStart..<(rowStart + canvas.width)]
+                    == canvas.cells[rowStart..<(rowStart + canvas.width)]
+            {
                 continue
             }
             var column = 0
@@ -172,7 +178,9 @@ final class Terminal {
                 setAttributes(style, palette: palette)
                 // The bottom-right cell makes addnwstr report an error (the cursor cannot advance);
                 // the character is drawn all the same.
-                _ = wideText.withUnsafeBufferPointer { mvaddnwstr(Int32(row), Int32(start), $0.baseAddress, Int32($0.count)) }
+                _ = wideText.withUnsafeBufferPointer {
+                    mvaddnwstr(Int32(row), Int32(start), $0.baseAddress, Int32($0.count))
+                }
             }
         }
         shm_set_attributes(shm_attr_normal(), 0)

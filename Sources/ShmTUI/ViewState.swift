@@ -56,7 +56,9 @@ struct ViewState: Sendable {
     }
 
     /// The refresh intervals `r` cycles through: 10, 20, 1, 2 and 5 Hz.
-    static let refreshIntervals: [Duration] = [.milliseconds(100), .milliseconds(50), .seconds(1), .milliseconds(500), .milliseconds(200)]
+    static let refreshIntervals: [Duration] = [
+        .milliseconds(100), .milliseconds(50), .seconds(1), .milliseconds(500), .milliseconds(200),
+    ]
 
     /// The next refresh interval after the current one.
     var nextInterval: Duration {

@@ -1,13 +1,14 @@
 // The keys of `shmtop watch`: each turns into a `Command` (Keys.swift) that changes the view
 // state, and `s` writes a snapshot.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Foundation
 import ShmInspect
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 extension WatchApp {
     enum KeyOutcome { case handled, quit }
@@ -32,7 +33,8 @@ extension WatchApp {
         case .moveRows(let delta): moveSelection(cells: delta * (lastGrid?.columns ?? 1))
         case .movePages(let delta): moveSelection(cells: delta * (lastGrid.map { $0.columns * $0.visibleRows } ?? 1))
         case .first: state.selectedBlock = 0
-        case .last: state.selectedBlock = lastGrid.map { $0.blocks(ofCell: $0.cellCount - 1).lowerBound } ?? state.selectedBlock
+        case .last:
+            state.selectedBlock = lastGrid.map { $0.blocks(ofCell: $0.cellCount - 1).lowerBound } ?? state.selectedBlock
         case .zoomIn:
             if let grid = lastGrid {
                 state.zoom = HeatmapGrid.zoomedIn(from: grid.blocksPerCell)
@@ -40,7 +42,8 @@ extension WatchApp {
             }
         case .zoomOut:
             if let grid = lastGrid {
-                let fitting = HeatmapGrid.fittingBlocksPerCell(blockCount: grid.blockCount, columns: grid.columns, rows: grid.visibleRows)
+                let fitting = HeatmapGrid.fittingBlocksPerCell(
+                    blockCount: grid.blockCount, columns: grid.columns, rows: grid.visibleRows)
                 let zoom = HeatmapGrid.zoomedOut(from: grid.blocksPerCell, fitting: fitting)
                 state.zoom = zoom == fitting ? nil : zoom
             }
@@ -85,7 +88,9 @@ extension WatchApp {
         case .invertSort: state.invertOwnerOrder(owners: owners)
         case .highlightOwner:
             state.highlightSelectedOwner(owners: owners)
-            flash(state.highlightedOwner.map { "highlighting the blocks of pid \($0) (Esc: stop)" } ?? "no owner highlighted")
+            flash(
+                state.highlightedOwner.map { "highlighting the blocks of pid \($0) (Esc: stop)" }
+                    ?? "no owner highlighted")
         case .clearHighlight: state.highlightedOwner = nil
         }
         return .handled
@@ -101,8 +106,8 @@ extension WatchApp {
 
     private func click(row: Int, column: Int) {
         guard state.screen == .main, let layout = lastLayout, let grid = lastGrid,
-              layout.heatmap.contains(row: row, column: column),
-              let cell = grid.cell(atRow: row - layout.heatmap.top, column: column - layout.heatmap.left)
+            layout.heatmap.contains(row: row, column: column),
+            let cell = grid.cell(atRow: row - layout.heatmap.top, column: column - layout.heatmap.left)
         else { return }
         state.selectedBlock = grid.blocks(ofCell: cell).lowerBound
     }
@@ -149,7 +154,8 @@ extension WatchApp {
             var statistics = CacheStatistics(snapshot)
             let pathCache = try inspector.pathCacheReport(root: snapshot.pathCacheRoot, attributingTo: &statistics)
             let text = SnapshotText(ascii: state.glyphs == .ascii).render(snapshot, statistics, pathCache: pathCache)
-            let path = Self.snapshotPath(directory: options.snapshotDirectory, wallClockNanoseconds: snapshot.wallClockNanoseconds)
+            let path = Self.snapshotPath(
+                directory: options.snapshotDirectory, wallClockNanoseconds: snapshot.wallClockNanoseconds)
             try text.write(toFile: path, atomically: true, encoding: .utf8)
             flash("snapshot written to \(path)")
         } catch {

@@ -5,13 +5,14 @@
 // cells derived from a frame are cached until the next frame or a change of zoom, scroll or size,
 // so moving the cursor repaints without recomputing anything.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Foundation
 import ShmInspect
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// The loop's state: the sampler, the frames, the view state and the derived caches.
 final class WatchApp {
@@ -151,13 +152,16 @@ final class WatchApp {
                 zoom: state.zoom, selectedBlock: state.selectedBlock, scrollRow: state.scrollRow)
             state.scrollRow = grid.firstRow
             lastGrid = grid
-            let cells = heatmapCells.flatMap { cells in
-                cells.grid == grid && cells.sequence == frame.sequence ? cells : cells.advanced(to: frame, grid: grid)
-            } ?? HeatmapCells(frame: frame, grid: grid)
+            let cells =
+                heatmapCells.flatMap { cells in
+                    cells.grid == grid && cells.sequence == frame.sequence
+                        ? cells : cells.advanced(to: frame, grid: grid)
+                } ?? HeatmapCells(frame: frame, grid: grid)
             heatmapCells = cells
             view.draw(into: &canvas, cells: cells)
         case .owners:
-            OwnerTableView(frame: frame, state: state, layout: layout, now: now).draw(into: &canvas, detachment: detachment)
+            OwnerTableView(frame: frame, state: state, layout: layout, now: now).draw(
+                into: &canvas, detachment: detachment)
         case .drillDown:
             view.drawTitle(into: &canvas)
             if let detail {

@@ -16,7 +16,9 @@ public enum PathCacheWorkload {
     /// share a path (different seeds may draw the same one) agree on its flags and any of them may
     /// be checked against it.
     public static func flags(path: [UInt8]) -> UInt8 {
-        UInt8(truncatingIfNeeded: path.reduce(0xCBF2_9CE4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 } &>> 56)
+        UInt8(
+            truncatingIfNeeded: path.reduce(0xCBF2_9CE4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
+                &>> 56)
     }
 
     /// The seed of operation `operation` of writer `writer`: writers' sequences overlap, each
@@ -33,7 +35,8 @@ public enum PathCacheWorkload {
 
         /// The next operation's path seed and flags.
         public mutating func next() -> (pathSeed: UInt64, flags: UInt8) {
-            let pathSeed = seeds.count >= 3 && random.below(3) == 0 ? seeds[random.below(seeds.count)] : random.next() % 1_000_000
+            let pathSeed =
+                seeds.count >= 3 && random.below(3) == 0 ? seeds[random.below(seeds.count)] : random.next() % 1_000_000
             seeds.append(pathSeed)
             return (pathSeed, UInt8(truncatingIfNeeded: random.next()))
         }

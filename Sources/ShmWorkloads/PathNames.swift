@@ -1,6 +1,5 @@
 // Realistic file paths, reproducible from a number: what the load workers store and verify.
 
-
 /// Paths like the ones a file cache keeps: a common prefix, a few directories, a file name.
 ///
 /// Lengths are skewed like real paths: most between 30 and 120 bytes, a tail of deep ones, and
@@ -23,7 +22,9 @@ public enum PathNames {
         "libc", "libssl", "libcrypto", "libz", "README", "index", "main", "config", "__init__", "util",
         "package", "Makefile", "CMakeLists", "copyright", "changelog", "LICENSE", "module", "core", "test",
     ]
-    private static let extensions = [".so.6", ".so.3", ".h", ".py", ".json", ".gz", ".md", ".txt", ".swift", ".conf", ".mo", ""]
+    private static let extensions = [
+        ".so.6", ".so.3", ".h", ".py", ".json", ".gz", ".md", ".txt", ".swift", ".conf", ".mo", "",
+    ]
 
     /// The path with this seed.
     public static func path(seed: UInt64) -> [UInt8] {

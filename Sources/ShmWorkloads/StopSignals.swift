@@ -1,12 +1,13 @@
 // Ctrl-C and SIGTERM for the long-running commands and workers: a flag the main loops poll.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ShmSystem
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// The signal (SIGINT or SIGTERM) that asked to stop, 0 before one came. Set by the handler;
 /// polled by `load`, `demo` and the workers. An atomic store is all the handler does, which is

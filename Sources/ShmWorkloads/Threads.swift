@@ -1,9 +1,9 @@
 // Real threads for workloads that must run in parallel: the benchmarks' and the test helper's.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Runs `body(0)`, …, `body(count - 1)` each on its own POSIX thread, all at once, and returns
@@ -14,10 +14,12 @@ public func onThreads<Result>(_ count: Int, _ body: @escaping (Int) -> Result) -
     let threads = slots.enumerated().map { index, slot in
         let work = Unmanaged.passRetained(ThreadWork { slot.value = body(index) }).toOpaque()
         var thread = pthread_t()
-        let status = pthread_create(&thread, nil, { context in
-            Unmanaged<ThreadWork>.fromOpaque(context!).takeRetainedValue().run()
-            return nil
-        }, work)
+        let status = pthread_create(
+            &thread, nil,
+            { context in
+                Unmanaged<ThreadWork>.fromOpaque(context!).takeRetainedValue().run()
+                return nil
+            }, work)
         precondition(status == 0, "pthread_create failed (\(status))")
         return thread
     }

@@ -4,12 +4,13 @@
 // once, drawn with a skewed popularity (a build opens the same headers again and again), and the
 // server is a fixed rule, so every writer gives a path the same verdict and any can check it.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ShmPathCache
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// Files (and links) of this system, the same list in the same order in every process that
 /// enumerates them while the directories do not change, ranked by a fixed shuffle: index 0 is the
@@ -59,9 +60,10 @@ public final class SystemPaths {
     private static func enumerate(_ root: [UInt8], limit: Int, longest: Int, into paths: inout [[UInt8]]) {
         var directories = [root]
         while paths.count < limit, let directory = directories.popLast() {
-            var files: [[UInt8]] = [], subdirectories: [[UInt8]] = []
+            var files: [[UInt8]] = []
+            var subdirectories: [[UInt8]] = []
             guard let stream = opendir(String(decoding: directory, as: UTF8.self)) else {
-                continue   // unreadable or gone: a build would not read it either
+                continue  // unreadable or gone: a build would not read it either
             }
             while let entry = readdir(stream) {
                 let name = withUnsafeBytes(of: &entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
@@ -70,7 +72,7 @@ public final class SystemPaths {
                 switch entry.pointee.d_type {
                 case UInt8(DT_DIR): subdirectories.append(path)
                 case UInt8(DT_REG), UInt8(DT_LNK): if path.count <= longest { files.append(path) }
-                default: break   // devices, sockets; a file system without d_type lists none
+                default: break  // devices, sockets; a file system without d_type lists none
                 }
             }
             closedir(stream)
@@ -98,8 +100,10 @@ public enum Verdict {
     /// The entry that caches the verdict on `path`: its key, which is `path` or the subtree
     /// directory `path` lies in (the key's first `keyLength` bytes), and its flags.
     public static func entry(for path: UnsafeRawBufferPointer) -> (keyLength: Int, flags: PathFlags) {
-        for subtree in subtrees where path.starts(with: subtree.directory)
-            && (path.count == subtree.directory.count || path[subtree.directory.count] == UInt8(ascii: "/")) {
+        for subtree in subtrees
+        where path.starts(with: subtree.directory)
+            && (path.count == subtree.directory.count || path[subtree.directory.count] == UInt8(ascii: "/"))
+        {
             return (subtree.directory.count, subtree.flags)
         }
         return (path.count, deniedFiles.contains { $0.elementsEqual(path) } ? .deny : .allow)

@@ -1,11 +1,12 @@
 // The load writers' workload: what `shmtop load` and `demo` run in each writer process.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ShmAlloc
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// What a writer did, as one line `load` parses: `allocations=… frees=… failures=… verificationErrors=…
 /// invalidFrees=…`, then its path checks' `searches=… hits=… verdicts=… refusedVerdicts=… verified=…
@@ -36,10 +37,10 @@ public struct WorkloadSummary: Hashable, Sendable {
             if parts.count == 2, let value = Int(parts[1]) { fields[String(parts[0])] = value }
         }
         guard let allocations = fields["allocations"], let frees = fields["frees"], let failures = fields["failures"],
-              let verificationErrors = fields["verificationErrors"], let invalidFrees = fields["invalidFrees"],
-              let searches = fields["searches"], let hits = fields["hits"], let verdicts = fields["verdicts"],
-              let refused = fields["refusedVerdicts"], let verified = fields["verified"],
-              let pathErrors = fields["pathErrors"]
+            let verificationErrors = fields["verificationErrors"], let invalidFrees = fields["invalidFrees"],
+            let searches = fields["searches"], let hits = fields["hits"], let verdicts = fields["verdicts"],
+            let refused = fields["refusedVerdicts"], let verified = fields["verified"],
+            let pathErrors = fields["pathErrors"]
         else { return nil }
         self.allocations = allocations
         self.frees = frees
@@ -202,7 +203,8 @@ public struct Workload {
     private mutating func verify(_ item: Held) -> Bool {
         let expected = PathNames.path(seed: item.seed)
         let pointer = UnsafeRawPointer(cache.pointer(to: item.offset)!)
-        let matches = expected.count == item.length
+        let matches =
+            expected.count == item.length
             && expected.withUnsafeBytes { memcmp($0.baseAddress!, pointer, item.length) == 0 }
         if !matches { summary.verificationErrors += 1 }
         return matches

@@ -14,13 +14,14 @@
 //      incremental), the rates, the index check, the JSON report, the text and block details must
 //      not crash, and `invalidWords` must equal the words that break the buddy invariant.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ShmFormat
 import ShmInspect
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// Stops the run with a message: libFuzzer records the input as a crash.
 func violated(_ message: String) -> Never {
@@ -58,7 +59,9 @@ let validHeaderPage: [UInt8] = {
     page.withUnsafeMutableBytes { header.encode(into: $0) }
     // `encode` writes the state `initialising`; the parser wants `ready` to look further.
     page.withUnsafeMutableBytes {
-        $0.storeBytes(of: FileHeader.stateWord(.ready, pid: 1234).littleEndian, toByteOffset: FileHeader.Field.stateWord, as: UInt64.self)
+        $0.storeBytes(
+            of: FileHeader.stateWord(.ready, pid: 1234).littleEndian, toByteOffset: FileHeader.Field.stateWord,
+            as: UInt64.self)
     }
     return page
 }()
@@ -92,21 +95,24 @@ func words(from bytes: UnsafeRawBufferPointer) -> [UInt64] {
 
 func inspectWords(_ bytes: UnsafeRawBufferPointer, depthSelector: Int) {
     // Depth 0...5 (5, the default geometry's, is the byte-table pass: the likeliest choice).
-    let depth = depthSelector % 8 >= 6 ? 5 : depthSelector % 8   // selector bits 3-5
-    let maxSize = 1024, minSize = maxSize >> depth
+    let depth = depthSelector % 8 >= 6 ? 5 : depthSelector % 8  // selector bits 3-5
+    let maxSize = 1024
+    let minSize = maxSize >> depth
     let nullBlocks = max(1, 4096 / maxSize)
     let fuzzWords = words(from: bytes)
     // At most 8192 usable blocks keeps one run short; at least one.
     let usable = max(1, min(fuzzWords.count, 8192))
     guard let geometry = try? Geometry(minSize: minSize, maxSize: maxSize, capacity: (nullBlocks + usable) * maxSize),
-          let layout = try? FileLayout(geometry: geometry, pageSize: 4096)
+        let layout = try? FileLayout(geometry: geometry, pageSize: 4096)
     else { violated("geometry of depth \(depth) with \(usable) blocks refused") }
     let tree = geometry.tree
     let header = FileHeader(layout: layout, creatorPID: 1, createdAtNanoseconds: 0)
 
     var allWords = [UInt64](repeating: tree.fullWord, count: layout.nullBlockCount)
     allWords += fuzzWords.prefix(usable)
-    if allWords.count < geometry.blockCount { allWords += [UInt64](repeating: 0, count: geometry.blockCount - allWords.count) }
+    if allWords.count < geometry.blockCount {
+        allWords += [UInt64](repeating: 0, count: geometry.blockCount - allWords.count)
+    }
     // The index: the words again, rotated, so listings disagree with the words in every way.
     let indexCount = layout.freeIndex.totalWords
     let indexWords = (0..<indexCount).map { fuzzWords.isEmpty ? 0 : fuzzWords[$0 % fuzzWords.count].byteSwapped }
@@ -124,16 +130,20 @@ func inspectWords(_ bytes: UnsafeRawBufferPointer, depthSelector: Int) {
                 builder.add(rawHeader: raw, order: order)
             } else {
                 let size = Int(raw >> 8) % (geometry.nodeSize(ofOrder: order) - AllocationHeader.size + 1)
-                builder.add(rawHeader: AllocationHeader(ownerPID: Int32(truncatingIfNeeded: raw >> 40), requestedSize: size, order: order).rawValue,
-                            order: order)
+                builder.add(
+                    rawHeader: AllocationHeader(
+                        ownerPID: Int32(truncatingIfNeeded: raw >> 40), requestedSize: size, order: order
+                    ).rawValue,
+                    order: order)
             }
         }
     }
     let allocations = builder.census { pid in [ProcessState.alive, .zombie, .dead][Int(pid.magnitude % 3)] }
 
     let now = ContinuousClock.now
-    let snapshot = CacheSnapshot(path: "fuzz", header: header, words: allWords, indexWords: indexWords,
-                                 allocations: allocations, takenAt: now, wallClockNanoseconds: 0)
+    let snapshot = CacheSnapshot(
+        path: "fuzz", header: header, words: allWords, indexWords: indexWords,
+        allocations: allocations, takenAt: now, wallClockNanoseconds: 0)
     let statistics = CacheStatistics(snapshot, threads: 1)
 
     // The oracle: invalid words counted one by one with the plain predicate.
@@ -153,7 +163,9 @@ func inspectWords(_ bytes: UnsafeRawBufferPointer, depthSelector: Int) {
         let leaves = snapshot.usableBlocks.reduce(0) { $0 + tree.takenLeafCount(allWords[$1]) }
         let allocationNodes = snapshot.usableBlocks.reduce(0) { $0 + tree.allocations(allWords[$1]).nonzeroBitCount }
         if census.takenLeaves != leaves || statistics.liveAllocations != allocationNodes {
-            violated("census \(census.takenLeaves) leaves / \(statistics.liveAllocations) allocations, expected \(leaves) / \(allocationNodes)")
+            violated(
+                "census \(census.takenLeaves) leaves / \(statistics.liveAllocations) allocations, expected \(leaves) / \(allocationNodes)"
+            )
         }
     }
 
@@ -161,13 +173,17 @@ func inspectWords(_ bytes: UnsafeRawBufferPointer, depthSelector: Int) {
     // a pass split into two parts.
     var emptyWords = [UInt64](repeating: 0, count: geometry.blockCount)
     for block in 0..<layout.nullBlockCount { emptyWords[block] = tree.fullWord }
-    let empty = CacheSnapshot(path: "fuzz", header: header, words: emptyWords, indexWords: indexWords,
-                              allocations: nil, takenAt: now, wallClockNanoseconds: 0)
+    let empty = CacheSnapshot(
+        path: "fuzz", header: header, words: emptyWords, indexWords: indexWords,
+        allocations: nil, takenAt: now, wallClockNanoseconds: 0)
     let emptyStatistics = CacheStatistics(empty, threads: 1)
     let updated = CacheStatistics(snapshot, updating: emptyStatistics, of: empty)
     if updated.census != census { violated("incremental census differs from the full pass (depth \(depth))") }
     let split = usable / 2
-    let parts = allWords[layout.nullBlockCount..<(layout.nullBlockCount + split)].withUnsafeBufferPointer { BuddyCensus(tree: tree, words: $0) }
+    let parts =
+        allWords[layout.nullBlockCount..<(layout.nullBlockCount + split)].withUnsafeBufferPointer {
+            BuddyCensus(tree: tree, words: $0)
+        }
         + allWords[(layout.nullBlockCount + split)...].withUnsafeBufferPointer { BuddyCensus(tree: tree, words: $0) }
     if parts != census { violated("census of two parts differs from the whole (depth \(depth), split \(split))") }
 
@@ -182,10 +198,14 @@ func inspectWords(_ bytes: UnsafeRawBufferPointer, depthSelector: Int) {
     for index in blockBytes.indices where !bytes.isEmpty { blockBytes[index] = bytes[(index * 7) % bytes.count] }
     let details = blockBytes.withUnsafeBytes { raw in
         [layout.nullBlockCount, geometry.blockCount - 1].map {
-            BlockDetail(block: $0, word: allWords[$0], layout: layout, blockBytes: raw, previewLength: 32, advertisedOrders: [depth])
+            BlockDetail(
+                block: $0, word: allWords[$0], layout: layout, blockBytes: raw, previewLength: 32,
+                advertisedOrders: [depth])
         }
     }
-    for detail in details where detail.isValid != tree.isValid(detail.word) { violated("BlockDetail.isValid disagrees") }
+    for detail in details where detail.isValid != tree.isValid(detail.word) {
+        violated("BlockDetail.isValid disagrees")
+    }
     _ = SnapshotText(ascii: true, width: 16).render(snapshot, statistics, blocks: details)
 }
 
@@ -198,13 +218,14 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> In
 }
 
 #if SHM_FUZZ
-/// libFuzzer's driver (in libclang_rt.fuzzer, linked by `-sanitize=fuzzer`). SwiftPM links an
-/// executable's own `main`, so this one hands the command line to the driver itself.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
+    /// libFuzzer's driver (in libclang_rt.fuzzer, linked by `-sanitize=fuzzer`). SwiftPM links an
+    /// executable's own `main`, so this one hands the command line to the driver itself.
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runFuzzerDriver(
+        _ argc: UnsafeMutablePointer<Int32>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+    ) -> Int32
 #endif
 
 /// With libFuzzer: its driver. Without: replay files, or run pseudo-random inputs.
@@ -212,39 +233,44 @@ func runFuzzerDriver(
 enum FuzzMain {
     static func main() {
         #if SHM_FUZZ
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzerTestOneInput(data, size) })
+            var argc = CommandLine.argc
+            var argv = CommandLine.unsafeArgv
+            exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzerTestOneInput(data, size) })
         #else
-        let arguments = Array(CommandLine.arguments.dropFirst())
-        if arguments.first == "--random" {
-            let count = arguments.count > 1 ? Int(arguments[1]) ?? 1000 : 1000
-            var state: UInt64 = 0x5EED_F00D
-            func next() -> UInt64 {
-                state ^= state << 13; state ^= state >> 7; state ^= state << 17
-                return state
+            let arguments = Array(CommandLine.arguments.dropFirst())
+            if arguments.first == "--random" {
+                let count = arguments.count > 1 ? Int(arguments[1]) ?? 1000 : 1000
+                var state: UInt64 = 0x5EED_F00D
+                func next() -> UInt64 {
+                    state ^= state << 13
+                    state ^= state >> 7
+                    state ^= state << 17
+                    return state
+                }
+                for _ in 0..<count {
+                    let length = Int(next() % 2048)
+                    let input = (0..<length).map { _ in UInt8(truncatingIfNeeded: next()) }
+                    input.withUnsafeBytes { fuzzOne($0) }
+                }
+                print("inputs=\(count) failures=0")
+                return
             }
-            for _ in 0..<count {
-                let length = Int(next() % 2048)
-                let input = (0..<length).map { _ in UInt8(truncatingIfNeeded: next()) }
+            for path in arguments {
+                guard let file = fopen(path, "rb") else {
+                    print("shm-fuzz: cannot open \(path)")
+                    exit(2)
+                }
+                var input: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let count = fread(&chunk, 1, chunk.count, file)
+                    if count <= 0 { break }
+                    input += chunk[..<count]
+                }
+                fclose(file)
                 input.withUnsafeBytes { fuzzOne($0) }
             }
-            print("inputs=\(count) failures=0")
-            return
-        }
-        for path in arguments {
-            guard let file = fopen(path, "rb") else { print("shm-fuzz: cannot open \(path)"); exit(2) }
-            var input: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = fread(&chunk, 1, chunk.count, file)
-                if count <= 0 { break }
-                input += chunk[..<count]
-            }
-            fclose(file)
-            input.withUnsafeBytes { fuzzOne($0) }
-        }
-        print("inputs=\(arguments.count) failures=0")
+            print("inputs=\(arguments.count) failures=0")
         #endif
     }
 }

@@ -2,51 +2,52 @@
 // crash point kills it (Tests/ShmAllocTests/CrashPointTests.swift). Exits 1 when the point was
 // not reached HIT times, so a test can tell "killed there" from "never got there".
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 @_spi(CrashTesting) import ShmAlloc
 import ShmFormat
-import ShmWorkloads
 import ShmSystem
+import ShmWorkloads
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 #if SHM_CRASH_POINTS
-/// Churns mixed sizes with many whole-block requests (a full block is what a search takes out of
-/// the index, and what a free must list again) and a few hundred live allocations. Only for the
-/// repair pass's own point does it fill the cache (a failing search runs the pass and sets the
-/// header's one-second repair deadline, which would keep the test's fill from repairing).
-func crashWorkload(path: String, point: CrashPoint, hit: Int, seed: UInt64) -> Never {
-    let cache = attach(path)
-    let geometry = cache.geometry
-    var random = SplitMix64(seed: seed)
-    var live: [ShmOffset] = []
-    live.reserveCapacity(geometry.blockCount * geometry.tree.leafCount)
-    CrashPoints.arm(point, hit: hit)
+    /// Churns mixed sizes with many whole-block requests (a full block is what a search takes out of
+    /// the index, and what a free must list again) and a few hundred live allocations. Only for the
+    /// repair pass's own point does it fill the cache (a failing search runs the pass and sets the
+    /// header's one-second repair deadline, which would keep the test's fill from repairing).
+    func crashWorkload(path: String, point: CrashPoint, hit: Int, seed: UInt64) -> Never {
+        let cache = attach(path)
+        let geometry = cache.geometry
+        var random = SplitMix64(seed: seed)
+        var live: [ShmOffset] = []
+        live.reserveCapacity(geometry.blockCount * geometry.tree.leafCount)
+        CrashPoints.arm(point, hit: hit)
 
-    func freeOne() {
-        let index = random.below(live.count)
-        live.swapAt(index, live.count - 1)
-        do { try cache.free(live.removeLast()) } catch { fail("free: \(error)") }
-    }
-    for _ in 0..<200 {
-        for _ in 0..<2000 {
-            if live.count < 400, live.isEmpty || random.below(3) != 0 {
-                let size = random.below(4) == 0 ? geometry.largestRequest : mixedRequestSize(geometry, &random)
-                if let offset = try? cache.allocate(size) { live.append(offset) }
-            } else {
-                freeOne()
+        func freeOne() {
+            let index = random.below(live.count)
+            live.swapAt(index, live.count - 1)
+            do { try cache.free(live.removeLast()) } catch { fail("free: \(error)") }
+        }
+        for _ in 0..<200 {
+            for _ in 0..<2000 {
+                if live.count < 400, live.isEmpty || random.below(3) != 0 {
+                    let size = random.below(4) == 0 ? geometry.largestRequest : mixedRequestSize(geometry, &random)
+                    if let offset = try? cache.allocate(size) { live.append(offset) }
+                } else {
+                    freeOne()
+                }
+            }
+            if point == .repairMidway {
+                // Past the first failure: a failing search repairs (at most once a second).
+                while let offset = try? cache.allocate(mixedRequestSize(geometry, &random)) { live.append(offset) }
+                for _ in 0..<(live.count / 2) { freeOne() }
             }
         }
-        if point == .repairMidway {
-            // Past the first failure: a failing search repairs (at most once a second).
-            while let offset = try? cache.allocate(mixedRequestSize(geometry, &random)) { live.append(offset) }
-            for _ in 0..<(live.count / 2) { freeOne() }
-        }
+        fail("crash point \(point) was not reached \(hit) times")
     }
-    fail("crash point \(point) was not reached \(hit) times")
-}
 #endif
 
 // MARK: - fork

@@ -2,16 +2,17 @@
 // overlapping paths and check the others' completed inserts, a crash workload killed at a crash
 // point, inserts from a signal handler, and a process whose searches and inserts are counted.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 @_spi(CrashTesting) import ShmAlloc
 import ShmPathCache
 import ShmSystem
 import ShmWorkloads
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 func attachPaths(_ path: String) -> PathCache {
     do { return try PathCache(cache: attach(path)) } catch { fail("path cache: \(error)") }
@@ -34,7 +35,9 @@ func pathWriters(path: String, journal: String, first: Int, threads: Int, writer
     let results = onThreads(threads) { thread in
         let writer = first + thread
         var random = SplitMix64(seed: UInt64(writer) &+ 77)
-        var checks = 0, misses = 0, errors = 0
+        var checks = 0
+        var misses = 0
+        var errors = 0
         var operation = 0
         while operations == 0 || operation < operations {
             let seed = PathCacheWorkload.seed(writer: writer, operation: operation)
@@ -57,50 +60,54 @@ func pathWriters(path: String, journal: String, first: Int, threads: Int, writer
             let found = try? paths.search(checkedBytes)
             if found != PathFlags(rawValue: PathCacheWorkload.flags(path: checkedBytes)) {
                 misses += 1
-                reportProblem("writer \(writer): seed \(checked) of writer \(other) found as \(String(describing: found))")
+                reportProblem(
+                    "writer \(writer): seed \(checked) of writer \(other) found as \(String(describing: found))")
             }
         }
         return (checks, misses, errors)
     }
-    let checks = results.reduce(0) { $0 + $1.0 }, misses = results.reduce(0) { $0 + $1.1 }, errors = results.reduce(0) { $0 + $1.2 }
-    FileDescriptor.standardOutput.writeLine("inserts=\(threads * operations) checks=\(checks) misses=\(misses) errors=\(errors)")
+    let checks = results.reduce(0) { $0 + $1.0 }
+    let misses = results.reduce(0) { $0 + $1.1 }
+    let errors = results.reduce(0) { $0 + $1.2 }
+    FileDescriptor.standardOutput.writeLine(
+        "inserts=\(threads * operations) checks=\(checks) misses=\(misses) errors=\(errors)")
     exit(misses == 0 && errors == 0 ? 0 : 1)
 }
 
 // MARK: - paths-crash
 
 #if SHM_CRASH_POINTS
-/// The bytes of the insert in progress, for the callback that races it (pathDuplicateFreed).
-nonisolated(unsafe) var insertInProgress: (bytes: [UInt8], flags: PathFlags) = ([], PathFlags(rawValue: 0))
+    /// The bytes of the insert in progress, for the callback that races it (pathDuplicateFreed).
+    nonisolated(unsafe) var insertInProgress: (bytes: [UInt8], flags: PathFlags) = ([], PathFlags(rawValue: 0))
 
-/// `paths-crash PATH POINT HIT SEED JOURNAL`: runs `PathCacheWorkload.CrashOperations(seed:)`,
-/// counting completed operations in journal word 0, until the HIT-th reach of POINT kills it.
-/// For pathDuplicateFreed, which only a lost race reaches, the HIT-th entry write first lets
-/// another insert of the same path (same flags) win the slot, then arms the point.
-func pathCrashWorkload(path: String, point: CrashPoint, hit: Int, seed: UInt64, journal: String) -> Never {
-    let paths = attachPaths(path)
-    let journal = openJournal(journal)
-    if point == .pathDuplicateFreed {
-        CrashPoints.arm(.pathEntryWritten, hit: hit) {
-            try! paths.insert(insertInProgress.bytes, flags: insertInProgress.flags)
-            CrashPoints.arm(.pathDuplicateFreed)
+    /// `paths-crash PATH POINT HIT SEED JOURNAL`: runs `PathCacheWorkload.CrashOperations(seed:)`,
+    /// counting completed operations in journal word 0, until the HIT-th reach of POINT kills it.
+    /// For pathDuplicateFreed, which only a lost race reaches, the HIT-th entry write first lets
+    /// another insert of the same path (same flags) win the slot, then arms the point.
+    func pathCrashWorkload(path: String, point: CrashPoint, hit: Int, seed: UInt64, journal: String) -> Never {
+        let paths = attachPaths(path)
+        let journal = openJournal(journal)
+        if point == .pathDuplicateFreed {
+            CrashPoints.arm(.pathEntryWritten, hit: hit) {
+                try! paths.insert(insertInProgress.bytes, flags: insertInProgress.flags)
+                CrashPoints.arm(.pathDuplicateFreed)
+            }
+        } else {
+            CrashPoints.arm(point, hit: hit)
         }
-    } else {
-        CrashPoints.arm(point, hit: hit)
-    }
-    var operations = PathCacheWorkload.CrashOperations(seed: seed)
-    for completed in 1...200_000 {
-        let (pathSeed, flags) = operations.next()
-        insertInProgress = (PathCacheWorkload.path(seed: pathSeed), PathFlags(rawValue: flags))
-        do {
-            try paths.insert(insertInProgress.bytes, flags: insertInProgress.flags)
-        } catch {
-            fail("insert \(completed - 1): \(error)")
+        var operations = PathCacheWorkload.CrashOperations(seed: seed)
+        for completed in 1...200_000 {
+            let (pathSeed, flags) = operations.next()
+            insertInProgress = (PathCacheWorkload.path(seed: pathSeed), PathFlags(rawValue: flags))
+            do {
+                try paths.insert(insertInProgress.bytes, flags: insertInProgress.flags)
+            } catch {
+                fail("insert \(completed - 1): \(error)")
+            }
+            journal[0] = UInt64(completed)
         }
-        journal[0] = UInt64(completed)
+        fail("crash point \(point) was not reached \(hit) times")
     }
-    fail("crash point \(point) was not reached \(hit) times")
-}
 #endif
 
 // MARK: - paths-signals
@@ -118,8 +125,12 @@ func signalPath(_ role: UInt8, _ number: Int, into buffer: UnsafeMutableRawPoint
     buffer.storeBytes(of: role, toByteOffset: length, as: UInt8.self)
     buffer.storeBytes(of: UInt8(ascii: "/"), toByteOffset: length + 1, as: UInt8.self)
     length += 2
-    var digits = 1, scale = 1
-    while number / scale >= 10 { scale *= 10; digits += 1 }
+    var digits = 1
+    var scale = 1
+    while number / scale >= 10 {
+        scale *= 10
+        digits += 1
+    }
     while scale > 0 {
         buffer.storeBytes(of: UInt8(ascii: "0") + UInt8(number / scale % 10), toByteOffset: length, as: UInt8.self)
         length += 1
@@ -134,7 +145,8 @@ func signalFlags(_ number: Int) -> PathFlags { PathFlags(rawValue: UInt8(truncat
 /// Inserts path `number` of `role`, then searches it and a path below it, which only a prefix
 /// answers (so the ancestor probes run too). Returns whether both answers were right. Concrete
 /// code, no heap: the SIGALRM handler runs it.
-func insertAndCheckSignalPath(_ paths: PathCache, _ role: UInt8, _ number: Int, buffer: UnsafeMutableRawPointer) -> Bool {
+func insertAndCheckSignalPath(_ paths: PathCache, _ role: UInt8, _ number: Int, buffer: UnsafeMutableRawPointer) -> Bool
+{
     let bytes = signalPath(role, number, into: buffer)
     let flags = signalFlags(number)
     buffer.storeBytes(of: UInt8(ascii: "/"), toByteOffset: bytes.count, as: UInt8.self)
@@ -155,12 +167,14 @@ let signalPathsPerRole = 20_000
 
 /// SIGALRM handler: inserts the next handler path and checks it.
 func pathInsertingSignalHandler(_ signal: Int32) {
-    runSignalHandler(pathHandlerCache) { address, run in Unmanaged<PathCache>.fromOpaque(address)._withUnsafeGuaranteedRef { paths in
-        let number = (run &- 1) % signalPathsPerRole &+ 1
-        if !insertAndCheckSignalPath(paths, UInt8(ascii: "h"), number, buffer: handlerPathBuffer) {
-            handlerFailures.add(1, ordering: .relaxed)
+    runSignalHandler(pathHandlerCache) { address, run in
+        Unmanaged<PathCache>.fromOpaque(address)._withUnsafeGuaranteedRef { paths in
+            let number = (run &- 1) % signalPathsPerRole &+ 1
+            if !insertAndCheckSignalPath(paths, UInt8(ascii: "h"), number, buffer: handlerPathBuffer) {
+                handlerFailures.add(1, ordering: .relaxed)
+            }
         }
-    } }
+    }
 }
 
 /// `paths-signals PATH`: inserts and searches paths in a loop while a 50 µs SIGALRM handler does
@@ -172,7 +186,8 @@ func pathSignals(path: String) -> Never {
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
     // Each role goes round its paths again (updating them) past `signalPathsPerRole`: a release
     // build loops ~100 times per handler run, a starved sanitized one the other way round.
-    var loops = 0, failures = 0
+    var loops = 0
+    var failures = 0
     while loops < 1001 || handlerRuns.load(ordering: .relaxed) < 1001 {
         loops += 1
         if !insertAndCheckSignalPath(paths, UInt8(ascii: "m"), (loops - 1) % signalPathsPerRole + 1, buffer: buffer) {
@@ -182,15 +197,19 @@ func pathSignals(path: String) -> Never {
     stopSignalTimer()
     let runs = handlerRuns.load(ordering: .relaxed)
     var missing = 0
-    let rolePaths = [(UInt8(ascii: "m"), min(loops, signalPathsPerRole)), (UInt8(ascii: "h"), min(runs, signalPathsPerRole))]
+    let rolePaths = [
+        (UInt8(ascii: "m"), min(loops, signalPathsPerRole)), (UInt8(ascii: "h"), min(runs, signalPathsPerRole)),
+    ]
     for (role, count) in rolePaths {
-        for number in 1...count where (try? paths.search(signalPath(role, number, into: buffer))) != signalFlags(number) {
+        for number in 1...count where (try? paths.search(signalPath(role, number, into: buffer))) != signalFlags(number)
+        {
             missing += 1
         }
     }
     let handlerFailed = handlerFailures.load(ordering: .relaxed)
-    FileDescriptor.standardOutput.writeLine("loops=\(loops) paths=\(rolePaths[0].1 + rolePaths[1].1) handlerRuns=\(runs) handlerFailures=\(handlerFailed) "
-        + "failures=\(failures) missing=\(missing)")
+    FileDescriptor.standardOutput.writeLine(
+        "loops=\(loops) paths=\(rolePaths[0].1 + rolePaths[1].1) handlerRuns=\(runs) handlerFailures=\(handlerFailed) "
+            + "failures=\(failures) missing=\(missing)")
     exit(handlerFailed == 0 && failures == 0 && missing == 0 ? 0 : 1)
 }
 
@@ -223,7 +242,9 @@ func countedPaths(path: String, inserts: Int, searches: Int, hits: Int) -> Never
             try paths.insert("/counted/\(number)", flags: number == 0 ? PathFlags.allow.union(.prefix) : .allow)
         }
         for number in 0..<searches {
-            let searched = number >= hits ? "/missing/\(number)"
+            let searched =
+                number >= hits
+                ? "/missing/\(number)"
                 : number % 2 == 0 ? "/counted/\(number / 2)" : "/counted/0/below/\(number)"
             guard try (paths.search(searched) != nil) == (number < hits) else { fail("\(searched): wrong answer") }
         }

@@ -1,16 +1,17 @@
 // The roles that prove the hot path fit for signal handlers and free of the heap: SIGALRM handlers
 // allocating while the interrupted loop does, and a count of heap allocations over a million pairs.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import MallocInterposerSwift
 import ShmAlloc
 import ShmSystem
 import ShmWorkloads
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 // MARK: - signals
 
@@ -22,21 +23,23 @@ let handlerFailures = Atomic<Int>(0)
 
 /// SIGALRM handler: allocates, fills, verifies and frees, interrupting the main loop at any point.
 func allocatingSignalHandler(_ signal: Int32) {
-    runSignalHandler(handlerCache) { address, run in Unmanaged<SharedCache>.fromOpaque(address)._withUnsafeGuaranteedRef { cache in
-        var random = SplitMix64(seed: UInt64(run) &* 0x2545_F491_4F6C_DD1D)
-        let size = mixedRequestSize(cache.geometry, &random)
-        let tag = 0x5160_0000_0000_0000 | UInt64(run)
-        do {
-            let offset = try cache.allocate(size)
-            fillPattern(cache.base + Int(offset.rawValue), count: size, tag: tag)
-            if !patternMatches(cache.base + Int(offset.rawValue), count: size, tag: tag) {
+    runSignalHandler(handlerCache) { address, run in
+        Unmanaged<SharedCache>.fromOpaque(address)._withUnsafeGuaranteedRef { cache in
+            var random = SplitMix64(seed: UInt64(run) &* 0x2545_F491_4F6C_DD1D)
+            let size = mixedRequestSize(cache.geometry, &random)
+            let tag = 0x5160_0000_0000_0000 | UInt64(run)
+            do {
+                let offset = try cache.allocate(size)
+                fillPattern(cache.base + Int(offset.rawValue), count: size, tag: tag)
+                if !patternMatches(cache.base + Int(offset.rawValue), count: size, tag: tag) {
+                    handlerFailures.add(1, ordering: .relaxed)
+                }
+                try cache.free(offset)
+            } catch {
                 handlerFailures.add(1, ordering: .relaxed)
             }
-            try cache.free(offset)
-        } catch {
-            handlerFailures.add(1, ordering: .relaxed)
         }
-    } }
+    }
 }
 
 /// The part every SIGALRM handler of the helper shares: `errno` kept, the object the handler works
@@ -59,11 +62,14 @@ func signals(path: String, seconds: Double) {
 
     let deadline = SystemClock.monotonicNanoseconds() &+ UInt64(seconds * 1e9)
     var random = SplitMix64(seed: 42)
-    var loops = 0, mismatches = 0
+    var loops = 0
+    var mismatches = 0
     var live: [LiveAllocation] = []
     live.reserveCapacity(16)
     let minimumRuns = 1001
-    while SystemClock.monotonicNanoseconds() < deadline || loops < minimumRuns || handlerRuns.load(ordering: .relaxed) < minimumRuns {
+    while SystemClock.monotonicNanoseconds() < deadline || loops < minimumRuns
+        || handlerRuns.load(ordering: .relaxed) < minimumRuns
+    {
         let size = mixedRequestSize(cache.geometry, &random)
         let tag = UInt64(loops)
         do {
@@ -72,7 +78,9 @@ func signals(path: String, seconds: Double) {
             live.append(LiveAllocation(offset: offset, size: size, tag: tag))
             if live.count == 16 {
                 for allocation in live {
-                    if !patternMatches(cache.base + Int(allocation.offset.rawValue), count: allocation.size, tag: allocation.tag) {
+                    if !patternMatches(
+                        cache.base + Int(allocation.offset.rawValue), count: allocation.size, tag: allocation.tag)
+                    {
                         mismatches += 1
                     }
                     try cache.free(allocation.offset)
@@ -87,7 +95,9 @@ func signals(path: String, seconds: Double) {
     stopSignalTimer()
     for allocation in live { try? cache.free(allocation.offset) }
     let failures = handlerFailures.load(ordering: .relaxed)
-    FileDescriptor.standardOutput.writeLine("loops=\(loops) handlerRuns=\(handlerRuns.load(ordering: .relaxed)) handlerFailures=\(failures) mismatches=\(mismatches)")
+    FileDescriptor.standardOutput.writeLine(
+        "loops=\(loops) handlerRuns=\(handlerRuns.load(ordering: .relaxed)) handlerFailures=\(failures) mismatches=\(mismatches)"
+    )
     if failures != 0 || mismatches != 0 { exit(1) }
 }
 
@@ -151,6 +161,7 @@ func countHeapAllocations(pairs: Int, _ pair: () -> Bool) {
     for _ in 0..<pairs where !pair() { failures &+= 1 }
     MallocInterposerSwift.unhook()
     let statistics = MallocInterposerSwift.getStatistics()
-    FileDescriptor.standardOutput.writeLine("pairs=\(pairs) mallocs=\(statistics.mallocCount) bytes=\(statistics.mallocBytesCount) "
-        + "failures=\(failures) control=\(controlCount)")
+    FileDescriptor.standardOutput.writeLine(
+        "pairs=\(pairs) mallocs=\(statistics.mallocCount) bytes=\(statistics.mallocBytesCount) "
+            + "failures=\(failures) control=\(controlCount)")
 }

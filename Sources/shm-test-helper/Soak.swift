@@ -7,11 +7,6 @@
 // the two, so the bytes a dead writer held are the journal's total, or its pending total when the
 // operation went through: the inspector's figure for that owner must be one of the two.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ArgumentParser
 import Foundation
 import ShmAlloc
@@ -20,6 +15,12 @@ import ShmInspect
 import ShmSystem
 import ShmWorkloads
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// `shm-test-helper soak` (scripts/soak.sh crash runs it long): the crash soak.
 struct Soak: ParsableCommand {
@@ -55,7 +56,9 @@ struct Soak: ParsableCommand {
     var keep = false
 
     func validate() throws {
-        guard window <= SoakJournal.slotCount else { throw ValidationError("--window must be at most \(SoakJournal.slotCount)") }
+        guard window <= SoakJournal.slotCount else {
+            throw ValidationError("--window must be at most \(SoakJournal.slotCount)")
+        }
         guard (1...64).contains(writers) else { throw ValidationError("--writers must be in 1...64") }
         guard kills >= 0 else { throw ValidationError("--kills must not be negative") }
         guard intervalMilliseconds > 0 else { throw ValidationError("--interval-ms must be positive") }
@@ -98,11 +101,15 @@ struct Soak: ParsableCommand {
         func startWriter() throws -> Writer {
             while true {
                 let journal = try SoakJournal(path: "\(journals)/writer-\(spawned).journal", creating: true)
-                let arguments = ["soak-writer", path, "--journal", journal.path, "--window", "\(window)", "--seed", "\(seed &* 1000 &+ UInt64(spawned))"]
+                let arguments = [
+                    "soak-writer", path, "--journal", journal.path, "--window", "\(window)", "--seed",
+                    "\(seed &* 1000 &+ UInt64(spawned))",
+                ]
                 spawned += 1
                 let process: ChildProcess
                 do {
-                    process = try ChildProcess.spawn(ChildProcess.currentExecutable, arguments, blocking: StopSignals.signals)
+                    process = try ChildProcess.spawn(
+                        ChildProcess.currentExecutable, arguments, blocking: StopSignals.signals)
                 } catch {
                     throw ValidationError("cannot start a writer: \(error)")
                 }
@@ -118,9 +125,9 @@ struct Soak: ParsableCommand {
         }
 
         var live = try (0..<writers).map { _ in try startWriter() }
-        var deadHeld = 0              // what the dead held, by their journals resolved by the inspector
-        var midOperation = 0          // kills that landed between a journal's pending mark and its commit
-        var resolvedAsPending = 0     // … of which the operation had gone through
+        var deadHeld = 0  // what the dead held, by their journals resolved by the inspector
+        var midOperation = 0  // kills that landed between a journal's pending mark and its commit
+        var resolvedAsPending = 0  // … of which the operation had gone through
         var killed = 0
         var snapshots = 0
         var deadSummary = (operations: 0, verifications: 0, mismatches: 0)
@@ -156,19 +163,24 @@ struct Soak: ParsableCommand {
             if statistics.invalidWords != 0 { problem("kill \(killed): \(statistics.invalidWords) invalid words") }
             if victim.journal[.pendingKind] != SoakJournal.Pending.none.rawValue {
                 midOperation += 1
-                if attributed == Int(victim.journal[.pendingHeldBytes]) && attributed != Int(victim.journal[.heldBytes]) {
+                if attributed == Int(victim.journal[.pendingHeldBytes]) && attributed != Int(victim.journal[.heldBytes])
+                {
                     resolvedAsPending += 1
                 }
             }
             if !possible.contains(attributed) {
-                problem("kill \(killed) (pid \(pid), \(ending)): the inspector attributes \(attributed) bytes, the journal allows \(possible.sorted())")
+                problem(
+                    "kill \(killed) (pid \(pid), \(ending)): the inspector attributes \(attributed) bytes, the journal allows \(possible.sorted())"
+                )
                 for line in Self.unexplainedAllocations(path: path, pid: pid, journal: victim.journal) { problem(line) }
             }
             deadHeld += attributed
             deadSummary.operations += Int(victim.journal[.operations])
             deadSummary.verifications += Int(victim.journal[.verifications])
             deadSummary.mismatches += Int(victim.journal[.mismatches])
-            if victim.journal[.mismatches] != 0 { problem("writer \(pid) saw \(victim.journal[.mismatches]) damaged allocations") }
+            if victim.journal[.mismatches] != 0 {
+                problem("writer \(pid) saw \(victim.journal[.mismatches]) damaged allocations")
+            }
             victim.journal.unmap()
         }
 
@@ -180,13 +192,19 @@ struct Soak: ParsableCommand {
             let journal = writer.journal
             if ending != .exited(0) { problem("surviving writer \(writer.process.pid): \(ending)") }
             if journal[.finished] != 1 || journal[.heldBytes] != 0 {
-                problem("surviving writer \(writer.process.pid) did not free everything (holds \(journal[.heldBytes]) bytes)")
+                problem(
+                    "surviving writer \(writer.process.pid) did not free everything (holds \(journal[.heldBytes]) bytes)"
+                )
             }
-            if journal[.errors] != 0 { problem("surviving writer \(writer.process.pid): \(journal[.errors]) refused frees") }
+            if journal[.errors] != 0 {
+                problem("surviving writer \(writer.process.pid): \(journal[.errors]) refused frees")
+            }
             liveSummary.operations += Int(journal[.operations])
             liveSummary.verifications += Int(journal[.verifications])
             liveSummary.mismatches += Int(journal[.mismatches])
-            if journal[.mismatches] != 0 { problem("writer \(writer.process.pid) saw \(journal[.mismatches]) damaged allocations") }
+            if journal[.mismatches] != 0 {
+                problem("writer \(writer.process.pid) saw \(journal[.mismatches]) damaged allocations")
+            }
             journal.unmap()
         }
 
@@ -199,18 +217,22 @@ struct Soak: ParsableCommand {
         let unattributed = statistics.allocatedBytes - attributedToAll
         if statistics.invalidWords != 0 { problem("at the end: \(statistics.invalidWords) invalid words") }
         if leaked != deadHeld { problem("leaked \(leaked) bytes, but the dead writers held \(deadHeld)") }
-        if (statistics.aliveOwnerCount ?? 0) != 0 { problem("owners still alive at the end: \(statistics.aliveOwnerCount ?? -1)") }
+        if (statistics.aliveOwnerCount ?? 0) != 0 {
+            problem("owners still alive at the end: \(statistics.aliveOwnerCount ?? -1)")
+        }
         if unattributed != 0 && unattributed > midOperation * geometry.blockSize {
             problem("\(unattributed) allocated bytes belong to no readable header")
         }
         let seconds = Double((ContinuousClock.now - started) / .milliseconds(1)) / 1000
-        print("soak: kills=\(killed) writers=\(writers) spawned=\(spawned) seconds=\(String(format: "%.1f", seconds)) "
-            + "operations=\(deadSummary.operations + liveSummary.operations) "
-            + "verifications=\(deadSummary.verifications + liveSummary.verifications) "
-            + "mismatches=\(deadSummary.mismatches + liveSummary.mismatches) snapshots=\(snapshots + 1) "
-            + "invalidWords=\(statistics.invalidWords) leakedBytes=\(leaked) deadHeldBytes=\(deadHeld) "
-            + "deadOwners=\(statistics.owners?.filter { !$0.alive }.count ?? -1) midOperation=\(midOperation) "
-            + "resolvedAsPending=\(resolvedAsPending) unattributedBytes=\(unattributed) pidReuses=\(pidReuses) problems=\(problems.count)")
+        print(
+            "soak: kills=\(killed) writers=\(writers) spawned=\(spawned) seconds=\(String(format: "%.1f", seconds)) "
+                + "operations=\(deadSummary.operations + liveSummary.operations) "
+                + "verifications=\(deadSummary.verifications + liveSummary.verifications) "
+                + "mismatches=\(deadSummary.mismatches + liveSummary.mismatches) snapshots=\(snapshots + 1) "
+                + "invalidWords=\(statistics.invalidWords) leakedBytes=\(leaked) deadHeldBytes=\(deadHeld) "
+                + "deadOwners=\(statistics.owners?.filter { !$0.alive }.count ?? -1) midOperation=\(midOperation) "
+                + "resolvedAsPending=\(resolvedAsPending) unattributedBytes=\(unattributed) pidReuses=\(pidReuses) problems=\(problems.count)"
+        )
         if !problems.isEmpty { throw ExitCode.failure }
     }
 }
@@ -229,13 +251,16 @@ extension Soak {
                 guard let header = AllocationHeader(rawValue: raw), header.ownerPID == pid else { return }
                 let offset = UInt64(allocation.offset)
                 if slots.remove(offset) == nil {
-                    lines.append("  not in the journal: offset 0x\(String(offset, radix: 16)) block \(block) node \(allocation.node) "
-                        + "order \(allocation.order) (header order \(header.order), \(header.requestedSize) B) "
-                        + "word 0x\(String(word, radix: 16))")
+                    lines.append(
+                        "  not in the journal: offset 0x\(String(offset, radix: 16)) block \(block) node \(allocation.node) "
+                            + "order \(allocation.order) (header order \(header.order), \(header.requestedSize) B) "
+                            + "word 0x\(String(word, radix: 16))")
                 }
             }
         }
-        for offset in slots.sorted() { lines.append("  in the journal, not allocated to the pid: offset 0x\(String(offset, radix: 16))") }
+        for offset in slots.sorted() {
+            lines.append("  in the journal, not allocated to the pid: offset 0x\(String(offset, radix: 16))")
+        }
         return lines
     }
 }

@@ -6,13 +6,18 @@ import Synchronization
 /// The journal of one soak writer: a page of atomic 64-bit fields in a file.
 struct SoakJournal {
     enum Field: Int, CaseIterable {
-        case pid, heldBytes, pendingKind, pendingHeldBytes, operations, verifications, mismatches, finished, errors, go, heldCount
+        case pid, heldBytes, pendingKind, pendingHeldBytes, operations, verifications, mismatches, finished, errors, go,
+            heldCount
     }
     /// Where the offsets of the held allocations start (one word each, in the writer's order): for
     /// diagnosing a discrepancy, not for the checks.
     static let slotsOffset = 1024
     static let slotCount = (size - slotsOffset) / 8
-    enum Pending: UInt64 { case none = 0, allocation = 1, free = 2 }
+    enum Pending: UInt64 {
+        case none = 0
+        case allocation = 1
+        case free = 2
+    }
 
     let path: String
     private let base: UnsafeMutableRawPointer
@@ -54,9 +59,13 @@ struct SoakJournal {
 
     /// The offset in slot `index` (the writer's `held[index]`).
     subscript(slot index: Int) -> UInt64 {
-        get { (base + Self.slotsOffset + index * 8).assumingMemoryBound(to: Atomic<UInt64>.self).pointee.load(ordering: .acquiring) }
+        get {
+            (base + Self.slotsOffset + index * 8).assumingMemoryBound(to: Atomic<UInt64>.self).pointee.load(
+                ordering: .acquiring)
+        }
         nonmutating set {
-            (base + Self.slotsOffset + index * 8).assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(newValue, ordering: .releasing)
+            (base + Self.slotsOffset + index * 8).assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(
+                newValue, ordering: .releasing)
         }
     }
     /// The offsets the writer held, as far as the slots say.

@@ -1,13 +1,14 @@
 // One writer of the crash soak: allocates, fills, verifies and frees, journaling what it holds.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ArgumentParser
 import ShmAlloc
 import ShmWorkloads
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// `shm-test-helper soak-writer`: one writer of `soak`.
 struct SoakWriter: ParsableCommand {

@@ -1,16 +1,17 @@
 // The stress and creation-race roles: many threads allocating, filling, verifying and freeing; many
 // processes opening one new file at the same instant.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ShmAlloc
 import ShmFormat
 import ShmSystem
 import ShmWorkloads
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 // MARK: - stress
 
@@ -26,19 +27,26 @@ import Synchronization
 func stress(path: String, seconds: Double, threadCount: Int, window: Int, fillingFirst: Bool) {
     let cache = attach(path)
     let deadline = SystemClock.monotonicNanoseconds() &+ UInt64(seconds * 1e9)
-    let allocations = Atomic<Int>(0), outOfSpace = Atomic<Int>(0), mismatches = Atomic<Int>(0), errors = Atomic<Int>(0)
+    let allocations = Atomic<Int>(0)
+    let outOfSpace = Atomic<Int>(0)
+    let mismatches = Atomic<Int>(0)
+    let errors = Atomic<Int>(0)
     let pid = UInt64(UInt32(bitPattern: getpid()))
 
     _ = onThreads(threadCount) { thread in
-        var random = SplitMix64(seed: pid &* 0x9E37_79B9 &+ UInt64(thread) &* 0x7F4A_7C15 &+ SystemClock.monotonicNanoseconds())
+        var random = SplitMix64(
+            seed: pid &* 0x9E37_79B9 &+ UInt64(thread) &* 0x7F4A_7C15 &+ SystemClock.monotonicNanoseconds())
         var live: [LiveAllocation] = []
         live.reserveCapacity(window)
         var sequence: UInt64 = 0
-        var done = 0, full = 0
+        var done = 0
+        var full = 0
         var filling = fillingFirst
 
         func release(_ allocation: LiveAllocation) {
-            if !patternMatches(cache.base + Int(allocation.offset.rawValue), count: allocation.size, tag: allocation.tag) {
+            if !patternMatches(
+                cache.base + Int(allocation.offset.rawValue), count: allocation.size, tag: allocation.tag)
+            {
                 mismatches.add(1, ordering: .relaxed)
                 reportProblem("pattern mismatch at \(allocation.offset), size \(allocation.size)")
             }
@@ -78,8 +86,9 @@ func stress(path: String, seconds: Double, threadCount: Int, window: Int, fillin
         allocations.add(done, ordering: .relaxed)
         outOfSpace.add(full, ordering: .relaxed)
     }
-    FileDescriptor.standardOutput.writeLine("allocations=\(allocations.load(ordering: .relaxed)) outOfSpace=\(outOfSpace.load(ordering: .relaxed)) "
-        + "mismatches=\(mismatches.load(ordering: .relaxed)) errors=\(errors.load(ordering: .relaxed))")
+    FileDescriptor.standardOutput.writeLine(
+        "allocations=\(allocations.load(ordering: .relaxed)) outOfSpace=\(outOfSpace.load(ordering: .relaxed)) "
+            + "mismatches=\(mismatches.load(ordering: .relaxed)) errors=\(errors.load(ordering: .relaxed))")
     if mismatches.load(ordering: .relaxed) != 0 || errors.load(ordering: .relaxed) != 0 { exit(1) }
 }
 
@@ -88,12 +97,13 @@ func stress(path: String, seconds: Double, threadCount: Int, window: Int, fillin
 /// Waits for wall-clock `startNanoseconds` (the start barrier shared by all racers), opens the
 /// path, and prints what it found.
 func openAtBarrier(path: String, geometry: Geometry, startNanoseconds: UInt64) {
-    while SystemClock.wallNanoseconds() < startNanoseconds {}   // spin: a sleep would spread the start
+    while SystemClock.wallNanoseconds() < startNanoseconds {}  // spin: a sleep would spread the start
     do {
         let cache = try SharedCache(path: path, policy: .createIfNeeded(geometry))
         let header = cache.header
-        FileDescriptor.standardOutput.writeLine("pid=\(getpid()) creator=\(header.creatorPID) createdAt=\(header.createdAtNanoseconds) "
-            + "geometry=\(header.geometry.minSize),\(header.geometry.maxSize),\(header.geometry.blockCount)")
+        FileDescriptor.standardOutput.writeLine(
+            "pid=\(getpid()) creator=\(header.creatorPID) createdAt=\(header.createdAtNanoseconds) "
+                + "geometry=\(header.geometry.minSize),\(header.geometry.maxSize),\(header.geometry.blockCount)")
     } catch {
         fail("\(error)")
     }

@@ -2,16 +2,17 @@
 // allocation carries. Everything a signal handler calls here is concrete (no generics): a debug
 // build would run generic code through runtime metadata, whose lock a handler must not wait for.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 @_spi(CrashTesting) import ShmAlloc
 import ShmFormat
+import ShmSystem
 import ShmWorkloads
 import Synchronization
-import ShmSystem
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// How many problem lines a worker has printed; after 20 it only counts them.
 let problemLines = Atomic<Int>(0)
@@ -51,7 +52,8 @@ func fillPattern(_ start: UnsafeMutableRawPointer, count: Int, tag: UInt64) {
         index &+= 8
     }
     while index < count {
-        start.storeBytes(of: UInt8(truncatingIfNeeded: tag &>> UInt64((index & 7) &* 8)), toByteOffset: index, as: UInt8.self)
+        start.storeBytes(
+            of: UInt8(truncatingIfNeeded: tag &>> UInt64((index & 7) &* 8)), toByteOffset: index, as: UInt8.self)
         index &+= 1
     }
 }
@@ -64,7 +66,9 @@ func patternMatches(_ start: UnsafeRawPointer, count: Int, tag: UInt64) -> Bool 
         index &+= 8
     }
     while index < count {
-        if start.load(fromByteOffset: index, as: UInt8.self) != UInt8(truncatingIfNeeded: tag &>> UInt64((index & 7) &* 8)) {
+        if start.load(fromByteOffset: index, as: UInt8.self)
+            != UInt8(truncatingIfNeeded: tag &>> UInt64((index & 7) &* 8))
+        {
             return false
         }
         index &+= 1

@@ -16,14 +16,15 @@
 //   paths-heap   PATH PAIRS                                count heap allocations over PAIRS path inserts
 //   paths-count  PATH INSERTS SEARCHES HITS                inserts and searches, counted in the owner entry
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+@_spi(CrashTesting) import ShmAlloc
 import ShmFormat
 import Synchronization
-@_spi(CrashTesting) import ShmAlloc
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 // MARK: - main
 
@@ -41,7 +42,9 @@ let arguments = CommandLine.arguments
 // SIGTERM arriving in between would kill a writer that is still starting).
 if !["soak", "soak-writer"].contains(arguments.dropFirst().first) { unblockAllSignals() }
 func argument(_ index: Int) -> String {
-    guard index < arguments.count else { fail("missing argument \(index); usage in Sources/shm-test-helper/main.swift") }
+    guard index < arguments.count else {
+        fail("missing argument \(index); usage in Sources/shm-test-helper/main.swift")
+    }
     return arguments[index]
 }
 func integer(_ index: Int) -> Int {
@@ -55,8 +58,9 @@ func seconds(_ index: Int) -> Double {
 
 switch argument(1) {
 case "stress":
-    stress(path: argument(2), seconds: seconds(3), threadCount: integer(4), window: integer(5),
-           fillingFirst: arguments.count > 6 && argument(6) == "fill-first")
+    stress(
+        path: argument(2), seconds: seconds(3), threadCount: integer(4), window: integer(5),
+        fillingFirst: arguments.count > 6 && argument(6) == "fill-first")
 case "open":
     do {
         let geometry = try Geometry(minSize: integer(3), maxSize: integer(4), capacity: integer(5))
@@ -76,14 +80,15 @@ case "soak-writer":
     SoakWriter.main(Array(arguments.dropFirst(2)))
 case "crash":
     #if SHM_CRASH_POINTS
-    guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }
-    crashWorkload(path: argument(2), point: point, hit: integer(4), seed: UInt64(integer(5)))
+        guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }
+        crashWorkload(path: argument(2), point: point, hit: integer(4), seed: UInt64(integer(5)))
     #else
-    fail("crash points exist only in a debug build of the helper")
+        fail("crash points exist only in a debug build of the helper")
     #endif
 case "paths-writer":
-    pathWriters(path: argument(2), journal: argument(3), first: integer(4), threads: integer(5), writers: integer(6),
-                operations: integer(7))
+    pathWriters(
+        path: argument(2), journal: argument(3), first: integer(4), threads: integer(5), writers: integer(6),
+        operations: integer(7))
 case "paths-signals":
     pathSignals(path: argument(2))
 case "paths-heap":
@@ -92,10 +97,11 @@ case "paths-count":
     countedPaths(path: argument(2), inserts: integer(3), searches: integer(4), hits: integer(5))
 case "paths-crash":
     #if SHM_CRASH_POINTS
-    guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }
-    pathCrashWorkload(path: argument(2), point: point, hit: integer(4), seed: UInt64(integer(5)), journal: argument(6))
+        guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }
+        pathCrashWorkload(
+            path: argument(2), point: point, hit: integer(4), seed: UInt64(integer(5)), journal: argument(6))
     #else
-    fail("crash points exist only in a debug build of the helper")
+        fail("crash points exist only in a debug build of the helper")
     #endif
 case let command:
     fail("unknown command \(command)")

@@ -23,7 +23,8 @@ struct ShmBench: ParsableCommand {
 
 extension ShmBench {
     struct Run: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the suite and print the table.")
+        static let configuration = CommandConfiguration(
+            commandName: "run", abstract: "Run the suite and print the table.")
 
         @Flag(help: "Print JSON instead of a table.")
         var json = false
@@ -33,7 +34,10 @@ extension ShmBench {
         var directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         @Flag(help: "Skip the 4 GiB aged-cache figures (they need about 4 GiB of memory and a few seconds).")
         var skipLarge = false
-        @Option(help: "Run only these groups (pairs, threads, scaling, aged, placement, stats, watch, startup, paths); all by default.")
+        @Option(
+            help:
+                "Run only these groups (pairs, threads, scaling, aged, placement, stats, watch, startup, paths); all by default."
+        )
         var only: [Group] = Group.allCases
         @Option(help: "The C library the startup group preloads (default: libshm_alloc.so beside shmbench).")
         var library = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -77,10 +81,11 @@ extension ShmBench.Run {
             let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: capacity)
             let layout = try! FileLayout(geometry: geometry, pageSize: 4096)
             let metadata = layout.dataOffset
-            table.add(ResultRow(
-                section: "memory", workload: "metadata (header, words, index), \(ByteCount(capacity))",
-                value: Double(metadata) * 100 / Double(capacity), unit: "%", target: "≤ 1 %",
-                met: Double(metadata) <= Double(capacity) / 100))
+            table.add(
+                ResultRow(
+                    section: "memory", workload: "metadata (header, words, index), \(ByteCount(capacity))",
+                    value: Double(metadata) * 100 / Double(capacity), unit: "%", target: "≤ 1 %",
+                    met: Double(metadata) <= Double(capacity) / 100))
         }
     }
 }
@@ -103,13 +108,14 @@ final class Scratch {
     /// Removes one cache file now (its pages go back to the system once unmapped).
     func remove(_ cache: SharedCache) { unlink(cache.path) }
 
-    func removeAll() { paths.forEach { unlink($0) } }
+    func removeAll() { for path in paths { unlink(path) } }
 }
 
 /// What the table says about the machine it ran on.
 enum MachineDescription {
     static var current: String {
-        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+        let cpu =
+            (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
             .split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
         let memory = ProcessInfo.processInfo.physicalMemory >> 30

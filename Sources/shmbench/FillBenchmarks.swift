@@ -5,8 +5,8 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
-import ShmWorkloads
 import ShmSystem
+import ShmWorkloads
 
 /// The live allocations of a benchmark and the rounded bytes they hold.
 struct LiveSet {
@@ -95,7 +95,8 @@ struct AgedCacheBenchmark {
         let failStart = SystemClock.monotonicNanoseconds()
         for _ in 0..<failingRequests { _ = try? cache.allocate(cache.geometry.largestRequest) }
         let failCost = Double(SystemClock.monotonicNanoseconds() - failStart) / Double(failingRequests)
-        let section = "aged cache, \(ByteCount(capacity)): mean malloc cost (filled to the first failure at "
+        let section =
+            "aged cache, \(ByteCount(capacity)): mean malloc cost (filled to the first failure at "
             + String(format: "%.1f %%", firstFailure) + ", freed at random down to each level, churned)"
         var costs: [(Double, Double)] = []
         for level in [99.0, 90, 50, 0] where level <= firstFailure {
@@ -109,18 +110,24 @@ struct AgedCacheBenchmark {
             costs.append((level, median(samples)))
         }
         let empty = costs.last!.1
-        table.add(ResultRow(section: section, workload: "failed malloc (no block fits)", value: failCost, unit: "ns",
-                            original: capacity == 64 << 20 ? "scans every block" : nil))
-        let originals = [99.0: "50 µs", 90: "40 µs", 50: capacity == 64 << 20 ? "15–20 µs" : "70–100 µs (512 MiB)", 0: "99 ns"]
+        table.add(
+            ResultRow(
+                section: section, workload: "failed malloc (no block fits)", value: failCost, unit: "ns",
+                original: capacity == 64 << 20 ? "scans every block" : nil))
+        let originals = [
+            99.0: "50 µs", 90: "40 µs", 50: capacity == 64 << 20 ? "15–20 µs" : "70–100 µs (512 MiB)", 0: "99 ns",
+        ]
         for (level, cost) in costs {
             // The fill-independence target names the levels 90, 50 and 0 %; 99 % is measured
             // beside them, as the original's reference table has it, without a target.
             let hasTarget = Self.targetLevels.contains(level)
-            table.add(ResultRow(
-                section: section, workload: String(format: "malloc at %.0f %% fill", level), value: cost, unit: "ns",
-                baseline: empty, baselineName: "at 0 %", ratio: cost / empty, ratioName: "0 %",
-                target: hasTarget ? "≤ 3× 0 %" : nil, met: hasTarget ? cost / empty <= 3 : nil,
-                original: capacity == 64 << 20 || level == 50 ? originals[level] : nil))
+            table.add(
+                ResultRow(
+                    section: section, workload: String(format: "malloc at %.0f %% fill", level), value: cost,
+                    unit: "ns",
+                    baseline: empty, baselineName: "at 0 %", ratio: cost / empty, ratioName: "0 %",
+                    target: hasTarget ? "≤ 3× 0 %" : nil, met: hasTarget ? cost / empty <= 3 : nil,
+                    original: capacity == 64 << 20 || level == 50 ? originals[level] : nil))
         }
     }
 }
@@ -152,15 +159,19 @@ struct PlacementBenchmark {
                 }
             }
             let fill = median(fills)
-            table.add(ResultRow(section: section, workload: "fill at the first failed malloc", value: fill, unit: "%",
-                                target: "≥ 97 %", met: fill >= 97, original: "83.2 %"))
+            table.add(
+                ResultRow(
+                    section: section, workload: "fill at the first failed malloc", value: fill, unit: "%",
+                    target: "≥ 97 %", met: fill >= 97, original: "83.2 %"))
             for (level, rates) in failureRates.sorted(by: { $0.key < $1.key }) {
                 let rate = median(rates)
                 let target = level == 90 ? 0.5 : 3
-                table.add(ResultRow(
-                    section: section, workload: String(format: "failed mallocs churning at %.0f %%", level), value: rate,
-                    unit: "%", target: String(format: "≤ %.1f %%", target), met: rate <= target,
-                    original: level == 90 ? "~1 %" : nil))
+                table.add(
+                    ResultRow(
+                        section: section, workload: String(format: "failed mallocs churning at %.0f %%", level),
+                        value: rate,
+                        unit: "%", target: String(format: "≤ %.1f %%", target), met: rate <= target,
+                        original: level == 90 ? "~1 %" : nil))
             }
         }
     }

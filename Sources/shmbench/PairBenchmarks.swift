@@ -1,8 +1,10 @@
 // malloc+free pairs in one process, against glibc in the same run; and 1 vs 2 processes.
 
+import ArgumentParser
 import Foundation
 import ShmAlloc
 import ShmFormat
+import ShmSystem
 
 /// The two allocators the pair workloads compare, behind one face so each loop is written once.
 /// Generic code is specialised in a release build, so the indirection costs nothing.
@@ -14,7 +16,9 @@ protocol PairAllocator {
 /// The shared-memory allocator, through its pointer wrappers.
 struct ShmPairAllocator: PairAllocator {
     let cache: SharedCache
-    @inline(__always) func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer? { try? cache.allocatePointer(byteCount) }
+    @inline(__always) func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+        try? cache.allocatePointer(byteCount)
+    }
     @inline(__always) func free(_ pointer: UnsafeMutableRawPointer?) { try? cache.free(pointer: pointer) }
 }
 
@@ -45,10 +49,11 @@ struct PairBenchmarks {
                 { Self.pairs(shm, sizes: sizes, count: Self.pairsPerRun) },
                 { Self.pairs(glibc, sizes: sizes, count: Self.pairsPerRun) })
             let ratio = medianRatio(shmCosts, glibcCosts)
-            table.add(ResultRow(
-                section: Self.section, workload: name, value: median(shmCosts), unit: "ns",
-                baseline: median(glibcCosts), baselineName: "glibc", ratio: ratio, ratioName: "glibc",
-                target: target, met: ratio <= 3, original: original))
+            table.add(
+                ResultRow(
+                    section: Self.section, workload: name, value: median(shmCosts), unit: "ns",
+                    baseline: median(glibcCosts), baselineName: "glibc", ratio: ratio, ratioName: "glibc",
+                    target: target, met: ratio <= 3, original: original))
         }
         // The same pairs with 1024 allocations live: each new one replaces the oldest, so blocks are
         // shared by many allocations and claims go through the best-fit search.
@@ -56,15 +61,18 @@ struct PairBenchmarks {
         let (shmCosts, glibcCosts) = interleaved(
             { Self.ring(shm, sizes: sizes, count: Self.pairsPerRun) },
             { Self.ring(glibc, sizes: sizes, count: Self.pairsPerRun) })
-        table.add(ResultRow(
-            section: Self.section, workload: "pair, random 1..1000 B, 1024 live", value: median(shmCosts),
-            unit: "ns", baseline: median(glibcCosts), baselineName: "glibc", ratio: medianRatio(shmCosts, glibcCosts),
-            ratioName: "glibc"))
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "pair, random 1..1000 B, 1024 live", value: median(shmCosts),
+                unit: "ns", baseline: median(glibcCosts), baselineName: "glibc",
+                ratio: medianRatio(shmCosts, glibcCosts),
+                ratioName: "glibc"))
 
         /// `runs` measurements of each allocator, shm then glibc within each run (each closure
         /// calls the generic loop with its concrete allocator, so both loops stay specialised).
         func interleaved(_ measureShm: () -> Double, _ measureGlibc: () -> Double) -> (shm: [Double], glibc: [Double]) {
-            var shmCosts: [Double] = [], glibcCosts: [Double] = []
+            var shmCosts: [Double] = []
+            var glibcCosts: [Double] = []
             for _ in 0..<runs {
                 shmCosts.append(measureShm())
                 glibcCosts.append(measureGlibc())
@@ -162,28 +170,37 @@ struct ScalingBenchmark {
         defer { scratch.remove(cache) }
         for allocator in ["shm", "glibc"] {
             // One and two processes alternate run by run, and the scaling is taken within each run.
-            var ones: [Double] = [], twos: [Double] = []
+            var ones: [Double] = []
+            var twos: [Double] = []
             for _ in 0..<runs {
                 ones.append(try throughput(processes: 1, allocator: allocator, path: cache.path))
                 twos.append(try throughput(processes: 2, allocator: allocator, path: cache.path))
             }
-            let one = median(ones), two = median(twos), scaling = medianRatio(twos, ones)
+            let one = median(ones)
+            let two = median(twos)
+            let scaling = medianRatio(twos, ones)
             let section = "scaling, random 1..1000 B pairs, total throughput"
-            table.add(ResultRow(section: section, workload: "\(allocator), 1 process", value: one, unit: "M/s",
-                                original: allocator == "shm" ? "11 M/s" : nil))
-            table.add(ResultRow(
-                section: section, workload: "\(allocator), 2 processes", value: two, unit: "M/s",
-                baseline: one, baselineName: "1 proc", ratio: scaling, ratioName: "1 proc",
-                target: allocator == "shm" ? "≥ 1.7× 1 process" : nil, met: allocator == "shm" ? scaling >= 1.7 : nil,
-                original: allocator == "shm" ? "5–10 M/s" : nil))
+            table.add(
+                ResultRow(
+                    section: section, workload: "\(allocator), 1 process", value: one, unit: "M/s",
+                    original: allocator == "shm" ? "11 M/s" : nil))
+            table.add(
+                ResultRow(
+                    section: section, workload: "\(allocator), 2 processes", value: two, unit: "M/s",
+                    baseline: one, baselineName: "1 proc", ratio: scaling, ratioName: "1 proc",
+                    target: allocator == "shm" ? "≥ 1.7× 1 process" : nil,
+                    met: allocator == "shm" ? scaling >= 1.7 : nil,
+                    original: allocator == "shm" ? "5–10 M/s" : nil))
         }
     }
 
     /// Million pairs per second summed over `processes` worker processes started together.
     func throughput(processes: Int, allocator: String, path: String) throws -> Double {
         let pairs = try workerCounts(processes: processes) { startAt in
-            ["pair-worker", "--file", path, "--allocator", allocator,
-             "--start-at", String(startAt), "--milliseconds", String(Self.milliseconds)]
+            [
+                "pair-worker", "--file", path, "--allocator", allocator,
+                "--start-at", String(startAt), "--milliseconds", String(Self.milliseconds),
+            ]
         }
         return Double(pairs) / (Double(Self.milliseconds) / 1000) / 1e6
     }
@@ -192,7 +209,9 @@ struct ScalingBenchmark {
 /// Starts `processes` copies of this program with the arguments `arguments(startAt)` gives, which
 /// all begin their work at the monotonic instant `startAt` (`leadMilliseconds` from now: time to
 /// start and prepare), each printing one count; returns the counts' sum.
-func workerCounts(processes: Int, leadMilliseconds: UInt64 = 100, arguments: (_ startAt: UInt64) -> [String]) throws -> Int {
+func workerCounts(processes: Int, leadMilliseconds: UInt64 = 100, arguments: (_ startAt: UInt64) -> [String]) throws
+    -> Int
+{
     let startAt = SystemClock.monotonicNanoseconds() + leadMilliseconds * 1_000_000
     let workers = try (0..<processes).map { _ in
         let worker = Process()
@@ -208,8 +227,11 @@ func workerCounts(processes: Int, leadMilliseconds: UInt64 = 100, arguments: (_ 
         let data = output.fileHandleForReading.readDataToEndOfFile()
         worker.waitUntilExit()
         guard worker.terminationStatus == 0,
-              let count = Int(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-        else { throw ValidationFailure("\(arguments(startAt).first ?? "worker") failed (status \(worker.terminationStatus))") }
+            let count = Int(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
+            throw ValidationFailure(
+                "\(arguments(startAt).first ?? "worker") failed (status \(worker.terminationStatus))")
+        }
         total += count
     }
     return total
@@ -219,9 +241,6 @@ struct ValidationFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
-
-import ArgumentParser
-import ShmSystem
 
 extension ShmBench {
     /// One process of the scaling benchmark: waits for the common start, runs pairs for a fixed
@@ -241,7 +260,8 @@ extension ShmBench {
             var pairs = 0
             let batch = 4096
             while SystemClock.monotonicNanoseconds() < end {
-                _ = allocator == "shm"
+                _ =
+                    allocator == "shm"
                     ? PairBenchmarks.pairs(ShmPairAllocator(cache: cache), sizes: sizes, count: batch)
                     : PairBenchmarks.pairs(GlibcPairAllocator(), sizes: sizes, count: batch)
                 pairs += batch

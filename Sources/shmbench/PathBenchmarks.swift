@@ -6,8 +6,8 @@ import Foundation
 @_spi(PathCounters) import ShmAlloc
 import ShmFormat
 import ShmPathCache
-import ShmWorkloads
 import ShmSystem
+import ShmWorkloads
 import Synchronization
 
 /// The `paths` group: 100 000 distinct 40-byte paths in a 64 MiB cache.
@@ -46,7 +46,8 @@ struct PathBenchmarks {
         try paths.withUnsafeBytes { bytes in
             for step in 0..<Self.entries {
                 let index = Self.scattered(step, count: Self.entries)
-                try pathCache.insert(Self.path(bytes, index), flags: PathFlags(rawValue: UInt8(truncatingIfNeeded: index) & 0xFB))
+                try pathCache.insert(
+                    Self.path(bytes, index), flags: PathFlags(rawValue: UInt8(truncatingIfNeeded: index) & 0xFB))
             }
         }
         return (pathCache, Double(SystemClock.monotonicNanoseconds() - start) / Double(Self.entries))
@@ -79,7 +80,9 @@ struct PathBenchmarks {
     func run(into table: inout ResultTable) throws {
         let paths = Self.paths(count: Self.entries)
         let uncached = Self.paths(count: Self.entries, firstSeed: Self.entries)
-        var inserts: [Double] = [], hits: [Double] = [], misses: [Double] = []
+        var inserts: [Double] = []
+        var hits: [Double] = []
+        var misses: [Double] = []
         var pathCache: PathCache?
         for _ in 0..<runs {
             if let pathCache { scratch.remove(pathCache.cache) }
@@ -91,50 +94,68 @@ struct PathBenchmarks {
         }
         guard let pathCache else { return }
         defer { scratch.remove(pathCache.cache) }
-        let hit = median(hits), insert = median(inserts)
-        table.add(ResultRow(section: Self.section, workload: "search, cached", value: hit, unit: "ns",
-                            target: "≤ 150 ns", met: hit <= 150))
+        let hit = median(hits)
+        let insert = median(inserts)
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "search, cached", value: hit, unit: "ns",
+                target: "≤ 150 ns", met: hit <= 150))
         table.add(ResultRow(section: Self.section, workload: "search, not cached", value: median(misses), unit: "ns"))
-        table.add(ResultRow(section: Self.section, workload: "insert, new path (tables included)", value: insert, unit: "ns",
-                            target: "≤ 1 µs", met: insert <= 1000))
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "insert, new path (tables included)", value: insert, unit: "ns",
+                target: "≤ 1 µs", met: insert <= 1000))
 
         let census = pathCache.census()
         let perPath = Double(census.entryNodeBytes + census.tableNodeBytes) / Double(census.entries)
-        table.add(ResultRow(
-            section: Self.section, workload: "cache bytes per path (nodes, tables; depth ≤ \(census.depthCounts.count - 1))",
-            value: perPath, unit: "B", baseline: Double(Self.pathLength), baselineName: "path",
-            ratio: perPath / Double(Self.pathLength), ratioName: "path", target: "≤ 2× the path",
-            met: perPath <= 2 * Double(Self.pathLength)))
+        table.add(
+            ResultRow(
+                section: Self.section,
+                workload: "cache bytes per path (nodes, tables; depth ≤ \(census.depthCounts.count - 1))",
+                value: perPath, unit: "B", baseline: Double(Self.pathLength), baselineName: "path",
+                ratio: perPath / Double(Self.pathLength), ratioName: "path", target: "≤ 2× the path",
+                met: perPath <= 2 * Double(Self.pathLength)))
 
         let threaded = (0..<runs).map { _ in Self.searchesOnTwoThreads(pathCache, paths) }
         let threadedHit = median(threaded.map(\.nanoseconds))
-        table.add(ResultRow(section: Self.section, workload: "search, cached, 2 threads of one process",
-                            value: threadedHit, unit: "ns", baseline: hit, baselineName: "1 thread",
-                            ratio: threadedHit / hit, ratioName: "1 thread"))
-        table.add(ResultRow(section: Self.section, workload: "their searches the process's counters kept",
-                            value: median(threaded.map(\.counted)) * 100, unit: "%"))
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "search, cached, 2 threads of one process",
+                value: threadedHit, unit: "ns", baseline: hit, baselineName: "1 thread",
+                ratio: threadedHit / hit, ratioName: "1 thread"))
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "their searches the process's counters kept",
+                value: median(threaded.map(\.counted)) * 100, unit: "%"))
 
         let slice = try Self.watcherSlice(path: pathCache.cache.path, walks: max(3, runs))
-        table.add(ResultRow(
-            section: Self.section,
-            workload: "shmtop watch: path cache slice per refresh (\(slice.refreshes) refreshes a walk)",
-            value: slice.microseconds, unit: "µs"))
+        table.add(
+            ResultRow(
+                section: Self.section,
+                workload: "shmtop watch: path cache slice per refresh (\(slice.refreshes) refreshes a walk)",
+                value: slice.microseconds, unit: "µs"))
         // A refresh every 100 ms: µs per refresh / 100 000 µs, in percent.
-        table.add(ResultRow(
-            section: Self.section, workload: "shmtop watch: path cache slices at 10 Hz, while walking",
-            value: slice.microseconds / 1000, unit: "% core"))
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "shmtop watch: path cache slices at 10 Hz, while walking",
+                value: slice.microseconds / 1000, unit: "% core"))
 
         let one = median(try (0..<runs).map { _ in try searchThroughput(processes: 1, path: pathCache.cache.path) })
         let two = median(try (0..<runs).map { _ in try searchThroughput(processes: 2, path: pathCache.cache.path) })
         table.add(ResultRow(section: Self.section, workload: "searches, 1 process", value: one, unit: "M/s"))
-        table.add(ResultRow(section: Self.section, workload: "searches, 2 processes", value: two, unit: "M/s",
-                            baseline: one, baselineName: "1 proc", ratio: two / one, ratioName: "1 proc",
-                            target: "≥ 1.8× 1 process", met: two / one >= 1.8))
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "searches, 2 processes", value: two, unit: "M/s",
+                baseline: one, baselineName: "1 proc", ratio: two / one, ratioName: "1 proc",
+                target: "≥ 1.8× 1 process", met: two / one >= 1.8))
 
-        let roundTrip = median(try (0..<runs).map { _ in try SocketRoundTrip.nanoseconds(pathCache, paths, count: 100_000) })
-        table.add(ResultRow(section: Self.section, workload: "the same question to a server, Unix socket round trip",
-                            value: roundTrip, unit: "ns", baseline: hit, baselineName: "cache", ratio: roundTrip / hit,
-                            ratioName: "cache search"))
+        let roundTrip = median(
+            try (0..<runs).map { _ in try SocketRoundTrip.nanoseconds(pathCache, paths, count: 100_000) })
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "the same question to a server, Unix socket round trip",
+                value: roundTrip, unit: "ns", baseline: hit, baselineName: "cache", ratio: roundTrip / hit,
+                ratioName: "cache search"))
     }
 
     /// Nanoseconds per search of two threads searching the cached paths at once, and the share of
@@ -181,8 +202,10 @@ extension ShmBench {
             var paths: [UInt8] = []
             paths.reserveCapacity(PathBenchmarks.entries * PathBenchmarks.pathLength)
             _ = pathCache.census { path, _, _ in paths += path }
-            let startAt = startAt   // not the option's getter, which a spinning loop would call millions of times
-            guard SystemClock.monotonicNanoseconds() < startAt else { throw ValidationFailure("path worker ready after the start") }
+            let startAt = startAt  // not the option's getter, which a spinning loop would call millions of times
+            guard SystemClock.monotonicNanoseconds() < startAt else {
+                throw ValidationFailure("path worker ready after the start")
+            }
             while SystemClock.monotonicNanoseconds() < startAt {}
             let end = startAt + UInt64(milliseconds) * 1_000_000
             var searches = 0
@@ -191,7 +214,8 @@ extension ShmBench {
             // other's entries into the shared cache.
             let first = Int(getpid()) &* 7919 % PathBenchmarks.entries
             while SystemClock.monotonicNanoseconds() < end {
-                _ = PathBenchmarks.searches(pathCache, paths, steps: (first + searches)..<(first + searches + batch), expectFound: true)
+                _ = PathBenchmarks.searches(
+                    pathCache, paths, steps: (first + searches)..<(first + searches + batch), expectFound: true)
                 searches += batch
             }
             print(searches)
@@ -221,7 +245,7 @@ enum SocketRoundTrip {
         }
         close(sockets[1])
         defer {
-            close(sockets[0])   // the server reads end-of-file and exits
+            close(sockets[0])  // the server reads end-of-file and exits
             waitpid(server, nil, 0)
         }
         var answer: UInt8 = 0
@@ -229,7 +253,8 @@ enum SocketRoundTrip {
         try paths.withUnsafeBytes { bytes in
             for step in 0..<count {
                 let path = PathBenchmarks.path(bytes, step % (bytes.count / PathBenchmarks.pathLength))
-                guard write(sockets[0], path.baseAddress, path.count) == path.count, read(sockets[0], &answer, 1) == 1 else {
+                guard write(sockets[0], path.baseAddress, path.count) == path.count, read(sockets[0], &answer, 1) == 1
+                else {
                     throw ValidationFailure("the path server stopped answering")
                 }
             }

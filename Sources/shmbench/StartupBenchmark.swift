@@ -31,9 +31,11 @@ struct StartupBenchmark {
         let bare = Self.environment(removing: ["LD_PRELOAD", "SHM_FILE"])
         let preloaded = bare + ["LD_PRELOAD=" + library, "SHM_FILE=" + cache.path]
 
-        var bareTimes: [Double] = [], preloadedTimes: [Double] = []
+        var bareTimes: [Double] = []
+        var preloadedTimes: [Double] = []
         for _ in 0..<runs {
-            var bareNanoseconds: UInt64 = 0, preloadedNanoseconds: UInt64 = 0
+            var bareNanoseconds: UInt64 = 0
+            var preloadedNanoseconds: UInt64 = 0
             for _ in 0..<Self.starts {
                 bareNanoseconds += try Self.timeOneStart(environment: bare)
                 preloadedNanoseconds += try Self.timeOneStart(environment: preloaded)
@@ -41,13 +43,17 @@ struct StartupBenchmark {
             bareTimes.append(Double(bareNanoseconds) / Double(Self.starts) / 1e6)
             preloadedTimes.append(Double(preloadedNanoseconds) / Double(Self.starts) / 1e6)
         }
-        let bareStart = median(bareTimes), preloadedStart = median(preloadedTimes)
+        let bareStart = median(bareTimes)
+        let preloadedStart = median(preloadedTimes)
         let section = "start-up: \(Self.starts) starts of \(Self.program), side by side"
         table.add(ResultRow(section: section, workload: "bare start", value: bareStart, unit: "ms"))
-        table.add(ResultRow(
-            section: section, workload: "start with LD_PRELOAD=libshm_alloc.so, SHM_FILE set", value: preloadedStart,
-            unit: "ms", baseline: bareStart, baselineName: "bare", ratio: preloadedStart / bareStart, ratioName: "bare",
-            target: "≤ 1.1× bare", met: preloadedStart <= bareStart * 1.1, original: "0.99×"))
+        table.add(
+            ResultRow(
+                section: section, workload: "start with LD_PRELOAD=libshm_alloc.so, SHM_FILE set",
+                value: preloadedStart,
+                unit: "ms", baseline: bareStart, baselineName: "bare", ratio: preloadedStart / bareStart,
+                ratioName: "bare",
+                target: "≤ 1.1× bare", met: preloadedStart <= bareStart * 1.1, original: "0.99×"))
     }
 
     /// This process's environment without the variables named.
@@ -63,8 +69,7 @@ struct StartupBenchmark {
         let arguments = [strdup(program), nil]
         let variables = environment.map { strdup($0) } + [nil]
         defer {
-            arguments.forEach { free($0) }
-            variables.forEach { free($0) }
+            for pointer in arguments + variables { free(pointer) }
         }
         let started = SystemClock.monotonicNanoseconds()
         var pid: pid_t = 0

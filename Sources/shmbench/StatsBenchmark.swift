@@ -22,16 +22,18 @@ struct StatsBenchmark {
 
         let section = "inspector statistics pass, 1 GiB"
         func perBlock(_ seconds: Double) -> Double { seconds * 1e9 / Double(measurement.blockCount) }
-        table.add(ResultRow(
-            section: section, workload: "statistics pass per block (\(measurement.threads) threads, as snapshot)",
-            value: perBlock(measurement.statisticsSeconds), unit: "ns", baseline: perBlock(measurement.copySeconds),
-            baselineName: "memcpy", ratio: measurement.ratio, ratioName: "memcpy", target: "≤ 3× memcpy",
-            met: measurement.ratio <= 3))
+        table.add(
+            ResultRow(
+                section: section, workload: "statistics pass per block (\(measurement.threads) threads, as snapshot)",
+                value: perBlock(measurement.statisticsSeconds), unit: "ns", baseline: perBlock(measurement.copySeconds),
+                baselineName: "memcpy", ratio: measurement.ratio, ratioName: "memcpy", target: "≤ 3× memcpy",
+                met: measurement.ratio <= 3))
         for (name, seconds) in measurement.otherPasses + [try Self.incrementalUpdate(cache, runs: max(runs, 9))] {
-            table.add(ResultRow(
-                section: section, workload: name + " per block", value: perBlock(seconds), unit: "ns",
-                baseline: perBlock(measurement.copySeconds), baselineName: "memcpy",
-                ratio: seconds / measurement.copySeconds, ratioName: "memcpy"))
+            table.add(
+                ResultRow(
+                    section: section, workload: name + " per block", value: perBlock(seconds), unit: "ns",
+                    baseline: perBlock(measurement.copySeconds), baselineName: "memcpy",
+                    ratio: seconds / measurement.copySeconds, ratioName: "memcpy"))
         }
     }
 
@@ -108,8 +110,10 @@ struct StatisticsMeasurement {
         let bytes = words.count * 8
         let destination = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         defer { destination.deallocate() }
-        memset(destination, 0, bytes)    // fault the pages in: time the copy, not the kernel
-        copySeconds = words.withUnsafeBytes { source in Self.median(runs: runs) { memcpy(destination, source.baseAddress!, bytes) } }
+        memset(destination, 0, bytes)  // fault the pages in: time the copy, not the kernel
+        copySeconds = words.withUnsafeBytes { source in
+            Self.median(runs: runs) { memcpy(destination, source.baseAddress!, bytes) }
+        }
 
         let tree = snapshot.tree
         censusSeconds = words[snapshot.usableBlocks].withUnsafeBufferPointer { usable in

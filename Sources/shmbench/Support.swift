@@ -52,7 +52,10 @@ struct ResultTable {
     func json() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        struct Document: Codable { var machine: String; var rows: [ResultRow] }
+        struct Document: Codable {
+            var machine: String
+            var rows: [ResultRow]
+        }
         let document = Document(machine: MachineDescription.current, rows: rows)
         return String(decoding: (try? encoder.encode(document)) ?? Data(), as: UTF8.self)
     }
@@ -74,10 +77,13 @@ struct ResultTable {
             ])
         }
         var widths = header.map(\.count)
-        for line in lines { for (column, cell) in line.enumerated() { widths[column] = max(widths[column], cell.count) } }
+        for line in lines {
+            for (column, cell) in line.enumerated() { widths[column] = max(widths[column], cell.count) }
+        }
         func render(_ cells: [String]) -> String {
             cells.enumerated().map { column, cell in
-                column == 1 ? String(repeating: " ", count: widths[column] - cell.count) + cell
+                column == 1
+                    ? String(repeating: " ", count: widths[column] - cell.count) + cell
                     : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
             }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
         }

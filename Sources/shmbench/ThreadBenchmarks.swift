@@ -3,8 +3,8 @@
 
 import Foundation
 import ShmAlloc
-import ShmWorkloads
 import ShmSystem
+import ShmWorkloads
 
 /// The `threads` group: each POSIX thread keeps `liveCount` allocations of random 1..1000 B live
 /// and churns them (free one at random, allocate a new random size), in one 512 MiB cache.
@@ -23,7 +23,8 @@ struct ThreadsBenchmark {
     static let milliseconds = 300
     /// Steps between clock reads.
     static let batch = 1024
-    static let section = "threads of one process, random 1..1000 B churn, 64 live per thread, "
+    static let section =
+        "threads of one process, random 1..1000 B churn, 64 live per thread, "
         + "total throughput (op = one free + one malloc)"
 
     func run(into table: inout ResultTable) throws {
@@ -48,19 +49,24 @@ struct ThreadsBenchmark {
             // Time per op against glibc: the inverse of the throughputs.
             let perOp = medianRatio(glibcRates[threads]!, shmRates[threads]!)
             let hasTarget = threads == 1
-            table.add(ResultRow(
-                section: Self.section, workload: "shm, \(Self.threads(threads))", value: shmRate[threads]!, unit: "M/s",
-                baseline: glibcRate[threads]!, baselineName: "glibc", ratio: perOp, ratioName: "glibc time/op",
-                target: hasTarget ? "≤ 3× glibc time/op" : nil, met: hasTarget ? perOp <= 3 : nil))
+            table.add(
+                ResultRow(
+                    section: Self.section, workload: "shm, \(Self.threads(threads))", value: shmRate[threads]!,
+                    unit: "M/s",
+                    baseline: glibcRate[threads]!, baselineName: "glibc", ratio: perOp, ratioName: "glibc time/op",
+                    target: hasTarget ? "≤ 3× glibc time/op" : nil, met: hasTarget ? perOp <= 3 : nil))
         }
         for threads in Self.threadCounts {
-            table.add(ResultRow(
-                section: Self.section, workload: "glibc, \(Self.threads(threads))", value: glibcRate[threads]!, unit: "M/s"))
+            table.add(
+                ResultRow(
+                    section: Self.section, workload: "glibc, \(Self.threads(threads))", value: glibcRate[threads]!,
+                    unit: "M/s"))
         }
         let shmScaling = medianRatio(shmRates[2]!, shmRates[1]!)
-        table.add(ResultRow(
-            section: Self.section, workload: "shm, 2 threads / 1 thread", value: shmScaling, unit: "×",
-            target: "≥ 1.8×", met: shmScaling >= 1.8))
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "shm, 2 threads / 1 thread", value: shmScaling, unit: "×",
+                target: "≥ 1.8×", met: shmScaling >= 1.8))
         // glibc's threads share nothing, so its scaling is the machine's: well below 2× means
         // other work held a core, and the shm scaling of the same run is not to be trusted.
         // The repair pass a failing search may run (at most once a second per cache): every
@@ -70,11 +76,14 @@ struct ThreadsBenchmark {
             cache.repairIndex()
             return Double(SystemClock.monotonicNanoseconds() - start) / 1e6
         }
-        table.add(ResultRow(
-            section: Self.section, workload: "repair pass of the free-space index, 512 MiB", value: median(repairs), unit: "ms"))
-        table.add(ResultRow(
-            section: Self.section, workload: "glibc, 2 threads / 1 thread (the machine's own scaling)",
-            value: medianRatio(glibcRates[2]!, glibcRates[1]!), unit: "×"))
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "repair pass of the free-space index, 512 MiB", value: median(repairs),
+                unit: "ms"))
+        table.add(
+            ResultRow(
+                section: Self.section, workload: "glibc, 2 threads / 1 thread (the machine's own scaling)",
+                value: medianRatio(glibcRates[2]!, glibcRates[1]!), unit: "×"))
     }
 
     static func threads(_ count: Int) -> String { count == 1 ? "1 thread" : "\(count) threads" }
@@ -93,7 +102,8 @@ struct ThreadsBenchmark {
             var step = 0
             func churn(until deadline: UInt64) {
                 while SystemClock.monotonicNanoseconds() < deadline {
-                    PairBenchmarks.replace(allocator, live: &live, sizes: sizes, victims: victims, steps: step..<step + batch)
+                    PairBenchmarks.replace(
+                        allocator, live: &live, sizes: sizes, victims: victims, steps: step..<step + batch)
                     step += batch
                 }
             }

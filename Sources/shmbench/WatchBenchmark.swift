@@ -58,16 +58,21 @@ struct WatchBenchmark {
         let changed = median(changedBlocks)
         let section = "watcher refresh, 512 MiB cache, demo load (4 writers × 50 000/s, 10 Hz)"
         // Every refresh's changes, warm-up included: what a profile of all refreshes divides by.
-        table.add(ResultRow(
-            section: section, workload: "refresh (median \(Int(changed)) blocks changed; \(allChanged) in all \(refreshes))",
-            value: perRefresh * 1e3, unit: "ms"))
+        table.add(
+            ResultRow(
+                section: section,
+                workload: "refresh (median \(Int(changed)) blocks changed; \(allChanged) in all \(refreshes))",
+                value: perRefresh * 1e3, unit: "ms"))
         // Caches flushed before each refresh and no view drawn: not the README's figure, which
         // scripts/watch-cost.sh measures on the running watcher.
-        table.add(ResultRow(
-            section: section, workload: "share of a core at 10 Hz, refreshes alone", value: perRefresh * Double(Self.refreshRate) * 100,
-            unit: "%"))
-        table.add(ResultRow(
-            section: section, workload: "per changed block", value: perRefresh * 1e9 / max(changed, 1), unit: "ns"))
+        table.add(
+            ResultRow(
+                section: section, workload: "share of a core at 10 Hz, refreshes alone",
+                value: perRefresh * Double(Self.refreshRate) * 100,
+                unit: "%"))
+        table.add(
+            ResultRow(
+                section: section, workload: "per changed block", value: perRefresh * 1e9 / max(changed, 1), unit: "ns"))
     }
 
     /// What `shmtop watch`'s sampler keeps from one refresh to the next, and its refresh without
@@ -178,7 +183,8 @@ extension ShmBench {
 
         func run() throws {
             let cache = try SharedCache(path: file, policy: .attach)
-            var workload = Workload(cache: cache, index: index, parameters: Workload.Parameters(writers: writers, fill: 0.7, period: 8))
+            var workload = Workload(
+                cache: cache, index: index, parameters: Workload.Parameters(writers: writers, fill: 0.7, period: 8))
             while let line = readLine(), let elapsed = Double(line) {
                 workload.step(operations: WatchBenchmark.writerRate / WatchBenchmark.refreshRate, elapsed: elapsed)
                 try FileHandle.standardOutput.write(contentsOf: Data(".".utf8))

@@ -30,8 +30,12 @@ extension Shmtop {
             } catch {
                 throw ValidationError("\(error)")
             }
-            let cache = try failingWithOneLine { () throws(CacheError) in try SharedCache(path: path, policy: .require(geometry)) }
-            print("\(path): \(cache.geometry), \(ByteCount(cache.layout.fileSize)) file, format v\(cache.header.formatVersion)")
+            let cache = try failingWithOneLine { () throws(CacheError) in
+                try SharedCache(path: path, policy: .require(geometry))
+            }
+            print(
+                "\(path): \(cache.geometry), \(ByteCount(cache.layout.fileSize)) file, format v\(cache.header.formatVersion)"
+            )
         }
     }
 }

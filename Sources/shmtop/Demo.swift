@@ -1,16 +1,17 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ArgumentParser
 import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
-import ShmTUI
 import ShmSystem
+import ShmTUI
 import ShmWorkloads
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 extension Shmtop {
     /// `shmtop demo`: a cache, writers on it, and the live view.
@@ -46,7 +47,9 @@ extension Shmtop {
             StopSignals.install()
             let temporary = file == nil
             let path = file ?? NSTemporaryDirectory() + "shmtop-demo-\(getpid()).shm"
-            _ = try failingWithOneLine { () throws(CacheError) in try SharedCache(path: path, policy: .createIfNeeded(.default)) }
+            _ = try failingWithOneLine { () throws(CacheError) in
+                try SharedCache(path: path, policy: .createIfNeeded(.default))
+            }
             defer { if temporary { unlink(path) } }
 
             // In the live view, the writers' lines would land on the screen ncurses draws (a line at
@@ -85,7 +88,8 @@ extension Shmtop {
                 if seconds > 0, ContinuousClock.now - start >= .milliseconds(Int(seconds * 1000)) { break }
                 let snapshot = try failingWithOneLine { () throws(InspectError) in try inspector.snapshot() }
                 let statistics = CacheStatistics(snapshot)
-                var frame = "\u{1B}[H\u{1B}[2J" + text.title(snapshot) + text.memory(statistics) + text.sizeClasses(statistics)
+                var frame =
+                    "\u{1B}[H\u{1B}[2J" + text.title(snapshot) + text.memory(statistics) + text.sizeClasses(statistics)
                 frame += text.owners(statistics) + text.health(statistics)
                 if let previous {
                     let rates = SnapshotRates(from: previous, to: snapshot)
@@ -123,7 +127,9 @@ extension Shmtop {
             // The writers shared this descriptor's offset, which they left at the end.
             guard lseek(log, 0, SEEK_SET) == 0 else { return }
             let text = String(decoding: ChildProcess.readAll(log), as: UTF8.self)
-            if !text.isEmpty { FileDescriptor.standardOutput.writeLine(String(text.dropLast(text.hasSuffix("\n") ? 1 : 0))) }
+            if !text.isEmpty {
+                FileDescriptor.standardOutput.writeLine(String(text.dropLast(text.hasSuffix("\n") ? 1 : 0)))
+            }
         }
 
         /// True when a line starting with `q` is waiting on standard input (checked without blocking).

@@ -1,14 +1,15 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ArgumentParser
 import ShmAlloc
 import ShmInspect
 import ShmPathCache
 import ShmSystem
 import ShmWorkloads
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 extension Shmtop {
     /// `shmtop load`: the demo workload, N writer processes growing and shrinking the cache.
@@ -45,9 +46,10 @@ extension Shmtop {
                 let arguments = ["worker", path, "--index", "\(index)"] + workload.arguments
                 let process: ChildProcess
                 do {
-                    process = try ChildProcess.spawn(executable, arguments, standardOutput: pipeEnds.write, blocking: StopSignals.signals)
+                    process = try ChildProcess.spawn(
+                        executable, arguments, standardOutput: pipeEnds.write, blocking: StopSignals.signals)
                 } catch {
-                    workers.forEach { $0.process.send(SIGTERM) }
+                    for worker in workers { worker.process.send(SIGTERM) }
                     throw failure(path, "cannot start a writer: \(error)")
                 }
                 close(pipeEnds.write)
@@ -65,7 +67,7 @@ extension Shmtop {
                     if let ending = worker.process.poll() { endings[worker.process.pid] = ending }
                 }
                 if StopSignals.requested, !forwarded {
-                    workers.forEach { $0.process.send(SIGINT) }
+                    for worker in workers { worker.process.send(SIGINT) }
                     forwarded = true
                 }
                 var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)

@@ -36,7 +36,8 @@ extension Shmtop {
         func validate() throws {
             guard width >= 8 else { throw ValidationError("--width must be at least 8") }
             if let interval, !(interval > 0 && interval <= 3600) {
-                throw ValidationError("--interval \(interval) is out of range: a number of seconds above 0, at most 3600")
+                throw ValidationError(
+                    "--interval \(interval) is out of range: a number of seconds above 0, at most 3600")
             }
             if let negative = blocks.first(where: { $0 < 0 }) {
                 throw ValidationError("block \(negative) is negative: blocks are numbered from 0")
@@ -84,8 +85,11 @@ extension Shmtop {
             let second = try inspector.snapshot(readingAllocations: false)
             let changes = SnapshotChanges(from: first, to: second)
             let activity = try inspector.update(&ledger, to: second, changes: changes).activity
-            let allocations = try inspector.census(of: ledger, rates: OwnerRates(activity: activity, seconds: changes.rates.seconds))
-            let census = second.words[second.usableBlocks].withUnsafeBufferPointer { BuddyCensus(tree: second.tree, words: $0) }
+            let allocations = try inspector.census(
+                of: ledger, rates: OwnerRates(activity: activity, seconds: changes.rates.seconds))
+            let census = second.words[second.usableBlocks].withUnsafeBufferPointer {
+                BuddyCensus(tree: second.tree, words: $0)
+            }
             var statistics = CacheStatistics(census: census, snapshot: second, allocations: allocations)
             let pathCache = try inspector.pathCacheReport(
                 root: second.pathCacheRoot, attributingTo: &statistics, since: (counters, changes.rates.seconds))

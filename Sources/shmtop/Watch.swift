@@ -27,7 +27,9 @@ extension Shmtop {
         var seconds: Double = 0
 
         func validate() throws {
-            guard interval >= 0.01, interval <= 60 else { throw ValidationError("--interval must be in 0.01...60 seconds") }
+            guard interval >= 0.01, interval <= 60 else {
+                throw ValidationError("--interval must be in 0.01...60 seconds")
+            }
             guard seconds >= 0 else { throw ValidationError("--seconds must not be negative") }
         }
 

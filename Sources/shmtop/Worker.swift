@@ -1,14 +1,15 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ArgumentParser
 import ShmAlloc
 import ShmFormat
 import ShmInspect
 import ShmPathCache
 import ShmWorkloads
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 extension Shmtop {
     /// `shmtop worker`: one writer process of `load` (hidden; `load` starts these).
@@ -50,7 +51,9 @@ struct WorkloadOptions: ParsableArguments {
     var seconds: Double = 10
     @Option(parsing: .unconditional, help: "Peak share of the usable bytes the writers fill together (0...1).")
     var fill = 0.7
-    @Option(parsing: .unconditional, help: "Operations (allocations + frees) per second per writer; 0 means as fast as possible.")
+    @Option(
+        parsing: .unconditional,
+        help: "Operations (allocations + frees) per second per writer; 0 means as fast as possible.")
     var rate = 50_000
     @Option(parsing: .unconditional, help: "Seconds of one grow-and-shrink cycle.")
     var period: Double = 8
@@ -70,7 +73,10 @@ struct WorkloadOptions: ParsableArguments {
 
     /// The options as arguments, for starting a worker with the same settings.
     var arguments: [String] {
-        ["--writers", "\(writers)", "--seconds", "\(seconds)", "--fill", "\(fill)", "--rate", "\(rate)", "--period", "\(period)"]
+        [
+            "--writers", "\(writers)", "--seconds", "\(seconds)", "--fill", "\(fill)", "--rate", "\(rate)", "--period",
+            "\(period)",
+        ]
             + (paths ? ["--paths"] : [])
     }
 }

@@ -1,13 +1,14 @@
 // Every bad call gets its own error and leaves the cache exactly as it was.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmAlloc
 import ShmFormat
-import Testing
 import ShmTestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A cache with a few live allocations whose bytes are known, and a snapshot to compare against.
 struct PopulatedCache {
@@ -37,10 +38,13 @@ struct PopulatedCache {
     }
 
     func snapshot() -> Snapshot {
-        Snapshot(words: cache.allWords, failedAllocations: cache.failedAllocations, data: live.map { allocation in
-            let start = cache.pointer(to: allocation.offset)! - AllocationHeader.size
-            return Array(UnsafeRawBufferPointer(start: start, count: AllocationHeader.size + allocation.bytes.count))
-        })
+        Snapshot(
+            words: cache.allWords, failedAllocations: cache.failedAllocations,
+            data: live.map { allocation in
+                let start = cache.pointer(to: allocation.offset)! - AllocationHeader.size
+                return Array(
+                    UnsafeRawBufferPointer(start: start, count: AllocationHeader.size + allocation.bytes.count))
+            })
     }
 
     /// Expects `body` to throw exactly `expected`, with `message`, and to change nothing but the
@@ -59,13 +63,15 @@ struct PopulatedCache {
             #expect(error.description == message, sourceLocation: sourceLocation)
         }
         #expect(snapshot() == before, "the cache changed", sourceLocation: sourceLocation)
-        #expect(cache.invalidFrees == invalidFreesBefore + (countsAsInvalidFree ? 1 : 0), sourceLocation: sourceLocation)
+        #expect(
+            cache.invalidFrees == invalidFreesBefore + (countsAsInvalidFree ? 1 : 0), sourceLocation: sourceLocation)
     }
 
     /// Writes a plausible allocation header at `offset - 8` inside user data: a forgery.
     func forgeHeader(before offset: ShmOffset, order: Int) {
         let header = AllocationHeader(ownerPID: getpid(), requestedSize: 8, order: order)
-        (cache.base + Int(offset.rawValue) - AllocationHeader.size).storeBytes(of: header.rawValue.littleEndian, as: UInt64.self)
+        (cache.base + Int(offset.rawValue) - AllocationHeader.size).storeBytes(
+            of: header.rawValue.littleEndian, as: UInt64.self)
     }
 }
 
@@ -76,40 +82,52 @@ struct BadCallTests {
         var populated = try PopulatedCache()
         let (offset, _) = populated.live.removeFirst()
         try populated.cache.free(offset)
-        populated.expectRefused(FreeError.notAllocated(offset), message: "free of \(offset): not allocated (double free?)",
-                                countsAsInvalidFree: true) { () throws(FreeError) in try populated.cache.free(offset) }
+        populated.expectRefused(
+            FreeError.notAllocated(offset), message: "free of \(offset): not allocated (double free?)",
+            countsAsInvalidFree: true
+        ) { () throws(FreeError) in try populated.cache.free(offset) }
     }
 
     @Test("an offset inside an allocation: plain data, and a forged header")
     func insideAllocation() throws {
         let populated = try PopulatedCache()
-        let large = populated.live[5].offset   // 1016 B: a whole block
+        let large = populated.live[5].offset  // 1016 B: a whole block
         let inside = ShmOffset(rawValue: large.rawValue + 64)
-        populated.expectRefused(FreeError.corruptedHeader(inside), message: "free of \(inside): the allocation header is corrupted",
-                                countsAsInvalidFree: true) { () throws(FreeError) in try populated.cache.free(inside) }
+        populated.expectRefused(
+            FreeError.corruptedHeader(inside), message: "free of \(inside): the allocation header is corrupted",
+            countsAsInvalidFree: true
+        ) { () throws(FreeError) in try populated.cache.free(inside) }
 
         // With a well-formed header under it, only the buddy word can tell: the node's parent is set.
         // (Its own offsets: placement may differ between two caches, e.g. under AddressSanitizer,
         // whose fake stacks change the stack address that picks a thread's search cursor.)
         var forged = try PopulatedCache()
-        let forgedInside = ShmOffset(rawValue: forged.live.removeLast().offset.rawValue + 64)   // its bytes change on purpose
+        // Its bytes change on purpose.
+        let forgedInside = ShmOffset(rawValue: forged.live.removeLast().offset.rawValue + 64)
         forged.forgeHeader(before: forgedInside, order: 0)
-        forged.expectRefused(FreeError.insideAllocation(forgedInside), message: "free of \(forgedInside): points inside another allocation",
-                             countsAsInvalidFree: true) { () throws(FreeError) in try forged.cache.free(forgedInside) }
+        forged.expectRefused(
+            FreeError.insideAllocation(forgedInside),
+            message: "free of \(forgedInside): points inside another allocation",
+            countsAsInvalidFree: true
+        ) { () throws(FreeError) in try forged.cache.free(forgedInside) }
     }
 
     @Test("a misaligned offset: off the minimum size, and off the node size its header claims")
     func misaligned() throws {
         var populated = try PopulatedCache()
-        let offset = populated.live[3].offset   // 100 B: a 128 B node
+        let offset = populated.live[3].offset  // 100 B: a 128 B node
         let byOne = ShmOffset(rawValue: offset.rawValue + 1)
-        populated.expectRefused(FreeError.misaligned(byOne), message: "free of \(byOne): not the start of an allocation",
-                                countsAsInvalidFree: true) { () throws(FreeError) in try populated.cache.free(byOne) }
+        populated.expectRefused(
+            FreeError.misaligned(byOne), message: "free of \(byOne): not the start of an allocation",
+            countsAsInvalidFree: true
+        ) { () throws(FreeError) in try populated.cache.free(byOne) }
         let byMinSize = ShmOffset(rawValue: offset.rawValue + 32)
         populated.live.remove(at: 3)
-        populated.forgeHeader(before: byMinSize, order: 1)   // a 64 B node cannot start 32 B into a 128 B node
-        populated.expectRefused(FreeError.misaligned(byMinSize), message: "free of \(byMinSize): not the start of an allocation",
-                                countsAsInvalidFree: true) { () throws(FreeError) in try populated.cache.free(byMinSize) }
+        populated.forgeHeader(before: byMinSize, order: 1)  // a 64 B node cannot start 32 B into a 128 B node
+        populated.expectRefused(
+            FreeError.misaligned(byMinSize), message: "free of \(byMinSize): not the start of an allocation",
+            countsAsInvalidFree: true
+        ) { () throws(FreeError) in try populated.cache.free(byMinSize) }
     }
 
     @Test("offsets in the null page and past the end")
@@ -118,14 +136,18 @@ struct BadCallTests {
         let capacity = UInt64(PopulatedCache.geometry.capacity)
         for raw in [8, 64, UInt64(populated.cache.layout.nullRegionLength), capacity + 8, capacity + 4096, .max] {
             let offset = ShmOffset(rawValue: raw)
-            populated.expectRefused(FreeError.outOfRange(offset), message: "free of \(offset): outside the allocatable region",
-                                    countsAsInvalidFree: true) { () throws(FreeError) in try populated.cache.free(offset) }
+            populated.expectRefused(
+                FreeError.outOfRange(offset), message: "free of \(offset): outside the allocatable region",
+                countsAsInvalidFree: true
+            ) { () throws(FreeError) in try populated.cache.free(offset) }
         }
         var outside: UInt8 = 0
         let pointer = withUnsafeMutablePointer(to: &outside) { UnsafeRawPointer($0) }
         let asOffset = ShmOffset(rawValue: UInt64(UInt(bitPattern: pointer)))
-        populated.expectRefused(FreeError.outOfRange(asOffset), message: "free of \(asOffset): outside the allocatable region",
-                                countsAsInvalidFree: true) { () throws(FreeError) in try populated.cache.free(pointer: pointer) }
+        populated.expectRefused(
+            FreeError.outOfRange(asOffset), message: "free of \(asOffset): outside the allocatable region",
+            countsAsInvalidFree: true
+        ) { () throws(FreeError) in try populated.cache.free(pointer: pointer) }
     }
 
     @Test("freeing SHM_NULL or a nil pointer is a no-op, not an error")
@@ -146,8 +168,10 @@ struct BadCallTests {
         let original = headerAddress.load(as: UInt64.self)
         for corruption: UInt64 in [0, ~original, original ^ 1 << 40, original ^ 1 << 60] {
             headerAddress.storeBytes(of: corruption, as: UInt64.self)
-            populated.expectRefused(FreeError.corruptedHeader(offset), message: "free of \(offset): the allocation header is corrupted",
-                                    countsAsInvalidFree: true) { () throws(FreeError) in try populated.cache.free(offset) }
+            populated.expectRefused(
+                FreeError.corruptedHeader(offset), message: "free of \(offset): the allocation header is corrupted",
+                countsAsInvalidFree: true
+            ) { () throws(FreeError) in try populated.cache.free(offset) }
         }
         headerAddress.storeBytes(of: original, as: UInt64.self)
         try populated.cache.free(offset)
@@ -158,18 +182,24 @@ struct BadCallTests {
         let populated = try PopulatedCache()
         let largest = PopulatedCache.geometry.largestRequest
         for size in [-1, largest + 1, .max, .min] {
-            populated.expectRefused(AllocationError.tooLarge(requested: size, largest: largest),
-                                    message: "request of \(size) bytes exceeds the largest allocation (\(largest) bytes)",
-                                    countsAsInvalidFree: false) { () throws(AllocationError) in _ = try populated.cache.allocate(size) }
+            populated.expectRefused(
+                AllocationError.tooLarge(requested: size, largest: largest),
+                message: "request of \(size) bytes exceeds the largest allocation (\(largest) bytes)",
+                countsAsInvalidFree: false
+            ) { () throws(AllocationError) in _ = try populated.cache.allocate(size) }
         }
-        populated.expectRefused(AllocationError.tooLarge(requested: .max, largest: largest),
-                                message: "request of \(Int.max) bytes exceeds the largest allocation (\(largest) bytes)",
-                                countsAsInvalidFree: false) { () throws(AllocationError) in
+        populated.expectRefused(
+            AllocationError.tooLarge(requested: .max, largest: largest),
+            message: "request of \(Int.max) bytes exceeds the largest allocation (\(largest) bytes)",
+            countsAsInvalidFree: false
+        ) { () throws(AllocationError) in
             _ = try populated.cache.allocateZeroed(count: .max / 2, size: 3)
         }
-        populated.expectRefused(AllocationError.tooLarge(requested: -1, largest: largest),
-                                message: "request of -1 bytes exceeds the largest allocation (\(largest) bytes)",
-                                countsAsInvalidFree: false) { () throws(AllocationError) in
+        populated.expectRefused(
+            AllocationError.tooLarge(requested: -1, largest: largest),
+            message: "request of -1 bytes exceeds the largest allocation (\(largest) bytes)",
+            countsAsInvalidFree: false
+        ) { () throws(AllocationError) in
             _ = try populated.cache.allocateZeroed(count: -1, size: 1)
         }
     }
@@ -188,7 +218,8 @@ struct BadCallTests {
         let failedBefore = cache.failedAllocations
         #expect(throws: AllocationError.outOfSpace(requested: 1016)) { try cache.allocate(1016) }
         #expect(cache.failedAllocations == failedBefore + 1)
-        #expect(AllocationError.outOfSpace(requested: 1016).description == "no free node for 1016 bytes: the cache is full")
+        #expect(
+            AllocationError.outOfSpace(requested: 1016).description == "no free node for 1016 bytes: the cache is full")
 
         let freed = taken[taken.count / 2]
         try cache.free(freed)

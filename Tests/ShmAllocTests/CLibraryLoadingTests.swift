@@ -4,8 +4,8 @@
 import Foundation
 import ShmAlloc
 import ShmFormat
-import Testing
 import ShmTestSupport
+import Testing
 
 @Suite("the C library, loaded and installed")
 struct CLibraryLoadingTests {
@@ -17,7 +17,8 @@ struct CLibraryLoadingTests {
         let file = scratch.file("prog-\(UUID().uuidString).c")
         try source.write(toFile: file, atomically: true, encoding: .utf8)
         let executable = String(file.dropLast(2))
-        let gcc = try runToEnd("/usr/bin/env", ["gcc", "-Wall", "-Werror", file] + flags + ["-o", executable], in: scratch)
+        let gcc = try runToEnd(
+            "/usr/bin/env", ["gcc", "-Wall", "-Werror", file] + flags + ["-o", executable], in: scratch)
         try #require(gcc.termination == .exited(0), "gcc failed: \(gcc.outputTail)")
         return executable
     }
@@ -47,12 +48,14 @@ struct CLibraryLoadingTests {
         let scratch = try ScratchDirectory()
         let nm = try runToEnd("/usr/bin/env", ["nm", "-D", "--undefined-only", Self.library], in: scratch)
         try #require(nm.termination == .exited(0), "\(nm.outputTail)")
-        let imported = Set(nm.output.split(separator: "\n").compactMap {
-            $0.split(separator: " ").last?.split(separator: "@").first
-        })
+        let imported = Set(
+            nm.output.split(separator: "\n").compactMap {
+                $0.split(separator: " ").last?.split(separator: "@").first
+            })
         #expect(imported.contains("free"))
         // Memory from anywhere else would reach the arena's free, or arena memory libc's realloc.
-        #expect(imported.isDisjoint(with: ["calloc", "realloc", "reallocarray", "aligned_alloc", "memalign", "valloc"]))
+        #expect(
+            imported.isDisjoint(with: ["calloc", "realloc", "reallocarray", "aligned_alloc", "memalign", "valloc"]))
     }
 
     /// Exits 0 when, at the start of main, the preloaded library has mapped the cache and nothing
@@ -181,7 +184,9 @@ struct CLibraryLoadingTests {
         }
         """#
 
-    @Test("getters answer before shm_init; an explicit shm_init replaces the load-time mapping, then refuses another file")
+    @Test(
+        "getters answer before shm_init; an explicit shm_init replaces the load-time mapping, then refuses another file"
+    )
     func startupRules() throws {
         let scratch = try ScratchDirectory()
         let program = try Self.compile(Self.startupProgram, in: scratch, flags: Self.linkFlags)
@@ -190,8 +195,11 @@ struct CLibraryLoadingTests {
         #expect(getters.termination == .exited(0), "\(getters.outputTail)")
         #expect(getters.output == "ok\n")
 
-        let loaded = scratch.file("loaded.shm"), explicit = scratch.file("explicit.shm"), other = scratch.file("other.shm")
-        let run = try runToEnd("/usr/bin/env", ["SHM_FILE=" + loaded, program, "replace", explicit, other], in: scratch)
+        let loaded = scratch.file("loaded.shm")
+        let explicit = scratch.file("explicit.shm")
+        let other = scratch.file("other.shm")
+        let run = try runToEnd(
+            "/usr/bin/env", ["SHM_FILE=" + loaded, program, "replace", explicit, other], in: scratch)
         try #require(run.termination == .exited(0), "\(run.outputTail)")
         let offset = try #require(UInt64(run.output.trimmingCharacters(in: .whitespacesAndNewlines)))
 
@@ -204,7 +212,9 @@ struct CLibraryLoadingTests {
         #expect(loadedCache.usedBlocks == [])
     }
 
-    @Test("scripts/install.sh puts header, library and shm_alloc.pc under a prefix; gcc with pkg-config builds against them")
+    @Test(
+        "scripts/install.sh puts header, library and shm_alloc.pc under a prefix; gcc with pkg-config builds against them"
+    )
     func installsWithPkgConfig() throws {
         let scratch = try ScratchDirectory()
         let prefix = scratch.file("prefix")
@@ -220,12 +230,15 @@ struct CLibraryLoadingTests {
         let executable = scratch.file("installed")
         let gcc = try runToEnd(
             "/usr/bin/env",
-            ["PKG_CONFIG_PATH=" + prefix + "/lib/pkgconfig", "sh", "-c",
-             "gcc -Wall -Werror \"$0\" $(pkg-config --cflags --libs shm_alloc) -o \"$1\"", source, executable],
+            [
+                "PKG_CONFIG_PATH=" + prefix + "/lib/pkgconfig", "sh", "-c",
+                "gcc -Wall -Werror \"$0\" $(pkg-config --cflags --libs shm_alloc) -o \"$1\"", source, executable,
+            ],
             in: scratch)
         try #require(gcc.termination == .exited(0), "\(gcc.outputTail)")
         let run = try runToEnd(
-            "/usr/bin/env", ["-u", "SHM_FILE", "LD_LIBRARY_PATH=" + prefix + "/lib", executable, "getters"], in: scratch)
+            "/usr/bin/env", ["-u", "SHM_FILE", "LD_LIBRARY_PATH=" + prefix + "/lib", executable, "getters"], in: scratch
+        )
         #expect(run.termination == .exited(0), "\(run.outputTail)")
         #expect(run.output == "ok\n")
     }

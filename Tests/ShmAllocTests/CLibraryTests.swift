@@ -7,8 +7,8 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmPathCache
-import Testing
 import ShmTestSupport
+import Testing
 
 extension MultiProcessTests {
     /// Allocates and writes in the parent, forks, reads and frees in the child, then checks in the
@@ -105,8 +105,10 @@ extension MultiProcessTests {
         let include = BuiltProducts.packageRoot + "/Sources/CShmAlloc/include"
         let compile = try runToEnd(
             "/usr/bin/env",
-            ["gcc", "-Wall", "-Werror", source, "-I", include, "-L", BuiltProducts.directory, "-lshm_alloc",
-             "-Wl,-rpath," + BuiltProducts.directory, "-o", executable],
+            [
+                "gcc", "-Wall", "-Werror", source, "-I", include, "-L", BuiltProducts.directory, "-lshm_alloc",
+                "-Wl,-rpath," + BuiltProducts.directory, "-o", executable,
+            ],
             in: scratch)
         try #require(compile.termination == .exited(0), "gcc failed: \(compile.outputTail)")
 

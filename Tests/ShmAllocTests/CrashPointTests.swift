@@ -2,14 +2,16 @@
 // refused in the middle of a race: after each, the cache must be whole, nothing it holds may be
 // lost to the index, and a refused free must have written nothing.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
-@_spi(CrashTesting) @testable import ShmAlloc
 import ShmFormat
-import Testing
 import ShmTestSupport
+import Testing
+
+@_spi(CrashTesting) @testable import ShmAlloc
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("Crash points")
 struct CrashPointTests {
@@ -18,18 +20,22 @@ struct CrashPointTests {
 
     /// Every crash point with the reaches to kill at: the first (a young cache, the first
     /// allocation's index work) and later ones.
-    static let cases: [(CrashPoint, Int)] = CrashPoint.allCases.filter { $0 != .freeValidated && !$0.isPathCachePoint }.flatMap { point in
-        (point == .repairMidway ? [1, 2] : [1, 2, 31]).map { (point, $0) }
-    }
+    static let cases: [(CrashPoint, Int)] = CrashPoint.allCases.filter { $0 != .freeValidated && !$0.isPathCachePoint }
+        .flatMap { point in
+            (point == .repairMidway ? [1, 2] : [1, 2, 31]).map { (point, $0) }
+        }
 
-    @Test("killed at a crash point: words valid, survivors freeable, fills to 0 B free, index complete",
-          .timeLimit(.minutes(3)), arguments: cases)
+    @Test(
+        "killed at a crash point: words valid, survivors freeable, fills to 0 B free, index complete",
+        .timeLimit(.minutes(3)), arguments: cases)
     func killedAt(point: CrashPoint, hit: Int) throws {
         let scratch = try ScratchDirectory()
         let path = scratch.file("crash.shm")
         _ = try makeCache(at: path, geometry: Self.geometry)
-        let victim = try runToEnd(BuiltProducts.helper, ["crash", path, point.name, "\(hit)", "\(hit * 7919)"], in: scratch)
-        try #require(victim.termination == .signalled(SIGKILL), "the helper must die at \(point) #\(hit): \(victim.outputTail)")
+        let victim = try runToEnd(
+            BuiltProducts.helper, ["crash", path, point.name, "\(hit)", "\(hit * 7919)"], in: scratch)
+        try #require(
+            victim.termination == .signalled(SIGKILL), "the helper must die at \(point) #\(hit): \(victim.outputTail)")
 
         let cache = try SharedCache(path: path, policy: .attach)
         #expect(cache.invalidBlocks == [])
@@ -60,7 +66,7 @@ struct CrashPointTests {
     func refusedFreeLeavesTheNextOwnersHeader() throws {
         let scratch = try ScratchDirectory()
         let cache = try makeCache(at: scratch.file("race.shm"), geometry: Self.geometry)
-        let first = try cache.allocate(100)   // a 128-byte node
+        let first = try cache.allocate(100)  // a 128-byte node
         nonisolated(unsafe) var second = ShmOffset.null
         // Between this free's validation and its first write, the owner frees the node and a
         // smaller allocation takes its start (same block: the cursor).
@@ -101,7 +107,9 @@ extension SharedCache {
     /// header names nobody (released, or never written).
     func allocationCensus(owner: pid_t) -> (owned: [ShmOffset], ownerless: [Int], ownerlessBytes: Int) {
         let tree = geometry.tree
-        var owned: [ShmOffset] = [], ownerless: [Int] = [], ownerlessBytes = 0
+        var owned: [ShmOffset] = []
+        var ownerless: [Int] = []
+        var ownerlessBytes = 0
         for block in layout.nullBlockCount..<geometry.blockCount {
             var nodes = tree.allocations(word(ofBlock: block))
             while nodes != 0 {
@@ -123,9 +131,12 @@ extension SharedCache {
     /// The node offsets the intents of `pid`'s owner-table entry name.
     func intents(of pid: pid_t) -> [Int] {
         let table = fileBase + layout.ownersOffset
-        guard let entry = (0..<OwnerTable.entryCount).first(where: {
-            OwnerTable.pid(ofIdentity: table.load(fromByteOffset: $0 * OwnerTable.entrySize, as: UInt64.self)) == pid
-        }) else { return [] }
+        guard
+            let entry = (0..<OwnerTable.entryCount).first(where: {
+                OwnerTable.pid(ofIdentity: table.load(fromByteOffset: $0 * OwnerTable.entrySize, as: UInt64.self))
+                    == pid
+            })
+        else { return [] }
         let copy = UnsafeRawBufferPointer(start: table, count: OwnerTable.byteCount)
         return (0..<OwnerTable.intentSlots).compactMap { slot in
             OwnerTable.target(ofIntent: OwnerTable.intent(in: copy, entry: entry, slot: slot)).map {
@@ -136,7 +147,8 @@ extension SharedCache {
 
     /// The header in front of `offset`, or `nil` when its check byte fails.
     func header(of offset: ShmOffset) -> AllocationHeader? {
-        AllocationHeader(rawValue: UInt64(littleEndian: (base + Int(offset.rawValue) - AllocationHeader.size).load(as: UInt64.self)))
+        AllocationHeader(
+            rawValue: UInt64(littleEndian: (base + Int(offset.rawValue) - AllocationHeader.size).load(as: UInt64.self)))
     }
 
     /// Free bytes in every block past the null region.
@@ -160,7 +172,8 @@ extension SharedCache {
             guard let blockClass = tree.largestFreeOrder(word(ofBlock: block)) else { return false }
             var bit = block
             for level in 0..<shape.levelCount {
-                if indexWords[shape.wordIndex(class: blockClass, level: level, bit: bit)] & (1 << UInt64(bit & 63)) == 0 {
+                if indexWords[shape.wordIndex(class: blockClass, level: level, bit: bit)] & (1 << UInt64(bit & 63)) == 0
+                {
                     return true
                 }
                 bit >>= 6
@@ -200,7 +213,8 @@ struct OwnerRegistrationTests {
         let scratch = try ScratchDirectory()
         let path = scratch.file("fork.shm")
         let cache = try makeCache(at: path, geometry: CrashPointTests.geometry)
-        let victim = try runToEnd(BuiltProducts.helper, ["crash", path, CrashPoint.claimedBeforeHeader.name, "1", "1"], in: scratch)
+        let victim = try runToEnd(
+            BuiltProducts.helper, ["crash", path, CrashPoint.claimedBeforeHeader.name, "1", "1"], in: scratch)
         try #require(victim.termination == .signalled(SIGKILL))
         let pids = Self.identities(cache).map(OwnerTable.pid(ofIdentity:))
         #expect(pids.contains(getpid()) && pids.contains(victim.pid))
@@ -215,10 +229,12 @@ struct OwnerRegistrationTests {
         let cache = try makeCache(at: path, geometry: CrashPointTests.geometry)
         let run = try runToEnd(BuiltProducts.helper, ["fork", path], in: scratch)
         try #require(run.termination == .exited(0), "\(run.outputTail)")
-        let parent = pid_t(run.result("parent")), child = pid_t(run.result("child"))
+        let parent = pid_t(run.result("parent"))
+        let child = pid_t(run.result("child"))
         let pids = Self.identities(cache).map(OwnerTable.pid(ofIdentity:))
         #expect(pids.contains(parent) && pids.contains(child), "both processes have an entry: \(pids)")
-        let parentHeld = cache.allocationCensus(owner: parent), childHeld = cache.allocationCensus(owner: child)
+        let parentHeld = cache.allocationCensus(owner: parent)
+        let childHeld = cache.allocationCensus(owner: child)
         // Two allocations in all, each with its own process's header.
         #expect(parentHeld.owned.count == 1 && childHeld.owned.count == 1)
         #expect(parentHeld.ownerless.count == 1 && childHeld.ownerless.count == 1)
@@ -242,7 +258,8 @@ struct OwnerRegistrationTests {
 
         // Every entry a live process (the parent, with its real start time): no room.
         let parent = getppid()
-        let parentIdentity = OwnerTable.identity(pid: parent, startTime: ProcessIdentity.status(ofProcess: parent)!.startTime)
+        let parentIdentity = OwnerTable.identity(
+            pid: parent, startTime: ProcessIdentity.status(ofProcess: parent)!.startTime)
         fill { _ in parentIdentity }
         let crowded = try SharedCache(path: path, policy: .attach)
         #expect(Self.identities(cache).allSatisfy { $0 == parentIdentity })

@@ -1,26 +1,29 @@
 // The crash soak in small: `shm-test-helper soak` with 20 SIGKILLs (the full soak is 200 or more; see
 // docs/reliability.md), and the inspector's JSON report of what the dead left behind.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
-import Testing
 import ShmSystem
-import ShmWorkloads
 import ShmTestSupport
+import ShmWorkloads
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension MultiProcessTests {
-    @Test("crash soak: 20 SIGKILLs of 4 writers; every word valid after each; leaked bytes = what the dead held",
-          .timeLimit(.minutes(3)))
+    @Test(
+        "crash soak: 20 SIGKILLs of 4 writers; every word valid after each; leaked bytes = what the dead held",
+        .timeLimit(.minutes(3)))
     func crashSoak() throws {
         let scratch = try ScratchDirectory()
         let path = scratch.file("soak.shm")
-        let soak = try runToEnd(BuiltProducts.helper, ["soak", path, "--kills", "20", "--interval-ms", "100", "--keep"],
-                                in: scratch, timeout: .seconds(120))
+        let soak = try runToEnd(
+            BuiltProducts.helper, ["soak", path, "--kills", "20", "--interval-ms", "100", "--keep"],
+            in: scratch, timeout: .seconds(120))
         #expect(soak.termination == .exited(0), "\(soak.outputTail)")
         #expect(soak.result("kills") == 20)
         #expect(soak.result("problems") == 0, "\(soak.outputTail)")
@@ -49,8 +52,9 @@ extension MultiProcessTests {
 }
 
 extension MultiProcessTests {
-    @Test("31 rounds of SIGKILLed 2-thread writers: words valid, every allocated byte a dead owner's, fills to 0 B free",
-          .timeLimit(.minutes(5)))
+    @Test(
+        "31 rounds of SIGKILLed 2-thread writers: words valid, every allocated byte a dead owner's, fills to 0 B free",
+        .timeLimit(.minutes(5)))
     func killedThreadedWriters() throws {
         let scratch = try ScratchDirectory()
         let path = scratch.file("threads-soak.shm")

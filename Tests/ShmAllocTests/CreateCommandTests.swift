@@ -1,13 +1,14 @@
 // `shmtop create`, and capacities far beyond memory (the file is sparse).
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmAlloc
 import ShmFormat
-import Testing
 import ShmTestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("shmtop create")
 struct CreateCommandTests {
@@ -28,10 +29,12 @@ struct CreateCommandTests {
 
         let mismatch = try runToEnd(BuiltProducts.shmtop, ["create", path, "--min-size", "32"], in: scratch)
         #expect(mismatch.termination == .exited(1))
-        #expect(mismatch.error == "shmtop: \(path): file has geometry 64 B..2 KiB × 512 blocks = 1 MiB, "
-            + "but 32 B..1 KiB × 524288 blocks = 512 MiB was requested\n")
+        #expect(
+            mismatch.error == "shmtop: \(path): file has geometry 64 B..2 KiB × 512 blocks = 1 MiB, "
+                + "but 32 B..1 KiB × 524288 blocks = 512 MiB was requested\n")
 
-        let tooDeep = try runToEnd(BuiltProducts.shmtop, ["create", scratch.file("deep.shm"), "--min-size", "16"], in: scratch)
+        let tooDeep = try runToEnd(
+            BuiltProducts.shmtop, ["create", scratch.file("deep.shm"), "--min-size", "16"], in: scratch)
         #expect(tooDeep.termination != .exited(0))
         #expect(tooDeep.error.contains("exceeds 32"), "\(tooDeep.outputTail)")
         #expect(!FileManager.default.fileExists(atPath: scratch.file("deep.shm")))

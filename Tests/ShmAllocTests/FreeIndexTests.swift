@@ -2,11 +2,12 @@
 
 import Foundation
 import ShmFormat
-import Synchronization
-import Testing
-@testable import ShmAlloc
 import ShmInspect
 import ShmWorkloads
+import Synchronization
+import Testing
+
+@testable import ShmAlloc
 
 /// A free-space index over zeroed process memory, for tests.
 private final class IndexUnderTest: @unchecked Sendable {  // shared by test threads only through atomics
@@ -15,7 +16,8 @@ private final class IndexUnderTest: @unchecked Sendable {  // shared by test thr
     let index: FreeSpaceIndex
 
     init(blockCount: Int, classes: Int = 6) throws {
-        let geometry = try Geometry(minSize: 32, maxSize: 32 << (classes - 1), capacity: blockCount * (32 << (classes - 1)))
+        let geometry = try Geometry(
+            minSize: 32, maxSize: 32 << (classes - 1), capacity: blockCount * (32 << (classes - 1)))
         layout = FreeIndexLayout(geometry: geometry)
         storage = .allocate(capacity: layout.totalWords)
         for word in 0..<layout.totalWords { (storage + word).initialize(to: Atomic(0)) }
@@ -41,8 +43,10 @@ private final class IndexUnderTest: @unchecked Sendable {  // shared by test thr
         for blockClass in classes ?? 0..<layout.classCount {
             for level in 1..<max(layout.levelCount, 1) {
                 for bit in 0..<layout.bitCount(level: level) {
-                    let child = storage[layout.wordIndex(class: blockClass, level: level - 1, bit: bit << 6)].load(ordering: .relaxed)
-                    let summary = storage[layout.wordIndex(class: blockClass, level: level, bit: bit)].load(ordering: .relaxed)
+                    let child = storage[layout.wordIndex(class: blockClass, level: level - 1, bit: bit << 6)].load(
+                        ordering: .relaxed)
+                    let summary = storage[layout.wordIndex(class: blockClass, level: level, bit: bit)].load(
+                        ordering: .relaxed)
                     let isSet = summary & (1 << UInt64(bit & 63)) != 0
                     if child != 0 && !isSet || exact && child == 0 && isSet { return false }
                 }
@@ -69,7 +73,7 @@ struct FreeIndexTests {
     func modelAgreement(blockCount: Int) throws {
         let under = try IndexUnderTest(blockCount: blockCount)
         var model = Array(repeating: Set<Int>(), count: under.layout.classCount)
-        var random = SplitMix64(seed: 0x5EED000C)
+        var random = SplitMix64(seed: 0x5EED_000C)
         for step in 0..<3000 {
             let blockClass = Int.random(in: 0..<under.layout.classCount, using: &random)
             // Cluster blocks so words fill up and empty out again, exercising the summaries.
@@ -106,8 +110,9 @@ struct FreeIndexTests {
     @Test("a new cache lists every block but the null region under the top class")
     func initialListing() throws {
         let under = try IndexUnderTest(blockCount: 5000)
-        let words = UnsafeMutableBufferPointer(start: UnsafeMutableRawPointer(under.storage).assumingMemoryBound(to: UInt64.self),
-                                               count: under.layout.totalWords)
+        let words = UnsafeMutableBufferPointer(
+            start: UnsafeMutableRawPointer(under.storage).assumingMemoryBound(to: UInt64.self),
+            count: under.layout.totalWords)
         under.layout.initialise(words, firstBlock: 4)
         let top = under.layout.classCount - 1
         for block in [0, 3] { #expect(!under.lists(block, class: top)) }
@@ -126,9 +131,10 @@ struct FreeIndexTests {
         await withTaskGroup(of: Void.self) { group in
             for thread in 0..<threads {
                 group.addTask {
-                    var random = SplitMix64(seed: 0x5EED000D &+ UInt64(thread))
+                    var random = SplitMix64(seed: 0x5EED_000D &+ UInt64(thread))
                     for _ in 0..<20_000 {
-                        let block = Int.random(in: 0..<(under.layout.blockCount / threads), using: &random) * threads + thread
+                        let block =
+                            Int.random(in: 0..<(under.layout.blockCount / threads), using: &random) * threads + thread
                         if Bool.random(using: &random) {
                             under.index.insert(block, class: 2)
                         } else {
@@ -137,7 +143,11 @@ struct FreeIndexTests {
                     }
                     // Leave exactly the blocks of this thread that are multiples of 7 listed.
                     for block in stride(from: thread, to: under.layout.blockCount, by: threads) {
-                        if block % 7 == 0 { under.index.insert(block, class: 2) } else { under.index.remove(block, class: 2) }
+                        if block % 7 == 0 {
+                            under.index.insert(block, class: 2)
+                        } else {
+                            under.index.remove(block, class: 2)
+                        }
                     }
                 }
             }
@@ -161,13 +171,14 @@ struct IndexConsistencyTests {
     func neverUnderAdvertised() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("index-\(UUID()).shm").path
         defer { unlink(path) }
-        let cache = try SharedCache(path: path, policy: .require(try Geometry(minSize: 32, maxSize: 1024, capacity: 256 << 10)))
+        let cache = try SharedCache(
+            path: path, policy: .require(try Geometry(minSize: 32, maxSize: 1024, capacity: 256 << 10)))
         let tree = cache.geometry.tree
         let indexWords = UnsafeBufferPointer(
             start: (cache.fileBase + cache.layout.indexOffset).assumingMemoryBound(to: UInt64.self),
             count: cache.layout.freeIndex.totalWords)
         var live: [ShmOffset] = []
-        var random = SplitMix64(seed: 0x5EED000E)
+        var random = SplitMix64(seed: 0x5EED_000E)
         for step in 0..<6000 {
             if live.isEmpty || Int.random(in: 0..<5, using: &random) < 3 {
                 if let offset = try? cache.allocate(Int.random(in: 1...1016, using: &random)) { live.append(offset) }
@@ -194,11 +205,12 @@ struct IndexConsistencyTests {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("race-\(UUID()).shm").path
         defer { unlink(path) }
         // 60 usable blocks for 4 threads keep them on the same words and the same index words.
-        let cache = try SharedCache(path: path, policy: .require(try Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10)))
+        let cache = try SharedCache(
+            path: path, policy: .require(try Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10)))
         let failures = await withTaskGroup(of: Int.self) { group in
             for task in 0..<4 {
                 group.addTask {
-                    var random = SplitMix64(seed: 0x5EED000F &+ UInt64(task))
+                    var random = SplitMix64(seed: 0x5EED_000F &+ UInt64(task))
                     var live: [ShmOffset] = []
                     var failed = 0
                     for _ in 0..<40_000 {
@@ -237,7 +249,7 @@ struct IndexConsistencyTests {
         let tree = geometry.tree
         let blocks = owner.layout.nullBlockCount..<geometry.blockCount
         var live: [ShmOffset] = []
-        var random = SplitMix64(seed: 0x5EED0010)
+        var random = SplitMix64(seed: 0x5EED_0010)
         var placements = 0
         for step in 0..<2500 {
             if live.isEmpty || Int.random(in: 0..<5, using: &random) < 3 {
@@ -250,13 +262,18 @@ struct IndexConsistencyTests {
                 // A fresh mapping has no cursor, so the request goes through the index search.
                 let fresh = try SharedCache(path: path, policy: .attach)
                 guard let offset = try? fresh.allocate(size) else {
-                    #expect(bestClass == nil, "step \(step): \(size) B refused, but a block of class \(bestClass ?? -1) fits it")
+                    #expect(
+                        bestClass == nil,
+                        "step \(step): \(size) B refused, but a block of class \(bestClass ?? -1) fits it")
                     continue
                 }
                 live.append(offset)
                 let block = Int(offset.rawValue - 8) >> geometry.maxShift
                 let chosenClass = tree.largestFreeOrder(before[block - blocks.lowerBound])
-                #expect(chosenClass == bestClass, "step \(step): \(size) B went to a block of class \(chosenClass ?? -1), best was \(bestClass ?? -1)")
+                #expect(
+                    chosenClass == bestClass,
+                    "step \(step): \(size) B went to a block of class \(chosenClass ?? -1), best was \(bestClass ?? -1)"
+                )
                 placements += 1
             } else {
                 try owner.free(live.swapRemove(at: Int.random(in: 0..<live.count, using: &random)))
@@ -269,7 +286,8 @@ struct IndexConsistencyTests {
     func failsOnlyWhenFull() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("full-\(UUID()).shm").path
         defer { unlink(path) }
-        let cache = try SharedCache(path: path, policy: .require(try Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10)))
+        let cache = try SharedCache(
+            path: path, policy: .require(try Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10)))
         var whole: [ShmOffset] = []
         while let offset = try? cache.allocate(1000) { whole.append(offset) }
         #expect(whole.count == cache.geometry.blockCount - cache.layout.nullBlockCount)

@@ -1,13 +1,14 @@
 // The hostile calls of the hardening issue that BadCallTests did not cover yet: `malloc(0)`, and a
 // free whose offset names a well-formed allocation header in the wrong block.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmAlloc
 import ShmFormat
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension BadCallTests {
     @Test("a request of 0 bytes gets its own minimum-size allocation, freeable once, and changes no other")
@@ -19,14 +20,17 @@ extension BadCallTests {
         let other = try populated.cache.allocate(0)
         #expect(zero != other, "two zero-byte requests are two allocations")
         #expect(!populated.live.contains { $0.offset == zero || $0.offset == other })
-        let header = AllocationHeader(rawValue: (populated.cache.pointer(to: zero)! - AllocationHeader.size).load(as: UInt64.self))
+        let header = AllocationHeader(
+            rawValue: (populated.cache.pointer(to: zero)! - AllocationHeader.size).load(as: UInt64.self))
         #expect(header?.requestedSize == 0 && header?.order == 0)
         try populated.cache.free(zero)
         try populated.cache.free(other)
         #expect(populated.snapshot() == before, "the other allocations and every word are as they were")
         #expect(populated.cache.allWords == wordsBefore)
-        populated.expectRefused(FreeError.notAllocated(zero), message: "free of \(zero): not allocated (double free?)",
-                                countsAsInvalidFree: true) { () throws(FreeError) in try populated.cache.free(zero) }
+        populated.expectRefused(
+            FreeError.notAllocated(zero), message: "free of \(zero): not allocated (double free?)",
+            countsAsInvalidFree: true
+        ) { () throws(FreeError) in try populated.cache.free(zero) }
         let zeroed = try populated.cache.allocateZeroed(count: 0, size: 100)
         try populated.cache.free(zeroed)
         #expect(populated.snapshot() == before)
@@ -44,8 +48,10 @@ extension BadCallTests {
             let elsewhere = ShmOffset(rawValue: UInt64(emptyBlock * blockSize + positionInBlock))
             let header = (cache.pointer(to: allocation.offset)! - AllocationHeader.size).load(as: UInt64.self)
             (cache.pointer(to: elsewhere)! - AllocationHeader.size).storeBytes(of: header, as: UInt64.self)
-            populated.expectRefused(FreeError.notAllocated(elsewhere), message: "free of \(elsewhere): not allocated (double free?)",
-                                    countsAsInvalidFree: true) { () throws(FreeError) in try cache.free(elsewhere) }
+            populated.expectRefused(
+                FreeError.notAllocated(elsewhere), message: "free of \(elsewhere): not allocated (double free?)",
+                countsAsInvalidFree: true
+            ) { () throws(FreeError) in try cache.free(elsewhere) }
             (cache.pointer(to: elsewhere)! - AllocationHeader.size).storeBytes(of: 0, as: UInt64.self)
         }
         // And a live block other than the allocation's own: every other allocation's block.

@@ -9,15 +9,16 @@
 // holds). Measured on a fresh clone (2 cores): the whole release test, cold build included, took
 // 19 s; later runs reuse the build and take about 12 s, mostly the two helper runs.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmAlloc
 import ShmFormat
-import Testing
 import ShmSystem
 import ShmTestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension MultiProcessTests {
     /// Runs the `signals` helper in `processes` processes at once on one cache: a loop allocating
@@ -33,11 +34,14 @@ extension MultiProcessTests {
             try TestProcess(helper, ["signals", path, "\(seconds)"], in: scratch)
         }
         for run in runs {
-            #expect(run.wait(timeout: .seconds(30 + 3 * seconds)) == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)
+            #expect(
+                run.wait(timeout: .seconds(30 + 3 * seconds)) == .exited(0), "\(run.outputTail)",
+                sourceLocation: sourceLocation)
             #expect(run.result("handlerFailures") == 0, sourceLocation: sourceLocation)
             #expect(run.result("mismatches") == 0, sourceLocation: sourceLocation)
-            #expect(run.result("handlerRuns") > 1000, "the timer must have interrupted the loop often: \(run.outputTail)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                run.result("handlerRuns") > 1000, "the timer must have interrupted the loop often: \(run.outputTail)",
+                sourceLocation: sourceLocation)
             #expect(run.result("loops") > 1000, sourceLocation: sourceLocation)
         }
         #expect(cache.invalidBlocks == [], sourceLocation: sourceLocation)
@@ -52,7 +56,9 @@ extension MultiProcessTests {
         let cache = try makeCache(at: path, geometry: geometry)
         let run = try runToEnd(helper, ["heap", path, "1000000"], in: scratch, timeout: .seconds(60))
         #expect(run.termination == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)
-        #expect(run.result("control") == 1, "the counter must see a malloc: \(run.outputTail)", sourceLocation: sourceLocation)
+        #expect(
+            run.result("control") == 1, "the counter must see a malloc: \(run.outputTail)",
+            sourceLocation: sourceLocation)
         #expect(run.result("pairs") == 1_000_000, sourceLocation: sourceLocation)
         #expect(run.result("failures") == 0, sourceLocation: sourceLocation)
         #expect(run.result("mallocs") == 0, "\(run.outputTail)", sourceLocation: sourceLocation)
@@ -64,7 +70,8 @@ extension MultiProcessTests {
         try Self.expectSignalSafety(helper: BuiltProducts.helper)
     }
 
-    @Test("4 processes at once, each interrupted by SIGALRM every 50 µs whose handler allocates and frees (debug build)")
+    @Test(
+        "4 processes at once, each interrupted by SIGALRM every 50 µs whose handler allocates and frees (debug build)")
     func signalSafetyFourProcesses() throws {
         try Self.expectSignalSafety(helper: BuiltProducts.helper, processes: 4, seconds: 2)
     }
@@ -109,8 +116,10 @@ enum ReleaseHelper {
         let releaseScratch = (testScratchDirectory ?? BuiltProducts.directory) + "/release-helper"
         let run = try runToEnd(
             "/usr/bin/env",
-            ["swift", "build", "-c", "release", "--product", "shm-test-helper",
-             "--package-path", BuiltProducts.packageRoot, "--scratch-path", releaseScratch],
+            [
+                "swift", "build", "-c", "release", "--product", "shm-test-helper",
+                "--package-path", BuiltProducts.packageRoot, "--scratch-path", releaseScratch,
+            ],
             in: scratch, timeout: .seconds(540))
         guard run.termination == .exited(0) else { throw BuildFailed(output: run.outputTail) }
         return releaseScratch + "/release/shm-test-helper"

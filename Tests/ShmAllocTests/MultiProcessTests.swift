@@ -5,9 +5,9 @@
 import Foundation
 import ShmAlloc
 import ShmFormat
-import Testing
 import ShmSystem
 import ShmTestSupport
+import Testing
 
 @Suite("Multi-process", .serialized)
 struct MultiProcessTests {
@@ -17,10 +17,13 @@ struct MultiProcessTests {
     /// Starts `count` stress helpers on `path` (each with 2 threads); with `fillingFirst`, each
     /// thread allocates until the cache refuses it once before it starts freeing.
     static func startStress(
-        _ count: Int, path: String, seconds: Double, window: Int, fillingFirst: Bool = false, in scratch: ScratchDirectory
+        _ count: Int, path: String, seconds: Double, window: Int, fillingFirst: Bool = false,
+        in scratch: ScratchDirectory
     ) throws -> [TestProcess] {
         try (0..<count).map { index in
-            try TestProcess(BuiltProducts.helper, ["stress", path, "\(seconds)", "2", "\(window)"] + (fillingFirst ? ["fill-first"] : []), in: scratch)
+            try TestProcess(
+                BuiltProducts.helper,
+                ["stress", path, "\(seconds)", "2", "\(window)"] + (fillingFirst ? ["fill-first"] : []), in: scratch)
         }
     }
 
@@ -43,7 +46,9 @@ struct MultiProcessTests {
         #expect(cache.invalidFrees == 0)
     }
 
-    @Test("the stress workers also survive a cache too small for them (allocations fail cleanly, each thread at least once)")
+    @Test(
+        "the stress workers also survive a cache too small for them (allocations fail cleanly, each thread at least once)"
+    )
     func stressWhenFull() throws {
         let scratch = try ScratchDirectory()
         let path = scratch.file("full.shm")
@@ -54,7 +59,8 @@ struct MultiProcessTests {
         var outOfSpace = 0
         for worker in workers {
             #expect(worker.wait(timeout: .seconds(60)) == .exited(0), "\(worker.outputTail)")
-            #expect(worker.result("outOfSpace") >= 2, "each of its 2 threads filled the cache once: \(worker.outputTail)")
+            #expect(
+                worker.result("outOfSpace") >= 2, "each of its 2 threads filled the cache once: \(worker.outputTail)")
             outOfSpace += max(0, worker.result("outOfSpace"))
         }
         #expect(cache.failedAllocations == UInt64(outOfSpace))
@@ -71,8 +77,10 @@ struct MultiProcessTests {
             let start = UInt64(Date().timeIntervalSince1970 * 1e9) + 400_000_000
             let geometry = Self.geometry
             let racers = try (0..<8).map { index in
-                try TestProcess(BuiltProducts.helper,
-                                 ["open", path, "\(geometry.minSize)", "\(geometry.maxSize)", "\(geometry.capacity)", "\(start)"], in: scratch)
+                try TestProcess(
+                    BuiltProducts.helper,
+                    ["open", path, "\(geometry.minSize)", "\(geometry.maxSize)", "\(geometry.capacity)", "\(start)"],
+                    in: scratch)
             }
             for racer in racers { #expect(racer.wait(timeout: .seconds(30)) == .exited(0), "\(racer.outputTail)") }
             let reports = racers.map(\.results)
@@ -82,7 +90,8 @@ struct MultiProcessTests {
             #expect(Set(reports.map { $0["geometry"] ?? "?" }) == ["32,1024,8192"])
             let spawned = Set(racers.map { "\($0.pid)" })
             #expect(spawned.isSuperset(of: creators), "the creator is one of the racers")
-            #expect(reports.filter { $0["pid"] == $0["creator"] }.count == 1, "exactly one process initialised the file")
+            #expect(
+                reports.filter { $0["pid"] == $0["creator"] }.count == 1, "exactly one process initialised the file")
 
             let cache = try SharedCache(path: path, policy: .attach)
             #expect(cache.layout.fileSize == (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int))

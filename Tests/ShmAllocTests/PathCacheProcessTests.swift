@@ -2,16 +2,17 @@
 // handlers, writers killed at every crash point and at random. Every check is of what the writers
 // journaled as completed, so no assertion depends on timing.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 @_spi(CrashTesting) import ShmAlloc
 import ShmFormat
 import ShmPathCache
+import ShmTestSupport
 import ShmWorkloads
 import Testing
-import ShmTestSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension MultiProcessTests {
     /// Makes a path cache file and a zeroed journal in `scratch`.
@@ -27,9 +28,12 @@ extension MultiProcessTests {
         _ files: (paths: PathCache, journal: String), first: Int, threads: Int, writers: Int, operations: Int,
         in scratch: ScratchDirectory
     ) throws -> TestProcess {
-        try TestProcess(BuiltProducts.helper, [
-            "paths-writer", files.paths.cache.path, files.journal, "\(first)", "\(threads)", "\(writers)", "\(operations)",
-        ], in: scratch)
+        try TestProcess(
+            BuiltProducts.helper,
+            [
+                "paths-writer", files.paths.cache.path, files.journal, "\(first)", "\(threads)", "\(writers)",
+                "\(operations)",
+            ], in: scratch)
     }
 
     /// Expects every insert the journal records as completed, by writers `0 ..< writers`, to be
@@ -43,7 +47,8 @@ extension MultiProcessTests {
                 let path = PathCacheWorkload.path(seed: seed)
                 let found = try? files.paths.search(path)
                 if found != PathFlags(rawValue: PathCacheWorkload.flags(path: path)) {
-                    Issue.record("writer \(writer)'s insert \(operation) (seed \(seed)) found as \(String(describing: found))")
+                    Issue.record(
+                        "writer \(writer)'s insert \(operation) (seed \(seed)) found as \(String(describing: found))")
                     return
                 }
                 checked += 1
@@ -69,8 +74,9 @@ extension MultiProcessTests {
             #expect(writer.result("checks") > 100, "\(writer.outputTail)")
         }
         try Self.expectJournaledInsertsFound(files, writers: 6)
-        let distinct = Set((0..<6).flatMap { writer in (0..<1500).map { PathCacheWorkload.seed(writer: writer, operation: $0) } }
-            .map { PathCacheWorkload.path(seed: $0) })
+        let distinct = Set(
+            (0..<6).flatMap { writer in (0..<1500).map { PathCacheWorkload.seed(writer: writer, operation: $0) } }
+                .map { PathCacheWorkload.path(seed: $0) })
         #expect(files.paths.census().entries == distinct.count, "every distinct path cached exactly once")
     }
 
@@ -162,10 +168,12 @@ extension MultiProcessTests {
     static func expectPathSignalSafety(helper: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let scratch = try ScratchDirectory()
         let files = try pathCacheFiles(scratch)
-        let worker = try runToEnd(helper, ["paths-signals", files.paths.cache.path], in: scratch, timeout: .seconds(120))
+        let worker = try runToEnd(
+            helper, ["paths-signals", files.paths.cache.path], in: scratch, timeout: .seconds(120))
         #expect(worker.termination == .exited(0), "\(worker.outputTail)", sourceLocation: sourceLocation)
-        #expect(worker.result("handlerRuns") > 1000 && worker.result("missing") == 0, "\(worker.outputTail)",
-                sourceLocation: sourceLocation)
+        #expect(
+            worker.result("handlerRuns") > 1000 && worker.result("missing") == 0, "\(worker.outputTail)",
+            sourceLocation: sourceLocation)
         #expect(files.paths.census().entries == worker.result("paths"), sourceLocation: sourceLocation)
     }
 
@@ -177,14 +185,20 @@ extension MultiProcessTests {
     static func expectNoPathHeapAllocations(helper: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let scratch = try ScratchDirectory()
         let files = try pathCacheFiles(scratch)
-        let run = try runToEnd(helper, ["paths-heap", files.paths.cache.path, "200000"], in: scratch, timeout: .seconds(120))
+        let run = try runToEnd(
+            helper, ["paths-heap", files.paths.cache.path, "200000"], in: scratch, timeout: .seconds(120))
         #expect(run.termination == .exited(0), "\(run.outputTail)", sourceLocation: sourceLocation)
-        #expect(run.result("control") == 1, "the counter must see a malloc: \(run.outputTail)", sourceLocation: sourceLocation)
-        #expect(run.result("failures") == 0 && run.result("mallocs") == 0, "\(run.outputTail)", sourceLocation: sourceLocation)
+        #expect(
+            run.result("control") == 1, "the counter must see a malloc: \(run.outputTail)",
+            sourceLocation: sourceLocation)
+        #expect(
+            run.result("failures") == 0 && run.result("mallocs") == 0, "\(run.outputTail)",
+            sourceLocation: sourceLocation)
     }
 
-    @Test("path cache SIGKILL soak: 16 rounds of 2 writer processes × 2 threads killed at random; every journaled insert found",
-          .timeLimit(.minutes(5)))
+    @Test(
+        "path cache SIGKILL soak: 16 rounds of 2 writer processes × 2 threads killed at random; every journaled insert found",
+        .timeLimit(.minutes(5)))
     func pathKillSoak() throws {
         let scratch = try ScratchDirectory()
         let files = try Self.pathCacheFiles(scratch)
@@ -194,14 +208,17 @@ extension MultiProcessTests {
         for round in 0..<rounds {
             let first = round * 4
             let writers = try (0..<2).map { process in
-                try Self.startPathWriter(files, first: first + process * 2, threads: 2, writers: first + 4, operations: 0, in: scratch)
+                try Self.startPathWriter(
+                    files, first: first + process * 2, threads: 2, writers: first + 4, operations: 0, in: scratch)
             }
             // Each thread has done something before the kill, whatever the machine's speed.
             #expect(poll(timeout: .seconds(60)) { (first..<(first + 4)).allSatisfy { journal[$0] >= 100 } })
             usleep(UInt32(random.next() % 50_000))
             for writer in writers { writer.killNow() }
             for writer in writers {
-                #expect(!(writer.output + writer.error).contains("found as"), "a writer missed a completed insert: \(writer.outputTail)")
+                #expect(
+                    !(writer.output + writer.error).contains("found as"),
+                    "a writer missed a completed insert: \(writer.outputTail)")
             }
         }
         try Self.expectJournaledInsertsFound(files, writers: rounds * 4)
@@ -214,15 +231,18 @@ struct PathCacheCrashPointTests {
         [1, 2, 31].map { (point, $0) }
     }
 
-    @Test("killed at a path cache crash point: completed inserts found with their flags, the one in flight old or new",
-          .timeLimit(.minutes(3)), arguments: cases)
+    @Test(
+        "killed at a path cache crash point: completed inserts found with their flags, the one in flight old or new",
+        .timeLimit(.minutes(3)), arguments: cases)
     func killedAt(point: CrashPoint, hit: Int) throws {
         let scratch = try ScratchDirectory()
         let files = try MultiProcessTests.pathCacheFiles(scratch)
         let seed = UInt64(hit * 7919)
         let victim = try runToEnd(
-            BuiltProducts.helper, ["paths-crash", files.paths.cache.path, point.name, "\(hit)", "\(seed)", files.journal], in: scratch)
-        try #require(victim.termination == .signalled(SIGKILL), "the helper must die at \(point) #\(hit): \(victim.outputTail)")
+            BuiltProducts.helper,
+            ["paths-crash", files.paths.cache.path, point.name, "\(hit)", "\(seed)", files.journal], in: scratch)
+        try #require(
+            victim.termination == .signalled(SIGKILL), "the helper must die at \(point) #\(hit): \(victim.outputTail)")
 
         // What the completed operations left, and the operation that was cut short.
         let completed = Int(try ProgressJournal(path: files.journal, creating: false)[0])
@@ -240,7 +260,9 @@ struct PathCacheCrashPointTests {
         #expect(census.invalidSlots == 0)
         #expect(census.storedPrefixCount >= UInt64(census.prefixEntries), "the prefix count may only be too high")
         #expect(Set(cached.keys).subtracting([inFlightPath]) == Set(expected.keys).subtracting([inFlightPath]))
-        #expect([expected[inFlightPath], inFlight.flags].contains(cached[inFlightPath]), "the insert in flight: old or new flags")
+        #expect(
+            [expected[inFlightPath], inFlight.flags].contains(cached[inFlightPath]),
+            "the insert in flight: old or new flags")
         for (path, flags) in expected where path != inFlightPath {
             #expect(try files.paths.search(path) == PathFlags(rawValue: flags))
         }

@@ -5,9 +5,9 @@ import Foundation
 @_spi(CrashTesting) import ShmAlloc
 import ShmFormat
 import ShmPathCache
+import ShmTestSupport
 import ShmWorkloads
 import Testing
-import ShmTestSupport
 
 @Suite("Path cache")
 struct PathCacheTests {
@@ -76,7 +76,8 @@ struct PathCacheTests {
     func errors() throws {
         let scratch = try ScratchDirectory()
         // 512 KiB: the root and a few bucket tables, then little room.
-        let paths = try Self.makePathCache(scratch, geometry: try Geometry(minSize: 32, maxSize: 1024, capacity: 512 << 10))
+        let paths = try Self.makePathCache(
+            scratch, geometry: try Geometry(minSize: 32, maxSize: 1024, capacity: 512 << 10))
         #expect(throws: PathCacheError.invalidPath) { try paths.insert("", flags: .allow) }
         #expect(throws: PathCacheError.invalidPath) { try paths.insert("usr/bin", flags: .allow) }
         #expect(throws: PathCacheError.invalidPath) { try paths.search("") }
@@ -85,22 +86,28 @@ struct PathCacheTests {
         let longest = "/" + String(repeating: "a", count: paths.longestPath - 1)
         try paths.insert(longest, flags: .allow)
         #expect(try paths.search(longest) == .allow)
-        #expect(throws: PathCacheError.nameTooLong(length: 1001, longest: 1000)) { try paths.insert(longest + "b", flags: .allow) }
+        #expect(throws: PathCacheError.nameTooLong(length: 1001, longest: 1000)) {
+            try paths.insert(longest + "b", flags: .allow)
+        }
         #expect(PathCacheError.nameTooLong(length: 1, longest: 0).errnoValue == .fileNameTooLong)
         #expect(PathCacheError.outOfSpace.errnoValue == .noMemory)
         // Geometries without room for tables, or with nodes 4-byte slots cannot name, have no path cache.
-        #expect(PathCacheLayout.unsupportedReason(geometry: try Geometry(minSize: 16, maxSize: 32, capacity: 1 << 20)) != nil)
-        #expect(PathCacheLayout.unsupportedReason(geometry: try Geometry(minSize: 16, maxSize: 512, capacity: 1 << 40)) != nil)
+        #expect(
+            PathCacheLayout.unsupportedReason(geometry: try Geometry(minSize: 16, maxSize: 32, capacity: 1 << 20))
+                != nil)
+        #expect(
+            PathCacheLayout.unsupportedReason(geometry: try Geometry(minSize: 16, maxSize: 512, capacity: 1 << 40))
+                != nil)
         #expect(PathCacheLayout.unsupportedReason(geometry: .default) == nil)
         // A path too long to cache is still answered by a prefix above it.
         try paths.insert("/deep", flags: Self.denyPrefix)
         #expect(try paths.search("/deep/" + String(repeating: "d", count: 2000)) == Self.denyPrefix)
 
-        var inserted: [String: PathFlags] = [:]   // a path drawn again keeps its last flags
+        var inserted: [String: PathFlags] = [:]  // a path drawn again keeps its last flags
         var failure: PathCacheError?
         for seed in 0..<100_000 where failure == nil {
             let path = String(decoding: PathNames.path(seed: UInt64(seed)), as: UTF8.self)
-            let flags = PathFlags(rawValue: UInt8(seed & 0xF3))   // no prefix flags
+            let flags = PathFlags(rawValue: UInt8(seed & 0xF3))  // no prefix flags
             do throws(PathCacheError) {
                 try paths.insert(path, flags: flags)
                 inserted[path] = flags
@@ -121,8 +128,9 @@ struct PathCacheTests {
     func lostRace() throws {
         let scratch = try ScratchDirectory()
         let paths = try Self.makePathCache(scratch)
-        try paths.insert("/warm", flags: .allow)   // tables exist: the race is for the entry's slot
-        let before = paths.cache.allocationCensus(owner: getpid()).owned.count, tablesBefore = paths.census().tables
+        try paths.insert("/warm", flags: .allow)  // tables exist: the race is for the entry's slot
+        let before = paths.cache.allocationCensus(owner: getpid()).owned.count
+        let tablesBefore = paths.census().tables
         // Between this insert's entry write and its CAS, another insert of the same path wins.
         CrashPoints.arm(.pathEntryWritten, in: paths.cache) { try! paths.insert("/race/path", flags: .allow) }
         try paths.insert("/race/path", flags: Self.denyPrefix)
@@ -130,8 +138,9 @@ struct PathCacheTests {
         let census = paths.census()
         #expect(census.entries == 2 && census.storedPrefixCount == 1)
         // One entry more, and the bucket table of the new path if it needed one.
-        #expect(paths.cache.allocationCensus(owner: getpid()).owned.count == before + 1 + census.tables - tablesBefore,
-                "the loser's entry is freed")
+        #expect(
+            paths.cache.allocationCensus(owner: getpid()).owned.count == before + 1 + census.tables - tablesBefore,
+            "the loser's entry is freed")
     }
 
     @Test("4 threads insert overlapping paths and find their own and the others' inserts")
@@ -172,7 +181,8 @@ struct PathCacheTests {
         var leaves: [UnsafeMutableRawPointer] = []
         let whole = paths.census { path, _, _ in
             let shift = PathCacheLayout.entryShape(length: path.count, geometry: geometry).fanOutShift
-            let entry = UnsafeMutableRawPointer(mutating: path.baseAddress!) - PathCacheLayout.childrenOffset - 4 << shift
+            let entry =
+                UnsafeMutableRawPointer(mutating: path.baseAddress!) - PathCacheLayout.childrenOffset - 4 << shift
             if entry.load(fromByteOffset: PathCacheLayout.childrenOffset, as: UInt32.self) == 0 { leaves.append(entry) }
         }
         let entry = try #require(leaves.first)
@@ -185,8 +195,9 @@ struct PathCacheTests {
 
         // An entry that is its own child: the walk gives up after as many visits as the file has nodes.
         let entryOffset = entry - paths.cache.base
-        firstChild.storeBytes(of: PathCacheLayout.slot(nodeOffset: entryOffset - AllocationHeader.size, minShift: geometry.minShift),
-                              as: UInt32.self)
+        firstChild.storeBytes(
+            of: PathCacheLayout.slot(nodeOffset: entryOffset - AllocationHeader.size, minShift: geometry.minShift),
+            as: UInt32.self)
         #expect(paths.census().invalidSlots > 0, "the cycle is reported and the walk ends")
     }
 }

@@ -1,8 +1,8 @@
 // BuddyTree's bit tricks against the brute-force model, for every depth, order and position.
 
 import ShmFormat
-import Testing
 import ShmWorkloads
+import Testing
 
 @Suite("BuddyTree against a brute-force model")
 struct BuddyTreeTests {
@@ -26,10 +26,14 @@ struct BuddyTreeTests {
         #expect(tree.largestFreeOrder(word) == model.largestFreeOrder(), context)
         for order in 0...tree.depth {
             #expect(tree.freeStarts(word, order: order) == model.freeStarts(order: order), "\(context), order \(order)")
-            #expect(tree.maximalFreeStarts(word, order: order) == model.leafMask(model.maximalFreeNodes(order: order)),
-                    "\(context), order \(order)")
-            #expect(tree.firstFreeNode(word, order: order) == model.firstFreeNode(order: order), "\(context), order \(order)")
-            #expect(tree.bestFitNode(word, order: order) == model.bestFitNode(order: order), "\(context), order \(order)")
+            #expect(
+                tree.maximalFreeStarts(word, order: order) == model.leafMask(model.maximalFreeNodes(order: order)),
+                "\(context), order \(order)")
+            #expect(
+                tree.firstFreeNode(word, order: order) == model.firstFreeNode(order: order),
+                "\(context), order \(order)")
+            #expect(
+                tree.bestFitNode(word, order: order) == model.bestFitNode(order: order), "\(context), order \(order)")
             for position in model.positions(order: order) {
                 let node = model.node(order: order, position: position)
                 #expect(tree.isFree(word, node: node) == model.isFree(node), "\(context), node \(node)")
@@ -95,7 +99,8 @@ struct BuddyTreeTests {
                 } else {
                     // A random node of a random order: claim it when free, as the allocator's CAS would.
                     let order = Int.random(in: 0...depth, using: &random)
-                    let node = model.node(order: order, position: Int.random(in: model.positions(order: order), using: &random))
+                    let node = model.node(
+                        order: order, position: Int.random(in: model.positions(order: order), using: &random))
                     #expect(tree.isFree(word, node: node) == model.isFree(node))
                     guard model.isFree(node) else { continue }
                     word |= tree.setMask(ofNode: node)
@@ -141,7 +146,7 @@ struct BuddyTreeTests {
     /// A hand-checked case: the best fit leaves the larger chunk whole even though it comes first.
     @Test("best fit prefers the smaller chunk over the leftmost one")
     func bestFitExample() {
-        let tree = BuddyTree(depth: 2)   // leaves 4..7, halves 2 and 3, root 1
+        let tree = BuddyTree(depth: 2)  // leaves 4..7, halves 2 and 3, root 1
         let word = tree.setMask(ofNode: 7)  // the last leaf taken: left half free, leaf 6 free alone
         #expect(tree.firstFreeNode(word, order: 0) == 4)
         #expect(tree.bestFitNode(word, order: 0) == 6)

@@ -1,12 +1,13 @@
 // The header page and the allocation header: round trips, and every way a file can be refused.
 
 import ShmFormat
-import Testing
 import ShmWorkloads
+import Testing
 
 @Suite("FileHeader and FileLayout")
 struct FileHeaderTests {
-    static let layout = try! FileLayout(geometry: try! Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20), pageSize: 4096)
+    static let layout = try! FileLayout(
+        geometry: try! Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20), pageSize: 4096)
 
     /// A header page as a creator writes it, then switched to `ready` as the creator does last.
     static func readyPage(layout: FileLayout = layout) -> [UInt8] {
@@ -30,9 +31,9 @@ struct FileHeaderTests {
         let layout = Self.layout
         #expect(layout.headerSize == 4096)
         #expect(layout.ownersOffset == 4096)
-        #expect(layout.ownersLength == 36864)   // 64 entries × 576 B
+        #expect(layout.ownersLength == 36864)  // 64 entries × 576 B
         #expect(layout.wordsOffset == 4096 + 36864)
-        #expect(layout.wordsLength == 8192)   // 1024 blocks × 8 B
+        #expect(layout.wordsLength == 8192)  // 1024 blocks × 8 B
         #expect(layout.indexOffset == layout.wordsOffset + 8192)
         #expect(layout.dataOffset == layout.indexOffset + layout.indexLength)
         #expect(layout.dataOffset % 4096 == 0)
@@ -41,7 +42,8 @@ struct FileHeaderTests {
         #expect(layout.nullRegionLength == 4096)
         #expect(layout.reservedBytes == layout.dataOffset + 4096)
         // A block larger than the page still reserves one whole block for the null region.
-        let large = try! FileLayout(geometry: try! Geometry(minSize: 1024, maxSize: 16384, capacity: 1 << 20), pageSize: 4096)
+        let large = try! FileLayout(
+            geometry: try! Geometry(minSize: 1024, maxSize: 16384, capacity: 1 << 20), pageSize: 4096)
         #expect(large.nullBlockCount == 1)
     }
 
@@ -52,7 +54,9 @@ struct FileHeaderTests {
             try FileLayout(geometry: geometry, pageSize: 4096)
         }
         for pageSize in [0, 2048, 6000, 1 << 17] {
-            #expect(throws: FormatError.pageSizeNotAllowed(pageSize)) { try FileLayout(geometry: .default, pageSize: pageSize) }
+            #expect(throws: FormatError.pageSizeNotAllowed(pageSize)) {
+                try FileLayout(geometry: .default, pageSize: pageSize)
+            }
         }
     }
 
@@ -86,7 +90,8 @@ struct FileHeaderTests {
     @Test("each corruption is reported as what it is")
     func refusals() {
         let ready = Self.readyPage()
-        func refused(_ expected: FormatError, fileSize: Int? = Self.layout.fileSize, _ change: (inout [UInt8]) -> Void) {
+        func refused(_ expected: FormatError, fileSize: Int? = Self.layout.fileSize, _ change: (inout [UInt8]) -> Void)
+        {
             var page = ready
             change(&page)
             #expect(throws: expected) { try Self.decode(page, fileSize: fileSize) }
@@ -96,13 +101,17 @@ struct FileHeaderTests {
         refused(.badMagic(found: 0)) { Self.store(UInt64(0), at: 0, in: &$0) }
         // Version 2 (no path cache root) is refused as clearly as any other old file.
         for old: UInt32 in [1, 2] {
-            refused(.unsupportedVersion(found: old, supported: 3)) { Self.store(old, at: FileHeader.Field.formatVersion, in: &$0) }
+            refused(.unsupportedVersion(found: old, supported: 3)) {
+                Self.store(old, at: FileHeader.Field.formatVersion, in: &$0)
+            }
         }
         refused(.badState(rawValue: 7)) { Self.store(UInt64(7), at: FileHeader.Field.stateWord, in: &$0) }
         refused(.notReady(state: .initialising, creatorPID: 99)) {
             Self.store(FileHeader.stateWord(.initialising, pid: 99), at: FileHeader.Field.stateWord, in: &$0)
         }
-        refused(.notReady(state: .uninitialised, creatorPID: 0)) { Self.store(UInt64(0), at: FileHeader.Field.stateWord, in: &$0) }
+        refused(.notReady(state: .uninitialised, creatorPID: 0)) {
+            Self.store(UInt64(0), at: FileHeader.Field.stateWord, in: &$0)
+        }
         refused(.geometry(.minSizeNotAllowed(48))) { Self.store(UInt64(48), at: FileHeader.Field.minSize, in: &$0) }
         refused(.geometry(.capacityOutOfRange(0))) { Self.store(UInt64(0), at: FileHeader.Field.blockCount, in: &$0) }
         refused(.pageSizeNotAllowed(3000)) { Self.store(UInt64(3000), at: FileHeader.Field.pageSize, in: &$0) }
@@ -123,12 +132,19 @@ struct FileHeaderTests {
     @Test("error messages say what was found and what was expected")
     func messages() {
         #expect(FormatError.truncatedHeader(size: 0, needed: 208).description == "empty file: not a cache file")
-        #expect(FormatError.truncatedHeader(size: 10, needed: 208).description == "file too small for a header (10 bytes, need 208)")
+        #expect(
+            FormatError.truncatedHeader(size: 10, needed: 208).description
+                == "file too small for a header (10 bytes, need 208)")
         #expect(FormatError.badMagic(found: 0xABC).description == "not a cache file (bad magic 0xabc)")
-        #expect(FormatError.unsupportedVersion(found: 2, supported: 1).description
-            == "format version 2 is not supported (this build reads version 1)")
-        #expect(FormatError.notReady(state: .initialising, creatorPID: 9).description == "file is initialising, not ready (creator pid 9)")
-        #expect(FormatError.fileSizeMismatch(actual: 1, expected: 2).description == "file is 1 bytes, but its header describes 2 bytes")
+        #expect(
+            FormatError.unsupportedVersion(found: 2, supported: 1).description
+                == "format version 2 is not supported (this build reads version 1)")
+        #expect(
+            FormatError.notReady(state: .initialising, creatorPID: 9).description
+                == "file is initialising, not ready (creator pid 9)")
+        #expect(
+            FormatError.fileSizeMismatch(actual: 1, expected: 2).description
+                == "file is 1 bytes, but its header describes 2 bytes")
     }
 }
 
@@ -154,10 +170,12 @@ struct AllocationHeaderTests {
         #expect(AllocationHeader(rawValue: 0) == nil, "a zero-filled node is never a header")
         var random = SplitMix64(seed: 0xC4EC)
         for _ in 0..<200 {
-            let header = AllocationHeader(ownerPID: Int32(truncatingIfNeeded: random.next()),
-                                          requestedSize: Int(random.next() % 1017), order: Int(random.next() % 6))
+            let header = AllocationHeader(
+                ownerPID: Int32(truncatingIfNeeded: random.next()),
+                requestedSize: Int(random.next() % 1017), order: Int(random.next() % 6))
             for bit in 0..<64 {
-                #expect(AllocationHeader(rawValue: header.rawValue ^ 1 << UInt64(bit)) == nil, "bit \(bit) of \(header)")
+                #expect(
+                    AllocationHeader(rawValue: header.rawValue ^ 1 << UInt64(bit)) == nil, "bit \(bit) of \(header)")
             }
         }
         let accepted = (0..<100_000).filter { _ in AllocationHeader(rawValue: random.next()) != nil }.count

@@ -24,34 +24,41 @@ struct GeometryTests {
         #expect(throws: Never.self) { try Geometry(minSize: 16, maxSize: 16, capacity: 1 << 40) }
     }
 
-    @Test("every violation is refused with the values at fault", arguments: [(Int, Int, Int, GeometryError)]([
-        (0, 1024, 4096, .minSizeNotAllowed(0)),
-        (8, 128, 4096, .minSizeNotAllowed(8)),
-        (48, 1024, 4096, .minSizeNotAllowed(48)),
-        (32, 1000, 4000, .maxSizeNotAllowed(1000)),
-        (32, 2 << 20, 2 << 20, .maxSizeNotAllowed(2 << 20)),
-        (64, 32, 4096, .maxBelowMin(minSize: 64, maxSize: 32)),
-        (16, 1024, 4096, .treeTooDeep(minSize: 16, maxSize: 1024)),
-        (32, 1024, 0, .capacityOutOfRange(0)),
-        (32, 1024, -1024, .capacityOutOfRange(-1024)),
-        (32, 1024, (1 << 40) + 1024, .capacityOutOfRange((1 << 40) + 1024)),
-        (32, 1024, 1536, .capacityNotMultiple(capacity: 1536, blockSize: 1024)),
-    ]))
+    @Test(
+        "every violation is refused with the values at fault",
+        arguments: [(Int, Int, Int, GeometryError)]([
+            (0, 1024, 4096, .minSizeNotAllowed(0)),
+            (8, 128, 4096, .minSizeNotAllowed(8)),
+            (48, 1024, 4096, .minSizeNotAllowed(48)),
+            (32, 1000, 4000, .maxSizeNotAllowed(1000)),
+            (32, 2 << 20, 2 << 20, .maxSizeNotAllowed(2 << 20)),
+            (64, 32, 4096, .maxBelowMin(minSize: 64, maxSize: 32)),
+            (16, 1024, 4096, .treeTooDeep(minSize: 16, maxSize: 1024)),
+            (32, 1024, 0, .capacityOutOfRange(0)),
+            (32, 1024, -1024, .capacityOutOfRange(-1024)),
+            (32, 1024, (1 << 40) + 1024, .capacityOutOfRange((1 << 40) + 1024)),
+            (32, 1024, 1536, .capacityNotMultiple(capacity: 1536, blockSize: 1024)),
+        ]))
     func refused(minSize: Int, maxSize: Int, capacity: Int, expected: GeometryError) {
         #expect(throws: expected) { try Geometry(minSize: minSize, maxSize: maxSize, capacity: capacity) }
     }
 
     @Test("error messages name the values and the rule")
     func messages() {
-        #expect(GeometryError.treeTooDeep(minSize: 16, maxSize: 1024).description
-            == "max size / min size = 64 exceeds 32 (1024 / 16): a block's buddy tree must fit one 64-bit word")
-        #expect(GeometryError.minSizeNotAllowed(48).description == "min size 48 must be a power of two of at least 16 bytes")
-        #expect(GeometryError.capacityNotMultiple(capacity: 1536, blockSize: 1024).description
-            == "capacity 1536 is not a multiple of the block size 1024")
+        #expect(
+            GeometryError.treeTooDeep(minSize: 16, maxSize: 1024).description
+                == "max size / min size = 64 exceeds 32 (1024 / 16): a block's buddy tree must fit one 64-bit word")
+        #expect(
+            GeometryError.minSizeNotAllowed(48).description == "min size 48 must be a power of two of at least 16 bytes"
+        )
+        #expect(
+            GeometryError.capacityNotMultiple(capacity: 1536, blockSize: 1024).description
+                == "capacity 1536 is not a multiple of the block size 1024")
     }
 
-    @Test("order(forRequest:) picks the smallest node that holds request + header",
-          arguments: [(Int, Int)]([(16, 16), (16, 512), (32, 1024), (64, 64), (4096, 1 << 17)]))
+    @Test(
+        "order(forRequest:) picks the smallest node that holds request + header",
+        arguments: [(Int, Int)]([(16, 16), (16, 512), (32, 1024), (64, 64), (4096, 1 << 17)]))
     func orderForRequest(minSize: Int, maxSize: Int) throws {
         let geometry = try Geometry(minSize: minSize, maxSize: maxSize, capacity: maxSize * 8)
         for request in 0...geometry.largestRequest {
@@ -80,23 +87,29 @@ struct GeometryTests {
 
 @Suite("ByteCount")
 struct ByteCountTests {
-    @Test("parses sizes as people write them", arguments: [(String, Int)]([
-        ("4096", 4096), ("0", 0), ("64KiB", 64 << 10), ("512MiB", 512 << 20), ("4 GiB", 4 << 30),
-        ("1G", 1 << 30), ("2k", 2048), (" 8 kb ", 8192), ("3B", 3), ("1TiB", 1 << 40), ("16m", 16 << 20),
-    ]))
+    @Test(
+        "parses sizes as people write them",
+        arguments: [(String, Int)]([
+            ("4096", 4096), ("0", 0), ("64KiB", 64 << 10), ("512MiB", 512 << 20), ("4 GiB", 4 << 30),
+            ("1G", 1 << 30), ("2k", 2048), (" 8 kb ", 8192), ("3B", 3), ("1TiB", 1 << 40), ("16m", 16 << 20),
+        ]))
     func parses(text: String, bytes: Int) {
         #expect(ByteCount(parsing: text)?.bytes == bytes)
     }
 
-    @Test("refuses what is not a size", arguments: ["", " ", "abc", "12x", "-1", "1.5G", "KiB", "4 PiB", "9999999999999T"])
+    @Test(
+        "refuses what is not a size",
+        arguments: ["", " ", "abc", "12x", "-1", "1.5G", "KiB", "4 PiB", "9999999999999T"])
     func refuses(text: String) {
         #expect(ByteCount(parsing: text) == nil)
     }
 
-    @Test("prints binary units, with one decimal only when needed", arguments: [(Int, String)]([
-        (0, "0 B"), (32, "32 B"), (1023, "1023 B"), (1024, "1 KiB"), (1536, "1.5 KiB"), (512 << 20, "512 MiB"),
-        (3 << 29, "1.5 GiB"), (1 << 40, "1 TiB"),
-    ]))
+    @Test(
+        "prints binary units, with one decimal only when needed",
+        arguments: [(Int, String)]([
+            (0, "0 B"), (32, "32 B"), (1023, "1023 B"), (1024, "1 KiB"), (1536, "1.5 KiB"), (512 << 20, "512 MiB"),
+            (3 << 29, "1.5 GiB"), (1 << 40, "1 TiB"),
+        ]))
     func prints(bytes: Int, text: String) {
         #expect(ByteCount(bytes).description == text)
     }

@@ -45,7 +45,9 @@ struct OwnerTableTests {
         #expect(OwnerTable.intentsOffset + OwnerTable.intentSlots * 8 <= OwnerTable.entrySize)
         // Every slot has a word of its own; the first eight each a cache line of their own.
         let words = (0..<OwnerTable.intentSlots).map(OwnerTable.intentWord(slot:))
-        #expect(Set(words).count == OwnerTable.intentSlots && words.allSatisfy { (0..<OwnerTable.intentSlots).contains($0) })
+        #expect(
+            Set(words).count == OwnerTable.intentSlots && words.allSatisfy { (0..<OwnerTable.intentSlots).contains($0) }
+        )
         #expect(Set(words.prefix(8).map { $0 / 8 }).count == 8)
     }
 }

@@ -3,8 +3,8 @@
 
 import ShmFormat
 import ShmInspect
-import Testing
 import ShmWorkloads
+import Testing
 
 /// What one word holds, found node by node (heap numbering: root 1, children 2i and 2i+1).
 struct BruteForceWord {
@@ -105,7 +105,7 @@ struct CensusTests {
 
     @Test("random valid words, batches of every length around the lane flush", arguments: 0...5)
     func randomValid(depth: Int) {
-        var random = SplitMix64(seed: 0x5EED0006)
+        var random = SplitMix64(seed: 0x5EED_0006)
         for count in [1, 30, 31, 32, 62, 1000] {
             let words = (0..<count).map { _ in
                 randomValidWord(depth: depth, allocations: Int.random(in: 0...40, using: &random), using: &random)
@@ -116,16 +116,20 @@ struct CensusTests {
 
     @Test("random 64-bit words (mostly invalid)", arguments: 0...5)
     func randomAnything(depth: Int) {
-        var random = SplitMix64(seed: 0x5EED0007)
+        var random = SplitMix64(seed: 0x5EED_0007)
         let words = (0..<500).map { _ in UInt64.random(in: 0...UInt64.max, using: &random) }
         expectCensusMatchesModel(words, depth: depth)
     }
 
     @Test("depth 5: valid words with invalid ones sprinkled in (the sliced pass and its exact fallback)")
     func mixedBatches() {
-        var random = SplitMix64(seed: 0x5EED0008)
-        var words = (0..<3000).map { _ in randomValidWord(depth: 5, allocations: Int.random(in: 0...30, using: &random), using: &random) }
-        for _ in 0..<20 { words[Int.random(in: 0..<words.count, using: &random)] = UInt64.random(in: 0...UInt64.max, using: &random) }
+        var random = SplitMix64(seed: 0x5EED_0008)
+        var words = (0..<3000).map { _ in
+            randomValidWord(depth: 5, allocations: Int.random(in: 0...30, using: &random), using: &random)
+        }
+        for _ in 0..<20 {
+            words[Int.random(in: 0..<words.count, using: &random)] = UInt64.random(in: 0...UInt64.max, using: &random)
+        }
         words += Array(repeating: 0, count: 40) + Array(repeating: BuddyTree(depth: 5).setMask(ofNode: 1), count: 40)
         expectCensusMatchesModel(words, depth: 5)
         expectCensusMatchesModel(words.shuffled(using: &random), depth: 5)
@@ -133,26 +137,29 @@ struct CensusTests {
 
     @Test("depth 5: whole batches of empty and of full blocks (the sliced pass's shortcut), beside mixed ones")
     func uniformBatches() {
-        var random = SplitMix64(seed: 0x5EED0009)
+        var random = SplitMix64(seed: 0x5EED_0009)
         let full = BuddyTree(depth: 5).setMask(ofNode: 1)
         let mixed = (0..<128).map { _ in randomValidWord(depth: 5, allocations: 10, using: &random) }
         for words in [
             Array(repeating: 0, count: 256), Array(repeating: full, count: 128),
-            Array(repeating: 0, count: 128) + Array(repeating: full, count: 128) + mixed + Array(repeating: 0, count: 300),
+            Array(repeating: 0, count: 128) + Array(repeating: full, count: 128) + mixed
+                + Array(repeating: 0, count: 300),
             Array(repeating: 0, count: 127) + [full] + Array(repeating: full, count: 127) + [0],
         ] { expectCensusMatchesModel(words, depth: 5) }
     }
 
     @Test("censuses add and subtract like the sets of words they count")
     func arithmetic() {
-        var random = SplitMix64(seed: 0x5EED000A)
+        var random = SplitMix64(seed: 0x5EED_000A)
         let tree = BuddyTree(depth: 5)
         let first = (0..<100).map { _ in randomValidWord(depth: 5, allocations: 20, using: &random) }
         let second = (0..<77).map { _ in randomValidWord(depth: 5, allocations: 5, using: &random) }
         let whole = BuddyCensus(tree: tree, words: first + second)
         #expect(BuddyCensus(tree: tree, words: first) + BuddyCensus(tree: tree, words: second) == whole)
         #expect(whole - BuddyCensus(tree: tree, words: second) == BuddyCensus(tree: tree, words: first))
-        #expect(second.reduce(BuddyCensus(tree: tree)) { $0 + BuddyCensus(tree: tree, word: $1) } == BuddyCensus(tree: tree, words: second))
+        #expect(
+            second.reduce(BuddyCensus(tree: tree)) { $0 + BuddyCensus(tree: tree, word: $1) }
+                == BuddyCensus(tree: tree, words: second))
     }
 }
 
@@ -160,7 +167,9 @@ struct CensusTests {
 struct FragmentationIndexTests {
     /// The formulas of mm/vmstat.c in the kernel's integer arithmetic (scaled by 1000), on pages.
     static func kernelIndices(_ chunks: [Int], order: Int) -> (unusable: Int, fragmentation: Int) {
-        var freePages = 0, totalBlocks = 0, suitable = 0
+        var freePages = 0
+        var totalBlocks = 0
+        var suitable = 0
         for (chunkOrder, count) in chunks.enumerated() {
             totalBlocks += count
             freePages += count << chunkOrder
@@ -168,23 +177,34 @@ struct FragmentationIndexTests {
         }
         let unusable = freePages == 0 ? 0 : (freePages - (suitable << order)) * 1000 / freePages
         let fragmentation: Int
-        if totalBlocks == 0 { fragmentation = 0 }
-        else if suitable > 0 { fragmentation = -1000 }
-        else { fragmentation = 1000 - (1000 + freePages * 1000 / (1 << order)) / totalBlocks }
+        if totalBlocks == 0 {
+            fragmentation = 0
+        } else if suitable > 0 {
+            fragmentation = -1000
+        } else {
+            fragmentation = 1000 - (1000 + freePages * 1000 / (1 << order)) / totalBlocks
+        }
         return (unusable, fragmentation)
     }
 
     @Test("matches the kernel's integer formulas to a thousandth")
     func matchesKernel() {
-        var random = SplitMix64(seed: 0x5EED000B)
-        let cases: [[Int]] = [[0, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 3], [12, 4, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]]
-            + (0..<200).map { _ in (0..<6).map { _ in Int.random(in: 0...50, using: &random) * Int.random(in: 0...1, using: &random) } }
+        var random = SplitMix64(seed: 0x5EED_000B)
+        let cases: [[Int]] =
+            [[0, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 3], [12, 4, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]]
+            + (0..<200).map { _ in
+                (0..<6).map { _ in Int.random(in: 0...50, using: &random) * Int.random(in: 0...1, using: &random) }
+            }
         for chunks in cases {
             let indices = FragmentationIndices(freeChunksByOrder: chunks)
             for order in 0..<6 {
                 let kernel = Self.kernelIndices(chunks, order: order)
-                #expect(abs(indices.unusableFreeIndex(order: order) * 1000 - Double(kernel.unusable)) < 1.0001, "\(chunks) order \(order)")
-                #expect(abs(indices.fragmentationIndex(order: order) * 1000 - Double(kernel.fragmentation)) < 1.0001, "\(chunks) order \(order)")
+                #expect(
+                    abs(indices.unusableFreeIndex(order: order) * 1000 - Double(kernel.unusable)) < 1.0001,
+                    "\(chunks) order \(order)")
+                #expect(
+                    abs(indices.fragmentationIndex(order: order) * 1000 - Double(kernel.fragmentation)) < 1.0001,
+                    "\(chunks) order \(order)")
             }
         }
     }

@@ -1,12 +1,13 @@
 // The command line's own answers: the version, and mistakes reported with the subcommand's usage.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmFormat
-import Testing
 import ShmTestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("shmtop command line")
 struct CommandLineTests {
@@ -23,8 +24,12 @@ struct CommandLineTests {
         #expect(result.termination == .exited(64), "\(result.error)", sourceLocation: sourceLocation)
         let lines = result.error.split(separator: "\n")
         #expect(lines.first == "Error: \(message)"[...], "\(result.error)", sourceLocation: sourceLocation)
-        #expect(lines.contains { $0.hasPrefix("Usage: shmtop \(subcommand) ") }, "\(result.error)", sourceLocation: sourceLocation)
-        #expect(result.error.contains("See 'shmtop \(subcommand) --help'"), "\(result.error)", sourceLocation: sourceLocation)
+        #expect(
+            lines.contains { $0.hasPrefix("Usage: shmtop \(subcommand) ") }, "\(result.error)",
+            sourceLocation: sourceLocation)
+        #expect(
+            result.error.contains("See 'shmtop \(subcommand) --help'"), "\(result.error)",
+            sourceLocation: sourceLocation)
         #expect(!result.error.contains("<subcommand>"), "\(result.error)", sourceLocation: sourceLocation)
         #expect(result.output.isEmpty, sourceLocation: sourceLocation)
     }
@@ -42,10 +47,12 @@ struct CommandLineTests {
         let file = TemporaryFile("usage")
         defer { file.remove() }
         expectUsageError(
-            try shmtop(["create", file.path, "--min-size", "3"]), "min size 3 must be a power of two of at least 16 bytes",
+            try shmtop(["create", file.path, "--min-size", "3"]),
+            "min size 3 must be a power of two of at least 16 bytes",
             subcommand: "create")
         #expect(access(file.path, F_OK) != 0, "nothing created")
-        expectUsageError(try shmtop(["snapshot"]), "no cache file given: pass PATH or set SHM_FILE", subcommand: "snapshot")
+        expectUsageError(
+            try shmtop(["snapshot"]), "no cache file given: pass PATH or set SHM_FILE", subcommand: "snapshot")
     }
 
     @Test("negative and out-of-range numbers are named as such, with the subcommand's usage")
@@ -58,14 +65,18 @@ struct CommandLineTests {
             try shmtop(["snapshot", "--block", "999999999", file.path]), "block 999999999 is out of range (0..<1024)",
             subcommand: "snapshot")
         expectUsageError(
-            try shmtop(["snapshot", file.path, "--block", "1024"]), "block 1024 is out of range (0..<1024)", subcommand: "snapshot")
+            try shmtop(["snapshot", file.path, "--block", "1024"]), "block 1024 is out of range (0..<1024)",
+            subcommand: "snapshot")
         expectUsageError(
             try shmtop(["snapshot", file.path, "--block", "-1"]), "block -1 is negative: blocks are numbered from 0",
             subcommand: "snapshot")
-        expectUsageError(try shmtop(["watch", file.path, "--seconds", "-1"]), "--seconds must not be negative", subcommand: "watch")
-        expectUsageError(try shmtop(["load", file.path, "--writers", "-2"]), "--writers must be in 1...256", subcommand: "load")
         expectUsageError(
-            try shmtop(["create", file.path, "--capacity", "-4KiB"]), "capacity -4096 must be positive and at most 1 TiB",
+            try shmtop(["watch", file.path, "--seconds", "-1"]), "--seconds must not be negative", subcommand: "watch")
+        expectUsageError(
+            try shmtop(["load", file.path, "--writers", "-2"]), "--writers must be in 1...256", subcommand: "load")
+        expectUsageError(
+            try shmtop(["create", file.path, "--capacity", "-4KiB"]),
+            "capacity -4096 must be positive and at most 1 TiB",
             subcommand: "create")
         // The last block is in range.
         let last = try shmtop(["snapshot", file.path, "--block", "1023"])

@@ -1,13 +1,15 @@
 // The guard that lets the inspector map the words of a file another process may truncate: a
 // fault inside a guarded range is reported, not fatal; any other SIGBUS is left as fatal as it was.
 
-#if canImport(Glibc)
-import Glibc
-#endif
-@testable import ShmInspect
 import ShmSystem
-import Testing
 import ShmTestSupport
+import Testing
+
+@testable import ShmInspect
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("Guarded mappings")
 struct GuardedMappingTests {
@@ -26,7 +28,9 @@ struct GuardedMappingTests {
         mapping.read(descriptor) { words in (0..<mapping.count).reduce(0) { $0 &+ words.word(at: $1) } }
     }
 
-    @Test("reads the file's words; a truncation under the range is reported with the faulting page until the file is mapped afresh")
+    @Test(
+        "reads the file's words; a truncation under the range is reported with the faulting page until the file is mapped afresh"
+    )
     func truncationIsReported() throws {
         let file = TemporaryFile("guarded")
         defer { file.remove() }
@@ -88,7 +92,8 @@ struct GuardedMappingTests {
         #expect(Self.sum(mapping, descriptor) == 12 * first + 12 * 11 / 2)
     }
 
-    @Test("a SIGBUS handler installed after the guard: reads copy the words from the file and still report a truncation")
+    @Test(
+        "a SIGBUS handler installed after the guard: reads copy the words from the file and still report a truncation")
     func laterHandler() async {
         await #expect(processExitsWith: .success) {
             let file = TemporaryFile("guarded-later")
@@ -115,11 +120,17 @@ struct GuardedMappingTests {
     func faultsStayInTheirRange() throws {
         let cut = TemporaryFile("guarded-cut")
         let kept = TemporaryFile("guarded-kept")
-        defer { cut.remove(); kept.remove() }
+        defer {
+            cut.remove()
+            kept.remove()
+        }
         let page = GuardTable.pageSize
         let cutDescriptor = try Self.numberedFile(cut, pages: 2)
         let keptDescriptor = try Self.numberedFile(kept, pages: 2)
-        defer { try? cutDescriptor.close(); try? keptDescriptor.close() }
+        defer {
+            try? cutDescriptor.close()
+            try? keptDescriptor.close()
+        }
         let cutMapping = try GuardedMapping(cutDescriptor, offset: 0, count: 2 * page / 8)
         let keptMapping = try GuardedMapping(keptDescriptor, offset: 0, count: 2 * page / 8)
         let keptSum = Self.sum(keptMapping, keptDescriptor)

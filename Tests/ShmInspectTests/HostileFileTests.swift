@@ -1,16 +1,17 @@
 // Hostile files the inspector must take in its stride: valid words over garbage allocation headers,
 // and a file that grows while attached (RobustnessTests covers the shrinking one).
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
-import Testing
-import ShmWorkloads
 import ShmTestSupport
+import ShmWorkloads
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension RobustnessTests {
     /// A small cache file holding three allocations of a finished owner, and an inspector attached to it.
@@ -31,7 +32,7 @@ extension RobustnessTests {
         var blocks: Set<Int> = []
         do {
             let cache = try file.createCache(smallGeometry)
-            var random = SplitMix64(seed: 0x5EED0004)
+            var random = SplitMix64(seed: 0x5EED_0004)
             for (index, size) in sizes.enumerated() {
                 let offset = try cache.allocate(size)
                 blocks.insert(Int(offset.rawValue) / smallGeometry.blockSize)
@@ -39,16 +40,32 @@ extension RobustnessTests {
                 let original = AllocationHeader(rawValue: header.load(as: UInt64.self))!
                 // Every kind of bad header: zeros, ones, random bits with a wrong check byte, and
                 // well-formed headers that claim another order or more bytes than the node holds.
-                let garbage: UInt64 = switch index % 5 {
-                case 0: 0
-                case 1: ~0
-                case 2: { var raw = random.next() as UInt64; while AllocationHeader(rawValue: raw) != nil { raw = random.next() }; return raw }()
-                case 3: AllocationHeader(ownerPID: 1, requestedSize: 0, order: (original.order + 1) % smallGeometry.orderCount).rawValue
-                default: AllocationHeader(ownerPID: getpid(), requestedSize: smallGeometry.nodeSize(ofOrder: original.order), order: original.order).rawValue
-                }
+                let garbage: UInt64 =
+                    switch index % 5 {
+                    case 0: 0
+                    case 1: ~0
+                    case 2:
+                        {
+                            var raw = random.next() as UInt64
+                            while AllocationHeader(rawValue: raw) != nil { raw = random.next() }
+                            return raw
+                        }()
+                    case 3:
+                        AllocationHeader(
+                            ownerPID: 1, requestedSize: 0, order: (original.order + 1) % smallGeometry.orderCount
+                        ).rawValue
+                    default:
+                        AllocationHeader(
+                            ownerPID: getpid(), requestedSize: smallGeometry.nodeSize(ofOrder: original.order),
+                            order: original.order
+                        ).rawValue
+                    }
                 header.storeBytes(of: garbage, as: UInt64.self)
                 // And the allocation's bytes are garbage too.
-                for byte in 0..<size { cache.pointer(to: offset)!.storeBytes(of: UInt8.random(in: 0...255), toByteOffset: byte, as: UInt8.self) }
+                for byte in 0..<size {
+                    cache.pointer(to: offset)!.storeBytes(
+                        of: UInt8.random(in: 0...255), toByteOffset: byte, as: UInt8.self)
+                }
             }
         }
 
@@ -71,18 +88,23 @@ extension RobustnessTests {
         let json = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path])
         #expect(json.termination == .exited(0), "\(json.error)")
         let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(json.output.utf8))
-        #expect(report.unreadableHeaders == sizes.count && report.invalidWords == 0 && report.liveAllocations == sizes.count)
-        let text = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--ascii", file.path] + blocks.flatMap { ["--block", "\($0)"] })
+        #expect(
+            report.unreadableHeaders == sizes.count && report.invalidWords == 0 && report.liveAllocations == sizes.count
+        )
+        let text = try runToEnd(
+            BuiltProducts.shmtop, ["snapshot", "--ascii", file.path] + blocks.flatMap { ["--block", "\($0)"] })
         #expect(text.termination == .exited(0), "\(text.error)")
         #expect(text.output.contains("unreadable headers \(sizes.count)"))
     }
 
-    @Test("a node claimed again by a writer killed before it wrote its header is not attributed to the node's previous owner")
+    @Test(
+        "a node claimed again by a writer killed before it wrote its header is not attributed to the node's previous owner"
+    )
     func claimWithoutHeader() throws {
         let file = TemporaryFile("staleheader")
         defer { file.remove() }
         let cache = try file.createCache(smallGeometry)
-        _ = try cache.allocate(100)   // a live allocation of ours, for contrast
+        _ = try cache.allocate(100)  // a live allocation of ours, for contrast
         let offset = try cache.allocate(200)
         let block = Int(offset.rawValue) / smallGeometry.blockSize
         let claimed = cache.word(ofBlock: block)
@@ -100,7 +122,9 @@ extension RobustnessTests {
         #expect(detail.allocations.first { $0.offset == Int(offset.rawValue) }?.header == nil)
     }
 
-    @Test("a file that grows while attached: snapshots go on; it shrinks back to its size: still fine; a new attach refuses the grown file")
+    @Test(
+        "a file that grows while attached: snapshots go on; it shrinks back to its size: still fine; a new attach refuses the grown file"
+    )
     func fileGrowsWhileAttached() throws {
         let (file, inspector) = try Self.attachedSmallCache("growing")
         defer { file.remove() }
@@ -111,7 +135,10 @@ extension RobustnessTests {
             let snapshot = try inspector.snapshot()
             #expect(snapshot.words == before.words)
             #expect(CacheStatistics(snapshot).liveAllocations == 3)
-            #expect(throws: InspectError.format(path: file.path, .fileSizeMismatch(actual: grown, expected: layout.fileSize))) {
+            #expect(
+                throws: InspectError.format(
+                    path: file.path, .fileSizeMismatch(actual: grown, expected: layout.fileSize))
+            ) {
                 try CacheInspector(path: file.path)
             }
             let result = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path])

@@ -1,17 +1,18 @@
 // The inspector against real writer processes: `shmtop load` on a live cache.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
 import ShmPathCache
-import ShmWorkloads
-import Testing
 import ShmSystem
 import ShmTestSupport
+import ShmWorkloads
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("Live multi-writer runs", .serialized)
 struct LiveLoadTests {
@@ -27,7 +28,9 @@ struct LiveLoadTests {
     /// checks as much as a fast one.
     static let liveSnapshots = 10
 
-    @Test("allocated + free + reserved == managed bytes on every one of 10 snapshots of a live run; no verification errors")
+    @Test(
+        "allocated + free + reserved == managed bytes on every one of 10 snapshots of a live run; no verification errors"
+    )
     func invariantUnderLoad() throws {
         let file = TemporaryFile("live")
         defer { file.remove() }
@@ -35,20 +38,26 @@ struct LiveLoadTests {
         let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 128 << 20)
         _ = try file.createCache(geometry)
         // The writers run until they are interrupted, once the snapshots have seen them at work.
-        let (load, output) = try startLoad(file.path, ["--writers", "2", "--seconds", "0", "--rate", "40000", "--period", "1", "--fill", "0.9"])
+        let (load, output) = try startLoad(
+            file.path, ["--writers", "2", "--seconds", "0", "--rate", "40000", "--period", "1", "--fill", "0.9"])
         let inspector = try CacheInspector(path: file.path)
-        var snapshots = 0, sawAllocations = false, sawWriters = false
+        var snapshots = 0
+        var sawAllocations = false
+        var sawWriters = false
         var previous: (snapshot: CacheSnapshot, statistics: CacheStatistics)?
         var allocationsSeen = 0
         // A safety net, not a pace: a run ends when it has seen enough.
         let deadline = ContinuousClock.now + .seconds(120)
-        var ended: ChildProcess.Termination?    // set only if the writers stopped on their own (a failure)
-        while snapshots < Self.liveSnapshots || !sawAllocations || !sawWriters || allocationsSeen == 0, ContinuousClock.now < deadline {
+        var ended: ChildProcess.Termination?  // set only if the writers stopped on their own (a failure)
+        while snapshots < Self.liveSnapshots || !sawAllocations || !sawWriters || allocationsSeen == 0,
+            ContinuousClock.now < deadline
+        {
             ended = load.poll()
             if ended != nil { break }
             let snapshot = try inspector.snapshot()
             let statistics = CacheStatistics(snapshot)
-            #expect(statistics.allocatedBytes + statistics.freeBytes + statistics.reservedBytes == statistics.managedBytes)
+            #expect(
+                statistics.allocatedBytes + statistics.freeBytes + statistics.reservedBytes == statistics.managedBytes)
             #expect(statistics.invalidWords == 0)
             #expect(statistics.sizeClasses.map(\.allocatedBytes).reduce(0, +) == statistics.allocatedBytes)
             #expect(statistics.sizeClasses.map { $0.freeChunks * $0.size }.reduce(0, +) == statistics.freeBytes)
@@ -90,7 +99,9 @@ struct LiveLoadTests {
         let inspector = try CacheInspector(path: file.path)
         // Wait until the writers hold something.
         let deadline = ContinuousClock.now + .seconds(10)
-        while CacheStatistics(try inspector.snapshot()).liveAllocations == 0, ContinuousClock.now < deadline { usleep(10_000) }
+        while CacheStatistics(try inspector.snapshot()).liveAllocations == 0, ContinuousClock.now < deadline {
+            usleep(10_000)
+        }
         load.send(signal)
         let termination = load.wait()
         let text = String(decoding: ChildProcess.readAll(output), as: UTF8.self)
@@ -103,11 +114,14 @@ struct LiveLoadTests {
         #expect(statistics.owners == [])
     }
 
-    @Test("demo without a terminal: snapshots of a live temporary cache; SIGINT stops the writers, removes the file, exit status 130")
+    @Test(
+        "demo without a terminal: snapshots of a live temporary cache; SIGINT stops the writers, removes the file, exit status 130"
+    )
     func demoStopsAndCleansUp() throws {
         let output = try ChildProcess.makePipe()
         let demo = try ChildProcess.spawn(
-            BuiltProducts.shmtop, ["demo", "--writers", "2", "--interval", "0.3", "--ascii"], standardOutput: output.write)
+            BuiltProducts.shmtop, ["demo", "--writers", "2", "--interval", "0.3", "--ascii"],
+            standardOutput: output.write)
         close(output.write)
         let temporaryFile = NSTemporaryDirectory() + "shmtop-demo-\(demo.pid).shm"
         // Let it draw a few frames, then interrupt it as Ctrl-C would.

@@ -4,9 +4,10 @@
 // changed words give, against a walk of every allocation.
 
 import ShmFormat
-@testable import ShmInspect
-import Testing
 import ShmWorkloads
+import Testing
+
+@testable import ShmInspect
 
 @Suite("Owner ledger")
 struct OwnerLedgerTests {
@@ -18,11 +19,13 @@ struct OwnerLedgerTests {
         var random = SplitMix64(seed: 0x1ED6E8)
         // The owner of each leaf allocation of each block (a block's allocations are its first leaves).
         var model = [[Int32]](repeating: [], count: geometry.blockCount)
-        var allocated: [Int32: Int] = [:], freed: [Int32: Int] = [:]
+        var allocated: [Int32: Int] = [:]
+        var freed: [Int32: Int] = [:]
         for step in 0..<30_000 {
             let block = Int.random(in: 0..<geometry.blockCount, using: &random)
             // Emptied often, so that runs are given up and pages packed.
-            let count = Int.random(in: 0..<4, using: &random) == 0 ? 0 : Int.random(in: 1...tree.leafCount, using: &random)
+            let count =
+                Int.random(in: 0..<4, using: &random) == 0 ? 0 : Int.random(in: 1...tree.leafCount, using: &random)
             let nodes = (0..<count).map { tree.node(order: 0, firstLeaf: $0) }
             let word = nodes.reduce(UInt64(0)) { $0 | tree.setMask(ofNode: $1) }
             let toRead = ledger.nodesToRead(block: block, word: word)
@@ -36,7 +39,8 @@ struct OwnerLedgerTests {
                 let pid = Int32.random(in: 1...3, using: &random)
                 owners.append(pid)
                 allocated[pid, default: 0] += 1
-                read.append(OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: pid, requestedSize: 8, order: 0))))
+                read.append(
+                    OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: pid, requestedSize: 8, order: 0))))
             }
             for pid in model[block].dropFirst(count) { freed[pid, default: 0] += 1 }
             ledger.replace(block: block, word: word, read: read[...], counting: true)
@@ -44,7 +48,8 @@ struct OwnerLedgerTests {
             if step % 5000 == 4999 {
                 let activity = ledger.takeActivity()
                 for pid: Int32 in 1...3 {
-                    #expect(activity.counts[pid].map { $0.allocations } ?? 0 == allocated[pid, default: 0], "step \(step)")
+                    #expect(
+                        activity.counts[pid].map { $0.allocations } ?? 0 == allocated[pid, default: 0], "step \(step)")
                     #expect(activity.counts[pid].map { $0.frees } ?? 0 == freed[pid, default: 0], "step \(step)")
                 }
                 allocated = [:]
@@ -64,9 +69,11 @@ struct OwnerLedgerTests {
         let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
         let tree = geometry.tree
         var ledger = OwnerLedger(geometry: geometry)
-        let settledNode = tree.node(order: 2, position: 0), claimedNode = tree.node(order: 0, position: 8)
+        let settledNode = tree.node(order: 2, position: 0)
+        let claimedNode = tree.node(order: 0, position: 8)
         let word = tree.setMask(ofNode: settledNode) | tree.setMask(ofNode: claimedNode)
-        let settledBit = UInt64(1) << UInt64(settledNode), claimedBit = UInt64(1) << UInt64(claimedNode)
+        let settledBit = UInt64(1) << UInt64(settledNode)
+        let claimedBit = UInt64(1) << UInt64(claimedNode)
         let counted = OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: 7, requestedSize: 100, order: 2)))
         #expect(ledger.nodesToRead(block: 5, word: word) == settledBit | claimedBit)
         ledger.replace(block: 5, word: word, read: [counted, OwnerLedger.NodeRecord(.inFlight)][...], counting: true)
@@ -109,7 +116,10 @@ struct OwnerLedgerTests {
         }
         let earlier = (0..<2000).map { _ in randomWord() }
         let later = earlier.map { Int.random(in: 0..<4, using: &random) == 0 ? $0 : randomWord() }
-        var allocations = 0, frees = 0, allocatedBytes = 0, freedBytes = 0
+        var allocations = 0
+        var frees = 0
+        var allocatedBytes = 0
+        var freedBytes = 0
         for (before, after) in zip(earlier, later) {
             geometry.forEachAllocation(inWord: after, ofBlock: 0) { found in
                 guard tree.allocations(before) & (1 << UInt64(found.node)) == 0 else { return }

@@ -1,15 +1,17 @@
 // What became of an owner process: alive, a zombie (exited, not reaped) or dead, with pid reuse
 // told apart by start time; and a zombie's allocations counted as leaked.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import ShmAlloc
 import ShmFormat
-@testable import ShmInspect
-import Testing
 import ShmSystem
 import ShmTestSupport
+import Testing
+
+@testable import ShmInspect
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("Process states")
 struct ProcessStateTests {
@@ -82,11 +84,14 @@ struct ProcessStateTests {
         #expect(owner.state == .zombie && !owner.alive)
         #expect(statistics.owners?.first { $0.pid == getpid() }?.state == .alive)
         // A live owner is named by its command; a zombie's is no longer shown.
-        #expect(statistics.owners?.first { $0.pid == getpid() }?.command == ProcessState.commandName(ofProcess: getpid()))
+        #expect(
+            statistics.owners?.first { $0.pid == getpid() }?.command == ProcessState.commandName(ofProcess: getpid()))
         #expect(owner.command == nil)
         #expect(statistics.aliveOwnerCount == 1)
         #expect(statistics.leakedBytes == theirs.map { nodeSize($0) }.reduce(0, +))
-        let row = SnapshotText(ascii: true).owners(statistics).split(separator: "\n").first { $0.hasPrefix("\(child.pid) ") }
+        let row = SnapshotText(ascii: true).owners(statistics).split(separator: "\n").first {
+            $0.hasPrefix("\(child.pid) ")
+        }
         #expect(row?.split(separator: " ").dropFirst().first == "zombie", "\(String(describing: row))")
         // Both keys: `alive` as before, `state` beside it.
         let json = SnapshotReport(snapshot: snapshot, statistics: statistics).jsonText()
@@ -106,13 +111,17 @@ struct HeaderCensusTests {
         builder.add(rawHeader: 0, order: 0, blockChanged: true)
         builder.add(rawHeader: 0, order: 1, blockChanged: false)
         // An owner-less header named by an intent belongs to the claimer, changed block or not.
-        builder.add(rawHeader: AllocationHeader(ownerPID: 0, requestedSize: 20, order: 0).rawValue, order: 0, claimer: 99, blockChanged: true)
+        builder.add(
+            rawHeader: AllocationHeader(ownerPID: 0, requestedSize: 20, order: 0).rawValue, order: 0, claimer: 99,
+            blockChanged: true)
         let census = builder.census { _ in .dead }
         #expect(census.inFlightHeaders == 1 && census.unreadableHeaders == 1)
         #expect(Set(census.owners.map(\.pid)) == [77, 99])
     }
 
-    @Test("a live view's owner states: the owner table read again after the period or for a new owner; states read once per period")
+    @Test(
+        "a live view's owner states: the owner table read again after the period or for a new owner; states read once per period"
+    )
     func ownerStatesPeriod() {
         var states = OwnerStates(period: .seconds(1))
         let start = ContinuousClock.now

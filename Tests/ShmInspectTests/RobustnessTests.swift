@@ -1,23 +1,27 @@
 // Bad files give one clear line; files that change under an attached inspector are noticed, never
 // fatal; inspecting never changes a byte of the file.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmAlloc
 import ShmFormat
-@testable import ShmInspect
+import ShmTestSupport
+import ShmWorkloads
 import Synchronization
 import Testing
-import ShmWorkloads
-import ShmTestSupport
+
+@testable import ShmInspect
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("Bad files and files that change while attached")
 struct RobustnessTests {
     /// Runs `shmtop snapshot PATH` and expects exit status 1 with exactly one line
     /// `shmtop: PATH: …` on stderr that contains `reason`.
-    func expectOneLineFailure(_ path: String, _ reason: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectOneLineFailure(_ path: String, _ reason: String, sourceLocation: SourceLocation = #_sourceLocation)
+        throws
+    {
         for arguments in [["snapshot", path], ["snapshot", "--json", path]] {
             let result = try runToEnd(BuiltProducts.shmtop, arguments)
             #expect(result.termination == .exited(1), sourceLocation: sourceLocation)
@@ -57,8 +61,9 @@ struct RobustnessTests {
     func damagedContents() throws {
         let file = TemporaryFile("damaged")
         defer { file.remove() }
-        var random = SplitMix64(seed: 0x5EED0002)
-        try Data((0..<8192).map { _ in UInt8.random(in: 0...255, using: &random) }).write(to: URL(fileURLWithPath: file.path))
+        var random = SplitMix64(seed: 0x5EED_0002)
+        try Data((0..<8192).map { _ in UInt8.random(in: 0...255, using: &random) }).write(
+            to: URL(fileURLWithPath: file.path))
         try expectOneLineFailure(file.path, "not a cache file (bad magic")
 
         let valid = try validCacheBytes()
@@ -66,12 +71,14 @@ struct RobustnessTests {
         try expectOneLineFailure(file.path, "file too small for a header (100 bytes")
 
         var future = valid
-        future.replaceSubrange(FileHeader.Field.formatVersion..<(FileHeader.Field.formatVersion + 4), with: [99, 0, 0, 0])
+        future.replaceSubrange(
+            FileHeader.Field.formatVersion..<(FileHeader.Field.formatVersion + 4), with: [99, 0, 0, 0])
         try future.write(to: URL(fileURLWithPath: file.path))
         try expectOneLineFailure(file.path, "format version 99 is not supported")
 
         try valid.prefix(valid.count / 2).write(to: URL(fileURLWithPath: file.path))
-        try expectOneLineFailure(file.path, "file is \(valid.count / 2) bytes, but its header describes \(valid.count) bytes")
+        try expectOneLineFailure(
+            file.path, "file is \(valid.count / 2) bytes, but its header describes \(valid.count) bytes")
 
         try Data(count: 8192).write(to: URL(fileURLWithPath: file.path))
         try expectOneLineFailure(file.path, "header is all zeros")
@@ -122,8 +129,12 @@ struct RobustnessTests {
         // Cut the file inside the words region, as a careless `truncate` would.
         #expect(truncate(file.path, off_t(layout.wordsOffset + 100)) == 0)
         loopDone.wait()
-        #expect(firstError.withLock { $0 } == .truncated(path: file.path, size: layout.wordsOffset + 100, expected: layout.fileSize))
-        #expect(throws: InspectError.truncated(path: file.path, size: layout.wordsOffset + 100, expected: layout.fileSize)) {
+        #expect(
+            firstError.withLock { $0 }
+                == .truncated(path: file.path, size: layout.wordsOffset + 100, expected: layout.fileSize))
+        #expect(
+            throws: InspectError.truncated(path: file.path, size: layout.wordsOffset + 100, expected: layout.fileSize)
+        ) {
             try inspector.blockDetail(5)
         }
         #expect(throws: InspectError.self) { try CacheInspector(path: file.path) }
@@ -152,7 +163,9 @@ struct RobustnessTests {
         #expect(!InspectError.deleted(path: file.path).fileIsTooShort)
     }
 
-    @Test("cut and grown back 200 times under a snapshot loop: only truncation errors, then a snapshot equal to a fresh attachment's")
+    @Test(
+        "cut and grown back 200 times under a snapshot loop: only truncation errors, then a snapshot equal to a fresh attachment's"
+    )
     func truncationsMetInFlight() throws {
         let (file, inspector) = try Self.attachedSmallCache("inflight")
         defer { file.remove() }
@@ -203,13 +216,16 @@ struct RobustnessTests {
         let bytesBefore = try file.bytes()
         var before = stat()
         stat(file.path, &before)
-        usleep(20_000)   // a write now would show in the timestamps
+        usleep(20_000)  // a write now would show in the timestamps
 
         let inspector = try CacheInspector(path: file.path)
         let snapshot = try inspector.snapshot()
-        _ = SnapshotText(ascii: false).render(snapshot, CacheStatistics(snapshot), blocks: try blocks.map { try inspector.blockDetail($0) })
+        _ = SnapshotText(ascii: false).render(
+            snapshot, CacheStatistics(snapshot), blocks: try blocks.map { try inspector.blockDetail($0) })
         #expect(try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path]).termination == .exited(0))
-        #expect(try runToEnd(BuiltProducts.shmtop, ["snapshot", file.path] + blocks.flatMap { ["--block", "\($0)"] }).termination == .exited(0))
+        #expect(
+            try runToEnd(BuiltProducts.shmtop, ["snapshot", file.path] + blocks.flatMap { ["--block", "\($0)"] })
+                .termination == .exited(0))
 
         var after = stat()
         stat(file.path, &after)

@@ -1,15 +1,16 @@
 // Snapshots brought up to date by difference (`advance(_:series:comparing:)`, what the live view
 // does at every refresh) against fresh snapshots of the same moments.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import ShmAlloc
 import ShmFormat
 import ShmInspect
-import Testing
-import ShmWorkloads
 import ShmTestSupport
+import ShmWorkloads
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("Snapshots by difference")
 struct SnapshotSeriesTests {
@@ -20,7 +21,7 @@ struct SnapshotSeriesTests {
         // 16 MiB: 16384 blocks, so a series spans several 8192-word reads and many empty groups.
         let cache = try file.createCache(try Geometry(minSize: 32, maxSize: 1024, capacity: 16 << 20))
         let inspector = try CacheInspector(path: file.path)
-        var random = SplitMix64(seed: 0x5EED0005)
+        var random = SplitMix64(seed: 0x5EED_0005)
         var held: [ShmOffset] = []
         var series = SnapshotSeries()
         var previous = try inspector.snapshot(readingAllocations: false)
@@ -33,7 +34,9 @@ struct SnapshotSeriesTests {
                 held.removeAll()
             } else {
                 for _ in 0..<Int.random(in: 1...3000, using: &random) {
-                    if let offset = try? cache.allocate(Int.random(in: 8...1016, using: &random)) { held.append(offset) }
+                    if let offset = try? cache.allocate(Int.random(in: 8...1016, using: &random)) {
+                        held.append(offset)
+                    }
                 }
                 held.shuffle(using: &random)
                 for offset in held.suffix(held.count / 3) { try cache.free(offset) }
@@ -47,7 +50,8 @@ struct SnapshotSeriesTests {
             #expect(changes.blocks == expected.blocks, "step \(step)")
             #expect(changes.earlierWords == expected.earlierWords, "step \(step)")
             #expect(changes.laterWords == expected.laterWords, "step \(step)")
-            #expect(changes.rates.allocations == expected.rates.allocations && changes.rates.frees == expected.rates.frees)
+            #expect(
+                changes.rates.allocations == expected.rates.allocations && changes.rates.frees == expected.rates.frees)
             census = changes.census(updating: census)
             // The owner ledger, updated from the changed blocks alone, says what a full header
             // scan says; this process's allocations and frees are the words' (one owner).
@@ -56,7 +60,9 @@ struct SnapshotSeriesTests {
             #expect(try inspector.census(of: ledger) == scanned, "step \(step)")
             #expect(activity.counts[getpid()].map { $0.allocations } ?? 0 == changes.rates.allocations, "step \(step)")
             #expect(activity.counts[getpid()].map { $0.frees } ?? 0 == changes.rates.frees, "step \(step)")
-            #expect(census == BuddyCensus(tree: snapshot.tree, words: snapshot.words[snapshot.usableBlocks]), "step \(step)")
+            #expect(
+                census == BuddyCensus(tree: snapshot.tree, words: snapshot.words[snapshot.usableBlocks]), "step \(step)"
+            )
             previous = snapshot
         }
     }

@@ -1,15 +1,16 @@
 // Snapshots of caches with known contents: the JSON report, the text, block details and rates.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
-import Testing
-import ShmWorkloads
 import ShmTestSupport
+import ShmWorkloads
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// 32 B .. 1 KiB × 1024 blocks: small enough to check by hand.
 let smallGeometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20)
@@ -45,7 +46,8 @@ struct SnapshotTests {
         let all = mine + theirs
         let layout = cache.layout
         #expect(report.formatVersion == FileHeader.formatVersion)
-        let geometry = SnapshotReport.GeometryReport(minSize: 32, maxSize: 1024, blockCount: 1024, capacity: 1 << 20, pageSize: layout.pageSize)
+        let geometry = SnapshotReport.GeometryReport(
+            minSize: 32, maxSize: 1024, blockCount: 1024, capacity: 1 << 20, pageSize: layout.pageSize)
         #expect(report.geometry == geometry)
         #expect(report.liveAllocations == all.count)
         #expect(report.allocatedBytes == all.map { nodeSize($0) }.reduce(0, +))
@@ -60,11 +62,13 @@ struct SnapshotTests {
         for order in 0..<smallGeometry.orderCount {
             let size = smallGeometry.nodeSize(ofOrder: order)
             let inClass = all.filter { nodeSize($0) == size }
-            let expected = SnapshotReport.SizeClassReport(count: inClass.count, bytes: inClass.count * size, requestedBytes: inClass.reduce(0, +))
+            let expected = SnapshotReport.SizeClassReport(
+                count: inClass.count, bytes: inClass.count * size, requestedBytes: inClass.reduce(0, +))
             #expect(report.allocationsBySize[String(size)] == expected)
         }
         let me = OwnerSummary(pid: getpid(), alive: true, sizes: mine)
-        let child = OwnerSummary(pid: try #require(report.owners?.first { $0.pid != getpid() }).pid, alive: false, sizes: theirs)
+        let child = OwnerSummary(
+            pid: try #require(report.owners?.first { $0.pid != getpid() }).pid, alive: false, sizes: theirs)
         #expect(report.owners?.map(OwnerSummary.init) == [me, child].sorted { $0.bytes > $1.bytes })
         #expect(report.leakedBytes == theirs.map { nodeSize($0) }.reduce(0, +))
 
@@ -88,7 +92,10 @@ struct SnapshotTests {
         let usable = smallGeometry.blockCount - snapshot.layout.nullBlockCount
         #expect(statistics.allocatedBytes == 0)
         #expect(statistics.freeBytes == usable * 1024)
-        #expect(statistics.blocks == CacheStatistics.BlockCounts(empty: usable, partial: 0, full: 0, null: snapshot.layout.nullBlockCount))
+        #expect(
+            statistics.blocks
+                == CacheStatistics.BlockCounts(empty: usable, partial: 0, full: 0, null: snapshot.layout.nullBlockCount)
+        )
         #expect(statistics.sizeClasses.map(\.freeChunks) == [0, 0, 0, 0, 0, usable])
         #expect(statistics.sizeClasses.map(\.unusableFreeIndex) == [0, 0, 0, 0, 0, 0])
         #expect(statistics.sizeClasses.map(\.failingFragmentationIndex) == [nil, nil, nil, nil, nil, nil])
@@ -98,7 +105,9 @@ struct SnapshotTests {
         #expect(statistics.requestedBytes == 0)
     }
 
-    @Test("shattered free space: every other 32 B node free, a few whole blocks; fragmentation and fits against the words")
+    @Test(
+        "shattered free space: every other 32 B node free, a few whole blocks; fragmentation and fits against the words"
+    )
     func shatteredFreeSpace() throws {
         let file = TemporaryFile("shattered")
         defer { file.remove() }
@@ -119,17 +128,27 @@ struct SnapshotTests {
         let statistics = CacheStatistics(snapshot)
         let words = Array(snapshot.words[snapshot.usableBlocks])
         let depth = smallGeometry.tree.depth
-        let bruteFits = (0...depth).map { order in words.reduce(0) { $0 + requestsThatFit($1, depth: depth, order: order) } }
-        let freeLeaves = words.reduce(0) { total, word in total + (0..<(1 << depth)).filter { word >> UInt64((1 << depth) + $0) & 1 == 0 }.count }
+        let bruteFits = (0...depth).map { order in
+            words.reduce(0) { $0 + requestsThatFit($1, depth: depth, order: order) }
+        }
+        let freeLeaves = words.reduce(0) { total, word in
+            total + (0..<(1 << depth)).filter { word >> UInt64((1 << depth) + $0) & 1 == 0 }.count
+        }
         let wholeFree = words.filter { requestsThatFit($0, depth: depth, order: depth) == 1 }.count
         #expect(statistics.sizeClasses.map(\.fits) == bruteFits)
         #expect(statistics.freeBytes == freeLeaves * 32)
         #expect(statistics.externalFragmentation == 1 - Double(wholeFree * 1024) / Double(freeLeaves * 32))
         // The same figures by hand: the shattered blocks offer 16 single leaves each and nothing larger.
         let shattered = usable - wholeBlocks
-        #expect(bruteFits == [shattered * 16 + wholeBlocks * 32, wholeBlocks * 16, wholeBlocks * 8, wholeBlocks * 4, wholeBlocks * 2, wholeBlocks])
-        #expect(statistics.externalFragmentation == Double(shattered * 512) / Double(shattered * 512 + wholeBlocks * 1024))
-        #expect(statistics.sizeClasses.map { $0.failingFragmentationIndex == nil } == [true, true, true, true, true, true])
+        #expect(
+            bruteFits == [
+                shattered * 16 + wholeBlocks * 32, wholeBlocks * 16, wholeBlocks * 8, wholeBlocks * 4, wholeBlocks * 2,
+                wholeBlocks,
+            ])
+        #expect(
+            statistics.externalFragmentation == Double(shattered * 512) / Double(shattered * 512 + wholeBlocks * 1024))
+        #expect(
+            statistics.sizeClasses.map { $0.failingFragmentationIndex == nil } == [true, true, true, true, true, true])
 
         let result = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", file.path])
         #expect(result.termination == .exited(0), "\(result.error)")
@@ -153,7 +172,9 @@ struct SnapshotTests {
         let block = try #require(offsets.first) / smallGeometry.blockSize
         let inBlock = zip(offsets, sizes).filter { $0.0 / smallGeometry.blockSize == block }.sorted { $0.0 < $1.0 }
 
-        let result = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--json", "--width", "32", "--block", "\(block)", "--block", "0", file.path])
+        let result = try runToEnd(
+            BuiltProducts.shmtop,
+            ["snapshot", "--json", "--width", "32", "--block", "\(block)", "--block", "0", file.path])
         #expect(result.termination == .exited(0), "\(result.error)")
         let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(result.output.utf8))
         #expect(report.blockDetails.map(\.block) == [block, 0])
@@ -161,7 +182,8 @@ struct SnapshotTests {
         #expect(detail.allocations.map(\.offset) == inBlock.map(\.0))
         #expect(detail.allocations.map(\.requestedBytes) == inBlock.map(\.1))
         #expect(detail.allocations.map(\.nodeSize) == inBlock.map { nodeSize($0.1) })
-        #expect(detail.allocations.allSatisfy { $0.ownerState == .dead && $0.ownerPid != nil && $0.ownerPid != getpid() })
+        #expect(
+            detail.allocations.allSatisfy { $0.ownerState == .dead && $0.ownerPid != nil && $0.ownerPid != getpid() })
         #expect(detail.word != "0x0")
         let blockWord = try CacheInspector(path: file.path).blockDetail(block).word
         #expect(detail.word == "0x" + String(blockWord, radix: 16))
@@ -213,7 +235,9 @@ struct SnapshotTests {
         #expect(detail.allocations.count == 1)
         #expect(allocation.offset == Int(offset.rawValue))
         #expect(allocation.nodeSize == nodeSize(text.count))
-        #expect(allocation.header == AllocationHeader(ownerPID: getpid(), requestedSize: text.count, order: allocation.order))
+        #expect(
+            allocation.header
+                == AllocationHeader(ownerPID: getpid(), requestedSize: text.count, order: allocation.order))
         #expect(allocation.ownerAlive == true)
         #expect(allocation.firstBytes == Array(text.prefix(BlockDetail.defaultPreviewLength)))
         let states = detail.levels.flatMap { $0 }
@@ -222,10 +246,14 @@ struct SnapshotTests {
 
         let rendered = SnapshotText(ascii: true).tree(detail)
         #expect(rendered.contains("/usr/lib/x86_64-linux-gn"))
-        #expect(rendered.split(separator: "\n").filter { $0.contains("|") && $0.contains(" B ") || $0.contains("KiB |") }.count == smallGeometry.orderCount)
+        #expect(
+            rendered.split(separator: "\n").filter { $0.contains("|") && $0.contains(" B ") || $0.contains("KiB |") }
+                .count == smallGeometry.orderCount)
     }
 
-    @Test("free-space index: a new cache lists every block as empty; at rest every block is findable", .timeLimit(.minutes(1)))
+    @Test(
+        "free-space index: a new cache lists every block as empty; at rest every block is findable",
+        .timeLimit(.minutes(1)))
     func freeIndex() throws {
         let file = TemporaryFile("index")
         defer { file.remove() }
@@ -237,7 +265,7 @@ struct SnapshotTests {
         #expect(fresh.actualByOrder == [0, 0, 0, 0, 0, usable])
         #expect(fresh.staleListings == 0 && fresh.missingListings == 0)
 
-        var random = SplitMix64(seed: 0x5EED0003)
+        var random = SplitMix64(seed: 0x5EED_0003)
         // Fill until the first failure, then free half at random: every class gets blocks. Repeated,
         // since the orders of allocations and frees are random.
         for _ in 0..<20 { try fillAndHalve(cache, inspector: inspector, usable: usable, using: &random) }
@@ -294,13 +322,16 @@ struct SnapshotTests {
         defer { file.remove() }
         let cache = try file.createCache(smallGeometry)
         for size in [10, 100, 1000] { _ = try cache.allocate(size) }
-        let ascii = try runToEnd(BuiltProducts.shmtop, ["snapshot", "--ascii", "--width", "32", "--block", "4", file.path])
+        let ascii = try runToEnd(
+            BuiltProducts.shmtop, ["snapshot", "--ascii", "--width", "32", "--block", "4", file.path])
         #expect(ascii.termination == .exited(0), "\(ascii.error)")
         #expect(ascii.output.unicodeScalars.allSatisfy { $0.isASCII })
         #expect(ascii.output.contains("buddyinfo 1020 blocks "))
         #expect(ascii.output.contains("' ' empty  . 0"))
         #expect(ascii.output.contains("Block 4 "))
-        let heatmapRows = ascii.output.split(separator: "\n").filter { $0.hasSuffix("|") && $0.contains(" |") && !$0.contains("B |") }
+        let heatmapRows = ascii.output.split(separator: "\n").filter {
+            $0.hasSuffix("|") && $0.contains(" |") && !$0.contains("B |")
+        }
         // 1024 blocks in at most 32 × 16 cells: 2 blocks per cell, 16 rows.
         #expect(ascii.output.contains("Heatmap: 512 cells, 2 blocks per cell"))
         #expect(heatmapRows.count == 16)
@@ -339,7 +370,9 @@ struct OwnerSummary: Hashable, CustomStringConvertible {
         requestedBytes = owner.requestedBytes
     }
 
-    var description: String { "pid \(pid) \(alive ? "alive" : "dead") \(allocations) allocations \(bytes) B (\(requestedBytes) requested)" }
+    var description: String {
+        "pid \(pid) \(alive ? "alive" : "dead") \(allocations) allocations \(bytes) B (\(requestedBytes) requested)"
+    }
 }
 
 /// How many order-`order` requests one word could still take, found by taking them one at a time:
@@ -348,7 +381,9 @@ func requestsThatFit(_ word: UInt64, depth: Int, order: Int) -> Int {
     var leaves = (0..<(1 << depth)).map { word >> UInt64((1 << depth) + $0) & 1 == 1 }
     var count = 0
     let span = 1 << order
-    while let start = stride(from: 0, to: leaves.count, by: span).first(where: { start in !leaves[start..<(start + span)].contains(true) }) {
+    while let start = stride(from: 0, to: leaves.count, by: span).first(where: { start in
+        !leaves[start..<(start + span)].contains(true)
+    }) {
         for leaf in start..<(start + span) { leaves[leaf] = true }
         count += 1
     }

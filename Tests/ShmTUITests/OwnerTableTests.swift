@@ -2,9 +2,10 @@
 // selection following its owner, Enter highlighting, and the table drawn from a frame.
 
 import ShmFormat
+import Testing
+
 @testable import ShmInspect
 @testable import ShmTUI
-import Testing
 
 @Suite("Owner table")
 struct OwnerTableTests {
@@ -12,7 +13,8 @@ struct OwnerTableTests {
     /// leaf (each order's nodes aligned as long as orders do not fall).
     static func word(_ headers: [AllocationHeader]) -> UInt64 {
         let tree = try! Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10).tree
-        var leaf = 0, word: UInt64 = 0
+        var leaf = 0
+        var word: UInt64 = 0
         for header in headers {
             word |= tree.setMask(ofNode: tree.node(order: header.order, firstLeaf: leaf))
             leaf += 1 << header.order
@@ -24,15 +26,22 @@ struct OwnerTableTests {
     static func owners() -> [OwnerAllocations] {
         var ledger = OwnerLedger(geometry: try! Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10))
         // pid 30: 3 allocations of 32 B; pid 10: one of 1 KiB; pid 20: two of 64 B.
-        let records: [(Int, Int32, Int, Int)] = [(4, 30, 20, 0), (4, 30, 10, 0), (4, 30, 5, 0), (5, 10, 1000, 5), (6, 20, 50, 1), (6, 20, 40, 1)]
+        let records: [(Int, Int32, Int, Int)] = [
+            (4, 30, 20, 0), (4, 30, 10, 0), (4, 30, 5, 0), (5, 10, 1000, 5), (6, 20, 50, 1), (6, 20, 40, 1),
+        ]
         for block in [4, 5, 6] {
-            let mine = records.filter { $0.0 == block }.map { AllocationHeader(ownerPID: $0.1, requestedSize: $0.2, order: $0.3) }
-            ledger.replace(block: block, word: Self.word(mine), read: mine.map { OwnerLedger.NodeRecord(.counted($0)) }[...], counting: false)
+            let mine = records.filter { $0.0 == block }.map {
+                AllocationHeader(ownerPID: $0.1, requestedSize: $0.2, order: $0.3)
+            }
+            ledger.replace(
+                block: block, word: Self.word(mine), read: mine.map { OwnerLedger.NodeRecord(.counted($0)) }[...],
+                counting: false)
         }
         let activity = OwnerActivity(counts: [20: (1, 0)])
         return ledger.census(
             state: { $0 == 10 ? .dead : .alive }, command: { "cmd\($0)" },
-            rates: OwnerRates(activity: activity, seconds: 0.5)).owners
+            rates: OwnerRates(activity: activity, seconds: 0.5)
+        ).owners
     }
 
     @Test("each column sorts its way; ties go by pid; > and < move the column, I inverts")
@@ -55,17 +64,19 @@ struct OwnerTableTests {
         #expect(KeyMap.command(for: .character("o"), on: .main) == .toggleOwners)
     }
 
-    @Test("the selection stays on its owner when the order changes; Enter highlights it and shows the heatmap, again turns it off")
+    @Test(
+        "the selection stays on its owner when the order changes; Enter highlights it and shows the heatmap, again turns it off"
+    )
     func selectionAndHighlight() {
         let owners = Self.owners()
         var state = ViewState(colorMode: .monochrome, glyphs: .unicode, interval: .milliseconds(100))
         state.screen = .owners
         state.moveOwnerSelection(by: 1, count: owners.count)
         #expect(state.ownerOrder.sorted(owners)[state.selectedOwnerRow].pid == 20)
-        state.sortOwners(movingColumnBy: -1, owners: owners)    // bytes → allocations, largest first
+        state.sortOwners(movingColumnBy: -1, owners: owners)  // bytes → allocations, largest first
         #expect(state.ownerOrder == OwnerOrder(column: .allocations, descending: true))
         #expect(state.selectedOwnerRow == 1, "pid 20 holds the second most allocations")
-        state.sortOwners(movingColumnBy: -3, owners: owners)    // → pid, largest first
+        state.sortOwners(movingColumnBy: -3, owners: owners)  // → pid, largest first
         state.invertOwnerOrder(owners: owners)
         #expect(state.ownerOrder == OwnerOrder(column: .pid, descending: false))
         #expect(state.selectedOwnerRow == 1)
@@ -78,21 +89,27 @@ struct OwnerTableTests {
         #expect(state.highlightedOwner == nil)
     }
 
-    @Test("a highlighted owner's blocks: read from the whole ledger once, then kept up to date from the blocks read again")
+    @Test(
+        "a highlighted owner's blocks: read from the whole ledger once, then kept up to date from the blocks read again"
+    )
     func highlightedBlocks() {
         var ledger = OwnerLedger(geometry: try! Geometry(minSize: 32, maxSize: 1024, capacity: 64 << 10))
         func put(_ block: Int, _ pids: [Int32]) {
             let headers = pids.map { AllocationHeader(ownerPID: $0, requestedSize: 8, order: 0) }
             // Freed first: a node that holds an allocation at both readings keeps its record.
             ledger.replace(block: block, word: 0, read: [], counting: false)
-            ledger.replace(block: block, word: Self.word(headers), read: headers.map { OwnerLedger.NodeRecord(.counted($0)) }[...], counting: false)
+            ledger.replace(
+                block: block, word: Self.word(headers), read: headers.map { OwnerLedger.NodeRecord(.counted($0)) }[...],
+                counting: false)
         }
         put(4, [30, 10])
         put(5, [10])
         put(63, [30])
         var owned = ledger.blocks(ownedBy: 30)
         #expect(owned.contains(4) && !owned.contains(5) && owned.contains(63))
-        #expect(owned.intersects(0..<5) && !owned.intersects(5..<63) && owned.intersects(60..<64) && !owned.intersects(64..<200))
+        #expect(
+            owned.intersects(0..<5) && !owned.intersects(5..<63) && owned.intersects(60..<64)
+                && !owned.intersects(64..<200))
         put(5, [30])
         put(4, [])
         ledger.update(&owned, ownedBy: 30, blocks: [4, 5])
@@ -106,10 +123,12 @@ struct OwnerTableTests {
         let census = BuddyCensus(tree: snapshot.tree, words: snapshot.words[snapshot.usableBlocks])
         var ledger = OwnerLedger(geometry: snapshot.geometry)
         let header = AllocationHeader(ownerPID: 77, requestedSize: 9, order: 0)
-        ledger.replace(block: 4, word: Self.word([header]), read: [OwnerLedger.NodeRecord(.counted(header))][...], counting: false)
+        ledger.replace(
+            block: 4, word: Self.word([header]), read: [OwnerLedger.NodeRecord(.counted(header))][...], counting: false)
         let allocations = ledger.census(state: { _ in .dead })
         let frame = LiveFrame(
-            snapshot: snapshot, statistics: CacheStatistics(census: census, snapshot: snapshot, allocations: allocations), sequence: 1)
+            snapshot: snapshot,
+            statistics: CacheStatistics(census: census, snapshot: snapshot, allocations: allocations), sequence: 1)
         let layout = ScreenLayout(width: 120, height: 30, banner: false)
         var state = ViewState(colorMode: .monochrome, glyphs: .unicode, interval: .milliseconds(100))
         state.screen = .owners

@@ -63,9 +63,12 @@ struct PathCachePanelTests {
         #expect(!panel(climbing, shows: "hits/s", "0"))
         // Overall: the writer's 3 in 4 and the fixture's own searches (each of its paths, found),
         // once the panel has caught up with the last counters written.
-        let overall = (Double(pathCache.hits) + Double(searches / 4 * 3)) / (Double(pathCache.searches) + Double(searches))
+        let overall =
+            (Double(pathCache.hits) + Double(searches / 4 * 3)) / (Double(pathCache.searches) + Double(searches))
         let overallText = Format.percent(overall)
-        _ = try session.waitForScreen("the overall hit rate, \(overallText)") { panel($0, shows: "overall", overallText) }
+        _ = try session.waitForScreen("the overall hit rate, \(overallText)") {
+            panel($0, shows: "overall", overallText)
+        }
         #expect(!panel(climbing, shows: "inserts/s", "0"))
         // The hit rate's history (the second "history" line) draws 75 % as the seventh of eight levels.
         let histories = climbing.lines.filter { $0.contains("history") }

@@ -3,8 +3,9 @@
 import Foundation
 import ShmFormat
 import ShmInspect
-@testable import ShmTUI
 import Testing
+
+@testable import ShmTUI
 
 @Suite("widgets")
 struct WidgetTests {
@@ -81,7 +82,9 @@ struct FormatTests {
         #expect(Format.offset(0x1234) == "0x00001234")
         #expect(Format.offset(0x1_0000_0000) == "0x100000000")
         #expect(Format.hexWord(0xdead_beef) == "0x0000_0000_dead_beef")
-        #expect(Format.binaryWord(0b1_0000_0011) == "00000000 00000000 00000000 00000000 00000000 00000000 00000001 00000011")
+        #expect(
+            Format.binaryWord(0b1_0000_0011)
+                == "00000000 00000000 00000000 00000000 00000000 00000000 00000001 00000011")
         #expect(Format.printable(Array("ab\u{0}c\u{7F}".utf8)) == "ab.c.")
         #expect(Format.hexBytes([0, 15, 255]) == "00 0f ff")
         #expect(Format.hertz(interval: .milliseconds(100)) == "10 Hz")
@@ -243,9 +246,12 @@ struct FrameRenderingTests {
         let layout = ScreenLayout(width: 80, height: 24, banner: false)
         var state = ViewState(colorMode: .monochrome, glyphs: .unicode, interval: .milliseconds(100))
         state.selectedBlock = 4
-        let grid = HeatmapGrid(blockCount: 64, columns: layout.heatmap.width, rows: layout.heatmap.height, zoom: nil, selectedBlock: 4, scrollRow: 0)
+        let grid = HeatmapGrid(
+            blockCount: 64, columns: layout.heatmap.width, rows: layout.heatmap.height, zoom: nil, selectedBlock: 4,
+            scrollRow: 0)
         var canvas = Canvas(width: 80, height: 24)
-        MainView(frame: frame, state: state, layout: layout, now: .now).draw(into: &canvas, cells: HeatmapCells(frame: frame, grid: grid))
+        MainView(frame: frame, state: state, layout: layout, now: .now).draw(
+            into: &canvas, cells: HeatmapCells(frame: frame, grid: grid))
         let lines = canvas.lines
         #expect(lines[0].contains("/tmp/example.shm"))
         #expect(lines[0].contains("64 KiB"))
@@ -256,8 +262,12 @@ struct FrameRenderingTests {
         #expect(canvas[2, 5].style.role == .selection)
         #expect(canvas[2, 5].style.bold)
         // Two allocations in block 4, and block 5 is one whole-block allocation.
-        #expect(lines.contains { $0.range(of: "live +3 ", options: .regularExpression) != nil }, "\(lines.joined(separator: "\n"))")
-        #expect(lines[22].contains("block 4 ") && lines[22].contains("fill 62.5%") && lines[22].contains("allocations 2"), "\(lines[22])")
+        #expect(
+            lines.contains { $0.range(of: "live +3 ", options: .regularExpression) != nil },
+            "\(lines.joined(separator: "\n"))")
+        #expect(
+            lines[22].contains("block 4 ") && lines[22].contains("fill 62.5%") && lines[22].contains("allocations 2"),
+            "\(lines[22])")
         #expect(lines[23].contains("?:help"))
         #expect(lines.allSatisfy { $0.unicodeScalars.count <= 80 })
     }
@@ -267,13 +277,19 @@ struct FrameRenderingTests {
         let snapshot = try Self.snapshot()
         let layout = ScreenLayout(width: 120, height: 30, banner: false)
         let state = ViewState(colorMode: .monochrome, glyphs: .unicode, interval: .milliseconds(100))
-        let grid = HeatmapGrid(blockCount: 64, columns: layout.heatmap.width, rows: layout.heatmap.height, zoom: nil, selectedBlock: 0, scrollRow: 0)
-        for (sweep, age, heading) in [(0.1, Duration.zero, "Memory · read at 10 Hz · figures 0.0 s old"),
-                                      (1.25, .milliseconds(1100), "Memory · read every 1.2 s · figures 1.1 s old")] {
+        let grid = HeatmapGrid(
+            blockCount: 64, columns: layout.heatmap.width, rows: layout.heatmap.height, zoom: nil, selectedBlock: 0,
+            scrollRow: 0)
+        for (sweep, age, heading) in [
+            (0.1, Duration.zero, "Memory · read at 10 Hz · figures 0.0 s old"),
+            (1.25, .milliseconds(1100), "Memory · read every 1.2 s · figures 1.1 s old"),
+        ] {
             let frame = LiveFrame(
-                snapshot: snapshot, statistics: CacheStatistics(snapshot), sequence: 1, figuresAge: age, sweepSeconds: sweep)
+                snapshot: snapshot, statistics: CacheStatistics(snapshot), sequence: 1, figuresAge: age,
+                sweepSeconds: sweep)
             var canvas = Canvas(width: 120, height: 30)
-            MainView(frame: frame, state: state, layout: layout, now: .now).draw(into: &canvas, cells: HeatmapCells(frame: frame, grid: grid))
+            MainView(frame: frame, state: state, layout: layout, now: .now).draw(
+                into: &canvas, cells: HeatmapCells(frame: frame, grid: grid))
             #expect(canvas.lines.contains { $0.contains(heading) }, "\(canvas.lines.joined(separator: "\n"))")
         }
     }
@@ -302,16 +318,24 @@ struct FrameRenderingTests {
         let width = DrillDownView.treeRowWidth(screenWidth: 80, leafCount: 32)
         #expect(width == 64)
         // Level 1: the left half is one allocation (█), the right half split (─).
-        #expect(rows[1].contains("│" + String(repeating: "█", count: 31) + "│" + String(repeating: "─", count: 31) + "│"))
+        #expect(
+            rows[1].contains("│" + String(repeating: "█", count: 31) + "│" + String(repeating: "─", count: 31) + "│"))
         #expect(lines.contains { $0.contains("Allocations (2)") })
-        #expect(lines.contains { $0.contains("0x00001008") && $0.contains("512 B") && $0.contains("300") && $0.contains("4242") && $0.contains("hello") })
+        #expect(
+            lines.contains {
+                $0.contains("0x00001008") && $0.contains("512 B") && $0.contains("300") && $0.contains("4242")
+                    && $0.contains("hello")
+            })
         #expect(lines.contains { $0.contains("0x00001208") && $0.contains("128 B") && $0.contains("40") })
         #expect(lines.contains { $0.contains(Format.binaryWord(snapshot.words[4])) })
-        #expect(lines.contains { $0.contains(" · 2 allocations · ") && $0.hasSuffix(" · 2 free chunks") }, "\(lines[1])")
+        #expect(
+            lines.contains { $0.contains(" · 2 allocations · ") && $0.hasSuffix(" · 2 free chunks") }, "\(lines[1])")
 
         // One allocation and one free chunk: counted in the singular.
         let single = bytes.withUnsafeBytes {
-            BlockDetail(block: 4, word: snapshot.tree.setMask(ofNode: 2), layout: snapshot.layout, blockBytes: $0, previewLength: 16)
+            BlockDetail(
+                block: 4, word: snapshot.tree.setMask(ofNode: 2), layout: snapshot.layout, blockBytes: $0,
+                previewLength: 16)
         }
         var singleCanvas = Canvas(width: 80, height: 24)
         DrillDownView(detail: single, state: state, layout: layout, now: .now).draw(into: &singleCanvas)
@@ -336,7 +360,8 @@ struct FrameRenderingTests {
             state.paused = paused
             let detachment = error.map { Detachment(first: $0, latest: .deleted(path: path)) }
             var canvas = Canvas(width: 80, height: 24)
-            MainView(frame: frame, state: state, layout: layout, now: .now, detachment: detachment).drawTitle(into: &canvas)
+            MainView(frame: frame, state: state, layout: layout, now: .now, detachment: detachment).drawTitle(
+                into: &canvas)
             #expect(canvas.lines[0].hasSuffix(status), "\(canvas.lines[0])")
         }
     }

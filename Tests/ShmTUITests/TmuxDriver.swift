@@ -5,14 +5,15 @@
 // which then never sees SIGWINCH or SIGTERM. Screens are polled until they show what is expected
 // (with a deadline) instead of sleeping a fixed time.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmInspect
 import ShmSystem
 import ShmTestSupport
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A private tmux server with one session running one command.
 final class TmuxSession {
@@ -35,7 +36,8 @@ final class TmuxSession {
         for (name, value) in ["LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"].merging(environment, uniquingKeysWith: { $1 }) {
             arguments += ["-e", "\(name)=\(value)"]
         }
-        let wrapper = #""$0" "$@"; echo $? > "$SHMTOP_TEST_STATUS.tmp" && mv "$SHMTOP_TEST_STATUS.tmp" "$SHMTOP_TEST_STATUS"; sleep 600"#
+        let wrapper =
+            #""$0" "$@"; echo $? > "$SHMTOP_TEST_STATUS.tmp" && mv "$SHMTOP_TEST_STATUS.tmp" "$SHMTOP_TEST_STATUS"; sleep 600"#
         try tmux(arguments + ["-e", "SHMTOP_TEST_STATUS=\(statusFile)", "--", "/bin/sh", "-c", wrapper] + command)
     }
 
@@ -82,7 +84,9 @@ final class TmuxSession {
 
     /// The command's exit status once it ended, else `nil`.
     func exitStatus() -> Int32? {
-        (try? String(contentsOfFile: statusFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        (try? String(contentsOfFile: statusFile, encoding: .utf8)).flatMap {
+            Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
     }
 
     /// A tmux format evaluated for the pane (`#{pane_pid}`, `#{alternate_on}` …).

@@ -1,15 +1,17 @@
 // `shmtop watch` end to end: a real cache, the real binary, a real terminal (tmux).
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import ShmFormat
 import ShmInspect
-@testable import ShmTUI
-import Testing
 import ShmSystem
 import ShmTestSupport
+import Testing
+
+@testable import ShmTUI
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A 16 MiB cache (16384 blocks of 1 KiB) holding allocations of a dead process: known content.
 struct KnownCache {
@@ -49,13 +51,17 @@ struct KnownCache {
 
     /// A tmux session running `shmtop watch` on the cache.
     func watch(width: Int = 120, height: Int = 40, _ extra: [String] = []) throws -> TmuxSession {
-        try TmuxSession([BuiltProducts.path("shmtop"), "watch", path, "--snapshot-directory", directory.path] + extra, width: width, height: height)
+        try TmuxSession(
+            [BuiltProducts.path("shmtop"), "watch", path, "--snapshot-directory", directory.path] + extra, width: width,
+            height: height)
     }
 }
 
 /// True when a line of `screen` has `label`, spaces, then exactly `value` (a panel figure).
 func panel(_ screen: String, shows label: String, _ value: String) -> Bool {
-    let pattern = "(^|[ │|])" + NSRegularExpression.escapedPattern(for: label) + " +" + NSRegularExpression.escapedPattern(for: value) + "( |$)"
+    let pattern =
+        "(^|[ │|])" + NSRegularExpression.escapedPattern(for: label) + " +"
+        + NSRegularExpression.escapedPattern(for: value) + "( |$)"
     return screen.lines.contains { $0.range(of: pattern, options: .regularExpression) != nil }
 }
 
@@ -72,7 +78,9 @@ struct WatchTmuxTests {
         let cache = try KnownCache()
         let report = try cache.report()
         let session = try cache.watch()
-        let screen = try session.waitForScreen("the panel with the owner scan") { $0.contains("owners") && $0.contains("LIVE") }
+        let screen = try session.waitForScreen("the panel with the owner scan") {
+            $0.contains("owners") && $0.contains("LIVE")
+        }
 
         #expect(screen.contains("16 MiB"))
         #expect(screen.contains("16384 blocks"))
@@ -91,15 +99,22 @@ struct WatchTmuxTests {
         #expect(panel(screen, shows: "largest", Format.bytes(report.largestFreeChunk)))
         #expect(panel(screen, shows: "leaked", Format.bytes(report.leakedBytes ?? -1)))
         #expect(report.leakedBytes == report.allocatedBytes, "the fixture's process is dead: all it holds is leaked")
-        #expect(panel(screen, shows: "used", Format.percent(report.utilisation)) || screen.contains(Format.percent(report.utilisation)))
-        #expect(screen.contains("empty \(report.blocks.empty)  partial \(report.blocks.partial)  full \(report.blocks.full)"))
+        #expect(
+            panel(screen, shows: "used", Format.percent(report.utilisation))
+                || screen.contains(Format.percent(report.utilisation)))
+        #expect(
+            screen.contains(
+                "empty \(report.blocks.empty)  partial \(report.blocks.partial)  full \(report.blocks.full)"))
         #expect(screen.contains("owners  0 alive  1 dead"))
         for (size, chunks) in report.freeChunksBySize {
             let label = Format.bytes(Int(size)!)
-            let figures = Format.right("\(chunks)", 8) + Format.right("\(report.blocksByLargestFreeChunk[size]!)", 7)
+            let figures =
+                Format.right("\(chunks)", 8) + Format.right("\(report.blocksByLargestFreeChunk[size]!)", 7)
                 + Format.right(Format.fixed(report.unusableFreeIndex[size]!, digits: 2), 6)
                 + Format.right(report.fragmentationIndex[size]!.map { Format.fixed($0, digits: 2) } ?? "—", 6)
-            #expect(screen.lines.contains { $0.contains(" \(label) ") && $0.hasSuffix(figures) }, "free chunks and blocks of \(label): \(figures)")
+            #expect(
+                screen.lines.contains { $0.contains(" \(label) ") && $0.hasSuffix(figures) },
+                "free chunks and blocks of \(label): \(figures)")
         }
         #expect(try session.quit() == 0)
     }
@@ -117,17 +132,25 @@ struct WatchTmuxTests {
         let screen = try session.waitForScreen("the drill-down") { $0.contains("Allocations (") }
 
         let treeRows = screen.lines.filter { $0.range(of: #"^ +\d+ (B|KiB) +│"#, options: .regularExpression) != nil }
-        #expect(treeRows.map { $0.trimmingCharacters(in: .whitespaces).prefix { $0 != "│" }.trimmingCharacters(in: .whitespaces) }
+        #expect(
+            treeRows.map {
+                $0.trimmingCharacters(in: .whitespaces).prefix { $0 != "│" }.trimmingCharacters(in: .whitespaces)
+            }
                 == ["1 KiB", "512 B", "256 B", "128 B", "64 B", "32 B"])
         let inBlock = cache.offsets.filter { $0 / 1024 == block }
         #expect(screen.contains("Block \(block)"))
         #expect(screen.contains("Allocations (\(inBlock.count))"))
-        for offset in inBlock { #expect(screen.contains(Format.offset(offset)), "allocation at \(Format.offset(offset))") }
+        for offset in inBlock {
+            #expect(screen.contains(Format.offset(offset)), "allocation at \(Format.offset(offset))")
+        }
         #expect(screen.contains("alloc-1 alloc-1"), "first bytes as text")
         #expect(screen.contains("61 6c 6c 6f 63 2d 30"), "first bytes as hex")
         #expect(screen.contains("dead"))
-        #expect(screen.range(of: #"word +([01]{8} ){7}[01]{8}"#, options: .regularExpression) != nil, "the word in binary")
-        #expect(screen.range(of: #"hex +0x[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{4}"#, options: .regularExpression) != nil)
+        #expect(
+            screen.range(of: #"word +([01]{8} ){7}[01]{8}"#, options: .regularExpression) != nil, "the word in binary")
+        #expect(
+            screen.range(of: #"hex +0x[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{4}"#, options: .regularExpression)
+                != nil)
 
         try session.send("Tab")
         try session.waitForScreen("the second allocation selected") { $0.contains("allocation 2 of \(inBlock.count)") }
@@ -144,14 +167,18 @@ struct WatchTmuxTests {
         let session = try cache.watchMainView()
         try session.send("s")
         try session.waitForScreen("the snapshot's path") { $0.contains("snapshot written to") }
-        let files = try FileManager.default.contentsOfDirectory(atPath: cache.directory.path).filter { $0.hasPrefix("shmtop-snapshot-") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: cache.directory.path).filter {
+            $0.hasPrefix("shmtop-snapshot-")
+        }
         #expect(files.count == 1)
         #expect(files.first?.range(of: #"^shmtop-snapshot-\d{8}-\d{6}\.txt$"#, options: .regularExpression) != nil)
         let written = try String(contentsOfFile: cache.directory.file(files.first ?? ""), encoding: .utf8)
         let printed = try cache.snapshotText()
         // The two were taken at different moments: only the snapshot time may differ.
         func timeless(_ text: String) -> String {
-            text.replacingOccurrences(of: #"snapshot \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC"#, with: "snapshot <time>", options: .regularExpression)
+            text.replacingOccurrences(
+                of: #"snapshot \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC"#, with: "snapshot <time>",
+                options: .regularExpression)
         }
         #expect(timeless(written) == timeless(printed))
         #expect(written.contains("Heatmap"))
@@ -178,7 +205,9 @@ struct WatchTmuxTests {
         try session.send("G")
         try session.waitForScreen("the last block") { $0.contains("block 16383 ") }
         try session.send("-", "-", "-")
-        screen = try session.waitForScreen("zoomed out to fit") { blocksPerCell($0) == 7 && $0.contains("all 16384 blocks") }
+        screen = try session.waitForScreen("zoomed out to fit") {
+            blocksPerCell($0) == 7 && $0.contains("all 16384 blocks")
+        }
         try session.send("g")
         try session.waitForScreen("the first cell") { $0.contains("blocks 0–6") }
         #expect(try session.quit() == 0)
@@ -190,7 +219,8 @@ struct WatchTmuxTests {
         let session = try cache.watchMainView()
         try session.resize(width: 80, height: 24)
         let small = ScreenLayout(width: 80, height: 24, banner: false)
-        let fitting = HeatmapGrid.fittingBlocksPerCell(blockCount: 16384, columns: small.heatmap.width, rows: small.heatmap.height)
+        let fitting = HeatmapGrid.fittingBlocksPerCell(
+            blockCount: 16384, columns: small.heatmap.width, rows: small.heatmap.height)
         var screen = try session.waitForScreen("the 80×24 layout") { blocksPerCell($0) == fitting }
         #expect(screen.lines.allSatisfy { $0.count <= 80 })
         #expect(screen.lines.first?.contains("shmtop") == true)
@@ -214,8 +244,12 @@ struct WatchTmuxTests {
     func live() throws {
         let directory = try ScratchDirectory()
         let path = directory.file("live.shm")
-        #expect(try runToEnd(BuiltProducts.path("shmtop"), ["create", path, "--capacity", "32MiB"]).termination == .exited(0))
-        let load = try ChildProcess.spawn(BuiltProducts.path("shmtop"), ["load", path, "--writers", "2", "--seconds", "30", "--rate", "20000", "--period", "2"])
+        #expect(
+            try runToEnd(BuiltProducts.path("shmtop"), ["create", path, "--capacity", "32MiB"]).termination
+                == .exited(0))
+        let load = try ChildProcess.spawn(
+            BuiltProducts.path("shmtop"),
+            ["load", path, "--writers", "2", "--seconds", "30", "--rate", "20000", "--period", "2"])
         defer {
             load.send(SIGINT)
             _ = load.wait()
@@ -237,7 +271,9 @@ struct WatchTmuxTests {
         #expect(try session.quit() == 0)
     }
 
-    @Test("o shows the owner table: the fixture's pid marked dead with its allocations; > moves the sort column; Enter highlights it")
+    @Test(
+        "o shows the owner table: the fixture's pid marked dead with its allocations; > moves the sort column; Enter highlights it"
+    )
     func ownerTable() throws {
         let cache = try KnownCache()
         // The fixture allocated and exited without freeing: its pid owns everything, and is dead.
@@ -277,7 +313,9 @@ struct WatchTmuxTests {
         #expect(after.contains("failures=0 verificationErrors=0"))
     }
 
-    @Test("the file deleted while watching: a banner, the title turns from LIVE to DELETED, the last frame stays, re-attached when it is back")
+    @Test(
+        "the file deleted while watching: a banner, the title turns from LIVE to DELETED, the last frame stays, re-attached when it is back"
+    )
     func fileDeletedAndBack() throws {
         let cache = try KnownCache()
         let session = try cache.watchMainView()
@@ -289,7 +327,9 @@ struct WatchTmuxTests {
         #expect(!title(screen).contains("LIVE"))
         #expect(screen.contains("showing the last good frame"))
         #expect(screen.contains("Heatmap") && screen.contains("owners  0 alive  1 dead"), "the last frame stays")
-        #expect(try runToEnd(BuiltProducts.path("shmtop"), ["create", cache.path, "--capacity", "8MiB"]).termination == .exited(0))
+        #expect(
+            try runToEnd(BuiltProducts.path("shmtop"), ["create", cache.path, "--capacity", "8MiB"]).termination
+                == .exited(0))
         let back = try session.waitForScreen("re-attached") { $0.contains("re-attached to") }
         #expect(back.contains("8192 blocks") && !back.contains("deleted while attached"))
         #expect(title(back).hasSuffix("● LIVE"), "\(title(back))")
@@ -311,7 +351,8 @@ struct WatchTmuxTests {
     func notATerminal() throws {
         let cache = try KnownCache()
         let pipe = try ChildProcess.makePipe()
-        let child = try ChildProcess.spawn(BuiltProducts.path("shmtop"), ["watch", cache.path], standardOutput: pipe.write, standardError: pipe.write)
+        let child = try ChildProcess.spawn(
+            BuiltProducts.path("shmtop"), ["watch", cache.path], standardOutput: pipe.write, standardError: pipe.write)
         close(pipe.write)
         let output = String(decoding: ChildProcess.readAll(pipe.read), as: UTF8.self)
         close(pipe.read)

@@ -1,12 +1,13 @@
 // Child processes of tests: the package's executables found, started, waited for and read.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Foundation
 import ShmSystem
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// Where the built products are.
 public enum BuiltProducts {
@@ -65,7 +66,7 @@ public final class TestProcess {
         let output = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         let error = open(errorPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        defer { [output, error, input].filter { $0 >= 0 }.forEach { close($0) } }
+        defer { for descriptor in [output, error, input] where descriptor >= 0 { close(descriptor) } }
         guard output >= 0, error >= 0, input >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         process = try ChildProcess.spawn(
             executable, arguments, standardOutput: output, standardError: error, standardInput: input)
@@ -124,10 +125,11 @@ public final class TestProcess {
     /// The `key=value` words of the last line of standard output that has any.
     public var results: [String: String] {
         let line = output.split(separator: "\n").last { $0.contains("=") } ?? ""
-        return Dictionary(line.split(separator: " ").compactMap { word in
-            let parts = word.split(separator: "=", maxSplits: 1)
-            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
-        }, uniquingKeysWith: { _, last in last })
+        return Dictionary(
+            line.split(separator: " ").compactMap { word in
+                let parts = word.split(separator: "=", maxSplits: 1)
+                return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+            }, uniquingKeysWith: { _, last in last })
     }
 
     /// An integer result, or -1 when the child did not report it.

@@ -173,7 +173,7 @@ public struct FileDescriptor: RawRepresentable, Hashable, Sendable {
         do {
             _ = try valueOrErrno(retryOnInterrupt: retryOnInterrupt) { flock(rawValue, LOCK_EX | LOCK_NB) }
             return true
-        } catch where error == .wouldBlock {
+        } catch  where error == .wouldBlock {
             return false
         }
     }

@@ -31,8 +31,12 @@ public enum Mapping {
     /// read-only: a reader of a file others write (the inspector), whose writes would fault.
     ///
     /// The C function is `mmap` with `MAP_SHARED` and `PROT_READ`.
-    public static func mapReadOnly(_ descriptor: FileDescriptor, offset: Int, length: Int) throws(Errno) -> UnsafeMutableRawPointer {
-        guard let mapped = shm_map(nil, length, PROT_READ, MAP_SHARED, descriptor.rawValue, off_t(offset)) else { throw .current }
+    public static func mapReadOnly(_ descriptor: FileDescriptor, offset: Int, length: Int) throws(Errno)
+        -> UnsafeMutableRawPointer
+    {
+        guard let mapped = shm_map(nil, length, PROT_READ, MAP_SHARED, descriptor.rawValue, off_t(offset)) else {
+            throw .current
+        }
         return mapped
     }
 
@@ -44,7 +48,9 @@ public enum Mapping {
     public static func remapReadOnly(
         _ descriptor: FileDescriptor, offset: Int, length: Int, over address: UnsafeMutableRawPointer
     ) throws(Errno) {
-        guard let mapped = shm_map(address, length, PROT_READ, MAP_SHARED | MAP_FIXED, descriptor.rawValue, off_t(offset)) else {
+        guard
+            let mapped = shm_map(address, length, PROT_READ, MAP_SHARED | MAP_FIXED, descriptor.rawValue, off_t(offset))
+        else {
             throw .current
         }
         // `MAP_FIXED` maps at `address` or fails; anything else would be a kernel bug.

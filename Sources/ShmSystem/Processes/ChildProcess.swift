@@ -10,9 +10,9 @@
 // workers deaf to SIGINT and SIGTERM. posix_spawn with POSIX_SPAWN_SETSIGMASK avoids both.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// A process started with `posix_spawn`, its signal mask empty (or as chosen) and its signal
@@ -75,7 +75,7 @@ public struct ChildProcess: Hashable, Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for argument in argv { free(argument) } }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
         guard result == 0 else { throw Errno(rawValue: result) }

@@ -1,9 +1,9 @@
 // Signals that a long-running command turns into a flag its loop polls, instead of dying of them.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Installs handlers for the signals a command catches, and only then unblocks them.
