@@ -63,8 +63,7 @@ public struct OwnerLedger: Sendable {
         init(pid: Int32) { self.pid = pid }
 
         /// Adds (`sign` 1) or takes away (-1) one allocation of `bytes` node bytes and `requested`
-        /// bytes; with `counting`, as an allocation or a free. One call, so that the owners' array
-        /// is checked for uniqueness once per record, not once per sum.
+        /// bytes; with `counting`, as an allocation or a free.
         mutating func add(bytes: Int, requested: Int, sign: Int, counting: Bool) {
             allocations += sign
             self.bytes += sign * bytes
@@ -167,10 +166,49 @@ public struct OwnerLedger: Sendable {
         let oldNodes = tree.allocations(entry.word)
         let kept = newNodes & entry.settled
         let wasUnsettled = entry.settled != oldNodes
+        // Every owner the read records name has its sums before the walk, which then changes the
+        // sums through buffers taken once per block: each write to an array checks that it is
+        // unique, twice a record before.
+        for record in read where record.kind == NodeRecord.counted { _ = ownerSlot(of: record.pid) }
+        var ownerSums: [OwnerSums] = []
+        var orderSums: [Int] = []
+        swap(&ownerSums, &owners)
+        swap(&orderSums, &requestedBytesByOrder)
+        defer {
+            swap(&ownerSums, &owners)
+            swap(&orderSums, &requestedBytesByOrder)
+        }
+        let settled = ownerSums.withUnsafeMutableBufferPointer { ownerSums in
+            orderSums.withUnsafeMutableBufferPointer { orderSums in
+                let sums = SumBuffers(owners: ownerSums, requestedBytesByOrder: orderSums)
+                return walk(
+                    page: &page, index: index, word: word, nodes: (oldNodes, newNodes), kept: kept, read: read,
+                    counting: counting, sums: sums)
+            }
+        }
+        // The set is asked only when the block enters or leaves it: most changed blocks do neither.
+        if settled != newNodes { unsettledBlocks.insert(block) } else if wasUnsettled { unsettledBlocks.remove(block) }
+    }
+
+    /// The owners' sums and the requested bytes by order, taken out of the ledger while a block's
+    /// records are replaced.
+    private struct SumBuffers {
+        let owners: UnsafeMutableBufferPointer<OwnerSums>
+        let requestedBytesByOrder: UnsafeMutableBufferPointer<Int>
+    }
+
+    /// Replaces the records of block `index` of `page` (read at a word of allocation nodes
+    /// `nodes.old`) with those of `word` (allocation nodes `nodes.new`): `kept` nodes keep theirs,
+    /// the others of `word` are `read`; the sums follow. Returns the nodes settled at `word`.
+    private mutating func walk(
+        page: inout Page, index: Int, word: UInt64, nodes: (old: UInt64, new: UInt64), kept: UInt64,
+        read: ArraySlice<NodeRecord>, counting: Bool, sums: SumBuffers
+    ) -> UInt64 {
+        let (oldNodes, newNodes) = nodes
         // One buffer on the stack: the old records copied out (so that no slice shares the page's
         // buffer when `store` writes it, which would copy the whole buffer), then the new ones.
         let limit = Page.blockRecordsLimit
-        let settled = withUnsafeTemporaryAllocation(of: NodeRecord.self, capacity: 2 * limit) { buffer in
+        return withUnsafeTemporaryAllocation(of: NodeRecord.self, capacity: 2 * limit) { buffer in
             let oldRecords = UnsafeMutableBufferPointer(rebasing: buffer[..<limit])
             let assembled = UnsafeMutableBufferPointer(rebasing: buffer[limit...])
             page.copyRecords(of: index, count: oldNodes.nonzeroBitCount, into: oldRecords)
@@ -182,10 +220,10 @@ public struct OwnerLedger: Sendable {
             var settled = kept
             var oldSlot = 0
             var readIndex = read.startIndex
-            var nodes = oldNodes | newNodes
-            while nodes != 0 {
-                let bit = nodes & (0 &- nodes)
-                nodes &= nodes &- 1
+            var remaining = oldNodes | newNodes
+            while remaining != 0 {
+                let bit = remaining & (0 &- remaining)
+                remaining &= remaining &- 1
                 if kept & bit != 0 {
                     assembled[count] = oldRecords[oldSlot]
                     count &+= 1
@@ -193,13 +231,13 @@ public struct OwnerLedger: Sendable {
                     continue
                 }
                 if oldNodes & bit != 0 {
-                    add(oldRecords[oldSlot], sign: -1, counting: counting && newNodes & bit == 0)
+                    add(oldRecords[oldSlot], sign: -1, counting: counting && newNodes & bit == 0, to: sums)
                     oldSlot &+= 1
                 }
                 if newNodes & bit != 0 {
                     let record = read[readIndex]
                     readIndex &+= 1
-                    add(record, sign: 1, counting: counting && oldNodes & bit == 0)
+                    add(record, sign: 1, counting: counting && oldNodes & bit == 0, to: sums)
                     assembled[count] = record
                     count &+= 1
                     if !record.isUnsettled { settled |= bit }
@@ -209,21 +247,22 @@ public struct OwnerLedger: Sendable {
             page.store(records, at: index, word: newNodes == 0 ? 0 : word, settled: settled)
             return settled
         }
-        // The set is asked only when the block enters or leaves it: most changed blocks do neither.
-        if settled != newNodes { unsettledBlocks.insert(block) } else if wasUnsettled { unsettledBlocks.remove(block) }
     }
 
-    /// Adds (`sign` 1) or takes away (-1) `record`; with `counting`, as an allocation or a free of
-    /// its owner.
-    private mutating func add(_ record: NodeRecord, sign: Int, counting: Bool) {
+    /// Adds (`sign` 1) or takes away (-1) `record` to `sums`, which hold its owner's; with
+    /// `counting`, as an allocation or a free of its owner.
+    private mutating func add(_ record: NodeRecord, sign: Int, counting: Bool, to sums: SumBuffers) {
         switch record.kind {
         case NodeRecord.inFlight: inFlight += sign
         case NodeRecord.unreadable: unreadable += sign
         default:
-            requestedBytesByOrder[record.order] += sign * record.requestedSize
-            let owner = ownerSlot(of: record.pid)
+            sums.requestedBytesByOrder[record.order] += sign * record.requestedSize
+            let pid = record.pid
+            // Every counted record's owner has sums (see `replace`), and a writer's allocations
+            // sit together: the last owner's, or found by hash.
+            if lastOwner >= sums.owners.count || sums.owners[lastOwner].pid != pid { lastOwner = ownerIndex[pid]! }
             let bytes = geometry.nodeSize(ofOrder: record.order)
-            owners[owner].add(bytes: bytes, requested: record.requestedSize, sign: sign, counting: counting)
+            sums.owners[lastOwner].add(bytes: bytes, requested: record.requestedSize, sign: sign, counting: counting)
         }
     }
 

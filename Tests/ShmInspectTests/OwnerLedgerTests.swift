@@ -64,6 +64,53 @@ struct OwnerLedgerTests {
         }
     }
 
+    @Test("blocks growing to every leaf and shrinking again: each record stays with its node, only new nodes are read")
+    func recordsFollowTheirNodes() {
+        let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
+        let tree = geometry.tree
+        var ledger = OwnerLedger(geometry: geometry)
+        // Two blocks of one page, so that a run one outgrows is taken again by the other.
+        let blocks = [3, 4]
+        // Each leaf's record tells its leaf apart: its owner and requested size follow from it.
+        func record(ofLeaf leaf: Int) -> OwnerLedger.NodeRecord {
+            .init(.counted(AllocationHeader(ownerPID: Int32(1 + leaf % 5), requestedSize: 1 + leaf % 24, order: 0)))
+        }
+        var held = [Set<Int>](repeating: [], count: blocks.count)
+        func bringUp(_ which: Int, to leaves: Set<Int>) {
+            let word = leaves.reduce(UInt64(0)) { $0 | tree.setMask(ofNode: tree.node(order: 0, firstLeaf: $1)) }
+            let toRead = ledger.nodesToRead(block: blocks[which], word: word)
+            let read = leaves.sorted().filter { toRead & (1 << UInt64(tree.node(order: 0, firstLeaf: $0))) != 0 }
+            #expect(read.count == leaves.subtracting(held[which]).count, "only the new nodes are read")
+            ledger.replace(block: blocks[which], word: word, read: read.map(record(ofLeaf:))[...], counting: false)
+            held[which] = leaves
+            let census = ledger.census(state: { _ in .alive })
+            let all = held.flatMap { $0 }
+            for pid: Int32 in 1...5 {
+                let mine = all.filter { 1 + $0 % 5 == Int(pid) }
+                let owner = census.owners.first { $0.pid == pid }
+                #expect(owner?.allocations ?? 0 == mine.count)
+                #expect(owner?.requestedBytes ?? 0 == mine.reduce(0) { $0 + 1 + $1 % 24 })
+                for (index, block) in blocks.enumerated() {
+                    #expect(ledger.owns(block: block, pid: pid) == held[index].contains { 1 + $0 % 5 == Int(pid) })
+                }
+            }
+        }
+        // Left after shrinking: a few records, in the run of the block's longest.
+        let left = 3
+        var random = SplitMix64(seed: 0x5B111)
+        for round in 0..<6 {
+            let which = round % 2
+            // Grows one allocation at a time to every leaf, its records moving to longer runs...
+            for leaf in (0..<tree.leafCount).shuffled(using: &random) { bringUp(which, to: held[which].union([leaf])) }
+            // ...and shrinks again, the records of the nodes left moving down their run.
+            for leaf in held[which].shuffled(using: &random).dropFirst(left) {
+                bringUp(which, to: held[which].subtracting([leaf]))
+            }
+            #expect(held[which].count == left)
+        }
+        #expect(ledger.allocationCount == held.reduce(0) { $0 + $1.count })
+    }
+
     @Test("a node read in flight is read again at the next update and then counted, once")
     func inFlightNodeSettles() {
         let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
