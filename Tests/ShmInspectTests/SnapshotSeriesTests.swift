@@ -14,6 +14,22 @@ import Testing
 
 @Suite("Snapshots by difference")
 struct SnapshotSeriesTests {
+    @Test("a pass grows to at most twice the last, however fast it ran; it shrinks to the budget at once")
+    func passSizesGrowGradually() {
+        let usable = 1 << 24  // 16 GiB of 1 KiB blocks
+        let first = SnapshotSeries.minimumWordsPerPass
+        var series = SnapshotSeries()
+        // A pass of `first` words in a microsecond could afford the whole cache at a 10 ms budget.
+        series.adapt(words: first, seconds: 1e-6, budget: 0.01, usable: usable)
+        #expect(series.wordsPerPass == 2 * first)
+        series.adapt(words: 2 * first, seconds: 1e-6, budget: 0.01, usable: usable)
+        #expect(series.wordsPerPass == 4 * first)
+        // A pass that took four times the budget: a quarter of its size next.
+        series.adapt(words: 4 * first, seconds: 0.04, budget: 0.01, usable: usable)
+        #expect(series.wordsPerPass == first)
+        #expect(series.passesPerSweep == usable / first)
+    }
+
     @Test("a series of snapshots by difference has the words, changes, rates and census of fresh ones")
     func seriesMatchesFreshSnapshots() throws {
         let file = TemporaryFile("series")
