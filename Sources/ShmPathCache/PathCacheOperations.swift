@@ -78,8 +78,9 @@ extension PathCache {
     /// keep one increment of the two. Measured (AMD EPYC, 2 cores): a `lock add` costs 1.8 ns, a
     /// load and store 0.5 ns (chained in a tight loop), and a search hit makes two, which with the
     /// call to `pathCounters()` would take an atomic add past the 2 ns budget for statistics; two
-    /// threads searching at once (shmbench's paths group) kept 99.5-100 % of their counts, two
-    /// threads doing nothing but increments 50-83 %. Statistics, so speed wins over exactness.
+    /// threads doing nothing but searches (shmbench's paths group) kept 93 % of their counts on an
+    /// idle machine (99.5-100 % on a busy one), two doing nothing but increments 50-83 %. A hit
+    /// rate, a ratio of two counters losing alike, stays true. Statistics: speed wins over exactness.
     @inline(__always)
     func count(_ index: Int, in counters: UnsafeMutablePointer<Atomic<UInt64>>) {
         let counter = counters + index
