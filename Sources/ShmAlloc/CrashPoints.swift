@@ -42,6 +42,9 @@ public enum CrashPoint: Int, CaseIterable, Sendable {
     case refileRemoved
     /// Repair pass: some groups relisted, the rest not yet.
     case repairMidway
+    /// Registration: an owner-table entry's identity is claimed, its path counters (the previous
+    /// owner's, when the entry was reused) are not zeroed yet.
+    case ownerEntryClaimed
     /// Path insert with the prefix flag: the root table's prefix count is raised, nothing else
     /// is written yet.
     case pathPrefixCounted

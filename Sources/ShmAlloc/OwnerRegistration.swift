@@ -136,6 +136,7 @@ struct OwnerRegistration: ~Copyable {
             identityWord(index).pointee.compareExchange(expected: current, desired: identity, ordering: .relaxed)
                 .exchanged
         else { return false }
+        crashPoint(.ownerEntryClaimed, at: identityWord(index))
         // Zeroed after the CAS, not before: until it, another claimer may win the entry and count.
         // The previous owner is gone (or the entry was never used), so nobody else writes them now.
         let counters = (table + index * OwnerTable.entrySize + OwnerTable.pathCountersOffset)

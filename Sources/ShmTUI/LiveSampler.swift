@@ -254,6 +254,12 @@ final class LiveSampler {
         return fresh
     }
 
+    /// Appends `sample` to a history of the panel's sparklines, keeping the last `historyLength`.
+    private static func append(_ sample: Double, to history: inout [Double]) {
+        history.append(sample)
+        if history.count > historyLength { history.removeFirst(history.count - historyLength) }
+    }
+
     /// The figures of `snapshot`; the census is updated from the blocks that changed since the
     /// previous sample instead of recounted (a live cache changes a few thousand of its blocks
     /// between two refreshes, out of hundreds of thousands), as the ledger was, and so are the
@@ -279,15 +285,9 @@ final class LiveSampler {
             of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
         var statistics = CacheStatistics(census: self.census!.census, snapshot: snapshot, allocations: allocations)
         if let figures = paths.figures { statistics = statistics.attributing(figures) }
-        history.append(statistics.utilisation)
-        if history.count > Self.historyLength { history.removeFirst(history.count - Self.historyLength) }
+        Self.append(statistics.utilisation, to: &history)
         let pathRates = changes == nil ? nil : rateWindow.pathRates
-        if let hitRate = pathRates?.hitRate {
-            hitRateHistory.append(hitRate)
-            if hitRateHistory.count > Self.historyLength {
-                hitRateHistory.removeFirst(hitRateHistory.count - Self.historyLength)
-            }
-        }
+        if let hitRate = pathRates?.hitRate { Self.append(hitRate, to: &hitRateHistory) }
         let pathCache = PathCachePanel(
             hasPathCache: snapshot.pathCacheRoot != 0,
             report: PathCacheReport(

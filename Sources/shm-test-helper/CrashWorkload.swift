@@ -50,6 +50,16 @@ import ShmWorkloads
     }
 #endif
 
+#if SHM_CRASH_POINTS
+    /// `register-crash PATH`: attaches, which registers this process in the owner table, with
+    /// `ownerEntryClaimed` armed: killed between claiming its entry and zeroing its path counters.
+    func registrationCrash(path: String) -> Never {
+        CrashPoints.arm(.ownerEntryClaimed)
+        _ = attach(path)
+        fail("crash point ownerEntryClaimed was not reached")
+    }
+#endif
+
 // MARK: - fork
 
 /// `fork PATH`: attaches, allocates, then forks; the child allocates through the inherited cache

@@ -8,6 +8,7 @@
 //                                          (for SECONDS, and at least 1001 runs of each)
 //   heap    PATH PAIRS                     count heap allocations over PAIRS allocate/free pairs
 //   crash   PATH POINT HIT SEED            churn until the HIT-th reach of crash point POINT kills it
+//   register-crash PATH                    attach, killed between claiming an owner entry and zeroing its counters
 //   fork    PATH                           allocate, fork, allocate in the child; print both pids
 //   soak    PATH [options]                 the crash soak (Soak.swift; --help lists the options)
 //   paths-writer PATH JOURNAL FIRST THREADS WRITERS OPS   path cache writers (PathWorkloads.swift)
@@ -78,6 +79,12 @@ case "soak":
     Soak.main(Array(arguments.dropFirst(2)))
 case "soak-writer":
     SoakWriter.main(Array(arguments.dropFirst(2)))
+case "register-crash":
+    #if SHM_CRASH_POINTS
+        registrationCrash(path: argument(2))
+    #else
+        fail("crash points exist only in a debug build of the helper")
+    #endif
 case "crash":
     #if SHM_CRASH_POINTS
         guard let point = CrashPoint(name: argument(3)) else { fail("unknown crash point \(argument(3))") }

@@ -160,6 +160,28 @@ extension MultiProcessTests {
         #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 200, hits: 100, inserts: 0))
     }
 
+    @Test("path counters: a process killed between claiming an exited owner's entry and zeroing its counters")
+    func killedBeforeCountersZeroed() throws {
+        let scratch = try ScratchDirectory()
+        let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
+        let last = OwnerTable.entryCount - 1
+        try Self.takeOwnerEntries(paths.cache, below: last)
+        let table = Self.ownerTable(paths.cache)
+        let first = try Self.runCountedPaths(paths, inserts: 300, searches: 500, hits: 400, in: scratch)
+        let victim = try runToEnd(BuiltProducts.helper, ["register-crash", paths.cache.path], in: scratch)
+        try #require(victim.termination == .signalled(SIGKILL), "\(victim.outputTail)")
+        // The window left the exited owner's counts under the dead claimer's name, and nothing else.
+        #expect(OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last)) == victim.pid)
+        #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 500, hits: 400, inserts: 300))
+        #expect(first != victim.pid)
+        #expect(paths.cache.invalidBlocks == [])
+        // The dead claimer was outside any operation: the next process takes the entry, from 0.
+        let next = try Self.runCountedPaths(paths, inserts: 0, searches: 200, hits: 100, in: scratch)
+        #expect(OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last)) == next)
+        #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 200, hits: 100, inserts: 0))
+        #expect(try paths.search("/counted/299") == .allow, "the first process's inserts stay cached")
+    }
+
     @Test("path cache: inserts and searches from SIGALRM handlers interrupting inserts and searches")
     func pathSignals() throws { try Self.expectPathSignalSafety(helper: BuiltProducts.helper) }
 
