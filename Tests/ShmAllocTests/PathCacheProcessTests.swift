@@ -143,42 +143,46 @@ extension MultiProcessTests {
         #expect(try paths.search("/counted/299") == .allow, "its inserts themselves are in the cache")
     }
 
+    /// A path cache whose owner table has one entry left, the last (every other names this live
+    /// process), which a first helper took and left with 500 searches, 400 hits and 300 inserts.
+    static func lastEntryUsedOnce(in scratch: ScratchDirectory) throws -> PathCache {
+        let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
+        try takeOwnerEntries(paths.cache, below: OwnerTable.entryCount - 1)
+        let first = try runCountedPaths(paths, inserts: 300, searches: 500, hits: 400, in: scratch)
+        #expect(lastEntry(of: paths) == (first, PathCounters(searches: 500, hits: 400, inserts: 300)))
+        return paths
+    }
+
+    /// The pid the last owner entry names, and its path counters.
+    static func lastEntry(of paths: PathCache) -> (pid: pid_t, counters: PathCounters) {
+        let table = ownerTable(paths.cache)
+        let last = OwnerTable.entryCount - 1
+        return (
+            OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last)),
+            OwnerTable.pathCounters(in: table, entry: last)
+        )
+    }
+
     @Test("path counters: an owner entry taken over from an exited process starts from 0")
     func pathCountersOfReusedEntry() throws {
         let scratch = try ScratchDirectory()
-        let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
-        // Every entry but the last names this live process, so each helper can only take the last.
-        let last = OwnerTable.entryCount - 1
-        try Self.takeOwnerEntries(paths.cache, below: last)
-        let table = Self.ownerTable(paths.cache)
-        let first = try Self.runCountedPaths(paths, inserts: 300, searches: 500, hits: 400, in: scratch)
-        #expect(OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last)) == first)
-        #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 500, hits: 400, inserts: 300))
+        let paths = try Self.lastEntryUsedOnce(in: scratch)
         let second = try Self.runCountedPaths(paths, inserts: 0, searches: 200, hits: 100, in: scratch)
-        let taker = OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last))
-        #expect(taker == second, "the exited helper's entry")
-        #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 200, hits: 100, inserts: 0))
+        #expect(Self.lastEntry(of: paths) == (second, PathCounters(searches: 200, hits: 100, inserts: 0)))
     }
 
     @Test("path counters: a process killed between claiming an exited owner's entry and zeroing its counters")
     func killedBeforeCountersZeroed() throws {
         let scratch = try ScratchDirectory()
-        let paths = try PathCache(cache: makeCache(at: scratch.file("paths.shm"), geometry: PathCacheTests.geometry))
-        let last = OwnerTable.entryCount - 1
-        try Self.takeOwnerEntries(paths.cache, below: last)
-        let table = Self.ownerTable(paths.cache)
-        let first = try Self.runCountedPaths(paths, inserts: 300, searches: 500, hits: 400, in: scratch)
+        let paths = try Self.lastEntryUsedOnce(in: scratch)
         let victim = try runToEnd(BuiltProducts.helper, ["register-crash", paths.cache.path], in: scratch)
         try #require(victim.termination == .signalled(SIGKILL), "\(victim.outputTail)")
         // The window left the exited owner's counts under the dead claimer's name, and nothing else.
-        #expect(OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last)) == victim.pid)
-        #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 500, hits: 400, inserts: 300))
-        #expect(first != victim.pid)
+        #expect(Self.lastEntry(of: paths) == (victim.pid, PathCounters(searches: 500, hits: 400, inserts: 300)))
         #expect(paths.cache.invalidBlocks == [])
         // The dead claimer was outside any operation: the next process takes the entry, from 0.
         let next = try Self.runCountedPaths(paths, inserts: 0, searches: 200, hits: 100, in: scratch)
-        #expect(OwnerTable.pid(ofIdentity: OwnerTable.identity(in: table, entry: last)) == next)
-        #expect(OwnerTable.pathCounters(in: table, entry: last) == PathCounters(searches: 200, hits: 100, inserts: 0))
+        #expect(Self.lastEntry(of: paths) == (next, PathCounters(searches: 200, hits: 100, inserts: 0)))
         #expect(try paths.search("/counted/299") == .allow, "the first process's inserts stay cached")
     }
 
