@@ -1,8 +1,9 @@
 // The memory of the library's own objects: its Swift runtime allocates through posix_memalign (and
 // malloc, in a debug build) and frees through free, which the linker redirects here (--wrap, see
 // Package.swift; a test checks that the library imports no other allocation function). They come from
-// a static arena, so mapping $SHM_FILE at load never initialises the process's malloc: no
-// getrandom, no brk, no heap page touched (about 8 us of every preloaded start). What the
+// a static arena, so mapping a cache never initialises the process's malloc (no getrandom, no brk,
+// no heap page touched: about 8 us), and a first call from a signal handler, which maps the cache
+// when SHM_FILE is set, takes no lock that the code it interrupted may hold. What the
 // library keeps for a cache (its SharedCache, PathCache, path and owner slots) fits in the arena;
 // anything beyond it comes from malloc as before. Arena memory is never reused: what is freed
 // there (objects of a cache that an explicit shm_init replaced, decoding temporaries) is lost,

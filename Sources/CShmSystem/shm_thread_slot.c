@@ -1,4 +1,5 @@
-// Per-thread slot numbers for the allocator's cursors (see shm_system.h).
+// Per-thread state: slot numbers for the allocator's cursors, and the flag of a one-time
+// initialisation in progress (see shm_system.h).
 //
 // Initial-exec TLS is fine for a library loaded at start-up or by LD_PRELOAD, and glibc keeps a
 // surplus of static TLS for the few bytes a dlopen'ed one needs.
@@ -6,6 +7,7 @@
 #include "shm_system.h"
 
 __thread unsigned shm_thread_slot_plus_one __attribute__((tls_model("initial-exec")));
+__thread unsigned char shm_thread_initialising_flag __attribute__((tls_model("initial-exec")));
 
 /// The next slot to hand out, shared by the process's threads.
 static atomic_uint next_slot;

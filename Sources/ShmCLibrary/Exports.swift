@@ -11,12 +11,20 @@ import Synchronization
 
 // MARK: - Process-wide cache
 
-/// The process's cache: 0 = none, 1 = being opened or replaced by some thread, otherwise the
+/// The process's cache, in one word so that every decision about it reads one value:
+/// `noCache`, `installing` (some thread is opening or replacing it), `implicitMappingPending`
+/// (`$SHM_FILE` was set at load and is mapped by the first call that needs a cache), otherwise the
 /// address of a retained `SharedCache`. Published with release, read with acquire.
 private let installedCache = Atomic<UInt>(0)
+private let noCache: UInt = 0
 private let installing: UInt = 1
+private let implicitMappingPending: UInt = 2
 
-/// True once an explicit `shm_init` chose the installed cache; false while it is the load-time
+/// `$SHM_FILE` as the process started (the environment's own string, which the process never
+/// frees), or 0: what the implicit mapping maps. Written once, at load.
+private let implicitPath = Atomic<UInt>(0)
+
+/// True once an explicit `shm_init` chose the installed cache; false while it is the implicit
 /// mapping of `$SHM_FILE` (or none), which an explicit call replaces. Written only by the thread
 /// holding `installing`.
 private let installedExplicitly = Atomic<Bool>(false)
@@ -27,24 +35,51 @@ private let installedExplicitly = Atomic<Bool>(false)
 /// only by the thread holding `installing`. Published with release, read with acquire.
 private let installedPathCache = Atomic<UInt>(0)
 
-/// The object whose retained address `word` holds, unretained; `nil` for 0 (none) or `installing`.
+/// The object whose retained address `raw` is, unretained; `nil` for the states below addresses.
 @inline(__always)
-private func installed<Object: AnyObject>(_ word: borrowing Atomic<UInt>, as _: Object.Type) -> Unmanaged<Object>? {
-    let raw = word.load(ordering: .acquiring)
-    guard raw > installing, let address = UnsafeRawPointer(bitPattern: raw) else { return nil }
+private func object<Object: AnyObject>(at raw: UInt, as _: Object.Type) -> Unmanaged<Object>? {
+    guard raw > implicitMappingPending, let address = UnsafeRawPointer(bitPattern: raw) else { return nil }
     return .fromOpaque(address)
 }
 
-/// The installed cache, unretained; `nil` when there is none (or it is being replaced).
+/// The installed cache, unretained, without mapping anything; `nil` when there is none yet.
 @inline(__always)
-private func installed() -> Unmanaged<SharedCache>? { installed(installedCache, as: SharedCache.self) }
+private func installed() -> Unmanaged<SharedCache>? {
+    object(at: installedCache.load(ordering: .acquiring), as: SharedCache.self)
+}
+
+/// The installed cache, unretained; when the implicit mapping of `$SHM_FILE` is pending (or
+/// another thread is installing a cache), makes it or waits for it first, so the first call
+/// that needs a cache pays for mapping it rather than every process's start-up. `nil` when there
+/// is still none.
+@inline(__always)
+private func installedOrMapped() -> Unmanaged<SharedCache>? {
+    if let cache = installed() { return cache }
+    return installedAfterWaiting()
+}
+
+/// The slow path of `installedOrMapped`. Out of line: it runs once per process.
+@inline(never)
+private func installedAfterWaiting() -> Unmanaged<SharedCache>? {
+    let state = installedCache.load(ordering: .acquiring)
+    guard state == implicitMappingPending || state == installing else { return nil }
+    _ = install(address: nil, path: nil, geometry: nil, explicit: false)
+    return installed()
+}
+
+/// Sets `errno` for a call that found no cache: `EAGAIN` in a signal handler that interrupted
+/// its own thread's installing (it cannot wait for itself), `EINVAL` otherwise.
+private func setNoCacheErrno() {
+    Errno.setCurrent(shm_thread_is_initialising() ? .wouldBlock : .invalidArgument)
+}
 
 /// Runs `body` with the installed cache, without retain/release traffic (the hot path stays free
-/// of reference counting). Sets `errno = EINVAL` and returns `fallback` when there is none.
+/// of reference counting). Sets `errno` (see `setNoCacheErrno`) and returns `fallback` when there
+/// is none.
 @inline(__always)
 private func withInstalledCache<Result>(_ fallback: Result, _ body: (SharedCache) -> Result) -> Result {
-    guard let cache = installed() else {
-        Errno.setCurrent(.invalidArgument)
+    guard let cache = installedOrMapped() else {
+        setNoCacheErrno()
         return fallback
     }
     return cache._withUnsafeGuaranteedRef(body)
@@ -53,8 +88,12 @@ private func withInstalledCache<Result>(_ fallback: Result, _ body: (SharedCache
 /// As `withInstalledCache`, with the installed cache's path cache (`errno = EINVAL` when none).
 @inline(__always)
 private func withInstalledPathCache<Result>(_ fallback: Result, _ body: (PathCache) -> Result) -> Result {
-    guard let pathCache = installed(installedPathCache, as: PathCache.self) else {
-        Errno.setCurrent(.invalidArgument)
+    var pathCache = object(at: installedPathCache.load(ordering: .acquiring), as: PathCache.self)
+    if pathCache == nil, installedOrMapped() != nil {
+        pathCache = object(at: installedPathCache.load(ordering: .acquiring), as: PathCache.self)
+    }
+    guard let pathCache else {
+        setNoCacheErrno()
         return fallback
     }
     return pathCache._withUnsafeGuaranteedRef(body)
@@ -65,9 +104,9 @@ private func retainedAddress<Object: AnyObject>(_ object: Object) -> UInt {
     UInt(bitPattern: Unmanaged.passRetained(object).toOpaque())
 }
 
-/// Releases the reference whose address an `installed…` word held (nothing for 0).
-private func releaseInstalled<Object: AnyObject>(_ raw: UInt, as _: Object.Type) {
-    if let address = UnsafeRawPointer(bitPattern: raw) { Unmanaged<Object>.fromOpaque(address).release() }
+/// Releases the reference whose address an `installed…` word held (nothing for the other states).
+private func releaseInstalled<Object: AnyObject>(_ raw: UInt, as type: Object.Type) {
+    object(at: raw, as: type)?.release()
 }
 
 /// Prints one line to standard error: a C caller gets `false` and `errno`, a person gets the reason.
@@ -87,14 +126,23 @@ private func isSameCache(
 }
 
 /// Opens the process's cache, or keeps the one installed, under the rules of `shm_alloc.h`:
-/// the load-time mapping of `$SHM_FILE` (`explicit` false) happens once and never replaces
-/// anything; an explicit call replaces the load-time mapping with what it names, succeeds when
-/// the same cache is already installed, and fails with `EEXIST` when another explicit call
-/// installed a different one. Concurrent callers wait for the one installing, so two threads never
-/// map the same fixed address twice.
+/// the implicit mapping of `$SHM_FILE` (`explicit` false) is tried once, by the first call that
+/// needs it, and never replaces anything; an explicit call replaces the implicit mapping (made or
+/// pending) with what it names, succeeds when the same cache is already installed, and fails
+/// with `EEXIST` when another explicit call installed a different one. Concurrent callers wait
+/// for the one installing, so two threads never map the same fixed address twice; a signal
+/// handler that interrupted its own thread's install fails with `EAGAIN` instead of waiting.
 private func install(
     address: UnsafeMutableRawPointer?, path: UnsafePointer<CChar>?, geometry: Geometry?, explicit: Bool
 ) -> Bool {
+    guard !shm_thread_is_initialising() else {
+        Errno.setCurrent(.wouldBlock)
+        return false
+    }
+    // Set before the claim below: a handler interrupting this thread between the claim and a
+    // later flag would wait for ever on an install that cannot finish while it runs.
+    shm_thread_set_initialising(true)
+    defer { shm_thread_set_initialising(false) }
     var previous: UInt
     while true {
         previous = installedCache.load(ordering: .acquiring)
@@ -102,21 +150,22 @@ private func install(
             sched_yield()
             continue
         }
-        if previous != 0 && !explicit { return true }  // the load-time call never replaces anything
+        // The implicit mapping is made once and never replaces anything: done (or failed) already.
+        if !explicit && previous != implicitMappingPending { return previous != noCache }
         if installedCache.compareExchange(
             expected: previous, desired: installing, ordering: .acquiringAndReleasing
         ).exchanged {
             break
         }
     }
-    guard let cPath = path ?? UnsafePointer(getenv("SHM_FILE")) else {
+    let requested = explicit ? (path ?? UnsafePointer(getenv("SHM_FILE"))) : implicitPathAtLoad()
+    guard let cPath = requested else {
         installedCache.store(previous, ordering: .releasing)
         report("no path given and SHM_FILE is not set")
         Errno.setCurrent(.invalidArgument)
         return false
     }
-    if let old = UnsafeRawPointer(bitPattern: previous) {
-        let oldCache = Unmanaged<SharedCache>.fromOpaque(old)
+    if let oldCache = object(at: previous, as: SharedCache.self) {
         let same = oldCache._withUnsafeGuaranteedRef {
             isSameCache($0, path: cPath, address: address, geometry: geometry)
         }
@@ -140,23 +189,42 @@ private func install(
             pathCache.map(retainedAddress) ?? 0, ordering: .acquiringAndReleasing)
         installedExplicitly.store(explicit, ordering: .relaxed)
         installedCache.store(retainedAddress(cache), ordering: .releasing)
-        // The load-time mapping an explicit call replaced: unmapped, as shm_alloc.h warns (its
+        // The implicit mapping an explicit call replaced: unmapped, as shm_alloc.h warns (its
         // path cache holds it, so it goes first).
         releaseInstalled(previousPathCache, as: PathCache.self)
         releaseInstalled(previous, as: SharedCache.self)
         return true
     } catch {
-        installedCache.store(previous, ordering: .releasing)
+        // A failed implicit mapping is not tried again (every call would print this line); a
+        // failed explicit call leaves what was there, a pending implicit mapping included.
+        installedCache.store(explicit ? previous : noCache, ordering: .releasing)
         report(error.description)
         Errno.setCurrent(error.errnoValue)
         return false
     }
 }
 
-/// The load-time initialiser's entry (see shm_alloc_autoinit.c): maps `$SHM_FILE`, implicitly.
-@_cdecl("shm_init_at_load")
-public func shmInitAtLoad() {
-    _ = install(address: nil, path: nil, geometry: nil, explicit: false)
+/// `$SHM_FILE` as it was at load, if it was set.
+private func implicitPathAtLoad() -> UnsafePointer<CChar>? {
+    UnsafePointer(bitPattern: implicitPath.load(ordering: .relaxed))
+}
+
+/// The load-time initialiser's entry (see shm_alloc_autoinit.c), given `$SHM_FILE`: makes its
+/// mapping pending, without a system call but the pid's (the first call that needs a cache maps
+/// it), caches the pid and installs the `fork` handlers.
+@_cdecl("shm_prepare_at_load")
+public func shmPrepareAtLoad(_ path: UnsafePointer<CChar>) {
+    implicitPath.store(UInt(bitPattern: path), ordering: .relaxed)
+    _ = installedCache.compareExchange(expected: noCache, desired: implicitMappingPending, ordering: .releasing)
+    ProcessIdentity.prepare()
+    // A child of `fork` has only the forking thread: an install another thread had begun can never
+    // finish there, so the child starts over from the implicit mapping (what the install would
+    // have replaced stays unreleased, as the parent's thread held it).
+    pthread_atfork(nil, nil) {
+        if installedCache.load(ordering: .relaxed) == installing {
+            installedCache.store(implicitMappingPending, ordering: .releasing)
+        }
+    }
 }
 
 @_cdecl("shm_init")
@@ -181,15 +249,16 @@ public func shmInitWithGeometry(
 @_cdecl("shm_deinit")
 public func shmDeinit() {
     let raw = installedCache.load(ordering: .acquiring)
-    guard raw > installing else { return }
+    guard raw != noCache, raw != installing else { return }
     // Holding `installing` while the path cache goes, so a concurrent install cannot have its
-    // own path cache taken away.
+    // own path cache taken away. A pending implicit mapping is dropped: after shm_deinit, calls
+    // fail until shm_init.
     let (taken, _) = installedCache.compareExchange(
         expected: raw, desired: installing, ordering: .acquiringAndReleasing)
     guard taken else { return }
     let pathCache = installedPathCache.exchange(0, ordering: .acquiringAndReleasing)
     installedExplicitly.store(false, ordering: .relaxed)
-    installedCache.store(0, ordering: .releasing)
+    installedCache.store(noCache, ordering: .releasing)
     releaseInstalled(pathCache, as: PathCache.self)
     releaseInstalled(raw, as: SharedCache.self)
 }
@@ -294,22 +363,23 @@ public func shmPathSearch(_ path: UnsafePointer<CChar>?, _ flags: UnsafeMutableP
 }
 
 // MARK: - Geometry
-// Before `shm_init` the getters answer with the default geometry, the one `shm_init` gives a new
-// file, as the original library (whose sizes were constants) did.
+// Before `shm_init` (and without `$SHM_FILE`) the getters answer with the default geometry, the
+// one `shm_init` gives a new file, as the original library (whose sizes were constants) did; with
+// the implicit mapping pending, they make it and answer for the mapped file.
 
 @_cdecl("get_shm_user_base")
 public func getShmUserBase() -> UnsafeMutableRawPointer? {
-    installed()?._withUnsafeGuaranteedRef { $0.base }
+    installedOrMapped()?._withUnsafeGuaranteedRef { $0.base }
 }
 
 @_cdecl("get_shm_max_allocatable_size")
 public func getShmMaxAllocatableSize() -> Int {
-    installed()?._withUnsafeGuaranteedRef { $0.geometry.largestRequest } ?? Geometry.default.largestRequest
+    installedOrMapped()?._withUnsafeGuaranteedRef { $0.geometry.largestRequest } ?? Geometry.default.largestRequest
 }
 
 @_cdecl("get_shm_min_allocatable_size")
 public func getShmMinAllocatableSize() -> Int {
-    installed()?._withUnsafeGuaranteedRef { $0.geometry.minSize } ?? Geometry.default.minSize
+    installedOrMapped()?._withUnsafeGuaranteedRef { $0.geometry.minSize } ?? Geometry.default.minSize
 }
 
 @_cdecl("get_sizeof_block_header")
@@ -317,6 +387,6 @@ public func getSizeofBlockHeader() -> Int { AllocationHeader.size }
 
 @_cdecl("get_mapping_size_needed_by_shm")
 public func getMappingSizeNeededByShm() -> Int {
-    if let size = installed()?._withUnsafeGuaranteedRef({ $0.layout.fileSize }) { return size }
+    if let size = installedOrMapped()?._withUnsafeGuaranteedRef({ $0.layout.fileSize }) { return size }
     return (try? FileLayout(geometry: .default, pageSize: Mapping.pageSize))?.fileSize ?? 0
 }

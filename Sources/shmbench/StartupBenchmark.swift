@@ -1,7 +1,7 @@
 // What preloading the C library costs a process: starts of /bin/true with `LD_PRELOAD` of
-// libshm_alloc.so and `SHM_FILE` set (its load-time initialiser maps the cache), against bare
-// starts, measured side by side: the two kinds alternate start by start, so drift on a busy
-// machine falls on both alike.
+// libshm_alloc.so and `SHM_FILE` set (its load-time initialiser notes the path; the first call
+// that needs the cache maps it, and /bin/true makes none), against bare starts, measured side by
+// side: the two kinds alternate start by start, so drift on a busy machine falls on both alike.
 
 import Foundation
 import ShmAlloc

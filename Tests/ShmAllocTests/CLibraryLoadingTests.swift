@@ -58,23 +58,22 @@ struct CLibraryLoadingTests {
             imported.isDisjoint(with: ["calloc", "realloc", "reallocarray", "aligned_alloc", "memalign", "valloc"]))
     }
 
-    /// Exits 0 when, at the start of main, the preloaded library has mapped the cache and nothing
-    /// has taken memory from malloc (mallinfo2's arena is the heap obtained from the system).
+    /// Exits 0 when the preloaded library's first call has mapped the cache and nothing has taken
+    /// memory from malloc (mallinfo2's arena is the heap obtained from the system).
     static let untouchedHeapProgram = #"""
         #define _GNU_SOURCE
         #include <dlfcn.h>
         #include <malloc.h>
 
         int main(void) {
-            size_t heap = mallinfo2().arena;
             void *(*user_base)(void) = (void *(*)(void))dlsym(RTLD_DEFAULT, "get_shm_user_base");
             if (user_base == NULL || user_base() == NULL) return 2;
-            return heap == 0 ? 0 : 3;
+            return mallinfo2().arena == 0 ? 0 : 3;
         }
         """#
 
-    @Test("the load-time mapping of a ready SHM_FILE leaves the process's malloc alone")
-    func loadTimeMappingTouchesNoHeap() throws {
+    @Test("the implicit mapping of a ready SHM_FILE leaves the process's malloc alone")
+    func implicitMappingTouchesNoHeap() throws {
         let scratch = try ScratchDirectory()
         let program = try Self.compile(Self.untouchedHeapProgram, in: scratch, flags: ["-ldl"])
         // Ready beforehand: what every start but the file's first meets (creating it may use the heap).
@@ -107,17 +106,19 @@ struct CLibraryLoadingTests {
         }
         """#
 
-    @Test("preloaded with SHM_FILE set, short processes allocate in the file; one that never allocates leaves no trace")
+    @Test(
+        "preloaded with SHM_FILE set, short processes allocate in the file; one that never calls the library never opens it"
+    )
     func preloadedProcessesAllocateInTheFile() throws {
         let scratch = try ScratchDirectory()
         let program = try Self.compile(Self.preloadedProgram, in: scratch, flags: ["-ldl"])
         let cachePath = scratch.file("preloaded.shm")
         let preload = ["LD_PRELOAD=" + Self.library, "SHM_FILE=" + cachePath]
+        // The mapping is made by the first call that needs it: a process that never calls the
+        // library does not even open the file.
         let idle = try runToEnd("/usr/bin/env", preload + ["/bin/true"], in: scratch)
         try #require(idle.termination == .exited(0), "\(idle.outputTail)")
-        let created = try SharedCache(path: cachePath, policy: .attach)
-        let tableBefore = OwnerRegistrationTests.identities(created).filter { $0 != 0 }
-        #expect(tableBefore.map(OwnerTable.pid(ofIdentity:)) == [getpid()], "only this process, which just attached")
+        #expect(!FileManager.default.fileExists(atPath: cachePath), "an idle preloaded process made the file")
 
         var written: [UInt64: String] = [:]
         var writers: [Int32] = []
@@ -141,9 +142,11 @@ struct CLibraryLoadingTests {
         #expect(cache.invalidBlocks == [])
     }
 
-    /// The start-up rules of shm_alloc.h. `getters` runs before any mapping; `replace B C` runs
-    /// with SHM_FILE set (mapped at load time), then maps B explicitly, then tries C. Includes
-    /// nothing but shm_alloc.h, which must bring printf and PRIu_shm_offt with it.
+    /// The start-up rules of shm_alloc.h. `getters` runs without SHM_FILE; `replace B C` runs with
+    /// SHM_FILE set (mapped by its first call), then maps B explicitly, then tries C;
+    /// `explicit-first B` maps B before anything needed SHM_FILE's cache; `unusable` runs with a
+    /// SHM_FILE that cannot be mapped. Includes nothing but shm_alloc.h, which must bring printf
+    /// and PRIu_shm_offt with it.
     static let startupProgram = #"""
         #include "shm_alloc.h"
         #include <errno.h>
@@ -165,10 +168,25 @@ struct CLibraryLoadingTests {
                 puts("ok");
                 return 0;
             }
+            if (strcmp(argv[1], "unusable") == 0) {    /* $SHM_FILE cannot be mapped: tried once */
+                errno = 0;
+                CHECK(shm_malloc(10) == SHM_NULL && errno != 0);
+                errno = 0;
+                CHECK(shm_malloc(10) == SHM_NULL && errno == EINVAL);
+                CHECK(get_shm_user_base() == NULL && get_shm_max_allocatable_size() == 1016);
+                puts("ok");
+                return 0;
+            }
+            if (strcmp(argv[1], "explicit-first") == 0) {   /* $SHM_FILE is never opened */
+                CHECK(argc == 3 && shm_init(NULL, argv[2]));
+                CHECK(shm_malloc(10) != SHM_NULL);
+                puts("ok");
+                return 0;
+            }
             CHECK(argc == 4);
             void *loaded = get_shm_user_base();
-            CHECK(loaded != NULL);                     /* $SHM_FILE, mapped before main */
-            CHECK(shm_init(NULL, argv[2]));            /* explicit: replaces the load-time mapping */
+            CHECK(loaded != NULL);                     /* $SHM_FILE, mapped by this first call */
+            CHECK(shm_init(NULL, argv[2]));            /* explicit: replaces the implicit mapping */
             CHECK(get_shm_user_base() != NULL);
             shm_offt offset = shm_malloc(16);
             CHECK(offset != SHM_NULL);
@@ -185,7 +203,7 @@ struct CLibraryLoadingTests {
         """#
 
     @Test(
-        "getters answer before shm_init; an explicit shm_init replaces the load-time mapping, then refuses another file"
+        "getters answer before shm_init; an explicit shm_init replaces the implicit mapping, then refuses another file"
     )
     func startupRules() throws {
         let scratch = try ScratchDirectory()
@@ -210,6 +228,84 @@ struct CLibraryLoadingTests {
         #expect(!FileManager.default.fileExists(atPath: other))
         let loadedCache = try SharedCache(path: loaded, policy: .attach)
         #expect(loadedCache.usedBlocks == [])
+
+        // An explicit shm_init before any call leaves SHM_FILE's file alone: never made.
+        let unopened = scratch.file("unopened.shm")
+        let first = try runToEnd(
+            "/usr/bin/env", ["SHM_FILE=" + unopened, program, "explicit-first", explicit], in: scratch)
+        #expect(first.termination == .exited(0) && first.output == "ok\n", "\(first.outputTail)")
+        #expect(!FileManager.default.fileExists(atPath: unopened))
+
+        // A SHM_FILE that cannot be mapped: the first call says why, once; later calls fail quietly.
+        let unusable = try runToEnd(
+            "/usr/bin/env", ["SHM_FILE=" + scratch.file("missing/dir/cache.shm"), program, "unusable"], in: scratch)
+        #expect(unusable.termination == .exited(0) && unusable.output == "ok\n", "\(unusable.outputTail)")
+        let reasons = unusable.error.split(separator: "\n")
+        #expect(reasons.count == 1 && reasons[0].contains("missing/dir/cache.shm"), "\(unusable.error)")
+    }
+
+    /// First calls with the implicit mapping of SHM_FILE pending: eight threads at once, after
+    /// (with an argument) a first call from a signal handler. Every call gets the one cache.
+    static let firstUseProgram = #"""
+        #include "shm_alloc.h"
+        #include <pthread.h>
+        #include <signal.h>
+        #include <string.h>
+
+        enum { threads = 8 };
+        static pthread_barrier_t start;
+        static shm_offt offsets[threads + 1];
+        static void *bases[threads + 1];
+
+        static void *first_call(void *argument) {
+            long index = (long)argument;
+            pthread_barrier_wait(&start);
+            offsets[index] = shm_malloc(24);
+            bases[index] = get_shm_user_base();
+            return NULL;
+        }
+
+        static void on_signal(int signal) {
+            (void)signal;
+            offsets[threads] = shm_malloc(24);
+            bases[threads] = get_shm_user_base();
+        }
+
+        int main(int argc, char **argv) {
+            (void)argv;
+            int calls = threads;
+            pthread_t workers[threads];
+            pthread_barrier_init(&start, NULL, threads);
+            for (long index = 1; index < threads; index++) pthread_create(&workers[index], NULL, first_call, (void *)index);
+            if (argc > 1) {
+                signal(SIGUSR1, on_signal);
+                raise(SIGUSR1);                  /* runs the handler now, before main goes on */
+                calls = threads + 1;
+            }
+            first_call((void *)0);
+            for (long index = 1; index < threads; index++) pthread_join(workers[index], NULL);
+            for (int index = 0; index < calls; index++) {
+                if (offsets[index] == SHM_NULL || bases[index] != bases[0]) return 10 + index;
+                for (int other = 0; other < index; other++) if (offsets[other] == offsets[index]) return 30 + index;
+            }
+            printf("%p\n", bases[0]);
+            return 0;
+        }
+        """#
+
+    @Test("threads making their first calls at once, or a signal handler first, all get the one implicit mapping")
+    func concurrentFirstCalls() throws {
+        let scratch = try ScratchDirectory()
+        let program = try Self.compile(Self.firstUseProgram, in: scratch, flags: Self.linkFlags + ["-pthread"])
+        let cachePath = scratch.file("first-use.shm")
+        for round in 0..<20 {
+            let arguments = round.isMultiple(of: 2) ? [] : ["handler-first"]
+            let run = try runToEnd("/usr/bin/env", ["SHM_FILE=" + cachePath, program] + arguments, in: scratch)
+            try #require(
+                run.termination == .exited(0), "exit 10+i: call i failed, 30+i: shared offset; \(run.outputTail)")
+        }
+        let cache = try SharedCache(path: cachePath, policy: .attach)
+        #expect(cache.invalidBlocks == [])
     }
 
     @Test(

@@ -146,8 +146,14 @@ struct LiveLoadTests {
         let arguments = ["demo", "--file", path, "--writers", "2", "--interval", "0.5", "--ascii"]
         let demo = try TestProcess(BuiltProducts.shmtop, arguments, in: scratch)
         // Stopped once both writers have searched a while and hit: their first searches all miss.
-        try #require(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: path) })
-        let watched = try PathCache(cache: SharedCache(path: path, policy: .attach))
+        // Attached once the demo has made the file whole: it exists, empty, for a moment before.
+        var attached: SharedCache?
+        try #require(
+            poll(timeout: .seconds(60)) {
+                attached = try? SharedCache(path: path, policy: .attach)
+                return attached != nil
+            })
+        let watched = try PathCache(cache: try #require(attached))
         let ownerTable = UnsafeRawBufferPointer(
             start: watched.cache.fileBase + watched.cache.layout.ownersOffset, count: OwnerTable.byteCount)
         func counters() -> [PathCounters] {

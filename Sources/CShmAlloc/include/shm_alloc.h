@@ -47,9 +47,14 @@ typedef uint64_t shm_offt;
  * used with the geometry in its header. `addr` non-NULL maps the file there (never replacing a
  * mapping that is already there: EEXIST).
  *
- * When SHM_FILE is set, the library maps it as it is loaded, before main(), as the original did.
- * That load-time mapping is implicit: an explicit shm_init replaces it with what it names (the
- * load-time mapping is unmapped, so call shm_init before allocating through it).
+ * When SHM_FILE is set as the process starts, no call to shm_init is needed, as with the original:
+ * the first call that needs the cache (any function below but get_sizeof_block_header) opens and
+ * maps that file, so loading the library costs a process nothing, and one that never calls it
+ * never opens the file. That mapping is implicit: an explicit shm_init replaces it with what it
+ * names (when it was already made, it is unmapped, so call shm_init before allocating through
+ * it). It is tried once: if it fails, that first call prints why and it and later calls fail
+ * (EINVAL) until an explicit shm_init. A signal handler whose call interrupted its own thread's
+ * first call fails with EAGAIN rather than wait for itself.
  * A second explicit call succeeds when it names the cache already mapped (same path; the same
  * addr when one is given) and fails with EEXIST when it names another.
  *

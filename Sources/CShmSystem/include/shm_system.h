@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -77,6 +78,27 @@ unsigned shm_thread_slot_assign(void);
 static inline __attribute__((always_inline)) unsigned shm_thread_slot(void) {
     unsigned slot = shm_thread_slot_plus_one;
     return __builtin_expect(slot != 0, 1) ? slot - 1 : shm_thread_slot_assign();
+}
+
+// MARK: - One-time initialisation in progress
+
+/// Nonzero while the calling thread runs a one-time initialisation that other threads wait for
+/// (the C library's mapping of its cache). Initial-exec TLS, as above. Use the functions below.
+extern __thread unsigned char shm_thread_initialising_flag __attribute__((tls_model("initial-exec")));
+
+/// Whether the calling thread is inside such an initialisation: true in a signal handler that
+/// interrupted it, which must not wait for the initialisation it interrupted.
+static inline __attribute__((always_inline)) bool shm_thread_is_initialising(void) {
+    return shm_thread_initialising_flag != 0;
+}
+
+/// Marks the start (true) or the end (false) of the calling thread's initialisation.
+static inline __attribute__((always_inline)) void shm_thread_set_initialising(bool initialising) {
+    // A compiler barrier on each side: a signal handler on this thread must see the flag set
+    // before the first shared write of the initialisation, and set until after the last.
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    shm_thread_initialising_flag = initialising;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
 }
 
 #ifdef __cplusplus
