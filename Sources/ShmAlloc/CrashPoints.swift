@@ -58,6 +58,10 @@ public enum CrashPoint: Int, CaseIterable, Sendable {
     case pathDuplicateFreed
     /// Path insert of a cached path: its flags are exchanged, the prefix count not settled yet.
     case pathFlagsExchanged
+    /// Path insert: complete and published, not yet counted in the process's owner entry.
+    case pathInsertPublished
+    /// Path search: counted as a search in the process's owner entry, its hit not yet counted.
+    case pathSearchCounted
 
     /// The points of the shared path cache (ShmPathCache), which only its workloads reach.
     public var isPathCachePoint: Bool { rawValue >= CrashPoint.pathPrefixCounted.rawValue }

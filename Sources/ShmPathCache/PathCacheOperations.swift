@@ -10,8 +10,10 @@
 // process there): prefix count raised │ pathPrefixCounted │ table written │ pathTableWritten │
 // table published │ entry written │ pathEntryWritten │ entry published (done); or, for a path
 // already cached: own entry freed │ pathDuplicateFreed │ flags exchanged │ pathFlagsExchanged │
-// prefix count settled. A process killed in any window leaves at most an unpublished allocation
-// (leaked, as the allocator leaks whatever a dead process held) and a prefix count one too high.
+// prefix count settled; then, either way, published │ pathInsertPublished │ counted in the owner
+// entry. A search counts itself │ pathSearchCounted │ then its hit. A process killed in any window
+// leaves at most an unpublished allocation (leaked, as the allocator leaks whatever a dead process
+// held), a prefix count one too high, and its own statistics one operation short.
 
 import CShmSystem
 import Synchronization
@@ -52,6 +54,7 @@ extension PathCache {
             throw error
         }
         if previousFlags & PathCacheLayout.prefixFlag != 0 { prefixCount(root).pointee.subtract(1, ordering: .relaxed) }
+        crashPoint(.pathInsertPublished, at: root)
         count(PathCounters.insertsIndex, in: cache.pathCounters())
     }
 
@@ -67,6 +70,7 @@ extension PathCache {
         let flags = answer(path)
         let counters = cache.pathCounters()
         count(PathCounters.searchesIndex, in: counters)
+        crashPoint(.pathSearchCounted, at: counters)
         if flags != nil { count(PathCounters.hitsIndex, in: counters) }
         return flags
     }

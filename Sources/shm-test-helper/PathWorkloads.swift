@@ -81,7 +81,8 @@ func pathWriters(path: String, journal: String, first: Int, threads: Int, writer
     nonisolated(unsafe) var insertInProgress: (bytes: [UInt8], flags: PathFlags) = ([], PathFlags(rawValue: 0))
 
     /// `paths-crash PATH POINT HIT SEED JOURNAL`: runs `PathCacheWorkload.CrashOperations(seed:)`,
-    /// counting completed operations in journal word 0, until the HIT-th reach of POINT kills it.
+    /// each insert followed by a search of its path, counting completed operations in journal word
+    /// 0, until the HIT-th reach of POINT kills it.
     /// For pathDuplicateFreed, which only a lost race reaches, the HIT-th entry write first lets
     /// another insert of the same path (same flags) win the slot, then arms the point.
     func pathCrashWorkload(path: String, point: CrashPoint, hit: Int, seed: UInt64, journal: String) -> Never {
@@ -101,8 +102,9 @@ func pathWriters(path: String, journal: String, first: Int, threads: Int, writer
             insertInProgress = (PathCacheWorkload.path(seed: pathSeed), PathFlags(rawValue: flags))
             do {
                 try paths.insert(insertInProgress.bytes, flags: insertInProgress.flags)
+                guard try paths.search(insertInProgress.bytes) != nil else { fail("insert \(completed - 1) not found") }
             } catch {
-                fail("insert \(completed - 1): \(error)")
+                fail("operation \(completed - 1): \(error)")
             }
             journal[0] = UInt64(completed)
         }

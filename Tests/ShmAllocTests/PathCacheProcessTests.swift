@@ -294,6 +294,22 @@ struct PathCacheCrashPointTests {
         }
         #expect(files.paths.cache.invalidBlocks == [])
 
+        // The victim's statistics: every completed operation (an insert, then a search of its
+        // path) counted; the one in flight counted up to the point that killed it, and at
+        // pathDuplicateFreed the same-path insert the victim itself made to win the race.
+        let owners = UnsafeRawBufferPointer(
+            start: files.paths.cache.fileBase + files.paths.cache.layout.ownersOffset, count: OwnerTable.byteCount)
+        let victimEntry = try #require(
+            (0..<OwnerTable.entryCount).first {
+                OwnerTable.pid(ofIdentity: OwnerTable.identity(in: owners, entry: $0)) == victim.pid
+            })
+        let counters = OwnerTable.pathCounters(in: owners, entry: victimEntry)
+        let searchedInFlight = UInt64(point == .pathSearchCounted ? 1 : 0)
+        let insertedInFlight = UInt64(point == .pathSearchCounted || point == .pathDuplicateFreed ? 1 : 0)
+        #expect(counters.inserts == UInt64(completed) + insertedInFlight)
+        #expect(counters.searches == UInt64(completed) + searchedInFlight)
+        #expect(counters.hits == UInt64(completed))
+
         // The cache goes on working: the insert in flight, again.
         try files.paths.insert(inFlightPath, flags: PathFlags(rawValue: inFlight.flags))
         #expect(try files.paths.search(inFlightPath) == PathFlags(rawValue: inFlight.flags))
