@@ -128,7 +128,7 @@ extension CacheInspector {
         while chunkStart < blocks.count {
             let chunk = blocks[chunkStart..<min(blocks.count, chunkStart + Self.headerChunkBlocks)]
             for position in chunk.indices {
-                let ahead = position + Self.entryLookahead
+                let ahead = position + OwnerLedger.entryLookahead
                 if ahead < blocks.count { ledger.prefetchEntry(of: blocks[ahead]) }
                 scratch.nodes.append(ledger.nodesToRead(block: blocks[position], word: words[blocks[position]]))
             }
@@ -137,27 +137,12 @@ extension CacheInspector {
                 visit: { scratch.records.append(OwnerLedger.NodeRecord($2)) })
             chunkStart = chunk.endIndex
         }
-        var next = 0
-        for (position, block) in blocks.enumerated() {
-            let entryAhead = position + Self.entryLookahead
-            let recordsAhead = position + Self.recordLookahead
-            if entryAhead < blocks.count { ledger.prefetchEntry(of: blocks[entryAhead]) }
-            if recordsAhead < blocks.count { ledger.prefetchRecords(of: blocks[recordsAhead]) }
-            let count = scratch.nodes[position].nonzeroBitCount
-            ledger.replace(
-                block: block, word: words[block], read: scratch.records[next..<(next + count)], counting: counting)
-            next += count
-        }
+        ledger.replace(blocks: blocks, words: words, nodes: scratch.nodes, records: scratch.records, counting: counting)
     }
 
     /// Blocks whose headers are asked for together, then read: enough that their cache misses
     /// overlap, few enough that their entries and headers stay cached meanwhile.
     static let headerChunkBlocks = 256
-    /// How many blocks ahead a block's ledger entry is asked for: its misses take about as long
-    /// as updating this many blocks.
-    static let entryLookahead = 16
-    /// How many blocks ahead a block's records are asked for: after its entry has come.
-    static let recordLookahead = 8
 
     /// Calls `visit(block, node, reading)` for the allocation nodes `nodes(block, position)` (a
     /// subset of the word's allocations; `position` counts the blocks from 0) of each of `blocks`
@@ -168,6 +153,10 @@ extension CacheInspector {
     /// runs of consecutive blocks, one `pread` each.
     ///
     /// A throw may come after some visits; with `inPlace`, those may have read zeros.
+    ///
+    /// Inlined into its two callers, so that `nodes` and `visit` are too: called through a
+    /// closure context for every node, they cost a busy refresh more than the headers' reading.
+    @inline(__always)
     private func forEachNode(
         of blocks: some Collection<Int>, words: [UInt64], inPlace: Bool,
         nodes: (_ block: Int, _ position: Int) -> UInt64, claimer: (Int, Int) -> Int32?,
