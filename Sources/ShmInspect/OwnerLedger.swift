@@ -231,6 +231,8 @@ public struct OwnerLedger: Sendable {
         let entry = page.pointee.entries![index]
         let oldNodes = tree.allocations(entry.word)
         let kept = newNodes & entry.settled
+        // The walk takes one of `read` for each node not kept, through an unchecked buffer.
+        precondition(read.count == (newNodes & ~kept).nonzeroBitCount, "block \(block): records read for other nodes")
         let wasUnsettled = entry.settled != oldNodes
         let settled = walk(
             page: &page.pointee, index: index, word: word, nodes: (oldNodes, newNodes), kept: kept, read: read,
