@@ -231,8 +231,6 @@ public struct OwnerLedger: Sendable {
         let entry = page.pointee.entries![index]
         let oldNodes = tree.allocations(entry.word)
         let kept = newNodes & entry.settled
-        // The walk takes one of `read` for each node not kept, through an unchecked buffer.
-        precondition(read.count == (newNodes & ~kept).nonzeroBitCount, "block \(block): records read for other nodes")
         let wasUnsettled = entry.settled != oldNodes
         let settled = walk(
             page: &page.pointee, index: index, word: word, nodes: (oldNodes, newNodes), kept: kept, read: read,
@@ -292,6 +290,8 @@ public struct OwnerLedger: Sendable {
                         oldSlot &+= 1
                     }
                     if newNodes & bit != 0 {
+                        // `read` is an unchecked buffer, of one record for each node not kept.
+                        precondition(readIndex < read.endIndex, "fewer records read than the block's new nodes")
                         let record = read[readIndex]
                         readIndex &+= 1
                         add(record, sign: 1, counting: counting && oldNodes & bit == 0, to: sums)
@@ -301,6 +301,7 @@ public struct OwnerLedger: Sendable {
                     }
                 }
                 if keptLeft != 0 { copyKept(keptLeft) }
+                precondition(readIndex == read.endIndex, "more records read than the block's new nodes")
                 return (count, settled)
             }
             let records = UnsafeBufferPointer(rebasing: assembled[..<count])
