@@ -127,14 +127,28 @@ extension CacheInspector {
         var chunkStart = 0
         while chunkStart < blocks.count {
             let chunk = blocks[chunkStart..<min(blocks.count, chunkStart + Self.headerChunkBlocks)]
+            var chunkRecords = 0
             for position in chunk.indices {
                 let ahead = position + OwnerLedger.entryLookahead
                 if ahead < blocks.count { ledger.prefetchEntry(of: blocks[ahead]) }
-                scratch.nodes.append(ledger.nodesToRead(block: blocks[position], word: words[blocks[position]]))
+                let nodes = ledger.nodesToRead(block: blocks[position], word: words[blocks[position]])
+                scratch.nodes.append(nodes)
+                chunkRecords += nodes.nonzeroBitCount
             }
-            try forEachNode(
-                of: chunk, words: words, inPlace: true, nodes: { scratch.nodes[chunkStart + $1] }, claimer: claimer,
-                visit: { scratch.records.append(OwnerLedger.NodeRecord($2)) })
+            // The chunk's records are made room for at once and written in place: an append per
+            // record checked the array unique each time.
+            var next = scratch.records.count
+            scratch.records.append(contentsOf: repeatElement(OwnerLedger.NodeRecord(rawValue: 0), count: chunkRecords))
+            try scratch.records.withUnsafeMutableBufferPointer { records throws(InspectError) in
+                try forEachNode(
+                    of: chunk, words: words, inPlace: true, nodes: { scratch.nodes[chunkStart + $1] },
+                    claimer: claimer,
+                    visit: {
+                        precondition(next < records.count, "more nodes visited than chosen")
+                        records[next] = OwnerLedger.NodeRecord($2)
+                        next += 1
+                    })
+            }
             chunkStart = chunk.endIndex
         }
         ledger.replace(blocks: blocks, words: words, nodes: scratch.nodes, records: scratch.records, counting: counting)
@@ -188,13 +202,14 @@ extension CacheInspector {
                     while chosen != 0 {
                         let node = chosen.trailingZeroBitCount
                         let offset = tree.byteOffset(ofNode: node, minSize: geometry.minSize)
-                        mapped.prefetch(wordAt: (block * geometry.blockSize + offset) / 8)
+                        mapped.prefetch(wordAt: (block &* geometry.blockSize &+ offset) &>> 3)
                         chosen &= chosen &- 1
                     }
                 }
                 for (position, block) in blocks.enumerated() {
-                    let base = block * geometry.blockSize
-                    visitBlock(block, position: position) { mapped.word(at: (base + $0) / 8) }
+                    // Wrapping: a block's bytes lie within the data region's (words: 8 bytes).
+                    let base = block &* geometry.blockSize
+                    visitBlock(block, position: position) { mapped.word(at: (base &+ $0) &>> 3) }
                 }
             }
             guard whole != nil else {

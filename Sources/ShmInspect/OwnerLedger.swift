@@ -63,13 +63,14 @@ public struct OwnerLedger: Sendable {
         init(pid: Int32) { self.pid = pid }
 
         /// Adds (`sign` 1) or takes away (-1) one allocation of `bytes` node bytes and `requested`
-        /// bytes; with `counting`, as an allocation or a free.
+        /// bytes; with `counting`, as an allocation or a free. Wrapping arithmetic: the sums are
+        /// bounded by the cache's bytes, and the overflow checks were a tenth of a record's update.
         mutating func add(bytes: Int, requested: Int, sign: Int, counting: Bool) {
-            allocations += sign
-            self.bytes += sign * bytes
-            requestedBytes += sign * requested
+            allocations &+= sign
+            self.bytes &+= sign &* bytes
+            requestedBytes &+= sign &* requested
             if counting {
-                if sign > 0 { allocated += 1 } else { freed += 1 }
+                if sign > 0 { allocated &+= 1 } else { freed &+= 1 }
             }
         }
     }
@@ -314,10 +315,11 @@ public struct OwnerLedger: Sendable {
     /// `counting`, as an allocation or a free of its owner.
     private mutating func add(_ record: NodeRecord, sign: Int, counting: Bool, to sums: SumBuffers) {
         switch record.kind {
-        case NodeRecord.inFlight: inFlight += sign
-        case NodeRecord.unreadable: unreadable += sign
+        case NodeRecord.inFlight: inFlight &+= sign
+        case NodeRecord.unreadable: unreadable &+= sign
         default:
-            sums.requestedBytesByOrder[record.order] += sign * record.requestedSize
+            // Wrapping, as ``OwnerSums/add(bytes:requested:sign:counting:)``.
+            sums.requestedBytesByOrder[record.order] &+= sign &* record.requestedSize
             let pid = record.pid
             // Every counted record's owner has sums (see `replace`), and a writer's allocations
             // sit together: the last owner's, or found by hash.
