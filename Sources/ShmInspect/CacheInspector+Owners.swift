@@ -127,37 +127,36 @@ extension CacheInspector {
         var chunkStart = 0
         while chunkStart < blocks.count {
             let chunk = blocks[chunkStart..<min(blocks.count, chunkStart + Self.headerChunkBlocks)]
+            var chunkRecords = 0
             for position in chunk.indices {
-                let ahead = position + Self.entryLookahead
+                let ahead = position + OwnerLedger.entryLookahead
                 if ahead < blocks.count { ledger.prefetchEntry(of: blocks[ahead]) }
-                scratch.nodes.append(ledger.nodesToRead(block: blocks[position], word: words[blocks[position]]))
+                let nodes = ledger.nodesToRead(block: blocks[position], word: words[blocks[position]])
+                scratch.nodes.append(nodes)
+                chunkRecords += nodes.nonzeroBitCount
             }
-            try forEachNode(
-                of: chunk, words: words, inPlace: true, nodes: { scratch.nodes[chunkStart + $1] }, claimer: claimer,
-                visit: { scratch.records.append(OwnerLedger.NodeRecord($2)) })
+            // The chunk's records are made room for at once and written in place: an append per
+            // record checked the array unique each time.
+            var next = scratch.records.count
+            scratch.records.append(contentsOf: repeatElement(OwnerLedger.NodeRecord(rawValue: 0), count: chunkRecords))
+            try scratch.records.withUnsafeMutableBufferPointer { records throws(InspectError) in
+                try forEachNode(
+                    of: chunk, words: words, inPlace: true, nodes: { scratch.nodes[chunkStart + $1] },
+                    claimer: claimer,
+                    visit: {
+                        precondition(next < records.count, "more nodes visited than chosen")
+                        records[next] = OwnerLedger.NodeRecord($2)
+                        next += 1
+                    })
+            }
             chunkStart = chunk.endIndex
         }
-        var next = 0
-        for (position, block) in blocks.enumerated() {
-            let entryAhead = position + Self.entryLookahead
-            let recordsAhead = position + Self.recordLookahead
-            if entryAhead < blocks.count { ledger.prefetchEntry(of: blocks[entryAhead]) }
-            if recordsAhead < blocks.count { ledger.prefetchRecords(of: blocks[recordsAhead]) }
-            let count = scratch.nodes[position].nonzeroBitCount
-            ledger.replace(
-                block: block, word: words[block], read: scratch.records[next..<(next + count)], counting: counting)
-            next += count
-        }
+        ledger.replace(blocks: blocks, words: words, nodes: scratch.nodes, records: scratch.records, counting: counting)
     }
 
     /// Blocks whose headers are asked for together, then read: enough that their cache misses
     /// overlap, few enough that their entries and headers stay cached meanwhile.
     static let headerChunkBlocks = 256
-    /// How many blocks ahead a block's ledger entry is asked for: its misses take about as long
-    /// as updating this many blocks.
-    static let entryLookahead = 16
-    /// How many blocks ahead a block's records are asked for: after its entry has come.
-    static let recordLookahead = 8
 
     /// Calls `visit(block, node, reading)` for the allocation nodes `nodes(block, position)` (a
     /// subset of the word's allocations; `position` counts the blocks from 0) of each of `blocks`
@@ -168,6 +167,10 @@ extension CacheInspector {
     /// runs of consecutive blocks, one `pread` each.
     ///
     /// A throw may come after some visits; with `inPlace`, those may have read zeros.
+    ///
+    /// Inlined into its two callers, so that `nodes` and `visit` are too: called through a
+    /// closure context for every node, they cost a busy refresh more than the headers' reading.
+    @inline(__always)
     private func forEachNode(
         of blocks: some Collection<Int>, words: [UInt64], inPlace: Bool,
         nodes: (_ block: Int, _ position: Int) -> UInt64, claimer: (Int, Int) -> Int32?,
@@ -199,13 +202,14 @@ extension CacheInspector {
                     while chosen != 0 {
                         let node = chosen.trailingZeroBitCount
                         let offset = tree.byteOffset(ofNode: node, minSize: geometry.minSize)
-                        mapped.prefetch(wordAt: (block * geometry.blockSize + offset) / 8)
+                        mapped.prefetch(wordAt: (block &* geometry.blockSize &+ offset) &>> 3)
                         chosen &= chosen &- 1
                     }
                 }
                 for (position, block) in blocks.enumerated() {
-                    let base = block * geometry.blockSize
-                    visitBlock(block, position: position) { mapped.word(at: (base + $0) / 8) }
+                    // Wrapping: a block's bytes lie within the data region's (words: 8 bytes).
+                    let base = block &* geometry.blockSize
+                    visitBlock(block, position: position) { mapped.word(at: (base &+ $0) &>> 3) }
                 }
             }
             guard whole != nil else {

@@ -59,6 +59,20 @@ struct ChangedWords {
                 }
             }
             let end = min(old.count, start &+ Self.chunkWords)
+            let bit = UInt64(1) &<< UInt64(group & 63)
+            // In a span that changed, most groups still did not: each is first tested in bulk too.
+            // An unchanged group's `emptyGroups` bit is set only when the group is all zero.
+            if end &- start == Self.chunkWords, Self.bulkViewsInHostOrder {
+                let oldIsEmpty = emptyGroups.map { $0[group &>> 6] & bit != 0 } ?? false
+                let (unchanged, empty) = Self.compareGroup(
+                    old, new.bulkView(from: start, count: Self.chunkWords), from: start, oldIsEmpty: oldIsEmpty)
+                if unchanged {
+                    if empty, let emptyGroups { emptyGroups[group &>> 6] |= bit }
+                    start = end
+                    group &+= 1
+                    continue
+                }
+            }
             var loaded = InlineArray<8, UInt64>(repeating: 0)
             var newBits: UInt64 = 0
             for index in start..<end {
@@ -66,7 +80,6 @@ struct ChangedWords {
                 loaded[index &- start] = word
                 newBits |= word
             }
-            let bit = UInt64(1) &<< UInt64(group & 63)
             if let emptyGroups, emptyGroups[group &>> 6] & bit != 0 {
                 if newBits != 0 {
                     for index in start..<end where loaded[index &- start] != 0 {
@@ -118,6 +131,26 @@ struct ChangedWords {
             for index in new.indices { difference |= old[start &+ index] ^ new[index] }
         }
         return difference == 0
+    }
+
+    /// Whether the group of `chunkWords` words of `new` equals `old`'s words from `start` (is all
+    /// zero when `oldIsEmpty`, and `old` is not read), and whether it is all zero. Without
+    /// branches, as `isUnchanged`.
+    @inline(__always)
+    private static func compareGroup(
+        _ old: UnsafeBufferPointer<UInt64>, _ new: UnsafeBufferPointer<UInt64>, from start: Int, oldIsEmpty: Bool
+    ) -> (unchanged: Bool, empty: Bool) {
+        var bits: UInt64 = 0
+        var difference: UInt64 = 0
+        if oldIsEmpty {
+            for index in 0..<chunkWords { bits |= new[index] }
+            return (bits == 0, bits == 0)
+        }
+        for index in 0..<chunkWords {
+            bits |= new[index]
+            difference |= old[start &+ index] ^ new[index]
+        }
+        return (difference == 0, bits == 0)
     }
 
     private mutating func append(_ block: Int, _ earlier: UInt64, _ later: UInt64) {

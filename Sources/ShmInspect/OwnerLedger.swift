@@ -63,13 +63,14 @@ public struct OwnerLedger: Sendable {
         init(pid: Int32) { self.pid = pid }
 
         /// Adds (`sign` 1) or takes away (-1) one allocation of `bytes` node bytes and `requested`
-        /// bytes; with `counting`, as an allocation or a free.
+        /// bytes; with `counting`, as an allocation or a free. Wrapping arithmetic: the sums are
+        /// bounded by the cache's bytes, and the overflow checks were a tenth of a record's update.
         mutating func add(bytes: Int, requested: Int, sign: Int, counting: Bool) {
-            allocations += sign
-            self.bytes += sign * bytes
-            requestedBytes += sign * requested
+            allocations &+= sign
+            self.bytes &+= sign &* bytes
+            requestedBytes &+= sign &* requested
             if counting {
-                if sign > 0 { allocated += 1 } else { freed += 1 }
+                if sign > 0 { allocated &+= 1 } else { freed &+= 1 }
             }
         }
     }
@@ -78,7 +79,7 @@ public struct OwnerLedger: Sendable {
     /// Each block's contribution, in pages (index: block / pageBlocks), a page opened when one
     /// of its blocks first holds allocations. A refresh visits the changed blocks in ascending
     /// order, so neighbours share a page.
-    private var pages: [Page] = []
+    private var storage: Storage
     static let pageBlocks = 1024
     /// Buffers an update reads headers into, kept from one update to the next.
     struct Scratch {
@@ -104,6 +105,7 @@ public struct OwnerLedger: Sendable {
     /// An empty ledger of a cache of `geometry`.
     init(geometry: Geometry) {
         self.geometry = geometry
+        storage = Storage(blockCount: geometry.blockCount)
         requestedBytesByOrder = Array(repeating: 0, count: geometry.orderCount)
     }
 
@@ -117,59 +119,87 @@ public struct OwnerLedger: Sendable {
     /// (as for the rates), and most of a changed block's allocations have not changed.
     func nodesToRead(block: Int, word: UInt64) -> UInt64 {
         let nodes = geometry.tree.allocations(word)
-        let (page, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
-        guard page < pages.count, !pages[page].isEmpty else { return nodes }
-        return nodes & ~pages[page].entries[index].settled
+        let (page, index) = storage.page(of: block)
+        guard let entries = page.pointee.entries else { return nodes }
+        return nodes & ~entries[index].settled
     }
 
     /// Asks for block `block`'s entry ahead of ``nodesToRead(block:word:)`` or
     /// ``replace(block:word:read:counting:)`` (a hint). A refresh's changed blocks lie scattered
     /// over the ledger's megabytes: a cache miss each, waited for one after another, was most of
     /// a busy refresh, where asked for a few blocks ahead they overlap.
-    ///
-    /// Mutating only so that the page is reached in place: reading it would copy it, three
-    /// atomic retains and releases, which cost more than the miss.
-    mutating func prefetchEntry(of block: Int) {
-        let (number, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
-        if number < pages.count { pages[number].prefetchEntry(index) }
+    func prefetchEntry(of block: Int) {
+        let (page, index) = storage.page(of: block)
+        page.pointee.prefetchEntry(index)
     }
 
     /// Asks for block `block`'s records ahead of ``replace(block:word:read:counting:)`` (a hint,
     /// which loads the block's entry: best asked once that is cached, after ``prefetchEntry(of:)``).
-    /// Mutating for the same reason.
-    mutating func prefetchRecords(of block: Int) {
-        let (number, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
-        if number < pages.count { pages[number].prefetchRecords(index) }
+    func prefetchRecords(of block: Int) {
+        let (page, index) = storage.page(of: block)
+        page.pointee.prefetchRecords(index)
+    }
+
+    /// How many blocks ahead a block's entry is asked for: its misses take about as long as
+    /// updating this many blocks.
+    static let entryLookahead = 16
+    /// How many blocks ahead a block's records are asked for: after its entry has come.
+    static let recordLookahead = 8
+
+    /// The pages, made this ledger's own (copied when another ledger shares them), to be changed.
+    private mutating func uniquePages() -> Storage {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        return storage
     }
 
     /// Brings block `block`'s contribution up to `word`, whose nodes ``nodesToRead(block:word:)``
     /// were read as `read` (ascending nodes); the other nodes keep their records. With `counting`,
     /// an allocation node that appeared counts as an allocation of its new owner and one that
     /// disappeared as a free of its old one (the same lower bound as ``SnapshotRates``).
+    ///
+    /// One block at a time (a refresh updates its blocks with
+    /// ``replace(blocks:words:nodes:records:counting:)``).
     mutating func replace(block: Int, word: UInt64, read: ArraySlice<NodeRecord>, counting: Bool) {
-        let tree = geometry.tree
-        let newNodes = tree.allocations(word)
-        let (number, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
-        if number >= pages.count {
-            guard newNodes != 0 else { return }
-            pages.append(contentsOf: repeatElement(Page(), count: number + 1 - pages.count))
+        Array(read).withUnsafeBufferPointer { read in
+            withSums(naming: read) { ledger, sums, pages in
+                ledger.replace(block: block, word: word, read: read, counting: counting, sums: sums, pages: pages)
+            }
         }
-        // Taken out of the ledger, so that it is changed in place while the sums change.
-        var page = Page()
-        swap(&page, &pages[number])
-        defer { swap(&page, &pages[number]) }
-        if page.isEmpty {
-            guard newNodes != 0 else { return }
-            page.open(leafCount: tree.leafCount)
+    }
+
+    /// ``replace(block:word:read:counting:)`` for each of `blocks` (ascending) at its word in
+    /// `words`, its nodes to read `nodes` (one per block, as ``nodesToRead(block:word:)`` gave
+    /// them) read as `records` (in order of blocks and nodes). Each block's entry and records are
+    /// asked for a few blocks ahead of their use.
+    mutating func replace(
+        blocks: [Int], words: [UInt64], nodes: [UInt64], records: [NodeRecord], counting: Bool
+    ) {
+        records.withUnsafeBufferPointer { records in
+            withSums(naming: records) { ledger, sums, pages in
+                var next = 0
+                for (position, block) in blocks.enumerated() {
+                    let entryAhead = position &+ Self.entryLookahead
+                    let recordsAhead = position &+ Self.recordLookahead
+                    if entryAhead < blocks.count { ledger.prefetchEntry(of: blocks[entryAhead]) }
+                    if recordsAhead < blocks.count { ledger.prefetchRecords(of: blocks[recordsAhead]) }
+                    let count = nodes[position].nonzeroBitCount
+                    let read = UnsafeBufferPointer(rebasing: records[next..<(next &+ count)])
+                    ledger.replace(
+                        block: block, word: words[block], read: read, counting: counting, sums: sums, pages: pages)
+                    next &+= count
+                }
+            }
         }
-        let entry = page.entries[index]
-        let oldNodes = tree.allocations(entry.word)
-        let kept = newNodes & entry.settled
-        let wasUnsettled = entry.settled != oldNodes
-        // Every owner the read records name has its sums before the walk, which then changes the
-        // sums through buffers taken once per block: each write to an array checks that it is
-        // unique, twice a record before.
-        for record in read where record.kind == NodeRecord.counted { _ = ownerSlot(of: record.pid) }
+    }
+
+    /// Calls `body` with this ledger, its sums as buffers (every owner that `records` name given
+    /// sums first) and its pages made its own: both then change in place, where each write to an
+    /// array checks that it is unique.
+    private mutating func withSums(
+        naming records: UnsafeBufferPointer<NodeRecord>, _ body: (inout OwnerLedger, SumBuffers, Storage) -> Void
+    ) {
+        for record in records where record.kind == NodeRecord.counted { _ = ownerSlot(of: record.pid) }
+        // Taken out of the ledger, so that they are changed in place while the ledger changes.
         var ownerSums: [OwnerSums] = []
         var orderSums: [Int] = []
         swap(&ownerSums, &owners)
@@ -178,14 +208,34 @@ public struct OwnerLedger: Sendable {
             swap(&ownerSums, &owners)
             swap(&orderSums, &requestedBytesByOrder)
         }
-        let settled = ownerSums.withUnsafeMutableBufferPointer { ownerSums in
+        let pages = uniquePages()
+        ownerSums.withUnsafeMutableBufferPointer { ownerSums in
             orderSums.withUnsafeMutableBufferPointer { orderSums in
-                let sums = SumBuffers(owners: ownerSums, requestedBytesByOrder: orderSums)
-                return walk(
-                    page: &page, index: index, word: word, nodes: (oldNodes, newNodes), kept: kept, read: read,
-                    counting: counting, sums: sums)
+                body(&self, SumBuffers(owners: ownerSums, requestedBytesByOrder: orderSums), pages)
             }
         }
+    }
+
+    /// ``replace(block:word:read:counting:)`` with the sums as buffers, which hold every owner
+    /// `read` names, and `pages`, the ledger's own.
+    private mutating func replace(
+        block: Int, word: UInt64, read: UnsafeBufferPointer<NodeRecord>, counting: Bool, sums: SumBuffers,
+        pages: Storage
+    ) {
+        let tree = geometry.tree
+        let newNodes = tree.allocations(word)
+        let (page, index) = pages.page(of: block)
+        if page.pointee.isEmpty {
+            guard newNodes != 0 else { return }
+            page.pointee.open()
+        }
+        let entry = page.pointee.entries![index]
+        let oldNodes = tree.allocations(entry.word)
+        let kept = newNodes & entry.settled
+        let wasUnsettled = entry.settled != oldNodes
+        let settled = walk(
+            page: &page.pointee, index: index, word: word, nodes: (oldNodes, newNodes), kept: kept, read: read,
+            counting: counting, sums: sums)
         // The set is asked only when the block enters or leaves it: most changed blocks do neither.
         if settled != newNodes { unsettledBlocks.insert(block) } else if wasUnsettled { unsettledBlocks.remove(block) }
     }
@@ -202,46 +252,58 @@ public struct OwnerLedger: Sendable {
     /// the others of `word` are `read`; the sums follow. Returns the nodes settled at `word`.
     private mutating func walk(
         page: inout Page, index: Int, word: UInt64, nodes: (old: UInt64, new: UInt64), kept: UInt64,
-        read: ArraySlice<NodeRecord>, counting: Bool, sums: SumBuffers
+        read: UnsafeBufferPointer<NodeRecord>, counting: Bool, sums: SumBuffers
     ) -> UInt64 {
         let (oldNodes, newNodes) = nodes
-        // One buffer on the stack: the old records copied out (so that no slice shares the page's
-        // buffer when `store` writes it, which would copy the whole buffer), then the new ones.
-        let limit = Page.blockRecordsLimit
-        return withUnsafeTemporaryAllocation(of: NodeRecord.self, capacity: 2 * limit) { buffer in
-            let oldRecords = UnsafeMutableBufferPointer(rebasing: buffer[..<limit])
-            let assembled = UnsafeMutableBufferPointer(rebasing: buffer[limit...])
-            page.copyRecords(of: index, count: oldNodes.nonzeroBitCount, into: oldRecords)
-            // One walk over the nodes of either reading, ascending, which is the records' order: a
-            // kept node's record moves to its new place, one no longer held or read again is taken
-            // out of the sums, one read is added (a node read again to the same record goes out and
-            // back in, and the sums do not change).
-            var count = 0
-            var settled = kept
-            var oldSlot = 0
-            var readIndex = read.startIndex
-            var remaining = oldNodes | newNodes
-            while remaining != 0 {
-                let bit = remaining & (0 &- remaining)
-                remaining &= remaining &- 1
-                if kept & bit != 0 {
-                    assembled[count] = oldRecords[oldSlot]
-                    count &+= 1
-                    oldSlot &+= 1
-                    continue
+        // The new records are assembled on the stack (so that no slice shares the page's buffer
+        // when `store` writes it, which would copy the whole buffer), straight from the old ones.
+        return withUnsafeTemporaryAllocation(of: NodeRecord.self, capacity: Page.blockRecordsLimit) { assembled in
+            // Only the nodes that are not kept are visited, ascending, which is the records' order:
+            // one no longer held or read again is taken out of the sums, one read is added (a node
+            // read again to the same record goes out and back in, and the sums do not change).
+            // Every node between two of them is kept in both readings, so the kept records between
+            // them are one run in the old records and in the new, copied whole: most of a changed
+            // block's allocations are kept.
+            let (count, settled) = page.withRecords(of: index) { oldRecords in
+                var count = 0
+                var settled = kept
+                var oldSlot = 0
+                var readIndex = read.startIndex
+                var keptLeft = kept
+                /// Copies the records of `run`, the next kept nodes, to their new places.
+                func copyKept(_ run: UInt64) {
+                    let length = run.nonzeroBitCount
+                    for offset in 0..<length { assembled[count &+ offset] = oldRecords[oldSlot &+ offset] }
+                    count &+= length
+                    oldSlot &+= length
                 }
-                if oldNodes & bit != 0 {
-                    add(oldRecords[oldSlot], sign: -1, counting: counting && newNodes & bit == 0, to: sums)
-                    oldSlot &+= 1
+                var touched = (oldNodes | newNodes) & ~kept
+                while touched != 0 {
+                    let bit = touched & (0 &- touched)
+                    touched &= touched &- 1
+                    let keptBelow = keptLeft & (bit &- 1)
+                    if keptBelow != 0 {
+                        copyKept(keptBelow)
+                        keptLeft &= ~keptBelow
+                    }
+                    if oldNodes & bit != 0 {
+                        add(oldRecords[oldSlot], sign: -1, counting: counting && newNodes & bit == 0, to: sums)
+                        oldSlot &+= 1
+                    }
+                    if newNodes & bit != 0 {
+                        // `read` is an unchecked buffer, of one record for each node not kept.
+                        precondition(readIndex < read.endIndex, "fewer records read than the block's new nodes")
+                        let record = read[readIndex]
+                        readIndex &+= 1
+                        add(record, sign: 1, counting: counting && oldNodes & bit == 0, to: sums)
+                        assembled[count] = record
+                        count &+= 1
+                        if !record.isUnsettled { settled |= bit }
+                    }
                 }
-                if newNodes & bit != 0 {
-                    let record = read[readIndex]
-                    readIndex &+= 1
-                    add(record, sign: 1, counting: counting && oldNodes & bit == 0, to: sums)
-                    assembled[count] = record
-                    count &+= 1
-                    if !record.isUnsettled { settled |= bit }
-                }
+                if keptLeft != 0 { copyKept(keptLeft) }
+                precondition(readIndex == read.endIndex, "more records read than the block's new nodes")
+                return (count, settled)
             }
             let records = UnsafeBufferPointer(rebasing: assembled[..<count])
             page.store(records, at: index, word: newNodes == 0 ? 0 : word, settled: settled)
@@ -253,10 +315,11 @@ public struct OwnerLedger: Sendable {
     /// `counting`, as an allocation or a free of its owner.
     private mutating func add(_ record: NodeRecord, sign: Int, counting: Bool, to sums: SumBuffers) {
         switch record.kind {
-        case NodeRecord.inFlight: inFlight += sign
-        case NodeRecord.unreadable: unreadable += sign
+        case NodeRecord.inFlight: inFlight &+= sign
+        case NodeRecord.unreadable: unreadable &+= sign
         default:
-            sums.requestedBytesByOrder[record.order] += sign * record.requestedSize
+            // Wrapping, as ``OwnerSums/add(bytes:requested:sign:counting:)``.
+            sums.requestedBytesByOrder[record.order] &+= sign &* record.requestedSize
             let pid = record.pid
             // Every counted record's owner has sums (see `replace`), and a writer's allocations
             // sit together: the last owner's, or found by hash.
@@ -302,7 +365,7 @@ public struct OwnerLedger: Sendable {
     /// keeps the set up to date from then on).
     public func blocks(ownedBy pid: Int32) -> BlockSet {
         var owned = BlockSet(capacity: geometry.blockCount)
-        for number in pages.indices where !pages[number].isEmpty {
+        for number in 0..<storage.pageCount where !storage.pages[number].isEmpty {
             for index in 0..<Self.pageBlocks where owns(block: number * Self.pageBlocks + index, pid: pid) {
                 owned.set(number * Self.pageBlocks + index, true)
             }
@@ -318,11 +381,10 @@ public struct OwnerLedger: Sendable {
 
     /// Whether block `block` holds an allocation of `pid`.
     public func owns(block: Int, pid: Int32) -> Bool {
-        let (number, index) = block.quotientAndRemainder(dividingBy: Self.pageBlocks)
-        guard number < pages.count, !pages[number].isEmpty else { return false }
-        let page = pages[number]
-        let count = geometry.tree.allocations(page.entries[index].word).nonzeroBitCount
-        return page.records(of: index, count: count).contains { $0.isCounted(for: pid) }
+        let (page, index) = storage.page(of: block)
+        guard let entries = page.pointee.entries else { return false }
+        let count = geometry.tree.allocations(entries[index].word).nonzeroBitCount
+        return page.pointee.withRecords(of: index) { $0.prefix(count).contains { $0.isCounted(for: pid) } }
     }
 
     /// The census the ledger's figures make, with each owner's process state as `state` gives

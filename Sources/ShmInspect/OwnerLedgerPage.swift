@@ -1,83 +1,105 @@
 // The ledger's records of 1024 consecutive blocks, laid out so that updating a changed block
-// touches two or three cache lines and allocates nothing.
+// touches two or three cache lines, allocates nothing and checks nothing but what it must.
 //
 // One Swift array per block cost a cache miss to the array's header, another to its elements and
 // a third and fourth to the block's word and settled nodes, kept in arrays of their own: most of
 // a busy refresh. Here a block's word, settled nodes and the place of its records sit together in
-// one entry, and its records in a run of slots of one buffer shared by the page's blocks.
+// one entry, and its records in a run of slots of one buffer shared by the page's blocks. Pages of
+// Swift arrays then checked an array unique at every write, a dozen times per changed block (a
+// twentieth of a busy refresh, more with the calls around them): the buffers are the ledger's own
+// memory now, copied on write once per update (``OwnerLedger/Storage``), not once per access.
 
 import CShmSystem
 import ShmFormat
 
 extension OwnerLedger {
-    /// The contributions of ``pageBlocks`` consecutive blocks: for each, the word its nodes were
-    /// read at (0 for none), the nodes whose records are settled (not in flight: kept, unread,
-    /// while they hold), and one record per allocation node of that word (ascending node numbers).
+    /// Where one block stands, in 24 bytes: one cache line (two for a quarter of the blocks).
+    struct Entry {
+        /// The word the block's nodes were read at (0 for none).
+        var word: UInt64 = 0
+        /// The nodes whose records are settled (not in flight): kept, unread, while they hold.
+        var settled: UInt64 = 0
+        /// The block's run of slots in ``Page/records``.
+        var start: UInt32 = 0
+        var capacity: UInt32 = 0
+    }
+
+    /// The contributions of ``pageBlocks`` consecutive blocks: for each, its ``Entry``, and one
+    /// record per allocation node of its word (ascending node numbers).
     ///
     /// A block's records lie in a run of slots of `records` whose length is a power of two; a
     /// block that outgrows its run moves to a longer one, and one emptied gives its run up, for
-    /// the next block that needs a run of that length.
+    /// the next block that needs a run of that length. Plain memory, owned by the ``Storage``
+    /// that holds the page.
     struct Page {
-        /// Where one block stands, in 24 bytes: one cache line (two for a quarter of the blocks).
-        struct Entry {
-            var word: UInt64 = 0
-            var settled: UInt64 = 0
-            /// The block's run of slots in ``Page/records``.
-            var start: UInt32 = 0
-            var capacity: UInt32 = 0
+        /// One entry per block; `nil` until one of the page's blocks first holds allocations, so
+        /// an unused page costs a few words.
+        private(set) var entries: UnsafeMutablePointer<Entry>?
+        private var records: UnsafeMutablePointer<NodeRecord>?
+        /// Slots allocated in `records`, and slots handed out as runs (from the start).
+        private var recordCapacity = 0
+        private var recordsUsed = 0
+        /// The start of the first run given up of each length class (index n: runs of 2ⁿ slots;
+        /// `noRun`: none). A run given up holds the start of the next one of its class in its
+        /// first slot. Runs given up are taken again before `records` grows: once a page has held
+        /// its busiest mix of blocks, an update neither allocates nor moves records.
+        private var freeRuns = InlineArray<6, UInt32>(repeating: Self.noRun)
+
+        /// No run in a list of ``freeRuns``.
+        private static let noRun = UInt32.max
+
+        /// Whether no block of the page ever held allocations.
+        var isEmpty: Bool { entries == nil }
+
+        /// Makes the page's entries, none holding anything.
+        mutating func open() {
+            // A block has at most `blockRecordsLimit` records: runs of 2⁰ … 2⁵ slots.
+            assert(Self.runClass(for: Self.blockRecordsLimit) < freeRuns.count)
+            let made = UnsafeMutablePointer<Entry>.allocate(capacity: pageBlocks)
+            made.initialize(repeating: Entry(), count: pageBlocks)
+            entries = made
         }
 
-        /// One entry per block; empty until one of the page's blocks first holds allocations
-        /// (an empty array allocates nothing, so an unused page costs a few words).
-        private(set) var entries: [Entry] = []
-        private var records: [NodeRecord] = []
-        /// The starts of the runs blocks gave up, by length (index n: runs of 2ⁿ slots), taken
-        /// again before `records` grows: once a page has held its busiest mix of blocks, an
-        /// update neither allocates nor moves records (packing the page again made and faulted
-        /// in a new buffer, most of the kernel's share of a busy refresh).
-        private var freeRuns: [[UInt32]] = []
-
-        var isEmpty: Bool { entries.isEmpty }
-
-        /// Makes the page's entries, none holding anything, for blocks of at most `leafCount`
-        /// allocations.
-        mutating func open(leafCount: Int) {
-            entries = Array(repeating: Entry(), count: pageBlocks)
-            freeRuns = Array(repeating: [], count: Self.runClass(for: leafCount) + 1)
+        /// Frees the page's memory.
+        func deallocate() {
+            entries?.deallocate()
+            records?.deallocate()
         }
 
-        /// The records of block `index` (of the page), which holds `count` allocation nodes.
-        func records(of index: Int, count: Int) -> ArraySlice<NodeRecord> {
-            let start = Int(entries[index].start)
-            return records[start..<(start + count)]
-        }
-
-        /// Copies the `count` records of block `index` to the start of `copy`.
-        func copyRecords(of index: Int, count: Int, into copy: UnsafeMutableBufferPointer<NodeRecord>) {
-            let start = Int(entries[index].start)
-            records.withUnsafeBufferPointer { slots in
-                for slot in 0..<count { copy[slot] = slots[start &+ slot] }
+        /// A copy of the page in memory of its own.
+        func copy() -> Page {
+            var copy = self
+            if let entries {
+                copy.entries = .allocate(capacity: pageBlocks)
+                copy.entries!.initialize(from: entries, count: pageBlocks)
             }
+            if let records {
+                copy.records = .allocate(capacity: recordCapacity)
+                copy.records!.initialize(from: records, count: recordsUsed)
+            }
+            return copy
         }
 
-        /// Asks for the cache line of block `index`'s entry ahead of its use (a hint). Mutating,
-        /// as the ledger's, so that neither the page nor its arrays are copied for it.
-        mutating func prefetchEntry(_ index: Int) {
-            entries.withUnsafeMutableBufferPointer { entries in
-                if index < entries.count { shm_prefetch(entries.baseAddress! + index) }
-            }
+        /// Calls `body` with block `index`'s run of records (its records first, as many as its
+        /// entry's word has allocation nodes). The page must be open.
+        func withRecords<Result>(of index: Int, _ body: (UnsafeBufferPointer<NodeRecord>) -> Result) -> Result {
+            let entry = entries![index]
+            return body(UnsafeBufferPointer(start: records.map { $0 + Int(entry.start) }, count: Int(entry.capacity)))
+        }
+
+        /// Asks for the cache line of block `index`'s entry ahead of its use (a hint).
+        func prefetchEntry(_ index: Int) {
+            if let entries { shm_prefetch(entries + index) }
         }
 
         /// Asks for the cache lines of block `index`'s run of records ahead of their use (a hint;
-        /// the entry, which says where the run lies, is loaded for it). Mutating, as above.
-        mutating func prefetchRecords(_ index: Int) {
-            guard index < entries.count else { return }
-            let run = Int(entries[index].start)..<Int(entries[index].start + entries[index].capacity)
-            records.withUnsafeMutableBufferPointer { records in
-                let end = min(run.upperBound, records.count)
-                for slot in stride(from: run.lowerBound, to: end, by: Self.recordsPerLine) {
-                    shm_prefetch(records.baseAddress! + slot)
-                }
+        /// the entry, which says where the run lies, is loaded for it).
+        func prefetchRecords(_ index: Int) {
+            guard let entries, let records else { return }
+            let entry = entries[index]
+            let end = Int(entry.start) + Int(entry.capacity)
+            for slot in stride(from: Int(entry.start), to: end, by: Self.recordsPerLine) {
+                shm_prefetch(records + slot)
             }
         }
 
@@ -89,39 +111,99 @@ extension OwnerLedger {
         static let blockRecordsLimit = 1 << Geometry.largestDepth
 
         /// Makes `new` the records of block `index`, read at `word` with `settled` nodes settled.
+        /// The page must be open.
         mutating func store(_ new: UnsafeBufferPointer<NodeRecord>, at index: Int, word: UInt64, settled: UInt64) {
             let count = new.count
-            // Changed in a copy and written back once: each write to the array checks it is unique.
-            var entry = entries[index]
+            var entry = entries![index]
             entry.word = word
             entry.settled = settled
             let capacity = Int(entry.capacity)
             // A block emptied gives its run back too: a cache that empties and fills again would
             // otherwise keep every block's longest run.
             if count > capacity || (count == 0 && capacity > 0) {
-                if capacity > 0 { freeRuns[Self.runClass(for: capacity)].append(entry.start) }
+                if capacity > 0 { giveUp(run: entry.start, runClass: Self.runClass(for: capacity)) }
                 let runClass = Self.runClass(for: count)
                 entry.start = count == 0 ? 0 : takeRun(runClass)
                 entry.capacity = count == 0 ? 0 : 1 << UInt32(runClass)
             }
-            entries[index] = entry
-            let start = Int(entry.start)
-            records.withUnsafeMutableBufferPointer { slots in
-                for slot in 0..<count { slots[start &+ slot] = new[slot] }
-            }
+            entries![index] = entry
+            if count > 0 { (records! + Int(entry.start)).update(from: new.baseAddress!, count: count) }
+        }
+
+        /// Puts the run of 2^`runClass` slots at `start` on its class's list.
+        private mutating func giveUp(run start: UInt32, runClass: Int) {
+            records![Int(start)] = NodeRecord(rawValue: UInt64(freeRuns[runClass]))
+            freeRuns[runClass] = start
         }
 
         /// The start of a free run of 2^`runClass` slots: one given up before, or a new one.
         private mutating func takeRun(_ runClass: Int) -> UInt32 {
-            if let start = freeRuns[runClass].popLast() { return start }
-            records.append(contentsOf: repeatElement(NodeRecord(rawValue: 0), count: 1 << runClass))
-            return UInt32(records.count - (1 << runClass))
+            let first = freeRuns[runClass]
+            if first != Self.noRun {
+                freeRuns[runClass] = UInt32(truncatingIfNeeded: records![Int(first)].rawValue)
+                return first
+            }
+            let length = 1 << runClass
+            if recordsUsed + length > recordCapacity {
+                // Doubled, so that a page filling up moves its records a few times only.
+                let grown = max(2 * recordCapacity, recordsUsed + length, Self.blockRecordsLimit)
+                let moved = UnsafeMutablePointer<NodeRecord>.allocate(capacity: grown)
+                if let records {
+                    moved.moveInitialize(from: records, count: recordsUsed)
+                    records.deallocate()
+                }
+                records = moved
+                recordCapacity = grown
+            }
+            (records! + recordsUsed).initialize(repeating: NodeRecord(rawValue: 0), count: length)
+            recordsUsed += length
+            return UInt32(recordsUsed - length)
         }
 
         /// The length class of a run for `count` records: runs are 2ⁿ slots, so that a block
         /// growing one allocation at a time moves a few times only.
         private static func runClass(for count: Int) -> Int {
             count <= 1 ? 0 : Int.bitWidth - (count - 1).leadingZeroBitCount
+        }
+    }
+
+    /// The pages of a ledger, one per ``pageBlocks`` blocks of the cache, shared by copies of the
+    /// ledger until one of them changes: a ledger makes its storage its own (copies it when
+    /// shared) once per update, then changes the pages in place.
+    ///
+    /// `@unchecked Sendable`: the pages are written only through a ledger that holds the only
+    /// reference (``OwnerLedger/uniquePages()``), so a storage two ledgers share is only read.
+    final class Storage: @unchecked Sendable {
+        let pages: UnsafeMutablePointer<Page>
+        let pageCount: Int
+
+        /// Pages for `blockCount` blocks, none open.
+        init(blockCount: Int) {
+            pageCount = (blockCount + pageBlocks - 1) / pageBlocks
+            pages = .allocate(capacity: pageCount)
+            pages.initialize(repeating: Page(), count: pageCount)
+        }
+
+        private init(copying other: Storage) {
+            pageCount = other.pageCount
+            pages = .allocate(capacity: pageCount)
+            for number in 0..<pageCount { (pages + number).initialize(to: other.pages[number].copy()) }
+        }
+
+        deinit {
+            for number in 0..<pageCount { pages[number].deallocate() }
+            pages.deinitialize(count: pageCount)
+            pages.deallocate()
+        }
+
+        /// A copy in memory of its own.
+        func copy() -> Storage { Storage(copying: self) }
+
+        /// The page of block `block`, and the block's index in it.
+        func page(of block: Int) -> (page: UnsafeMutablePointer<Page>, index: Int) {
+            let (number, index) = block.quotientAndRemainder(dividingBy: pageBlocks)
+            precondition(number >= 0 && number < pageCount, "block \(block) outside the ledger")
+            return (pages + number, index)
         }
     }
 }

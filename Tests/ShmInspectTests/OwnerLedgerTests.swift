@@ -148,6 +148,100 @@ struct OwnerLedgerTests {
         #expect(!ledger.owns(block: 5, pid: 7))
     }
 
+    @Test(
+        "random allocations of every order, updated in batches: the figures equal a ledger built afresh, and a copy keeps its own"
+    )
+    func batchUpdatesMatchFreshLedger() {
+        let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
+        let tree = geometry.tree
+        var random = SplitMix64(seed: 0xB47C4)
+        // Each block's allocations: node → its record (in flight until read again, as the
+        // inspector reads a header being written).
+        var model = [[Int: OwnerLedger.NodeRecord]](repeating: [:], count: geometry.blockCount)
+        func word(of block: Int) -> UInt64 { model[block].keys.reduce(0) { $0 | tree.setMask(ofNode: $1) } }
+        /// A record for `node`: mostly a header of one of four owners, sometimes one in flight.
+        func freshRecord(_ node: Int) -> OwnerLedger.NodeRecord {
+            guard Int.random(in: 0..<10, using: &random) > 0 else { return .init(.inFlight) }
+            let order = tree.order(ofNode: node)
+            let header = AllocationHeader(
+                ownerPID: Int32.random(in: 1...4, using: &random),
+                requestedSize: Int.random(in: 1...(geometry.nodeSize(ofOrder: order) - 8), using: &random), order: order
+            )
+            return .init(.counted(header))
+        }
+        /// The block's allocations changed at random: some freed, nodes of random orders claimed
+        /// (not one just freed: a node freed and claimed again between two readings is not seen).
+        func change(_ block: Int) {
+            let freed = model[block].keys.sorted().filter { _ in Bool.random(using: &random) }
+            for node in freed { model[block][node] = nil }
+            var taken = word(of: block)
+            for _ in 0..<Int.random(in: 0...6, using: &random) {
+                let order = Int.random(in: 0...tree.depth, using: &random)
+                let node = tree.node(
+                    order: order, position: Int.random(in: 0..<(tree.leafCount >> order), using: &random))
+                guard tree.isFree(taken, node: node), !freed.contains(node) else { continue }
+                taken |= tree.setMask(ofNode: node)
+                model[block][node] = freshRecord(node)
+            }
+        }
+        /// The batch the inspector hands the ledger: each block's nodes to read and their records,
+        /// a node in flight read again (and then found written).
+        func update(_ ledger: inout OwnerLedger, blocks: [Int], counting: Bool) {
+            var words = [UInt64](repeating: 0, count: geometry.blockCount)
+            var nodes: [UInt64] = []
+            var records: [OwnerLedger.NodeRecord] = []
+            for block in blocks {
+                words[block] = word(of: block)
+                let toRead = ledger.nodesToRead(block: block, word: words[block])
+                nodes.append(toRead)
+                for node in model[block].keys.sorted() where toRead & (1 << UInt64(node)) != 0 {
+                    if model[block][node]!.isUnsettled, counting { model[block][node] = freshRecord(node) }
+                    records.append(model[block][node]!)
+                }
+            }
+            ledger.replace(blocks: blocks, words: words, nodes: nodes, records: records, counting: counting)
+        }
+        /// A ledger that read every allocation of the model once.
+        func freshLedger() -> OwnerLedger {
+            var fresh = OwnerLedger(geometry: geometry)
+            update(&fresh, blocks: model.indices.filter { !model[$0].isEmpty }, counting: false)
+            return fresh
+        }
+        var ledger = OwnerLedger(geometry: geometry)
+        var copy: (ledger: OwnerLedger, census: AllocationCensus, owned: [Bool])?
+        var updatesWithNodesInFlight = 0
+        for step in 0..<400 {
+            // Neighbours and far blocks of both pages, ascending, and those read in flight last time.
+            let changed = Set(
+                (0..<Int.random(in: 1...40, using: &random)).map { _ in
+                    Int.random(in: 0..<geometry.blockCount, using: &random)
+                })
+            for block in changed.sorted() { change(block) }
+            update(&ledger, blocks: changed.union(ledger.unsettledBlocks).sorted(), counting: true)
+            if !ledger.unsettledBlocks.isEmpty { updatesWithNodesInFlight += 1 }
+            if step == 200 {
+                copy = (
+                    ledger, ledger.census(state: { _ in .alive }),
+                    (0..<geometry.blockCount).map { ledger.owns(block: $0, pid: 2) }
+                )
+            }
+        }
+        let expected = freshLedger().census(state: { _ in .alive })
+        let census = ledger.census(state: { _ in .alive })
+        #expect(census.owners.count == 4)
+        #expect(updatesWithNodesInFlight > 100)
+        #expect(census == expected)
+        #expect(ledger.allocationCount == model.reduce(0) { $0 + $1.count })
+        #expect(
+            model.indices.first { ledger.owns(block: $0, pid: 3) != model[$0].values.contains { $0.isCounted(for: 3) } }
+                == nil)
+        // The copy taken midway shares nothing the ledger changed since.
+        let kept = try! #require(copy)
+        #expect(kept.ledger.census(state: { _ in .alive }) == kept.census)
+        #expect((0..<geometry.blockCount).first { kept.ledger.owns(block: $0, pid: 2) != kept.owned[$0] } == nil)
+        #expect(kept.census != census)
+    }
+
     @Test("rates count the nodes that appeared and disappeared, and their bytes, as a walk of every allocation does")
     func ratesMatchModel() {
         let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
