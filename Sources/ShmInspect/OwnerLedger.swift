@@ -79,7 +79,7 @@ public struct OwnerLedger: Sendable {
     /// Each block's contribution, in pages (index: block / pageBlocks), a page opened when one
     /// of its blocks first holds allocations. A refresh visits the changed blocks in ascending
     /// order, so neighbours share a page.
-    private var storage: Storage
+    private(set) var storage: Storage
     static let pageBlocks = 1024
     /// Buffers an update reads headers into, kept from one update to the next.
     struct Scratch {
@@ -91,14 +91,14 @@ public struct OwnerLedger: Sendable {
     var scratch = Scratch()
     /// The owners, each with its sums (an owner that holds nothing and did nothing since the last
     /// ``takeActivity()`` is dropped then), and where each pid's sums are.
-    private var owners: [OwnerSums] = []
+    private(set) var owners: [OwnerSums] = []
     private var ownerIndex: [Int32: Int] = [:]
     /// The owner whose sums changed last: a writer's allocations sit together, and this spares
     /// a hash for most records.
     private var lastOwner = 0
-    private var requestedBytesByOrder: [Int]
-    private var inFlight = 0
-    private var unreadable = 0
+    private(set) var requestedBytesByOrder: [Int]
+    private(set) var inFlight = 0
+    private(set) var unreadable = 0
     /// Blocks with a record in flight: read again at the next update.
     private(set) var unsettledBlocks: Set<Int> = []
 
@@ -356,54 +356,5 @@ public struct OwnerLedger: Sendable {
         }
         ownerIndex = Dictionary(uniqueKeysWithValues: owners.enumerated().map { ($1.pid, $0) })
         return OwnerActivity(counts: counts)
-    }
-
-    /// The pids that hold allocations.
-    public var ownerPIDs: [Int32] { owners.filter { $0.allocations != 0 }.map(\.pid) }
-
-    /// The blocks holding allocations of `pid` (reads the whole ledger; ``update(_:ownedBy:blocks:)``
-    /// keeps the set up to date from then on).
-    public func blocks(ownedBy pid: Int32) -> BlockSet {
-        var owned = BlockSet(capacity: geometry.blockCount)
-        for number in 0..<storage.pageCount where !storage.pages[number].isEmpty {
-            for index in 0..<Self.pageBlocks where owns(block: number * Self.pageBlocks + index, pid: pid) {
-                owned.set(number * Self.pageBlocks + index, true)
-            }
-        }
-        return owned
-    }
-
-    /// Brings `owned`, the blocks of `pid` before `blocks` were read again (see
-    /// ``CacheInspector/update(_:to:changes:)``), up to the ledger.
-    public func update(_ owned: inout BlockSet, ownedBy pid: Int32, blocks: [Int]) {
-        for block in blocks { owned.set(block, owns(block: block, pid: pid)) }
-    }
-
-    /// Whether block `block` holds an allocation of `pid`.
-    public func owns(block: Int, pid: Int32) -> Bool {
-        let (page, index) = storage.page(of: block)
-        guard let entries = page.pointee.entries else { return false }
-        let count = geometry.tree.allocations(entries[index].word).nonzeroBitCount
-        return page.pointee.withRecords(of: index) { $0.prefix(count).contains { $0.isCounted(for: pid) } }
-    }
-
-    /// The census the ledger's figures make, with each owner's process state as `state` gives
-    /// it, the command name of each live owner as `command` gives it, and each owner's rates
-    /// from `rates` (absent for an owner `rates` does not name, and for all without `rates`).
-    public func census(
-        state: (Int32) -> ProcessState, command: (Int32) -> String? = { _ in nil }, rates: OwnerRates? = nil
-    ) -> AllocationCensus {
-        let owners = owners.filter { $0.allocations != 0 }.map { sums in
-            let pid = sums.pid
-            var owner = OwnerAllocations(
-                pid: pid, allocations: sums.allocations, bytes: sums.bytes, requestedBytes: sums.requestedBytes)
-            let ownerState = state(pid)
-            owner.mark(ownerState, command: ownerState == .alive ? command(pid) : nil, capacity: geometry.capacity)
-            if let rates { owner.setRates(rates.perSecond(of: pid)) }
-            return owner
-        }
-        return AllocationCensus(
-            requestedBytesByOrder: requestedBytesByOrder, owners: OwnerOrder.byBytes.sorted(owners),
-            unreadableHeaders: unreadable, inFlightHeaders: inFlight)
     }
 }
