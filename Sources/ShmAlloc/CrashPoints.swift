@@ -45,6 +45,10 @@ public enum CrashPoint: Int, CaseIterable, Sendable {
     /// Registration: an owner-table entry's identity is claimed, its path counters (the previous
     /// owner's, when the entry was reused) are not zeroed yet.
     case ownerEntryClaimed
+    /// Opening: the file's size is read (fstat), its header not yet; another process may create
+    /// the whole cache in between. Not a window between writes: used by a race test to interleave
+    /// that creation here.
+    case openSizeRead
     /// Path insert with the prefix flag: the root table's prefix count is raised, nothing else
     /// is written yet.
     case pathPrefixCounted

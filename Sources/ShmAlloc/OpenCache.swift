@@ -89,6 +89,11 @@ extension SharedCache {
         }
         guard status.isRegularFile else { throw .notRegularFile(path: path) }
         guard status.hasWritePermission else { throw .readOnlyFile(path: path) }
+        #if SHM_CRASH_POINTS
+            // No mapping to name yet: any address passes the watched range of a point armed for
+            // any cache, as the race test arms it.
+            withUnsafePointer(to: status) { crashPoint(.openSizeRead, at: $0) }
+        #endif
 
         let header: FileHeader
         let mapping: UnsafeMutableRawPointer
@@ -96,7 +101,7 @@ extension SharedCache {
             (header, mapping) = ready
         } else {
             header = try Self.readyHeader(
-                descriptor, path: path, size: status.size, policy: policy, timeout: creationTimeout)
+                descriptor, path: path, policy: policy, timeout: creationTimeout)
             do {
                 mapping = try Mapping.map(descriptor, length: header.layout.fileSize, writable: true, at: address)
             } catch { throw .system(SystemCallFailure(path: path, operation: "mmap", errno: error)) }
@@ -141,10 +146,10 @@ extension SharedCache {
 
     /// The file's header once it is ready, creating the file first when the policy allows it.
     private static func readyHeader(
-        _ descriptor: FileDescriptor, path: String, size: Int, policy: OpenPolicy, timeout: Duration
+        _ descriptor: FileDescriptor, path: String, policy: OpenPolicy, timeout: Duration
     ) throws(CacheError) -> FileHeader {
         // A file `mapIfReady` refused may have become ready since; validated without any lock.
-        switch try decodeHeader(descriptor, path: path, size: size) {
+        switch try decodeHeader(descriptor, path: path) {
         case .success(let header): return header
         case .failure(.truncatedHeader(size: 0, _)), .failure(.notReady):
             break
@@ -184,16 +189,20 @@ extension SharedCache {
         }
     }
 
-    /// Reads and decodes the header of a file of `size` bytes (`nil`: ask the file); I/O errors
-    /// throw, format problems are returned.
+    /// Reads and decodes the file's header; I/O errors throw, format problems are returned.
+    ///
+    /// The header first, the size after: a creator sets the file's size before it marks the
+    /// header ready, so a header read as ready is checked against the size it was made for. (A
+    /// size taken before the read, say by the caller's first fstat of a file still empty, could
+    /// be older than the header and fail a ready file as the wrong size.)
     private static func decodeHeader(
-        _ descriptor: FileDescriptor, path: String, size: Int? = nil
+        _ descriptor: FileDescriptor, path: String
     ) throws(CacheError) -> Result<FileHeader, FormatError> {
         do {
-            let size = if let size { size } else { try descriptor.status().size }
             return try withUnsafeTemporaryAllocation(byteCount: FileHeader.Field.end, alignment: 8) {
                 buffer throws(Errno) in
                 let count = try descriptor.read(at: 0, into: buffer)
+                let size = try descriptor.status().size
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[..<count])
                 return Result { () throws(FormatError) in try FileHeader(decoding: bytes, fileSize: size) }
             }

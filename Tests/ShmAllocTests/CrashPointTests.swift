@@ -20,9 +20,10 @@ struct CrashPointTests {
 
     /// Every crash point with the reaches to kill at: the first (a young cache, the first
     /// allocation's index work) and later ones.
-    /// (`ownerEntryClaimed` is reached once, when a process registers: PathCacheProcessTests kills there.)
+    /// (`ownerEntryClaimed` is reached once, when a process registers: PathCacheProcessTests kills
+    /// there. `freeValidated` and `openSizeRead` precede any write: race tests interleave there.)
     static let cases: [(CrashPoint, Int)] = CrashPoint.allCases.filter {
-        $0 != .freeValidated && $0 != .ownerEntryClaimed && !$0.isPathCachePoint
+        $0 != .freeValidated && $0 != .ownerEntryClaimed && $0 != .openSizeRead && !$0.isPathCachePoint
     }
     .flatMap { point in
         (point == .repairMidway ? [1, 2] : [1, 2, 31]).map { (point, $0) }
@@ -84,6 +85,22 @@ struct CrashPointTests {
         try cache.free(second)
         #expect(cache.usedBlocks == [])
         #expect(cache.invalidFrees == 1)
+    }
+
+    @Test("a cache created by another opener between this one's fstat and its header read opens (no size mismatch)")
+    func creationBetweenSizeAndHeader() throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.file("late.shm")
+        try #require(FileManager.default.createFile(atPath: path, contents: nil), "an empty file: being created")
+        // The first opener's fstat sees the empty file; before it reads the header, a second opener
+        // creates the whole cache (the point is disarmed before the action, which passes it too).
+        CrashPoints.arm(.openSizeRead) {
+            _ = try! SharedCache(path: path, policy: .createIfNeeded(Self.geometry))
+        }
+        defer { CrashPoints.disarm() }
+        let cache = try SharedCache(path: path, policy: .createIfNeeded(Self.geometry))
+        #expect(cache.geometry == Self.geometry)
+        #expect(cache.invalidBlocks == [])
     }
 
     @Test("an owner-less header (a claimer killed before writing its own) is refused as a double free")
