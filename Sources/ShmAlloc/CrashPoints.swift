@@ -67,6 +67,10 @@ public enum CrashPoint: Int, CaseIterable, Sendable {
     /// Path search: counted as a search in the process's owner entry, its hit not yet counted.
     case pathSearchCounted
 
+    /// The points that precede any write (`freeValidated`, `openSizeRead`): race tests run another
+    /// caller's work there instead of killing.
+    public var isRaceHook: Bool { self == .freeValidated || self == .openSizeRead }
+
     /// The points of the shared path cache (ShmPathCache), which only its workloads reach.
     public var isPathCachePoint: Bool { rawValue >= CrashPoint.pathPrefixCounted.rawValue }
 }

@@ -11,10 +11,11 @@ import Synchronization
 
 // MARK: - Process-wide cache
 
-/// The process's cache, in one word so that every decision about it reads one value:
-/// `noCache`, `installing` (some thread is opening or replacing it), `implicitMappingPending`
-/// (`$SHM_FILE` was set at load and is mapped by the first call that needs a cache), otherwise the
-/// address of a retained `SharedCache`. Published with release, read with acquire.
+/// The process's cache, in one word so that whether there is one, and which, is one value:
+/// `noCache`, `installing` (a thread holds the word to open, replace or unmap the cache, or
+/// across a `fork`: see `claimInstalledCache`), `implicitMappingPending` (`$SHM_FILE` was set at
+/// load and is mapped by the first call that needs a cache), otherwise the address of a retained
+/// `SharedCache`. Published with release, read with acquire.
 private let installedCache = Atomic<UInt>(0)
 private let noCache: UInt = 0
 private let installing: UInt = 1
@@ -119,8 +120,7 @@ private func report(_ message: String) {
 private func isSameCache(
     _ cache: SharedCache, path: UnsafePointer<CChar>, address: UnsafeMutableRawPointer?, geometry: Geometry?
 ) -> Bool {
-    let pathBytes = UnsafeBufferPointer(start: path, count: strlen(path)).lazy.map { UInt8(bitPattern: $0) }
-    return cache.path.utf8.elementsEqual(pathBytes)
+    cache.path.utf8.elementsEqual(pathBytes(path))
         && (address == nil || address == cache.fileBase)
         && (geometry == nil || geometry == cache.geometry)
 }
@@ -139,24 +139,12 @@ private func install(
         Errno.setCurrent(.wouldBlock)
         return false
     }
-    // Set before the claim below: a handler interrupting this thread between the claim and a
-    // later flag would wait for ever on an install that cannot finish while it runs.
     shm_thread_set_initialising(true)
     defer { shm_thread_set_initialising(false) }
-    var previous: UInt
-    while true {
-        previous = installedCache.load(ordering: .acquiring)
-        if previous == installing {
-            sched_yield()
-            continue
-        }
-        // The implicit mapping is made once and never replaces anything: done (or failed) already.
-        if !explicit && previous != implicitMappingPending { return previous != noCache }
-        if installedCache.compareExchange(
-            expected: previous, desired: installing, ordering: .acquiringAndReleasing
-        ).exchanged {
-            break
-        }
+    // The implicit mapping is made once and never replaces anything: done (or failed) already
+    // when the word holds anything but the pending state.
+    guard let previous = claimInstalledCache(refusing: { !explicit && $0 != implicitMappingPending }) else {
+        return installed() != nil
     }
     let requested = explicit ? (path ?? UnsafePointer(getenv("SHM_FILE"))) : implicitPathAtLoad()
     guard let cPath = requested else {
@@ -204,27 +192,63 @@ private func install(
     }
 }
 
+/// Waits while another thread holds the cache word, then holds it (stores `installing`) and
+/// returns what it held; `nil`, holding nothing, when `refuse` refuses that value. The caller
+/// marks its thread as initialising first (`shm_thread_set_initialising`), so that a signal
+/// handler interrupting it while it holds the word fails instead of waiting for it for ever.
+private func claimInstalledCache(refusing refuse: (UInt) -> Bool = { _ in false }) -> UInt? {
+    while true {
+        let previous = installedCache.load(ordering: .acquiring)
+        if previous == installing {
+            sched_yield()
+            continue
+        }
+        if refuse(previous) { return nil }
+        if installedCache.compareExchange(expected: previous, desired: installing, ordering: .acquiringAndReleasing)
+            .exchanged
+        {
+            return previous
+        }
+    }
+}
+
+/// What the cache word held before the `fork` handler held it across a fork, or `notHeldForFork`
+/// (the forking thread was itself initialising, in a signal handler, and holds it already or
+/// must not wait).
+private let heldAcrossFork = Atomic<UInt>(notHeldForFork)
+private let notHeldForFork = UInt.max
+
+/// `pthread_atfork`'s prepare handler: holds the cache word across the fork, so that neither
+/// process inherits it held by a thread the child does not have.
+private func holdCacheAcrossFork() {
+    guard !shm_thread_is_initialising() else { return }
+    shm_thread_set_initialising(true)
+    heldAcrossFork.store(claimInstalledCache()!, ordering: .relaxed)
+}
+
+/// `pthread_atfork`'s parent and child handler: gives back what `holdCacheAcrossFork` held.
+private func releaseCacheAfterFork() {
+    let held = heldAcrossFork.exchange(notHeldForFork, ordering: .relaxed)
+    guard held != notHeldForFork else { return }
+    installedCache.store(held, ordering: .releasing)
+    shm_thread_set_initialising(false)
+}
+
 /// `$SHM_FILE` as it was at load, if it was set.
 private func implicitPathAtLoad() -> UnsafePointer<CChar>? {
     UnsafePointer(bitPattern: implicitPath.load(ordering: .relaxed))
 }
 
-/// The load-time initialiser's entry (see shm_alloc_autoinit.c), given `$SHM_FILE`: makes its
-/// mapping pending, without a system call but the pid's (the first call that needs a cache maps
-/// it), caches the pid and installs the `fork` handlers.
+/// The load-time initialiser's entry (see shm_alloc_autoinit.c), given `$SHM_FILE` (NULL when
+/// unset): installs the `fork` handlers and, with a path, makes its mapping pending and caches the
+/// pid. No system call but `getpid`; the first call that needs a cache maps it.
 @_cdecl("shm_prepare_at_load")
-public func shmPrepareAtLoad(_ path: UnsafePointer<CChar>) {
+public func shmPrepareAtLoad(_ path: UnsafePointer<CChar>?) {
+    pthread_atfork({ holdCacheAcrossFork() }, { releaseCacheAfterFork() }, { releaseCacheAfterFork() })
+    guard let path else { return }
     implicitPath.store(UInt(bitPattern: path), ordering: .relaxed)
     _ = installedCache.compareExchange(expected: noCache, desired: implicitMappingPending, ordering: .releasing)
     ProcessIdentity.prepare()
-    // A child of `fork` has only the forking thread: an install another thread had begun can never
-    // finish there, so the child starts over from the implicit mapping (what the install would
-    // have replaced stays unreleased, as the parent's thread held it).
-    pthread_atfork(nil, nil) {
-        if installedCache.load(ordering: .relaxed) == installing {
-            installedCache.store(implicitMappingPending, ordering: .releasing)
-        }
-    }
 }
 
 @_cdecl("shm_init")
@@ -248,14 +272,13 @@ public func shmInitWithGeometry(
 
 @_cdecl("shm_deinit")
 public func shmDeinit() {
-    let raw = installedCache.load(ordering: .acquiring)
-    guard raw != noCache, raw != installing else { return }
-    // Holding `installing` while the path cache goes, so a concurrent install cannot have its
-    // own path cache taken away. A pending implicit mapping is dropped: after shm_deinit, calls
-    // fail until shm_init.
-    let (taken, _) = installedCache.compareExchange(
-        expected: raw, desired: installing, ordering: .acquiringAndReleasing)
-    guard taken else { return }
+    // Holding the word while the path cache goes, so a concurrent install cannot have its own
+    // path cache taken away. A pending implicit mapping is dropped: after shm_deinit, calls fail
+    // until shm_init. (In a handler that interrupted this thread's install: nothing to undo.)
+    guard !shm_thread_is_initialising() else { return }
+    shm_thread_set_initialising(true)
+    defer { shm_thread_set_initialising(false) }
+    guard let raw = claimInstalledCache(refusing: { $0 == noCache }) else { return }
     let pathCache = installedPathCache.exchange(0, ordering: .acquiringAndReleasing)
     installedExplicitly.store(false, ordering: .relaxed)
     installedCache.store(noCache, ordering: .releasing)

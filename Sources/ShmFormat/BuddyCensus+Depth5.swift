@@ -155,6 +155,20 @@ extension BuddyCensus {
             for block in 0..<SliceLanes.scalarCount { lanes[block] = words[block &* 64 &+ index] }
             return lanes
         }
+        /// Stores eight rows at slices `first`, `first + stride`, … `first + 7·stride`.
+        @inline(__always) func store(
+            _ r: (SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes, SliceLanes),
+            first: Int, stride: Int
+        ) {
+            slices[first] = r.0
+            slices[first &+ stride] = r.1
+            slices[first &+ 2 &* stride] = r.2
+            slices[first &+ 3 &* stride] = r.3
+            slices[first &+ 4 &* stride] = r.4
+            slices[first &+ 5 &* stride] = r.5
+            slices[first &+ 6 &* stride] = r.6
+            slices[first &+ 7 &* stride] = r.7
+        }
         // Rows g, g+8, …, g+56: rounds 32, 16, 8.
         for group in 0..<8 {
             var r = (
@@ -162,14 +176,7 @@ extension BuddyCensus {
                 row(group &+ 32), row(group &+ 40), row(group &+ 48), row(group &+ 56)
             )
             eightRows(&r, (32, 16, 8), (0x0000_0000_FFFF_FFFF, 0x0000_FFFF_0000_FFFF, 0x00FF_00FF_00FF_00FF))
-            slices[group] = r.0
-            slices[group &+ 8] = r.1
-            slices[group &+ 16] = r.2
-            slices[group &+ 24] = r.3
-            slices[group &+ 32] = r.4
-            slices[group &+ 40] = r.5
-            slices[group &+ 48] = r.6
-            slices[group &+ 56] = r.7
+            store(r, first: group, stride: 8)
         }
         // Rows 8g ..< 8g+8: rounds 4, 2, 1.
         for group in 0..<8 {
@@ -179,14 +186,7 @@ extension BuddyCensus {
                 slices[first &+ 4], slices[first &+ 5], slices[first &+ 6], slices[first &+ 7]
             )
             eightRows(&r, (4, 2, 1), (0x0F0F_0F0F_0F0F_0F0F, 0x3333_3333_3333_3333, 0x5555_5555_5555_5555))
-            slices[first] = r.0
-            slices[first &+ 1] = r.1
-            slices[first &+ 2] = r.2
-            slices[first &+ 3] = r.3
-            slices[first &+ 4] = r.4
-            slices[first &+ 5] = r.5
-            slices[first &+ 6] = r.6
-            slices[first &+ 7] = r.7
+            store(r, first: first, stride: 1)
         }
     }
 

@@ -78,11 +78,14 @@ extension CacheInspector {
     }
 
     /// Reads the owner table.
-    func readOwners() throws(InspectError) -> OwnerRegistry {
+    func readOwners() throws(InspectError) -> OwnerRegistry { try withOwnerTable(OwnerRegistry.init(table:)) }
+
+    /// Reads the owner table into a scratch buffer and returns what `decode` makes of it.
+    func withOwnerTable<Result>(_ decode: (UnsafeRawBufferPointer) -> Result) throws(InspectError) -> Result {
         let table = UnsafeMutableRawBufferPointer.allocate(byteCount: OwnerTable.byteCount, alignment: 8)
         defer { table.deallocate() }
         try read(into: table, at: layout.ownersOffset)
-        return OwnerRegistry(table: UnsafeRawBufferPointer(table))
+        return decode(UnsafeRawBufferPointer(table))
     }
 
     /// The blocks of `words` from `first` on that hold something, ascending.

@@ -27,9 +27,11 @@ extension CacheInspector {
         root: UInt64, attributingTo statistics: inout CacheStatistics,
         since earlier: (counters: PathCounterReading, seconds: Double)? = nil
     ) throws(InspectError) -> PathCacheReport {
-        let figures = try pathCache(root: root)
+        // The counters first: the snapshot's seconds are measured from when its words were read,
+        // which the walk of the whole path cache would otherwise push the reading away from.
         let counters = try readPathCounters()
-        if let figures { statistics = statistics.attributing(figures) }
+        let figures = try pathCache(root: root)
+        if let figures { statistics = statistics.attributing(PathCacheAttribution(figures)) }
         let rates = earlier.map {
             PathCacheRates(activity: PathActivity(from: $0.counters, to: counters), seconds: $0.seconds)
         }
@@ -44,7 +46,8 @@ extension CacheInspector {
         let counters = try readPathCounters()
         let activity = series.counters.map { PathActivity(from: $0, to: counters) } ?? PathActivity()
         series.counters = counters
-        let inserts = counters.totals.inserts
+        let totals = counters.totals
+        let inserts = totals.inserts
         if root != 0,
             series.walkStarted != nil || series.progress.root != root
                 || series.shouldStartWalk(inserts: inserts, at: now)
@@ -59,14 +62,16 @@ extension CacheInspector {
                 root: root, progress: &series.progress, holders: &series.holders, nodes: PathCacheSeries.nodesPerRefresh
             )
             if mapped, series.progress.isFinished {
-                series.latest = (PathCacheFigures(series.progress.census, holders: series.holders), series.walkStarted!)
+                let figures = PathCacheFigures(series.progress.census, holders: series.holders)
+                series.latest = (figures, PathCacheAttribution(figures), series.walkStarted!)
                 series.insertsAtLatest = series.insertsAtWalkStart
                 series.walkStarted = nil
             }
         }
         return PathCacheSample(
-            figures: series.latest?.figures, figuresAge: series.latest.map { now - $0.started } ?? .zero,
-            totals: counters.totals, activity: activity)
+            figures: series.latest?.figures, attribution: series.latest?.attribution,
+            figuresAge: series.latest.map { now - $0.started } ?? .zero,
+            totals: totals, activity: activity)
     }
 
     /// The header's path cache root word as the file holds it now (0: no path cache), read alone:
@@ -78,10 +83,7 @@ extension CacheInspector {
 
     /// The path counters of every owner-table entry, read now.
     public func readPathCounters() throws(InspectError) -> PathCounterReading {
-        let table = UnsafeMutableRawBufferPointer.allocate(byteCount: OwnerTable.byteCount, alignment: 8)
-        defer { table.deallocate() }
-        try read(into: table, at: layout.ownersOffset)
-        return PathCounterReading(table: UnsafeRawBufferPointer(table))
+        try withOwnerTable(PathCounterReading.init(table:))
     }
 
     /// Continues `progress` by up to `nodes` nodes in the data mapping, adding each node's owner

@@ -227,19 +227,18 @@ public struct CacheStatistics: Hashable, Sendable {
         return usable == 0 ? 0 : Double(allocatedBytes) / Double(usable)
     }
 
-    /// These statistics with the path cache's nodes (`pathCache`'s holders) counted as held by the
+    /// These statistics with the path cache's nodes (`pathCache`'s owners) counted as held by the
     /// path cache (``heldByPathCache``) instead of by the owners that allocated them: a writer
     /// that exits leaves its entries to the cache, not leaked. The nodes of a walk that ended
     /// before these statistics were taken are all still there (the path cache never frees a
     /// published node), so each owner keeps at least what is taken away; owners left holding
     /// nothing are dropped.
-    public func attributing(_ pathCache: PathCacheFigures) -> CacheStatistics {
+    public func attributing(_ pathCache: PathCacheAttribution) -> CacheStatistics {
         var attributed = self
         attributed.heldByPathCache = pathCache.held
-        let holdings = Dictionary(uniqueKeysWithValues: pathCache.holders.map { ($0.pid, $0.holding) })
         attributed.owners = owners.map { owners in
             let remaining = owners.map { owner in
-                holdings[owner.pid].map { owner.removing($0, capacity: geometry.capacity) } ?? owner
+                pathCache.byOwner[owner.pid].map { owner.removing($0, capacity: geometry.capacity) } ?? owner
             }.filter { $0.allocations > 0 }
             return OwnerOrder.byBytes.sorted(remaining)
         }

@@ -217,10 +217,27 @@ public struct PathCacheRates: Hashable, Sendable {
     private func perSecond(_ count: Int) -> Double { seconds > 0 ? Double(count) / seconds : 0 }
 }
 
+/// A walk's nodes per owner and in all, as ``CacheStatistics/attributing(_:)`` takes them from
+/// their owners: made once per walk, not at every refresh that attributes them.
+public struct PathCacheAttribution: Sendable {
+    /// Every node of the walk: what the path cache holds.
+    public let held: PathCacheHolding
+    /// The nodes each owner pid allocated.
+    let byOwner: [Int32: PathCacheHolding]
+
+    /// The attribution of `figures`' holders.
+    public init(_ figures: PathCacheFigures) {
+        held = figures.held
+        byOwner = Dictionary(uniqueKeysWithValues: figures.holders.map { ($0.pid, $0.holding) })
+    }
+}
+
 /// A path cache as a live view sees it at one refresh.
 public struct PathCacheSample: Sendable {
     /// The figures of the last complete walk; `nil` before the first walk ends.
     public let figures: PathCacheFigures?
+    /// `figures`' attribution, made when their walk ended.
+    public let attribution: PathCacheAttribution?
     /// How long before this refresh the walk the figures come from started: the most they lag.
     public let figuresAge: Duration
     /// The processes' counters now, summed (cumulative).
@@ -250,7 +267,7 @@ public struct PathCacheSeries: Sendable {
     /// The inserts counted when the walk of ``latest`` started.
     var insertsAtLatest = 0
     /// The last complete walk's figures, and when that walk started.
-    var latest: (figures: PathCacheFigures, started: ContinuousClock.Instant)?
+    var latest: (figures: PathCacheFigures, attribution: PathCacheAttribution, started: ContinuousClock.Instant)?
     /// The owner table's counters at the previous refresh.
     var counters: PathCounterReading?
 

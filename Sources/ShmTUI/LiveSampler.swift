@@ -284,7 +284,7 @@ final class LiveSampler {
         let allocations = try inspector.census(
             of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
         var statistics = CacheStatistics(census: self.census!.census, snapshot: snapshot, allocations: allocations)
-        if let figures = paths.figures { statistics = statistics.attributing(figures) }
+        if let attribution = paths.attribution { statistics = statistics.attributing(attribution) }
         Self.append(statistics.utilisation, to: &history)
         let pathRates = changes == nil ? nil : rateWindow.pathRates
         if let hitRate = pathRates?.hitRate { Self.append(hitRate, to: &hitRateHistory) }
@@ -308,9 +308,10 @@ final class LiveSampler {
         current = snapshot
         self.ledger = ledger
         let sweepSeconds = series.sweepSeconds(interval: interval)
-        lastFrame = (statistics, rateWindow.summary, series.figuresAge, sweepSeconds, pathCache)
+        let rates = rateWindow.summary
+        lastFrame = (statistics, rates, series.figuresAge, sweepSeconds, pathCache)
         return LiveFrame(
-            snapshot: snapshot, statistics: statistics, rates: rateWindow.summary, changedBlocks: changed,
+            snapshot: snapshot, statistics: statistics, rates: rates, changedBlocks: changed,
             takenLeafDeltas: deltas, utilisationHistory: history, sequence: sequence, figuresAge: series.figuresAge,
             sweepSeconds: sweepSeconds, highlightedBlocks: highlighted?.blocks, pathCache: pathCache)
     }

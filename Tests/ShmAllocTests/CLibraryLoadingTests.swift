@@ -308,6 +308,77 @@ struct CLibraryLoadingTests {
         #expect(cache.invalidBlocks == [])
     }
 
+    /// `shm_init` and `shm_deinit` over and over while a timer's handler on the same thread
+    /// allocates and frees every 50 µs (it lands inside their hold of the cache word, where it
+    /// must fail, not wait for ever) and a second thread forks children that map and allocate (a fork inside that hold
+    /// must not leave the child a word held by a thread it does not have). Exits 0 when all ends.
+    static let holdProgram = #"""
+        #include "shm_alloc.h"
+        #include <pthread.h>
+        #include <signal.h>
+        #include <sys/time.h>
+        #include <sys/wait.h>
+        #include <unistd.h>
+
+        static const char *path;
+        static volatile sig_atomic_t cycling = 1;
+
+        static void on_alarm(int signal) {
+            (void)signal;
+            shm_offt offset = shm_malloc(16);
+            if (offset != SHM_NULL) shm_free(offset);
+        }
+
+        static void *forker(void *unused) {
+            (void)unused;
+            /* The handler runs on the main thread alone: on this one it would use a cache that
+               shm_deinit unmaps under it, which shm_alloc.h forbids. */
+            sigset_t alarm;
+            sigemptyset(&alarm);
+            sigaddset(&alarm, SIGALRM);
+            pthread_sigmask(SIG_BLOCK, &alarm, NULL);
+            while (cycling) {
+                pid_t child = fork();
+                if (child == 0) _exit(shm_init(NULL, path) && shm_malloc(8) != SHM_NULL ? 0 : 3);
+                int status;
+                if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return (void *)1;
+            }
+            return NULL;
+        }
+
+        int main(int argc, char **argv) {
+            if (argc != 2) return 2;
+            path = argv[1];
+            struct sigaction action = {0};
+            action.sa_handler = on_alarm;
+            action.sa_flags = SA_RESTART;
+            sigaction(SIGALRM, &action, NULL);
+            struct itimerval timer = {{0, 50}, {0, 50}};
+            setitimer(ITIMER_REAL, &timer, NULL);
+            pthread_t thread;
+            pthread_create(&thread, NULL, forker, NULL);
+            for (int round = 0; round < 1000; round++) {
+                if (!shm_init(NULL, path)) return 4;
+                shm_deinit();
+            }
+            cycling = 0;
+            void *failed;
+            pthread_join(thread, &failed);
+            return failed == NULL ? 0 : 5;
+        }
+        """#
+
+    @Test("a handler's calls during shm_init and shm_deinit fail instead of hanging; children forked meanwhile work")
+    func holdOfTheCacheWord() throws {
+        let scratch = try ScratchDirectory()
+        let program = try Self.compile(Self.holdProgram, in: scratch, flags: Self.linkFlags + ["-pthread"])
+        let cachePath = scratch.file("held.shm")
+        _ = try SharedCache(path: cachePath, policy: .createIfNeeded(.default))
+        let run = try runToEnd(
+            "/usr/bin/env", ["-u", "SHM_FILE", program, cachePath], in: scratch, timeout: .seconds(120))
+        #expect(run.termination == .exited(0), "4: shm_init failed, 5: a child failed; \(run.outputTail)")
+    }
+
     @Test(
         "scripts/install.sh puts header, library and shm_alloc.pc under a prefix; gcc with pkg-config builds against them"
     )

@@ -21,9 +21,9 @@ struct CrashPointTests {
     /// Every crash point with the reaches to kill at: the first (a young cache, the first
     /// allocation's index work) and later ones.
     /// (`ownerEntryClaimed` is reached once, when a process registers: PathCacheProcessTests kills
-    /// there. `freeValidated` and `openSizeRead` precede any write: race tests interleave there.)
+    /// there. Race hooks precede any write: race tests interleave there.)
     static let cases: [(CrashPoint, Int)] = CrashPoint.allCases.filter {
-        $0 != .freeValidated && $0 != .ownerEntryClaimed && $0 != .openSizeRead && !$0.isPathCachePoint
+        !$0.isRaceHook && $0 != .ownerEntryClaimed && !$0.isPathCachePoint
     }
     .flatMap { point in
         (point == .repairMidway ? [1, 2] : [1, 2, 31]).map { (point, $0) }

@@ -107,9 +107,10 @@ size_t get_mapping_size_needed_by_shm(void); /* bytes mapped: the whole file (he
  * Paths are absolute byte strings, not normalised ("/a//b" and "/a/b" are two paths). Entries stay
  * for the life of the file.
  *
- * Both calls are lock-free and async-signal-safe: no lock, no heap, no system call (but for the
- * first allocation of a process, which registers it as shm_malloc's does); they may run in any
- * thread, any process, and in signal handlers.
+ * Both calls are lock-free and async-signal-safe: no lock, no heap, and no system call but a
+ * process's one-time work, which its first call may do: mapping SHM_FILE (see shm_init) and
+ * registering the process in the owner table (reading /proc/self/stat), where its searches, hits
+ * and inserts are counted. They may run in any thread, any process, and in signal handlers.
  */
 
 /* Flags bits with a meaning to the cache; the other five bits (0xf8) are the caller's, kept as given. */
