@@ -96,10 +96,16 @@ struct OwnerRegistration: ~Copyable {
         storage[Self.pidWord].store(UInt64(UInt32(bitPattern: pid)), ordering: .relaxed)
     }
 
-    /// The identity word of entry `index`.
-    private func identityWord(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        (table + index * OwnerTable.entrySize).assumingMemoryBound(to: Atomic<UInt64>.self)
+    /// Entry `index`, in the mapped table.
+    private func entry(_ index: Int) -> UnsafeMutableRawPointer { table + index * OwnerTable.entrySize }
+
+    /// The 8-byte words of entry `index` from `offset` on.
+    private func words(ofEntry index: Int, from offset: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        (entry(index) + offset).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
+
+    /// The identity word of entry `index`.
+    private func identityWord(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { words(ofEntry: index, from: 0) }
 
     /// Claims this process's own entry, a free one, or one whose process has exited; `nil` when
     /// every entry names a live process.
@@ -108,18 +114,18 @@ struct OwnerRegistration: ~Copyable {
         let entries = 0..<OwnerTable.entryCount
         // Relaxed throughout: an identity word publishes nothing but itself.
         if let own = entries.first(where: { identityWord($0).pointee.load(ordering: .relaxed) == identity }) {
-            return table + own * OwnerTable.entrySize
+            return entry(own)
         }
         // Free entries first; only a full table costs a look at each owner's /proc entry.
         let claimed =
             entries.first { claim($0, as: identity, takingExited: false) }
             ?? entries.first { claim($0, as: identity, takingExited: true) }
-        return claimed.map { table + $0 * OwnerTable.entrySize }
+        return claimed.map { entry($0) }
     }
 
     /// The intent slots of entry `index`.
     private func intents(ofEntry index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        (table + index * OwnerTable.entrySize + OwnerTable.intentsOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+        words(ofEntry: index, from: OwnerTable.intentsOffset)
     }
 
     /// Claims entry `index` for `identity` if it is free, or with `takingExited` if its process
@@ -139,8 +145,7 @@ struct OwnerRegistration: ~Copyable {
         crashPoint(.ownerEntryClaimed, at: identityWord(index))
         // Zeroed after the CAS, not before: until it, another claimer may win the entry and count.
         // The previous owner is gone (or the entry was never used), so nobody else writes them now.
-        let counters = (table + index * OwnerTable.entrySize + OwnerTable.pathCountersOffset)
-            .assumingMemoryBound(to: Atomic<UInt64>.self)
+        let counters = words(ofEntry: index, from: OwnerTable.pathCountersOffset)
         for word in 0..<PathCounters.wordCount { counters[word].store(0, ordering: .relaxed) }
         return true
     }

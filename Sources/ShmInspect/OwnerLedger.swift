@@ -348,13 +348,15 @@ public struct OwnerLedger: Sendable {
         for owner in owners where owner.allocated != 0 || owner.freed != 0 {
             counts[owner.pid] = (owner.allocated, owner.freed)
         }
-        owners = owners.filter { $0.allocations != 0 }.map { owner in
-            var reset = owner
-            reset.allocated = 0
-            reset.freed = 0
-            return reset
+        for index in owners.indices {
+            owners[index].allocated = 0
+            owners[index].freed = 0
         }
-        ownerIndex = Dictionary(uniqueKeysWithValues: owners.enumerated().map { ($1.pid, $0) })
+        // Owners that hold nothing leave; the index is rebuilt only when one did.
+        if owners.contains(where: { $0.allocations == 0 }) {
+            owners.removeAll { $0.allocations == 0 }
+            ownerIndex = Dictionary(uniqueKeysWithValues: owners.enumerated().map { ($1.pid, $0) })
+        }
         return OwnerActivity(counts: counts)
     }
 }
