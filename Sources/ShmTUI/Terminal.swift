@@ -97,6 +97,9 @@ final class Terminal {
             throw .setupFailed(term: getenv("TERM").map { String(cString: $0) } ?? "")
         }
         cbreak()
+        // No typeahead check: ncurses otherwise polls the keyboard between the lines of every
+        // update (about 30 polls a second under load). A key waits for the frame: a millisecond.
+        typeahead(-1)
         noecho()
         nonl()
         keypad(shm_stdscr(), true)
@@ -111,6 +114,13 @@ final class Terminal {
         } else {
             colorCount = 0
         }
+        // ncurses 6.4 flushes its output at every cursor move until the screen has been through
+        // one endwin and refresh (newterm leaves it in its "initial" state, where a move may come
+        // from a terminfo program that never refreshes): a frame then went out in dozens of writes
+        // of 40 bytes, a tenth of the watcher's CPU in the kernel's terminal path. After this
+        // cycle, which draws nothing, a frame is one write.
+        endwin()
+        refresh()
     }
 
     deinit { restore() }
