@@ -10,6 +10,9 @@
 #
 #   scripts/watch-cost.sh [SECONDS] [RUNS] [CASES]   (defaults: 25 s, 1 run, "load idle")
 #
+# SHMTOP=path/to/shmtop measures that binary instead of this checkout's release build (to
+# alternate runs of two builds on a machine whose load drifts).
+#
 # Meaningful only on an otherwise quiet machine (check /proc/loadavg first).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,8 +21,12 @@ runs=${2:-1}
 cases=${3:-load idle}
 command -v tmux >/dev/null || { echo "watch-cost: needs tmux" >&2; exit 1; }
 
-swift build -c release --product shmtop >/dev/null
-bin=$(swift build -c release --show-bin-path)/shmtop
+if [ -n "${SHMTOP:-}" ]; then
+  bin=$SHMTOP
+else
+  swift build -c release --product shmtop >/dev/null
+  bin=$(swift build -c release --show-bin-path)/shmtop
+fi
 cache=$(mktemp -u /dev/shm/watch-cost-XXXXXX.shm)
 socket=watch-cost-$$
 ticks=$(getconf CLK_TCK)
