@@ -231,15 +231,17 @@ public struct CacheStatistics: Hashable, Sendable {
     /// path cache (``heldByPathCache``) instead of by the owners that allocated them: a writer
     /// that exits leaves its entries to the cache, not leaked. The nodes of a walk that ended
     /// before these statistics were taken are all still there (the path cache never frees a
-    /// published node), so each owner keeps at least what is taken away; owners left holding
-    /// nothing are dropped.
+    /// published node), so each owner keeps at least what is taken away. A dead owner left
+    /// holding nothing is dropped (it leaked nothing); a live one stays, holding nothing: it is
+    /// still a process sharing the cache (a writer that only inserted paths), and it is counted
+    /// as one.
     public func attributing(_ pathCache: PathCacheAttribution) -> CacheStatistics {
         var attributed = self
         attributed.heldByPathCache = pathCache.held
         attributed.owners = owners.map { owners in
             let remaining = owners.map { owner in
                 pathCache.byOwner[owner.pid].map { owner.removing($0, capacity: geometry.capacity) } ?? owner
-            }.filter { $0.allocations > 0 }
+            }.filter { $0.allocations > 0 || $0.alive }
             return OwnerOrder.byBytes.sorted(remaining)
         }
         return attributed

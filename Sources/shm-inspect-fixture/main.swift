@@ -7,6 +7,8 @@
 // with FLAGS (a number: 0x6 is deny|prefix), then searches each once; `--generated-paths N`
 // inserts N generated paths (seeds 0 ..< N, flags as the path cache workload picks them). Its
 // path cache nodes then belong to a dead pid, as a traced build's exited processes leave them.
+// `--paths-then-wait` inserts and searches as `--paths`, prints `ready`, and waits for a signal
+// to end it: a live process that holds nothing but path cache nodes.
 
 import ShmAlloc
 import ShmPathCache
@@ -54,15 +56,19 @@ func insertGeneratedPaths(_ count: Int, into cache: SharedCache) throws {
 
 let arguments = CommandLine.arguments.dropFirst()
 guard let path = arguments.first else {
-    fail("usage: shm-inspect-fixture PATH SIZE... | PATH --paths FLAGS:PATH... | PATH --generated-paths N")
+    fail(
+        "usage: shm-inspect-fixture PATH SIZE... | PATH --paths[-then-wait] FLAGS:PATH... | PATH --generated-paths N")
     exit(2)
 }
 do {
     let cache = try SharedCache(path: path, policy: .attach)
     let rest = arguments.dropFirst()
-    if rest.first == "--paths" {
+    if rest.first == "--paths" || rest.first == "--paths-then-wait" {
         try insertPaths(rest.dropFirst(), into: cache)
-        exit(0)
+        guard rest.first == "--paths-then-wait" else { exit(0) }
+        print("ready")
+        fflush(nil)
+        while true { pause() }
     }
     if rest.first == "--generated-paths" {
         guard rest.count == 2, let count = Int(rest.last!), count >= 0 else {

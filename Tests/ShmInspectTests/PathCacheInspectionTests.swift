@@ -182,6 +182,28 @@ struct PathCacheInspectionTests {
         #expect(output.contains("searches \(counters.searches) · hits \(counters.hits) · inserts \(counters.inserts)"))
     }
 
+    @Test("a live writer that holds only path cache nodes stays in the owners, holding nothing, and counts as alive")
+    func liveWriterOfPathsOnly() throws {
+        let directory = try ScratchDirectory()
+        let path = directory.file("paths.shm")
+        let created = try runToEnd(BuiltProducts.shmtop, ["create", path, "--capacity", "16MiB"])
+        #expect(created.termination == .exited(0))
+        let writer = try TestProcess(BuiltProducts.fixture, [path, "--paths-then-wait", "0x1:/srv/a", "0x2:/srv/b"])
+        defer { writer.killNow() }
+        #expect(poll(timeout: .seconds(60)) { writer.output.contains("ready") }, "\(writer.outputTail)")
+
+        let json = try PathCacheFixture.shmtop(["snapshot", "--json", path])
+        #expect(json.termination == .exited(0), "\(json.error)")
+        let report = try JSONDecoder().decode(SnapshotReport.self, from: Data(json.output.utf8))
+        let held = try #require(report.heldByPathCache)
+        #expect(held.allocations > 0, "the writer's nodes are the path cache's")
+        let owners = try #require(report.owners)
+        let owner = try #require(owners.first { $0.pid == writer.pid }, "\(owners)")
+        #expect(owner.alive && owner.allocations == 0 && owner.bytes == 0)
+        #expect(owners.filter(\.alive).map(\.pid) == [writer.pid])
+        #expect(report.leakedBytes == 0)
+    }
+
     @Test("snapshot --interval: the path cache's rates are in the text and the JSON")
     func snapshotRates() throws {
         let fixture = try PathCacheFixture()
