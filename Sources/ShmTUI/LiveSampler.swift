@@ -148,7 +148,7 @@ final class LiveSampler {
     private(set) var inspector: CacheInspector?
     /// The refresh of the attached file. The view's frames share its snapshot's words; the view
     /// lets go of them before the next sample, so the words are brought up to date in place.
-    private var refresh: LiveRefresh?
+    private var live: LiveRefresh?
     /// The highlighted owner's blocks, kept up to date from the blocks the ledger read again.
     private var highlighted: (pid: Int32, blocks: BlockSet)?
     private var rateWindow = RateWindow()
@@ -174,13 +174,14 @@ final class LiveSampler {
     /// Takes one sample (attaching first when detached); `interval` is the time until the next.
     func sample(interval: Duration) -> Outcome {
         do {
-            if refresh == nil { refresh = try LiveRefresh(inspector: try attached()) }
-            let step = try refresh!.refresh(interval: interval)
-            return .frame(try frame(step, interval: interval))
+            if live == nil { live = try LiveRefresh(inspector: try attached()) }
+            // Changed in place (a copy would copy the words).
+            let step = try live!.refresh(interval: interval)
+            return .frame(try frame(step, of: &live!, interval: interval))
         } catch {
             // When reading the words failed, they are as they were: the last frame again, without I/O.
             var lastGood: LiveFrame?
-            if let last = lastFrame, let snapshot = refresh?.snapshot, snapshot.takenAt == last.takenAt {
+            if let last = lastFrame, let snapshot = live?.snapshot, snapshot.takenAt == last.takenAt {
                 lastGood = LiveFrame(
                     snapshot: snapshot, statistics: last.statistics, rates: last.rates, utilisationHistory: history,
                     sequence: sequence, figuresAge: last.figuresAge, sweepSeconds: last.sweepSeconds,
@@ -194,7 +195,7 @@ final class LiveSampler {
     /// Forgets the attachment and everything relative to it; the next sample attaches again.
     private func detach() {
         inspector = nil
-        refresh = nil
+        live = nil
         lastFrame = nil
         highlighted = nil
         rateWindow = RateWindow()
@@ -218,18 +219,20 @@ final class LiveSampler {
     /// The frame of the refresh `step` made: its changes added to the rate window, the statistics
     /// with each owner's rates over the window, the histories, and the highlighted owner's blocks,
     /// brought up to date from the blocks whose headers the ledger read again.
-    private func frame(_ step: LiveRefresh.Step, interval: Duration) throws(InspectError) -> LiveFrame {
-        let series = refresh!.series
+    private func frame(
+        _ step: LiveRefresh.Step, of live: inout LiveRefresh, interval: Duration
+    ) throws(InspectError) -> LiveFrame {
+        let series = live.series
         if let changes = step.changes {
             rateWindow.add(
                 changes.rates, owners: step.activity, paths: step.paths.activity,
                 passesPerSweep: series.passesPerSweep)
         }
-        let statistics = try refresh!.statistics(ownerRates: step.changes == nil ? nil : rateWindow.ownerRates)
+        let statistics = try live.statistics(ownerRates: step.changes == nil ? nil : rateWindow.ownerRates)
         Self.append(statistics.utilisation, to: &history)
         let pathRates = step.changes == nil ? nil : rateWindow.pathRates
         if let hitRate = pathRates?.hitRate { Self.append(hitRate, to: &hitRateHistory) }
-        let snapshot = refresh!.snapshot
+        let snapshot = live.snapshot
         let paths = step.paths
         let pathCache = PathCachePanel(
             hasPathCache: snapshot.pathCacheRoot != 0,
@@ -238,7 +241,7 @@ final class LiveSampler {
             hitRateHistory: hitRateHistory)
         sequence += 1
         if let pid = highlightedOwner {
-            let ledger = refresh!.ledger
+            let ledger = live.ledger
             if var kept = highlighted, kept.pid == pid {
                 highlighted = nil  // its blocks are changed in place
                 ledger.update(&kept.blocks, ownedBy: pid, blocks: step.reread)

@@ -2,8 +2,9 @@
 // changes: 4 writer processes (the demo's workload, each its own owner) do a tenth of a second's
 // operations at 50 000 a second each, one after the other, then the watcher refreshes once as
 // `shmtop watch` does (ShmInspect's LiveRefresh: words compared, owner ledger and census brought
-// up to date, path cache slice walked, owner census and statistics made), and so on. Under callgrind or cachegrind, which follow only this process,
-// `--toggle-collect='*WatchBenchmark*refresh*'` counts the refreshes alone.
+// up to date, path cache slice walked, owner census and statistics made), and so on. Under
+// callgrind or cachegrind, which follow only this process, `--toggle-collect='*WatchBenchmark*refresh*'`
+// counts the refreshes alone.
 
 import ArgumentParser
 import Foundation
