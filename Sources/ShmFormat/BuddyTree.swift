@@ -109,8 +109,9 @@ public struct BuddyTree: Hashable, Sendable {
     /// The internal nodes: every level but the leaves (nodes 1 ..< leafCount).
     @inlinable public var internalBits: UInt64 { (UInt64(1) &<< UInt64(leafCount)) &- 2 }
 
-    /// The nodes whose parent is set.
-    @inlinable
+    /// The nodes whose parent is set. Always inlined: a caller's loop over many words (the
+    /// inspector's owner ledger) then makes the masks once, not a call and the masks per word.
+    @inlinable @inline(__always)
     public func nodesUnderSetParent(_ word: UInt64) -> UInt64 {
         Self.childrenOfSetNodes(word & internalBits)
     }
@@ -135,8 +136,9 @@ public struct BuddyTree: Hashable, Sendable {
         return word & (UInt64(1) &<< UInt64(node)) != 0 && word & parentBit == 0
     }
 
-    /// The allocations of a word as a node mask: set nodes whose parent is clear.
-    @inlinable
+    /// The allocations of a word as a node mask: set nodes whose parent is clear. Always inlined,
+    /// as ``nodesUnderSetParent(_:)``.
+    @inlinable @inline(__always)
     public func allocations(_ word: UInt64) -> UInt64 { word & usedBits & ~nodesUnderSetParent(word) }
 
     // MARK: - Free space

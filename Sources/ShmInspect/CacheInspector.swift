@@ -135,8 +135,13 @@ public final class CacheInspector: Sendable {
         let usable = snapshot.usableBlocks  // the null region's words never change
         let compared = series.alignedRange(blocks ?? usable, usable: usable)
         if series.basis != snapshot.takenAt || series.emptyGroups.isEmpty {
-            // Nothing known to be empty yet: every group is compared in full once.
+            // The groups of the snapshot's words that are all zero, which passes then keep up to date.
             series.emptyGroups = [UInt64](repeating: 0, count: (SnapshotSeries.groupCount(usable) + 63) / 64)
+            snapshot.words.withUnsafeBufferPointer { words in
+                series.emptyGroups.withUnsafeMutableBufferPointer {
+                    ChangedWords.markEmptyGroups(of: UnsafeBufferPointer(rebasing: words[usable]), in: $0)
+                }
+            }
         }
         var words: [UInt64] = []
         swap(&words, &snapshot.words)
@@ -163,7 +168,10 @@ public final class CacheInspector: Sendable {
             swap(&words, &snapshot.words)
             throw error
         }
-        for (block, word) in zip(changed.blocks, changed.laterWords) { words[block] = word }
+        // One uniqueness check for all the stores, not one per store.
+        words.withUnsafeMutableBufferPointer { words in
+            for (block, word) in zip(changed.blocks, changed.laterWords) { words[block] = word }
+        }
         let changes = SnapshotChanges(
             changed, seconds: SnapshotChanges.seconds(from: snapshot.takenAt, to: started), geometry: geometry)
         snapshot = CacheSnapshot(

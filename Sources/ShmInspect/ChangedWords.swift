@@ -5,7 +5,11 @@
 ///
 /// A live view compares consecutive snapshots many times a second, and between two of them only a
 /// few per cent of the blocks change, in runs where writers work. So the pass compares the words
-/// in chunks of `chunkWords` (one cache line) and looks at single words only in chunks that differ.
+/// a span of 64 groups of `chunkWords` (one cache line) at a time: most spans did not change and
+/// are tested whole, in one pass of vector operations; in the others each group is tested with
+/// one vector difference, making a mask of the groups that differ, and single words are looked at
+/// only in those groups. A span's changed blocks are kept in buffers and added to the arrays at
+/// once.
 struct ChangedWords {
     /// Usable blocks whose word differs, ascending.
     private(set) var blocks: [Int] = []
@@ -16,6 +20,10 @@ struct ChangedWords {
 
     /// Words compared at once before looking at single words: 8 words, one 64-byte cache line.
     static let chunkWords = 8
+    /// Words in one span of 64 groups: one word of an `emptyGroups` bitmap.
+    static let spanWords = 64 * chunkWords
+    /// One group's words as one vector.
+    private typealias Group = SIMD8<UInt64>
 
     /// No changes yet: `record` adds them. `expected` changes are made room for at once (a live
     /// view expects about as many as last time), so the arrays do not grow step by step while
@@ -29,78 +37,97 @@ struct ChangedWords {
     /// Records the blocks whose words differ between `old` and `new`, the words of blocks
     /// `firstBlock ..< firstBlock + old.count` (called in ascending block order).
     ///
-    /// `new` may be a live mapping that writers change meanwhile: each of its words is loaded once
-    /// for the group comparison, and the recorded later word is that one load, so the recorded
-    /// words and `emptyGroups` agree with each other.
+    /// `new` may be a live mapping that writers change meanwhile: each word of a group that
+    /// differs is loaded once more, alone, and the recorded later word is that load, so the
+    /// recorded words and `emptyGroups` agree with each other.
     ///
     /// With `emptyGroups`, a bitmap over the groups of `chunkWords` words of `old` (bit g for
-    /// words 8g ..< 8g+8): a set bit promises that the group of `old` is all zero, so the group is
-    /// compared without reading `old` (empty blocks are most of a cache, and `old` is the part of
-    /// the comparison that comes from memory); afterwards each bit says the same of `new`.
+    /// words 8g ..< 8g+8; see ``markEmptyGroups(of:in:)``): a set bit promises that the group of
+    /// `old` is all zero, so the group is compared without reading `old` (empty blocks are most of
+    /// a cache, and `old` is the part of the comparison that comes from memory). A group that
+    /// differs has its bit set or cleared by its new words; others keep theirs, so the bits stay
+    /// true of `old` brought up to date with the recorded changes.
     mutating func record<New: WordLoading>(
         _ old: UnsafeBufferPointer<UInt64>, _ new: New, firstBlock: Int,
         emptyGroups: UnsafeMutableBufferPointer<UInt64>? = nil
     ) {
-        var start = 0
-        var group = 0
-        while start < old.count {
-            // A whole span of groups (one word of `emptyGroups`) is first tested in one pass
-            // without branches: in a live cache most spans are unchanged, and most of those all
-            // empty. Their `emptyGroups` word stays as it is.
-            if group & 63 == 0, start &+ Self.spanWords <= old.count {
-                let emptyWord = emptyGroups.map { $0[group &>> 6] } ?? 0
-                if emptyWord == ~0 || (emptyWord == 0 && Self.bulkViewsInHostOrder),
-                    Self.isUnchanged(
-                        old, new.bulkView(from: start, count: Self.spanWords), from: start, oldIsEmpty: emptyWord != 0)
-                {
-                    start &+= Self.spanWords
-                    group &+= 64
-                    continue
-                }
-            }
-            let end = min(old.count, start &+ Self.chunkWords)
-            let bit = UInt64(1) &<< UInt64(group & 63)
-            // In a span that changed, most groups still did not: each is first tested in bulk too.
-            // An unchanged group's `emptyGroups` bit is set only when the group is all zero.
-            if end &- start == Self.chunkWords, Self.bulkViewsInHostOrder {
-                let oldIsEmpty = emptyGroups.map { $0[group &>> 6] & bit != 0 } ?? false
-                let (unchanged, empty) = Self.compareGroup(
-                    old, new.bulkView(from: start, count: Self.chunkWords), from: start, oldIsEmpty: oldIsEmpty)
-                if unchanged {
-                    if empty, let emptyGroups { emptyGroups[group &>> 6] |= bit }
-                    start = end
-                    group &+= 1
-                    continue
-                }
-            }
-            var loaded = InlineArray<8, UInt64>(repeating: 0)
-            var newBits: UInt64 = 0
-            for index in start..<end {
-                let word = new.word(at: index)
-                loaded[index &- start] = word
-                newBits |= word
-            }
-            if let emptyGroups, emptyGroups[group &>> 6] & bit != 0 {
-                if newBits != 0 {
-                    for index in start..<end where loaded[index &- start] != 0 {
-                        append(firstBlock &+ index, 0, loaded[index &- start])
+        guard let oldBase = old.baseAddress else { return }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: Self.spanWords) { pendingBlocks in
+            // The earlier words, then from `spanWords` on the later words.
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * Self.spanWords) { pendingWords in
+                var start = 0
+                var span = 0
+                while start < old.count {
+                    let words = min(Self.spanWords, old.count &- start)
+                    let knownEmpty = emptyGroups.map { $0[span] } ?? 0
+                    let newWords = new.bulkView(from: start, count: words)
+                    // Both copies 16-byte aligned (the usual case): the vector operations read
+                    // memory directly, without a load of their own.
+                    let aligned = (Int(bitPattern: oldBase + start) | Int(bitPattern: newWords.baseAddress)) & 15 == 0
+                    var differing =
+                        aligned
+                        ? Self.differingGroups(oldBase + start, newWords, knownEmpty: knownEmpty, aligned: true)
+                        : Self.differingGroups(oldBase + start, newWords, knownEmpty: knownEmpty, aligned: false)
+                    var nowEmpty = knownEmpty
+                    var pending = 0
+                    while differing != 0 {
+                        let group = differing.trailingZeroBitCount
+                        differing &= differing &- 1
+                        let first = start &+ group &* Self.chunkWords
+                        var bits: UInt64 = 0
+                        @inline(__always) func compare(_ index: Int) {
+                            let word = new.word(at: index)
+                            bits |= word
+                            if word != oldBase[index] {
+                                pendingBlocks[pending] = firstBlock &+ index
+                                pendingWords[pending] = oldBase[index]
+                                pendingWords[Self.spanWords &+ pending] = word
+                                pending &+= 1
+                            }
+                        }
+                        // A whole group's words without a loop counter; a short last group's with one.
+                        if first &+ Self.chunkWords <= old.count {
+                            for offset in 0..<Self.chunkWords { compare(first &+ offset) }
+                        } else {
+                            for index in first..<old.count { compare(index) }
+                        }
+                        let bit = UInt64(1) &<< UInt64(group)
+                        nowEmpty = bits == 0 ? nowEmpty | bit : nowEmpty & ~bit
                     }
-                }
-            } else {
-                var difference: UInt64 = 0
-                for index in start..<end { difference |= old[index] ^ loaded[index &- start] }
-                if difference != 0 {
-                    for index in start..<end where old[index] != loaded[index &- start] {
-                        append(firstBlock &+ index, old[index], loaded[index &- start])
+                    if pending > 0 {
+                        blocks.append(contentsOf: UnsafeBufferPointer(rebasing: pendingBlocks[..<pending]))
+                        earlierWords.append(contentsOf: UnsafeBufferPointer(rebasing: pendingWords[..<pending]))
+                        laterWords.append(
+                            contentsOf: UnsafeBufferPointer(
+                                rebasing: pendingWords[Self.spanWords..<(Self.spanWords &+ pending)]))
                     }
+                    emptyGroups?[span] = nowEmpty
+                    start &+= words
+                    span &+= 1
                 }
             }
-            if let emptyGroups {
-                emptyGroups[group &>> 6] =
-                    newBits == 0 ? emptyGroups[group &>> 6] | bit : emptyGroups[group &>> 6] & ~bit
+        }
+    }
+
+    /// Sets the bit of each group of `words` that is all zero in `emptyGroups` (which holds
+    /// one bit per group, see ``record(_:_:firstBlock:emptyGroups:)``), and clears the others.
+    static func markEmptyGroups(
+        of words: UnsafeBufferPointer<UInt64>, in emptyGroups: UnsafeMutableBufferPointer<UInt64>
+    ) {
+        guard let start = words.baseAddress else { return }
+        let base = UnsafeRawPointer(start)
+        let fullGroups = words.count / chunkWords
+        for span in 0..<((words.count + spanWords - 1) / spanWords) {
+            var empty: UInt64 = 0
+            for index in (span &* 64)..<min(fullGroups, span &* 64 &+ 64) {
+                let group = base.loadUnaligned(fromByteOffset: index &* MemoryLayout<Group>.size, as: Group.self)
+                empty |= (isZero(group) ? 1 : 0) &<< UInt64(index & 63)
             }
-            start = end
-            group &+= 1
+            emptyGroups[span] = empty
+        }
+        // A short last group.
+        if fullGroups &* chunkWords < words.count, words[(fullGroups &* chunkWords)...].allSatisfy({ $0 == 0 }) {
+            emptyGroups[fullGroups / 64] |= 1 &<< UInt64(fullGroups & 63)
         }
     }
 
@@ -115,48 +142,63 @@ struct ChangedWords {
         #endif
     }
 
-    /// Words in one span of 64 groups, tested at once by `record`.
-    static let spanWords = 64 * chunkWords
-
-    /// Whether `new` equals `old`'s words from `start`, or is all zero when `oldIsEmpty` (and
-    /// `old` is not read). One pass without branches, which the compiler vectorises.
+    /// The groups of a span (up to `spanWords` words of `new`, from `old`) whose words may differ,
+    /// as a bit mask: each full group's words are compared with one vector difference, or tested
+    /// for zero when `knownEmpty` has its bit (and `old` is not read). A short last group, and
+    /// on a big-endian host every group not known to be empty, counts as differing. `aligned`:
+    /// both copies start on 16 bytes.
     @inline(__always)
-    private static func isUnchanged(
-        _ old: UnsafeBufferPointer<UInt64>, _ new: UnsafeBufferPointer<UInt64>, from start: Int, oldIsEmpty: Bool
-    ) -> Bool {
-        var difference: UInt64 = 0
-        if oldIsEmpty {
-            for index in new.indices { difference |= new[index] }
-        } else {
-            for index in new.indices { difference |= old[start &+ index] ^ new[index] }
+    private static func differingGroups(
+        _ old: UnsafePointer<UInt64>, _ new: UnsafeBufferPointer<UInt64>, knownEmpty: UInt64, aligned: Bool
+    ) -> UInt64 {
+        let newBase = UnsafeRawPointer(new.baseAddress.unsafelyUnwrapped)
+        let oldBase = UnsafeRawPointer(old)
+        @inline(__always) func group(_ base: UnsafeRawPointer, _ index: Int) -> Group {
+            let offset = index &* MemoryLayout<Group>.size
+            return aligned
+                ? base.load(fromByteOffset: offset, as: Group.self)
+                : base.loadUnaligned(fromByteOffset: offset, as: Group.self)
         }
-        return difference == 0
+        let fullGroups = new.count / chunkWords
+        // Most spans did not change: a span all known empty that is still all zero (one pass of
+        // ORs), or a span of words that all equal the old ones (one pass of XORs and ORs).
+        if fullGroups == 64, knownEmpty == ~0 || (knownEmpty == 0 && bulkViewsInHostOrder) {
+            var bits = Group()
+            if knownEmpty == 0 {
+                for index in 0..<64 { bits |= group(newBase, index) ^ group(oldBase, index) }
+            } else {
+                // Four groups a step: fewer loop steps than the compiler's unrolling makes.
+                for index in stride(from: 0, to: 64, by: 4) {
+                    bits |=
+                        group(newBase, index) | group(newBase, index &+ 1) | group(newBase, index &+ 2)
+                        | group(newBase, index &+ 3)
+                }
+            }
+            if isZero(bits) { return 0 }
+        }
+        var differing: UInt64 = 0
+        for index in 0..<fullGroups {
+            let newWords = group(newBase, index)
+            let difference: Group
+            if knownEmpty &>> UInt64(index) & 1 != 0 {
+                difference = newWords
+            } else if bulkViewsInHostOrder {
+                difference = newWords ^ group(oldBase, index)
+            } else {
+                difference = Group(repeating: 1)
+            }
+            differing |= (isZero(difference) ? 0 : 1) &<< UInt64(index)
+        }
+        if fullGroups &* chunkWords < new.count { differing |= 1 &<< UInt64(fullGroups) }
+        return differing
     }
 
-    /// Whether the group of `chunkWords` words of `new` equals `old`'s words from `start` (is all
-    /// zero when `oldIsEmpty`, and `old` is not read), and whether it is all zero. Without
-    /// branches, as `isUnchanged`.
+    /// Whether every lane of `words` is zero: the lanes ORed down to one.
     @inline(__always)
-    private static func compareGroup(
-        _ old: UnsafeBufferPointer<UInt64>, _ new: UnsafeBufferPointer<UInt64>, from start: Int, oldIsEmpty: Bool
-    ) -> (unchanged: Bool, empty: Bool) {
-        var bits: UInt64 = 0
-        var difference: UInt64 = 0
-        if oldIsEmpty {
-            for index in 0..<chunkWords { bits |= new[index] }
-            return (bits == 0, bits == 0)
-        }
-        for index in 0..<chunkWords {
-            bits |= new[index]
-            difference |= old[start &+ index] ^ new[index]
-        }
-        return (difference == 0, bits == 0)
-    }
-
-    private mutating func append(_ block: Int, _ earlier: UInt64, _ later: UInt64) {
-        blocks.append(block)
-        earlierWords.append(earlier)
-        laterWords.append(later)
+    private static func isZero(_ words: Group) -> Bool {
+        let four = words.lowHalf | words.highHalf
+        let two = four.lowHalf | four.highHalf
+        return two[0] | two[1] == 0
     }
 }
 

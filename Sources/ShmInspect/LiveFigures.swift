@@ -25,13 +25,6 @@ extension CacheSnapshot {
     /// counted out of.
     public var leavesPerBlock: Int { tree.leafCount }
 
-    /// The leaves each of `changes`' blocks took (positive) or gave back (negative) between its
-    /// earlier and its later word, in the order of ``SnapshotChanges/blocks``.
-    public func takenLeafDeltas(_ changes: SnapshotChanges) -> [Int] {
-        let tree = tree
-        return zip(changes.earlierWords, changes.laterWords).map { tree.takenLeafCount($1) - tree.takenLeafCount($0) }
-    }
-
     /// The figures of `blocks`, a run of this snapshot's blocks (a heatmap cell).
     public func figures(ofBlocks blocks: Range<Int>) -> BlockRangeFigures {
         let census = BuddyCensus(tree: tree, words: words[blocks])

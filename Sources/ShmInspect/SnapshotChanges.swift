@@ -3,8 +3,9 @@
 import ShmFormat
 
 /// What changed between two snapshots of the same cache, found in one pass over their words (see
-/// ``ChangedWords``): the blocks whose word changed with both words, and from them the rates and
-/// the census update. Complete once made: the rates are computed with the changes.
+/// ``ChangedWords``): the blocks whose word changed with both words, and from them the rates, the
+/// taken leaves' changes and the census update. Complete once made: the rates and leaf changes are
+/// computed with the changes, in one pass over the word pairs (``ChangedBlockFigures``).
 public struct SnapshotChanges: Sendable {
     /// Usable blocks whose word differs, ascending.
     public let blocks: [Int]
@@ -12,6 +13,9 @@ public struct SnapshotChanges: Sendable {
     public let earlierWords: [UInt64]
     /// The later word of each of `blocks`.
     public let laterWords: [UInt64]
+    /// For each of `blocks`, how many more leaves it has taken than at the earlier snapshot
+    /// (negative: gave back).
+    public let takenLeafDeltas: [Int]
     /// Allocations, frees and bytes per second between the two snapshots.
     public let rates: SnapshotRates
 
@@ -35,7 +39,10 @@ public struct SnapshotChanges: Sendable {
         blocks = changed.blocks
         earlierWords = changed.earlierWords
         laterWords = changed.laterWords
-        rates = SnapshotRates(seconds: seconds, earlierWords: earlierWords, laterWords: laterWords, geometry: geometry)
+        // The rates and the leaf deltas come from one pass over the word pairs.
+        let figures = ChangedBlockFigures(earlierWords: earlierWords, laterWords: laterWords, tree: geometry.tree)
+        takenLeafDeltas = figures.takenLeafDeltas
+        rates = SnapshotRates(seconds: seconds, figures: figures, geometry: geometry)
     }
 
     static func seconds(from earlier: ContinuousClock.Instant, to later: ContinuousClock.Instant) -> Double {

@@ -29,39 +29,20 @@ public struct SnapshotRates: Hashable, Sendable {
     /// Rates from the changed blocks' words, `earlier` and `later` (the same blocks, in the same
     /// order), `seconds` apart.
     init(seconds: Double, earlierWords: [UInt64], laterWords: [UInt64], geometry: Geometry) {
+        self.init(
+            seconds: seconds,
+            figures: ChangedBlockFigures(earlierWords: earlierWords, laterWords: laterWords, tree: geometry.tree),
+            geometry: geometry)
+    }
+
+    /// Rates from the figures of the changed blocks, `seconds` apart, in a cache of `geometry`.
+    init(seconds: Double, figures: ChangedBlockFigures, geometry: Geometry) {
         self.seconds = seconds
-        var allocations = 0
-        var frees = 0
-        var allocatedBytes = 0
-        var freedBytes = 0
-        let tree = geometry.tree
-        /// The node bytes of `nodes`, a set of allocation nodes.
-        func bytes(of nodes: UInt64) -> Int {
-            var nodes = nodes
-            var sum = 0
-            while nodes != 0 {
-                sum &+= geometry.nodeSize(ofOrder: tree.order(ofNode: nodes.trailingZeroBitCount))
-                nodes &= nodes &- 1
-            }
-            return sum
-        }
-        // Only the nodes that appeared or disappeared are visited: most of a changed block's
-        // allocations held at both readings.
-        for (earlierWord, laterWord) in zip(earlierWords, laterWords) {
-            let before = tree.allocations(earlierWord)
-            let after = tree.allocations(laterWord)
-            let appeared = after & ~before
-            let disappeared = before & ~after
-            allocations &+= appeared.nonzeroBitCount
-            frees &+= disappeared.nonzeroBitCount
-            allocatedBytes &+= bytes(of: appeared)
-            freedBytes &+= bytes(of: disappeared)
-        }
-        self.allocations = allocations
-        self.frees = frees
-        self.allocatedBytes = allocatedBytes
-        self.freedBytes = freedBytes
-        self.blocksChanged = laterWords.count
+        allocations = figures.allocations
+        frees = figures.frees
+        allocatedBytes = figures.allocatedLeaves * geometry.minSize
+        freedBytes = figures.freedLeaves * geometry.minSize
+        blocksChanged = figures.takenLeafDeltas.count
     }
 
     /// Allocations per second.

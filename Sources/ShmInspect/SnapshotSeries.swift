@@ -10,8 +10,8 @@
 /// The state a series of ``CacheInspector/advance(_:series:comparing:)`` calls keeps: which
 /// groups of words were all zero, where the next pass starts, and how long the passes took.
 public struct SnapshotSeries: Sendable {
-    /// One bit per group of ``ChangedWords/chunkWords`` usable words: set when the group was
-    /// all zero when last compared.
+    /// One bit per group of ``ChangedWords/chunkWords`` usable words: set when the group of the
+    /// snapshot's words is all zero (see ``ChangedWords/markEmptyGroups(of:in:)``).
     var emptyGroups: [UInt64] = []
     /// When the snapshot `emptyGroups` describes was taken.
     var basis: ContinuousClock.Instant?

@@ -1,9 +1,8 @@
-// Sampling a live cache: one snapshot per refresh, and every figure the view shows computed once
-// from it. This is a thin layer over ShmInspect; it adds what a watcher needs and a one-shot
-// snapshot does not: the words compared in passes sized to a time budget (a large cache is swept
-// over several refreshes), a census and an owner ledger kept up to date from the blocks that
-// changed, rates averaged over a window, the utilisation history, and re-attaching when the file
-// goes away.
+// Sampling a live cache: one refresh per sample (ShmInspect's LiveRefresh: the words compared in
+// passes sized to a time budget, a census and an owner ledger kept up to date from the blocks that
+// changed, the path cache walked a slice at a time, the statistics), and what only the view adds:
+// rates averaged over a window, the histories of its sparklines, the highlighted owner's blocks,
+// and re-attaching when the file goes away.
 
 import ShmInspect
 
@@ -131,6 +130,8 @@ struct LiveFrame: Sendable {
 }
 
 /// Takes the samples of one watched path, attaching and re-attaching as the file comes and goes.
+/// The refresh itself is ShmInspect's ``LiveRefresh``; the sampler keeps what only the view
+/// needs: rates over a window, the histories, the highlighted owner's blocks, the last frame.
 final class LiveSampler {
     /// What one sample produced.
     enum Outcome {
@@ -140,39 +141,26 @@ final class LiveSampler {
         case detached(InspectError, lastGood: LiveFrame?)
     }
 
-    /// The share of one core the comparison of the words may take: a pass compares as many words
-    /// as it can in this share of the refresh interval, and a cache with more words is swept over
-    /// several refreshes.
-    static let passShare = 0.01
-    /// How old an owner's process state and command may grow before they are read again (an
-    /// owner's allocations and bytes are never older than one refresh).
-    static let ownerStatePeriod = Duration.seconds(1)
     /// Utilisation samples kept for the sparkline.
     static let historyLength = 512
 
     let path: String
     private(set) var inspector: CacheInspector?
-    /// The newest snapshot. The view's frames share its words; the view lets go of them before
-    /// the next sample, so the words are brought up to date in place (one copy).
-    private var current: CacheSnapshot?
-    private var series = SnapshotSeries()
-    private var census: LiveCensus?
-    private var ledger: OwnerLedger?
-    /// The owners' states and commands, read again once per ``ownerStatePeriod``.
-    private var ownerStates = OwnerStates(period: ownerStatePeriod)
+    /// The refresh of the attached file. The view's frames share its snapshot's words; the view
+    /// lets go of them before the next sample, so the words are brought up to date in place.
+    private var live: LiveRefresh?
     /// The highlighted owner's blocks, kept up to date from the blocks the ledger read again.
     private var highlighted: (pid: Int32, blocks: BlockSet)?
     private var rateWindow = RateWindow()
     private var history: [Double] = []
-    /// The path cache's walk, a slice per sample, and its counters.
-    private var pathSeries = PathCacheSeries()
     private var hitRateHistory: [Double] = []
     private var sequence = 0
-    /// The figures of the last frame, without its words: what a failed sample shows again.
+    /// The figures of the last frame, without its words: what a failed sample shows again, with
+    /// the snapshot they were made from while the refresh still holds it (`takenAt`).
     private var lastFrame:
         (
             statistics: CacheStatistics, rates: RateSummary, figuresAge: Duration, sweepSeconds: Double,
-            pathCache: PathCachePanel
+            pathCache: PathCachePanel, takenAt: ContinuousClock.Instant
         )?
     /// The owner whose blocks frames list (``LiveFrame/highlightedBlocks``).
     var highlightedOwner: Int32?
@@ -186,63 +174,31 @@ final class LiveSampler {
     /// Takes one sample (attaching first when detached); `interval` is the time until the next.
     func sample(interval: Duration) -> Outcome {
         do {
-            let inspector = try attached()
-            guard var snapshot = current, var ledger else {
-                let snapshot = try inspector.snapshot(readingAllocations: false)
-                let ledger = try inspector.ownerLedger(of: snapshot)
-                census = LiveCensus(of: snapshot)
-                return .frame(
-                    try frame(
-                        snapshot, ledger: ledger, changes: nil, reread: [], activity: OwnerActivity(),
-                        inspector: inspector, interval: interval))
-            }
-            // Let go of this sampler's references, so that the words are changed in place.
-            current = nil
-            self.ledger = nil
-            let usable = snapshot.usableBlocks
-            let pass = series.nextPass(of: usable)
-            let started = ContinuousClock.now
-            let changes: SnapshotChanges
-            do { changes = try inspector.advance(&snapshot, series: &series, comparing: pass) } catch {
-                // `advance` left the words as they were: the last frame again, without I/O.
-                let lastGood = lastFrame.map { last in
-                    LiveFrame(
-                        snapshot: snapshot, statistics: last.statistics, rates: last.rates, utilisationHistory: history,
-                        sequence: sequence, figuresAge: last.figuresAge, sweepSeconds: last.sweepSeconds,
-                        pathCache: last.pathCache)
-                }
-                detach()
-                return .detached(error, lastGood: lastGood)
-            }
-            series.adapt(
-                words: pass.count, seconds: Self.seconds(.now - started),
-                budget: Self.passShare * Self.seconds(interval),
-                usable: usable.count)
-            let (activity, reread) = try inspector.update(&ledger, to: snapshot, changes: changes)
-            return .frame(
-                try frame(
-                    snapshot, ledger: ledger, changes: changes, reread: reread, activity: activity,
-                    inspector: inspector, interval: interval))
+            if live == nil { live = try LiveRefresh(inspector: try attached()) }
+            // Changed in place (a copy would copy the words).
+            let step = try live!.refresh(interval: interval)
+            return .frame(try frame(step, of: &live!, interval: interval))
         } catch {
+            // When reading the words failed, they are as they were: the last frame again, without I/O.
+            var lastGood: LiveFrame?
+            if let last = lastFrame, let snapshot = live?.snapshot, snapshot.takenAt == last.takenAt {
+                lastGood = LiveFrame(
+                    snapshot: snapshot, statistics: last.statistics, rates: last.rates, utilisationHistory: history,
+                    sequence: sequence, figuresAge: last.figuresAge, sweepSeconds: last.sweepSeconds,
+                    pathCache: last.pathCache)
+            }
             detach()
-            return .detached(error, lastGood: nil)
+            return .detached(error, lastGood: lastGood)
         }
     }
-
-    private static func seconds(_ duration: Duration) -> Double { Double(duration / .nanoseconds(1)) / 1e9 }
 
     /// Forgets the attachment and everything relative to it; the next sample attaches again.
     private func detach() {
         inspector = nil
-        current = nil
+        live = nil
         lastFrame = nil
-        series = SnapshotSeries()
-        census = nil
-        ledger = nil
-        ownerStates = OwnerStates(period: Self.ownerStatePeriod)
         highlighted = nil
         rateWindow = RateWindow()
-        pathSeries = PathCacheSeries()
         hitRateHistory.removeAll()
     }
 
@@ -260,34 +216,24 @@ final class LiveSampler {
         if history.count > historyLength { history.removeFirst(history.count - historyLength) }
     }
 
-    /// The figures of `snapshot`; the census is updated from the blocks that changed since the
-    /// previous sample instead of recounted (a live cache changes a few thousand of its blocks
-    /// between two refreshes, out of hundreds of thousands), as the ledger was, and so are the
-    /// highlighted owner's blocks from `reread`, the blocks whose headers the ledger read again.
+    /// The frame of the refresh `step` made: its changes added to the rate window, the statistics
+    /// with each owner's rates over the window, the histories, and the highlighted owner's blocks,
+    /// brought up to date from the blocks whose headers the ledger read again.
     private func frame(
-        _ snapshot: CacheSnapshot, ledger: OwnerLedger, changes: SnapshotChanges?, reread: [Int],
-        activity: OwnerActivity,
-        inspector: CacheInspector,
-        interval: Duration
+        _ step: LiveRefresh.Step, of live: inout LiveRefresh, interval: Duration
     ) throws(InspectError) -> LiveFrame {
-        var changed: [Int] = []
-        var deltas: [Int] = []
-        let paths = try inspector.advance(&pathSeries, root: snapshot.pathCacheRoot)
-        if let changes, var census {
+        let series = live.series
+        if let changes = step.changes {
             rateWindow.add(
-                changes.rates, owners: activity, paths: paths.activity, passesPerSweep: series.passesPerSweep)
-            changed = changes.blocks
-            deltas = snapshot.takenLeafDeltas(changes)
-            census.apply(changes)
-            self.census = census
+                changes.rates, owners: step.activity, paths: step.paths.activity,
+                passesPerSweep: series.passesPerSweep)
         }
-        let allocations = try inspector.census(
-            of: ledger, rates: changes == nil ? nil : rateWindow.ownerRates, states: &ownerStates)
-        var statistics = CacheStatistics(census: self.census!.census, snapshot: snapshot, allocations: allocations)
-        if let attribution = paths.attribution { statistics = statistics.attributing(attribution) }
+        let statistics = try live.statistics(ownerRates: step.changes == nil ? nil : rateWindow.ownerRates)
         Self.append(statistics.utilisation, to: &history)
-        let pathRates = changes == nil ? nil : rateWindow.pathRates
+        let pathRates = step.changes == nil ? nil : rateWindow.pathRates
         if let hitRate = pathRates?.hitRate { Self.append(hitRate, to: &hitRateHistory) }
+        let snapshot = live.snapshot
+        let paths = step.paths
         let pathCache = PathCachePanel(
             hasPathCache: snapshot.pathCacheRoot != 0,
             report: PathCacheReport(
@@ -295,9 +241,10 @@ final class LiveSampler {
             hitRateHistory: hitRateHistory)
         sequence += 1
         if let pid = highlightedOwner {
+            let ledger = live.ledger
             if var kept = highlighted, kept.pid == pid {
                 highlighted = nil  // its blocks are changed in place
-                ledger.update(&kept.blocks, ownedBy: pid, blocks: reread)
+                ledger.update(&kept.blocks, ownedBy: pid, blocks: step.reread)
                 highlighted = kept
             } else {
                 highlighted = (pid, ledger.blocks(ownedBy: pid))
@@ -305,14 +252,13 @@ final class LiveSampler {
         } else {
             highlighted = nil
         }
-        current = snapshot
-        self.ledger = ledger
         let sweepSeconds = series.sweepSeconds(interval: interval)
         let rates = rateWindow.summary
-        lastFrame = (statistics, rates, series.figuresAge, sweepSeconds, pathCache)
+        lastFrame = (statistics, rates, series.figuresAge, sweepSeconds, pathCache, snapshot.takenAt)
         return LiveFrame(
-            snapshot: snapshot, statistics: statistics, rates: rates, changedBlocks: changed,
-            takenLeafDeltas: deltas, utilisationHistory: history, sequence: sequence, figuresAge: series.figuresAge,
-            sweepSeconds: sweepSeconds, highlightedBlocks: highlighted?.blocks, pathCache: pathCache)
+            snapshot: snapshot, statistics: statistics, rates: rates, changedBlocks: step.changes?.blocks ?? [],
+            takenLeafDeltas: step.changes?.takenLeafDeltas ?? [], utilisationHistory: history, sequence: sequence,
+            figuresAge: series.figuresAge, sweepSeconds: sweepSeconds, highlightedBlocks: highlighted?.blocks,
+            pathCache: pathCache)
     }
 }

@@ -1,9 +1,10 @@
 // A live view's refresh on the demo's load, driven in lockstep so that every run sees the same
 // changes: 4 writer processes (the demo's workload, each its own owner) do a tenth of a second's
-// operations at 50 000 a second each, one after the other, then the watcher's sampler refreshes
-// once (words compared, owner ledger and census brought up to date, owner census and statistics
-// made), and so on. Under callgrind or cachegrind, which follow only this process,
-// `--toggle-collect='*WatchBenchmark*refresh*'` counts the refreshes alone.
+// operations at 50 000 a second each, one after the other, then the watcher refreshes once as
+// `shmtop watch` does (ShmInspect's LiveRefresh: words compared, owner ledger and census brought
+// up to date, path cache slice walked, owner census and statistics made), and so on. Under
+// callgrind or cachegrind, which follow only this process, `--toggle-collect='*WatchBenchmark*refresh*'`
+// counts the refreshes alone.
 
 import ArgumentParser
 import Foundation
@@ -20,6 +21,8 @@ struct WatchBenchmark {
 
     /// Refreshes a second, as `shmtop watch` makes them by default.
     static let refreshRate = 10
+    /// The time between two refreshes, which a pass over the words is sized to.
+    static let interval = Duration.seconds(1) / refreshRate
     /// Each writer's operations per second, as `scripts/watch-cost.sh` runs the load.
     static let writerRate = 50_000
     /// Writer processes, as the demo starts them.
@@ -75,35 +78,25 @@ struct WatchBenchmark {
                 section: section, workload: "per changed block", value: perRefresh * 1e9 / max(changed, 1), unit: "ns"))
     }
 
-    /// What `shmtop watch`'s sampler keeps from one refresh to the next, and its refresh without
-    /// the view: the words compared whole (a 512 MiB cache is read at every refresh), the owner
-    /// ledger, census and owner states brought up to date, the statistics made.
+    /// `shmtop watch`'s refresh without the view: ShmInspect's ``LiveRefresh``, the one the
+    /// view's sampler makes, with each owner's rates over this refresh alone (the view's rate
+    /// window and histories are the view's).
     struct Watcher {
-        let inspector: CacheInspector
-        var snapshot: CacheSnapshot
-        var series = SnapshotSeries()
-        var ledger: OwnerLedger
-        var census: LiveCensus
-        var states = OwnerStates(period: .seconds(1))
+        var live: LiveRefresh
 
         init(path: String) throws(InspectError) {
-            inspector = try CacheInspector(path: path)
-            snapshot = try inspector.snapshot(readingAllocations: false)
-            ledger = try inspector.ownerLedger(of: snapshot)
-            census = LiveCensus(of: snapshot)
+            live = try LiveRefresh(inspector: try CacheInspector(path: path))
+            _ = try live.refresh(interval: WatchBenchmark.interval)
         }
 
         /// One refresh; returns the blocks that changed.
         @inline(never)
         mutating func refresh() throws(InspectError) -> Int {
-            let changes = try inspector.advance(&snapshot, series: &series)
-            let activity = try inspector.update(&ledger, to: snapshot, changes: changes).activity
-            census.apply(changes)
-            let deltas = snapshot.takenLeafDeltas(changes)
-            let rates = OwnerRates(activity: activity, seconds: changes.rates.seconds)
-            let allocations = try inspector.census(of: ledger, rates: rates, states: &states)
-            let statistics = CacheStatistics(census: census.census, snapshot: snapshot, allocations: allocations)
-            withExtendedLifetime((deltas, statistics)) {}
+            let step = try live.refresh(interval: WatchBenchmark.interval)
+            let changes = step.changes!
+            let statistics = try live.statistics(
+                ownerRates: OwnerRates(activity: step.activity, seconds: changes.rates.seconds))
+            withExtendedLifetime(statistics) {}
             return changes.blocks.count
         }
     }

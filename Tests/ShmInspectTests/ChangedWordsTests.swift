@@ -8,13 +8,26 @@ import Testing
 
 @Suite("Changed words")
 struct ChangedWordsTests {
-    @Test("changes in scattered, clustered and emptied groups: the blocks and words of a word-by-word comparison")
-    func matchesWordByWord() {
+    /// Where the compared words start in their arrays: at the start (16-byte aligned, the vector
+    /// operations read memory directly), one word in (both 8 bytes off), or only the old words one
+    /// word in (the copies aligned differently).
+    static let offsets = [(old: 0, new: 0), (old: 1, new: 1), (old: 1, new: 0)]
+
+    @Test(
+        "changes in scattered, clustered and emptied groups: the blocks and words of a word-by-word comparison",
+        arguments: offsets.indices)
+    func matchesWordByWord(offsetIndex: Int) {
+        let offsets = Self.offsets[offsetIndex]
         var random = SplitMix64(seed: 0xC4A1_6ED)
         // 8 spans of 64 groups and a tail of 3 words, so that the last group is short.
         let count = 8 * ChangedWords.spanWords + 3
         var old = [UInt64](repeating: 0, count: count)
+        // Half the spans start with words, so that spans all empty, all not and mixed are compared.
+        for index in 0..<(count / 2) where Bool.random(using: &random) { old[index] = random.next() }
         var emptyGroups = [UInt64](repeating: 0, count: (count / ChangedWords.chunkWords + 64) / 64)
+        old.withUnsafeBufferPointer { old in
+            emptyGroups.withUnsafeMutableBufferPointer { ChangedWords.markEmptyGroups(of: old, in: $0) }
+        }
         for round in 0..<60 {
             var new = old
             // A few scattered words, a cluster in one span, and now and then a whole group emptied
@@ -31,10 +44,14 @@ struct ChangedWordsTests {
                 for index in words { new[index] = value }
             }
             var changed = ChangedWords()
-            old.withUnsafeBufferPointer { old in
-                new.withUnsafeBufferPointer { new in
+            let oldCopy = [UInt64](repeating: 7, count: offsets.old) + old
+            let newCopy = [UInt64](repeating: 9, count: offsets.new) + new
+            oldCopy.withUnsafeBufferPointer { old in
+                newCopy.withUnsafeBufferPointer { new in
                     emptyGroups.withUnsafeMutableBufferPointer { groups in
-                        changed.record(old, new, firstBlock: 100, emptyGroups: groups)
+                        changed.record(
+                            UnsafeBufferPointer(rebasing: old[offsets.old...]),
+                            UnsafeBufferPointer(rebasing: new[offsets.new...]), firstBlock: 100, emptyGroups: groups)
                     }
                 }
             }
@@ -42,11 +59,12 @@ struct ChangedWordsTests {
             #expect(changed.blocks == expected.map { $0 + 100 }, "round \(round)")
             #expect(changed.earlierWords == expected.map { old[$0] })
             #expect(changed.laterWords == expected.map { new[$0] })
-            // A group marked empty is all zero.
-            for group in 0..<((count + ChangedWords.chunkWords - 1) / ChangedWords.chunkWords)
-            where emptyGroups[group / 64] & (1 << UInt64(group % 64)) != 0 {
+            // A group is marked empty when, and only when, it is all zero.
+            for group in 0..<((count + ChangedWords.chunkWords - 1) / ChangedWords.chunkWords) {
                 let words = (group * ChangedWords.chunkWords)..<min(count, (group + 1) * ChangedWords.chunkWords)
-                #expect(new[words].allSatisfy { $0 == 0 }, "round \(round), group \(group)")
+                #expect(
+                    new[words].allSatisfy { $0 == 0 } == (emptyGroups[group / 64] & (1 << UInt64(group % 64)) != 0),
+                    "round \(round), group \(group)")
             }
             old = new
         }
