@@ -116,45 +116,53 @@ extension CacheInspector {
         // truncation is thrown away before the ledger changes.
         // Buffers of the ledger's, reused: a busy refresh's tens of thousands of records would
         // otherwise be a new allocation, faulted in afresh, at every refresh.
-        var scratch = OwnerLedger.Scratch()
-        swap(&scratch, &ledger.scratch)
-        defer { swap(&scratch, &ledger.scratch) }
-        scratch.records.removeAll(keepingCapacity: true)
-        scratch.nodes.removeAll(keepingCapacity: true)
+        var plans: [OwnerLedger.BlockPlan] = []
+        var records: [OwnerLedger.NodeRecord] = []
+        swap(&plans, &ledger.scratch.plans)
+        swap(&records, &ledger.scratch.records)
+        defer {
+            swap(&plans, &ledger.scratch.plans)
+            swap(&records, &ledger.scratch.records)
+        }
+        plans.removeAll(keepingCapacity: true)
+        plans.append(contentsOf: repeatElement(OwnerLedger.BlockPlan(), count: blocks.count))
         let claimer = { (block: Int, node: Int) -> Int32? in
             if owners == nil { owners = (try? self.readOwners()) ?? OwnerRegistry() }
             return owners!.claimer(block: block, node: node)
         }
-        // Chunk by chunk, so that a chunk's entries and headers are still cached when read again:
-        // the nodes whose records the ledger cannot keep, then their headers.
-        var chunkStart = 0
-        while chunkStart < blocks.count {
-            let chunk = blocks[chunkStart..<min(blocks.count, chunkStart + Self.headerChunkBlocks)]
-            var chunkRecords = 0
-            for position in chunk.indices {
-                let ahead = position + OwnerLedger.entryLookahead
-                if ahead < blocks.count { ledger.prefetchEntry(of: blocks[ahead]) }
-                let nodes = ledger.nodesToRead(block: blocks[position], word: words[blocks[position]])
-                scratch.nodes.append(nodes)
-                chunkRecords += nodes.nonzeroBitCount
+        var recordCount = 0
+        try plans.withUnsafeMutableBufferPointer { plans throws(InspectError) in
+            // Chunk by chunk, so that a chunk's entries and headers are still cached when read
+            // again: each block's plan, then the headers of its nodes to read.
+            var chunkStart = 0
+            while chunkStart < blocks.count {
+                let chunk = blocks[chunkStart..<min(blocks.count, chunkStart + Self.headerChunkBlocks)]
+                for position in chunk.indices {
+                    let ahead = position &+ OwnerLedger.entryLookahead
+                    if ahead < blocks.count { ledger.prefetchEntry(of: blocks[ahead]) }
+                    plans[position] = ledger.plan(block: blocks[position], word: words[blocks[position]])
+                }
+                // Room for the most records the chunk can have, so that they are written in place
+                // without counting them first: the records array grows to its busiest update once.
+                let most = recordCount + chunk.count * OwnerLedger.Page.blockRecordsLimit
+                if records.count < most {
+                    records.append(
+                        contentsOf: repeatElement(OwnerLedger.NodeRecord(rawValue: 0), count: most - records.count))
+                }
+                try records.withUnsafeMutableBufferPointer { records throws(InspectError) in
+                    try forEachNode(
+                        of: chunk, words: words, inPlace: true, nodes: { plans[chunkStart &+ $1].nodesToRead },
+                        claimer: claimer,
+                        visit: {
+                            precondition(recordCount < records.count, "more nodes visited than chosen")
+                            records[recordCount] = OwnerLedger.NodeRecord($2)
+                            recordCount &+= 1
+                        })
+                }
+                chunkStart = chunk.endIndex
             }
-            // The chunk's records are made room for at once and written in place: an append per
-            // record checked the array unique each time.
-            var next = scratch.records.count
-            scratch.records.append(contentsOf: repeatElement(OwnerLedger.NodeRecord(rawValue: 0), count: chunkRecords))
-            try scratch.records.withUnsafeMutableBufferPointer { records throws(InspectError) in
-                try forEachNode(
-                    of: chunk, words: words, inPlace: true, nodes: { scratch.nodes[chunkStart + $1] },
-                    claimer: claimer,
-                    visit: {
-                        precondition(next < records.count, "more nodes visited than chosen")
-                        records[next] = OwnerLedger.NodeRecord($2)
-                        next += 1
-                    })
-            }
-            chunkStart = chunk.endIndex
         }
-        ledger.replace(blocks: blocks, words: words, nodes: scratch.nodes, records: scratch.records, counting: counting)
+        ledger.replace(blocks: blocks, plans: plans, records: records[..<recordCount], counting: counting)
     }
 
     /// Blocks whose headers are asked for together, then read: enough that their cache misses

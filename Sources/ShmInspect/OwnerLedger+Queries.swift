@@ -29,7 +29,7 @@ extension OwnerLedger {
     public func owns(block: Int, pid: Int32) -> Bool {
         let (page, index) = storage.page(of: block)
         guard let entries = page.pointee.entries else { return false }
-        let count = geometry.tree.allocations(entries[index].word).nonzeroBitCount
+        let count = entries[index].nodes.nonzeroBitCount
         return page.pointee.withRecords(of: index) { $0.prefix(count).contains { $0.isCounted(for: pid) } }
     }
 

@@ -80,12 +80,15 @@ public struct OwnerLedger: Sendable {
     /// of its blocks first holds allocations. A refresh visits the changed blocks in ascending
     /// order, so neighbours share a page.
     private(set) var storage: Storage
-    static let pageBlocks = 1024
+    static let pageBlocks = 1 << pageShift
+    /// log2(``pageBlocks``): a block's page is found by a shift.
+    static let pageShift = 10
     /// Buffers an update reads headers into, kept from one update to the next.
     struct Scratch {
-        /// The nodes to read of each block updated.
-        var nodes: [UInt64] = []
-        /// What they were read as, in order of blocks and nodes.
+        /// The plan of each block updated.
+        var plans: [BlockPlan] = []
+        /// What the nodes to read were read as, in order of blocks and nodes (the first ones: the
+        /// array only grows, so that an update writes in place without counting its nodes first).
         var records: [NodeRecord] = []
     }
     var scratch = Scratch()
@@ -112,33 +115,32 @@ public struct OwnerLedger: Sendable {
     /// Allocation nodes the ledger holds.
     public var allocationCount: Int { owners.reduce(0) { $0 + $1.allocations } + inFlight + unreadable }
 
-    /// The allocation nodes of `word` whose headers must be read to bring block `block` up to
-    /// it: those its last reading did not hold as allocations, or held in flight. A node that
-    /// held a settled allocation at both readings keeps its record unread, as a block whose word
-    /// did not change does: a node freed and allocated again between two readings is not seen
-    /// (as for the rates), and most of a changed block's allocations have not changed.
-    func nodesToRead(block: Int, word: UInt64) -> UInt64 {
+    /// What an update does with one block: the allocation nodes of its new word, and those of
+    /// them whose headers are read (the others keep their records).
+    struct BlockPlan {
+        var nodes: UInt64 = 0
+        var nodesToRead: UInt64 = 0
+    }
+
+    /// The plan that brings block `block` up to `word`: the nodes to read are the allocations of
+    /// `word` its last reading did not hold as allocations, or held in flight. A node that held a
+    /// settled allocation at both readings keeps its record unread, as a block whose word did not
+    /// change does: a node freed and allocated again between two readings is not seen (as for
+    /// the rates), and most of a changed block's allocations have not changed.
+    @inline(__always)
+    func plan(block: Int, word: UInt64) -> BlockPlan {
         let nodes = geometry.tree.allocations(word)
         let (page, index) = storage.page(of: block)
-        guard let entries = page.pointee.entries else { return nodes }
-        return nodes & ~entries[index].settled
+        guard let entries = page.pointee.entries else { return BlockPlan(nodes: nodes, nodesToRead: nodes) }
+        return BlockPlan(nodes: nodes, nodesToRead: nodes & ~entries[index].settled)
     }
 
-    /// Asks for block `block`'s entry ahead of ``nodesToRead(block:word:)`` or
-    /// ``replace(block:word:read:counting:)`` (a hint). A refresh's changed blocks lie scattered
-    /// over the ledger's megabytes: a cache miss each, waited for one after another, was most of
-    /// a busy refresh, where asked for a few blocks ahead they overlap.
-    func prefetchEntry(of block: Int) {
-        let (page, index) = storage.page(of: block)
-        page.pointee.prefetchEntry(index)
-    }
-
-    /// Asks for block `block`'s records ahead of ``replace(block:word:read:counting:)`` (a hint,
-    /// which loads the block's entry: best asked once that is cached, after ``prefetchEntry(of:)``).
-    func prefetchRecords(of block: Int) {
-        let (page, index) = storage.page(of: block)
-        page.pointee.prefetchRecords(index)
-    }
+    /// Asks for block `block`'s entry ahead of ``plan(block:word:)`` or
+    /// ``replace(blocks:plans:records:counting:)`` (a hint). A refresh's changed blocks lie
+    /// scattered over the ledger's megabytes: a cache miss each, waited for one after another, was
+    /// most of a busy refresh, where asked for a few blocks ahead they overlap.
+    @inline(__always)
+    func prefetchEntry(of block: Int) { storage.prefetchEntry(of: block) }
 
     /// How many blocks ahead a block's entry is asked for: its misses take about as long as
     /// updating this many blocks.
@@ -152,41 +154,36 @@ public struct OwnerLedger: Sendable {
         return storage
     }
 
-    /// Brings block `block`'s contribution up to `word`, whose nodes ``nodesToRead(block:word:)``
-    /// were read as `read` (ascending nodes); the other nodes keep their records. With `counting`,
-    /// an allocation node that appeared counts as an allocation of its new owner and one that
-    /// disappeared as a free of its old one (the same lower bound as ``SnapshotRates``).
-    ///
-    /// One block at a time (a refresh updates its blocks with
-    /// ``replace(blocks:words:nodes:records:counting:)``).
+    /// Brings block `block`'s contribution up to `word`, whose nodes to read (as
+    /// ``plan(block:word:)`` gives them) were read as `read` (ascending nodes); the other nodes
+    /// keep their records. With `counting`, an allocation node that appeared counts as an
+    /// allocation of its new owner and one that disappeared as a free of its old one (the same
+    /// lower bound as ``SnapshotRates``).
     mutating func replace(block: Int, word: UInt64, read: ArraySlice<NodeRecord>, counting: Bool) {
-        Array(read).withUnsafeBufferPointer { read in
-            withSums(naming: read) { ledger, sums, pages in
-                ledger.replace(block: block, word: word, read: read, counting: counting, sums: sums, pages: pages)
-            }
-        }
+        replace(blocks: [block], plans: [plan(block: block, word: word)], records: read, counting: counting)
     }
 
-    /// ``replace(block:word:read:counting:)`` for each of `blocks` (ascending) at its word in
-    /// `words`, its nodes to read `nodes` (one per block, as ``nodesToRead(block:word:)`` gave
-    /// them) read as `records` (in order of blocks and nodes). Each block's entry and records are
-    /// asked for a few blocks ahead of their use.
-    mutating func replace(
-        blocks: [Int], words: [UInt64], nodes: [UInt64], records: [NodeRecord], counting: Bool
-    ) {
+    /// Brings each of `blocks` (ascending, each once) up to its plan in `plans` (one per block,
+    /// as ``plan(block:word:)`` gave it), the nodes to read read as `records` (in order of blocks
+    /// and nodes), as ``replace(block:word:read:counting:)`` does one block. Each block's entry
+    /// and records are asked for a few blocks ahead of their use.
+    mutating func replace(blocks: [Int], plans: [BlockPlan], records: ArraySlice<NodeRecord>, counting: Bool) {
+        precondition(blocks.count == plans.count, "one plan per block")
         records.withUnsafeBufferPointer { records in
             withSums(naming: records) { ledger, sums, pages in
-                var next = 0
-                for (position, block) in blocks.enumerated() {
-                    let entryAhead = position &+ Self.entryLookahead
-                    let recordsAhead = position &+ Self.recordLookahead
-                    if entryAhead < blocks.count { ledger.prefetchEntry(of: blocks[entryAhead]) }
-                    if recordsAhead < blocks.count { ledger.prefetchRecords(of: blocks[recordsAhead]) }
-                    let count = nodes[position].nonzeroBitCount
-                    let read = UnsafeBufferPointer(rebasing: records[next..<(next &+ count)])
-                    ledger.replace(
-                        block: block, word: words[block], read: read, counting: counting, sums: sums, pages: pages)
-                    next &+= count
+                // A block's new records are assembled here, then stored in its run: its old ones are
+                // read while they are assembled, and its run may move.
+                withUnsafeTemporaryAllocation(of: NodeRecord.self, capacity: Page.blockRecordsLimit) { assembled in
+                    var update = BlockUpdate(
+                        read: records, sums: sums, pages: pages, assembled: assembled.baseAddress!, counting: counting)
+                    for position in blocks.indices {
+                        let entryAhead = position &+ Self.entryLookahead
+                        let recordsAhead = position &+ Self.recordLookahead
+                        if entryAhead < blocks.count { pages.prefetchEntry(of: blocks[entryAhead]) }
+                        if recordsAhead < blocks.count { pages.prefetchRecords(of: blocks[recordsAhead]) }
+                        ledger.replace(block: blocks[position], plan: plans[position], with: &update)
+                    }
+                    precondition(update.next == records.count, "more records read than the blocks' nodes to read")
                 }
             }
         }
@@ -216,103 +213,87 @@ public struct OwnerLedger: Sendable {
         }
     }
 
-    /// ``replace(block:word:read:counting:)`` with the sums as buffers, which hold every owner
-    /// `read` names, and `pages`, the ledger's own.
-    private mutating func replace(
-        block: Int, word: UInt64, read: UnsafeBufferPointer<NodeRecord>, counting: Bool, sums: SumBuffers,
-        pages: Storage
-    ) {
-        let tree = geometry.tree
-        let newNodes = tree.allocations(word)
-        let (page, index) = pages.page(of: block)
-        if page.pointee.isEmpty {
-            guard newNodes != 0 else { return }
-            page.pointee.open()
-        }
-        let entry = page.pointee.entries![index]
-        let oldNodes = tree.allocations(entry.word)
-        let kept = newNodes & entry.settled
-        let wasUnsettled = entry.settled != oldNodes
-        let settled = walk(
-            page: &page.pointee, index: index, word: word, nodes: (oldNodes, newNodes), kept: kept, read: read,
-            counting: counting, sums: sums)
-        // The set is asked only when the block enters or leaves it: most changed blocks do neither.
-        if settled != newNodes { unsettledBlocks.insert(block) } else if wasUnsettled { unsettledBlocks.remove(block) }
-    }
-
-    /// The owners' sums and the requested bytes by order, taken out of the ledger while a block's
+    /// The owners' sums and the requested bytes by order, taken out of the ledger while blocks'
     /// records are replaced.
     private struct SumBuffers {
         let owners: UnsafeMutableBufferPointer<OwnerSums>
         let requestedBytesByOrder: UnsafeMutableBufferPointer<Int>
     }
 
-    /// Replaces the records of block `index` of `page` (read at a word of allocation nodes
-    /// `nodes.old`) with those of `word` (allocation nodes `nodes.new`): `kept` nodes keep theirs,
-    /// the others of `word` are `read`; the sums follow. Returns the nodes settled at `word`.
-    private mutating func walk(
-        page: inout Page, index: Int, word: UInt64, nodes: (old: UInt64, new: UInt64), kept: UInt64,
-        read: UnsafeBufferPointer<NodeRecord>, counting: Bool, sums: SumBuffers
-    ) -> UInt64 {
-        let (oldNodes, newNodes) = nodes
-        // The new records are assembled on the stack (so that no slice shares the page's buffer
-        // when `store` writes it, which would copy the whole buffer), straight from the old ones.
-        return withUnsafeTemporaryAllocation(of: NodeRecord.self, capacity: Page.blockRecordsLimit) { assembled in
-            // Only the nodes that are not kept are visited, ascending, which is the records' order:
-            // one no longer held or read again is taken out of the sums, one read is added (a node
-            // read again to the same record goes out and back in, and the sums do not change).
-            // Every node between two of them is kept in both readings, so the kept records between
-            // them are one run in the old records and in the new, copied whole: most of a changed
-            // block's allocations are kept.
-            let (count, settled) = page.withRecords(of: index) { oldRecords in
-                var count = 0
-                var settled = kept
-                var oldSlot = 0
-                var readIndex = read.startIndex
-                var keptLeft = kept
-                /// Copies the records of `run`, the next kept nodes, to their new places.
-                func copyKept(_ run: UInt64) {
-                    let length = run.nonzeroBitCount
-                    for offset in 0..<length { assembled[count &+ offset] = oldRecords[oldSlot &+ offset] }
-                    count &+= length
-                    oldSlot &+= length
-                }
-                var touched = (oldNodes | newNodes) & ~kept
-                while touched != 0 {
-                    let bit = touched & (0 &- touched)
-                    touched &= touched &- 1
-                    let keptBelow = keptLeft & (bit &- 1)
-                    if keptBelow != 0 {
-                        copyKept(keptBelow)
-                        keptLeft &= ~keptBelow
-                    }
-                    if oldNodes & bit != 0 {
-                        add(oldRecords[oldSlot], sign: -1, counting: counting && newNodes & bit == 0, to: sums)
-                        oldSlot &+= 1
-                    }
-                    if newNodes & bit != 0 {
-                        // `read` is an unchecked buffer, of one record for each node not kept.
-                        precondition(readIndex < read.endIndex, "fewer records read than the block's new nodes")
-                        let record = read[readIndex]
-                        readIndex &+= 1
-                        add(record, sign: 1, counting: counting && oldNodes & bit == 0, to: sums)
-                        assembled[count] = record
-                        count &+= 1
-                        if !record.isUnsettled { settled |= bit }
-                    }
-                }
-                if keptLeft != 0 { copyKept(keptLeft) }
-                precondition(readIndex == read.endIndex, "more records read than the block's new nodes")
-                return (count, settled)
+    /// What a batch's blocks share while each is brought up to its plan.
+    private struct BlockUpdate {
+        /// The records read, and the next one to take.
+        let read: UnsafeBufferPointer<NodeRecord>
+        var next = 0
+        let sums: SumBuffers
+        /// The ledger's pages, its own.
+        let pages: Storage
+        /// Room for one block's records.
+        let assembled: UnsafeMutablePointer<NodeRecord>
+        let counting: Bool
+    }
+
+    /// Brings block `block` up to `plan`, its nodes to read taken from `update`'s records.
+    ///
+    /// Each node of the old or new nodes is visited once, ascending, which is the records' order:
+    /// one held settled at both readings keeps its record; one no longer held or read again is
+    /// taken out of the sums, one read is added (a node read again to the same record goes out
+    /// and back in, and the sums do not change). The sums follow, and the block's new records go
+    /// to its run (a longer one when they outgrow it).
+    @inline(__always)
+    private mutating func replace(block: Int, plan: BlockPlan, with update: inout BlockUpdate) {
+        let (page, index) = update.pages.page(of: block)
+        if page.pointee.isEmpty {
+            guard plan.nodes != 0 else { return }
+            page.pointee.open()
+        }
+        let entry = page.pointee.entries![index]
+        let (oldNodes, newNodes) = (entry.nodes, plan.nodes)
+        let kept = newNodes & entry.settled
+        // Read only where a node is held at the old reading, and then the page has records.
+        let oldRecords = page.pointee.records(of: entry)
+        let assembled = update.assembled
+        var settled = newNodes
+        var count = 0
+        var oldSlot = 0
+        var nodes = oldNodes | newNodes
+        while nodes != 0 {
+            let bit = nodes & (0 &- nodes)
+            nodes &= nodes &- 1
+            if kept & bit != 0 {
+                assembled[count] = oldRecords.unsafelyUnwrapped[oldSlot]
+                count &+= 1
+                oldSlot &+= 1
+                continue
             }
-            let records = UnsafeBufferPointer(rebasing: assembled[..<count])
-            page.store(records, at: index, word: newNodes == 0 ? 0 : word, settled: settled)
-            return settled
+            if oldNodes & bit != 0 {
+                let counting = update.counting && newNodes & bit == 0
+                add(oldRecords.unsafelyUnwrapped[oldSlot], sign: -1, counting: counting, to: update.sums)
+                oldSlot &+= 1
+            }
+            if newNodes & bit != 0 {
+                // `read` is an unchecked buffer, of one record for each node read.
+                precondition(update.next < update.read.count, "fewer records read than the blocks' nodes to read")
+                let record = update.read[update.next]
+                update.next &+= 1
+                add(record, sign: 1, counting: update.counting && oldNodes & bit == 0, to: update.sums)
+                assembled[count] = record
+                count &+= 1
+                if record.isUnsettled { settled &= ~bit }
+            }
+        }
+        page.pointee.store(assembled, count: count, at: index, nodes: newNodes, settled: settled)
+        // The set is asked only when the block enters or leaves it: most changed blocks do neither.
+        if settled != newNodes {
+            unsettledBlocks.insert(block)
+        } else if entry.settled != oldNodes {
+            unsettledBlocks.remove(block)
         }
     }
 
     /// Adds (`sign` 1) or takes away (-1) `record` to `sums`, which hold its owner's; with
     /// `counting`, as an allocation or a free of its owner.
+    @inline(__always)
     private mutating func add(_ record: NodeRecord, sign: Int, counting: Bool, to sums: SumBuffers) {
         switch record.kind {
         case NodeRecord.inFlight: inFlight &+= sign
@@ -321,7 +302,7 @@ public struct OwnerLedger: Sendable {
             // Wrapping, as ``OwnerSums/add(bytes:requested:sign:counting:)``.
             sums.requestedBytesByOrder[record.order] &+= sign &* record.requestedSize
             let pid = record.pid
-            // Every counted record's owner has sums (see `replace`), and a writer's allocations
+            // Every counted record's owner has sums (see `withSums`), and a writer's allocations
             // sit together: the last owner's, or found by hash.
             if lastOwner >= sums.owners.count || sums.owners[lastOwner].pid != pid { lastOwner = ownerIndex[pid]! }
             let bytes = geometry.nodeSize(ofOrder: record.order)

@@ -15,8 +15,9 @@ import ShmFormat
 extension OwnerLedger {
     /// Where one block stands, in 24 bytes: one cache line (two for a quarter of the blocks).
     struct Entry {
-        /// The word the block's nodes were read at (0 for none).
-        var word: UInt64 = 0
+        /// The allocation nodes of the word the block was last read at, one record each: kept as
+        /// nodes, not as the word, so that an update need not find them in the word again.
+        var nodes: UInt64 = 0
         /// The nodes whose records are settled (not in flight): kept, unread, while they hold.
         var settled: UInt64 = 0
         /// The block's run of slots in ``Page/records``.
@@ -80,12 +81,16 @@ extension OwnerLedger {
             return copy
         }
 
-        /// Calls `body` with block `index`'s run of records (its records first, as many as its
-        /// entry's word has allocation nodes). The page must be open.
+        /// Calls `body` with block `index`'s run of records (its records first, one per node of its
+        /// entry's `nodes`). The page must be open.
         func withRecords<Result>(of index: Int, _ body: (UnsafeBufferPointer<NodeRecord>) -> Result) -> Result {
             let entry = entries![index]
             return body(UnsafeBufferPointer(start: records.map { $0 + Int(entry.start) }, count: Int(entry.capacity)))
         }
+
+        /// The first of `entry`'s records (`nil` while the page has none).
+        @inline(__always)
+        func records(of entry: Entry) -> UnsafeMutablePointer<NodeRecord>? { records.map { $0 + Int(entry.start) } }
 
         /// Asks for the cache line of block `index`'s entry ahead of its use (a hint).
         func prefetchEntry(_ index: Int) {
@@ -110,12 +115,14 @@ extension OwnerLedger {
         /// most 2^``Geometry/largestDepth`` leaves.
         static let blockRecordsLimit = 1 << Geometry.largestDepth
 
-        /// Makes `new` the records of block `index`, read at `word` with `settled` nodes settled.
-        /// The page must be open.
-        mutating func store(_ new: UnsafeBufferPointer<NodeRecord>, at index: Int, word: UInt64, settled: UInt64) {
-            let count = new.count
+        /// Makes the `count` records at `new` the records of block `index`, read at a word of
+        /// allocation nodes `nodes`, `settled` of them settled. The page must be open, and `new`
+        /// must not lie in its records.
+        mutating func store(
+            _ new: UnsafePointer<NodeRecord>, count: Int, at index: Int, nodes: UInt64, settled: UInt64
+        ) {
             var entry = entries![index]
-            entry.word = word
+            entry.nodes = nodes
             entry.settled = settled
             let capacity = Int(entry.capacity)
             // A block emptied gives its run back too: a cache that empties and fills again would
@@ -127,7 +134,10 @@ extension OwnerLedger {
                 entry.capacity = count == 0 ? 0 : 1 << UInt32(runClass)
             }
             entries![index] = entry
-            if count > 0 { (records! + Int(entry.start)).update(from: new.baseAddress!, count: count) }
+            // A block holds a few records: a loop, where `memcpy` cost more in its call than in its copy.
+            guard count > 0 else { return }
+            let run = records! + Int(entry.start)
+            for slot in 0..<count { run[slot] = new[slot] }
         }
 
         /// Puts the run of 2^`runClass` slots at `start` on its class's list.
@@ -200,10 +210,26 @@ extension OwnerLedger {
         func copy() -> Storage { Storage(copying: self) }
 
         /// The page of block `block`, and the block's index in it.
+        @inline(__always)
         func page(of block: Int) -> (page: UnsafeMutablePointer<Page>, index: Int) {
-            let (number, index) = block.quotientAndRemainder(dividingBy: pageBlocks)
-            precondition(number >= 0 && number < pageCount, "block \(block) outside the ledger")
-            return (pages + number, index)
+            // One unsigned comparison: a negative block is a huge unsigned one.
+            precondition(UInt(bitPattern: block) < UInt(pageCount &* pageBlocks), "block \(block) outside the ledger")
+            return (pages + (block &>> pageShift), block & (pageBlocks &- 1))
+        }
+
+        /// Asks for the cache line of block `block`'s entry ahead of its use (a hint).
+        @inline(__always)
+        func prefetchEntry(of block: Int) {
+            let (page, index) = page(of: block)
+            page.pointee.prefetchEntry(index)
+        }
+
+        /// Asks for block `block`'s records ahead of their use (a hint, which loads the block's
+        /// entry: best asked once that is cached, after ``prefetchEntry(of:)``).
+        @inline(__always)
+        func prefetchRecords(of block: Int) {
+            let (page, index) = page(of: block)
+            page.pointee.prefetchRecords(index)
         }
     }
 }
