@@ -21,7 +21,8 @@ import ShmFormat
 /// ``AllocationCensus`` a snapshot reports.
 public struct OwnerLedger: Sendable {
     /// What one allocation node counted for, packed in one word: the header's body (pid in bits
-    /// 0–31, requested size in 32–51, order in 52–55) and its kind in bits 62–63.
+    /// 0–31, requested size in 32–51, order in 52–55), the node in bits 56–61 (set where the
+    /// ledger stores it) and its kind in bits 62–63.
     struct NodeRecord: Hashable {
         let rawValue: UInt64
 
@@ -41,6 +42,12 @@ public struct OwnerLedger: Sendable {
         }
 
         var kind: UInt64 { rawValue &>> 62 }
+        /// The node it is the record of, in its block.
+        var node: Int { Int(truncatingIfNeeded: (rawValue &>> 56) & 0x3F) }
+        /// The record, as that of node `node`.
+        func placed(at node: Int) -> NodeRecord {
+            NodeRecord(rawValue: rawValue & ~(0x3F &<< 56) | UInt64(truncatingIfNeeded: node) &<< 56)
+        }
         var pid: Int32 { Int32(bitPattern: UInt32(truncatingIfNeeded: rawValue)) }
         var requestedSize: Int { Int((rawValue &>> 32) & 0xF_FFFF) }
         var order: Int { Int((rawValue &>> 52) & 0xF) }
@@ -160,22 +167,21 @@ public struct OwnerLedger: Sendable {
     /// allocation of its new owner and one that disappeared as a free of its old one (the same
     /// lower bound as ``SnapshotRates``).
     mutating func replace(block: Int, word: UInt64, read: ArraySlice<NodeRecord>, counting: Bool) {
-        replace(blocks: [block], plans: [plan(block: block, word: word)], records: read, counting: counting)
+        replace(blocks: [block], plans: [plan(block: block, word: word)][...], records: read, counting: counting)
     }
 
     /// Brings each of `blocks` (ascending, each once) up to its plan in `plans` (one per block,
     /// as ``plan(block:word:)`` gave it), the nodes to read read as `records` (in order of blocks
     /// and nodes), as ``replace(block:word:read:counting:)`` does one block. Each block's entry
     /// and records are asked for a few blocks ahead of their use.
-    mutating func replace(blocks: [Int], plans: [BlockPlan], records: ArraySlice<NodeRecord>, counting: Bool) {
+    mutating func replace(
+        blocks: [Int], plans: ArraySlice<BlockPlan>, records: ArraySlice<NodeRecord>, counting: Bool
+    ) {
         precondition(blocks.count == plans.count, "one plan per block")
         records.withUnsafeBufferPointer { records in
-            withSums(naming: records) { ledger, sums, pages in
-                // A block's new records are assembled here, then stored in its run: its old ones are
-                // read while they are assembled, and its run may move.
-                withUnsafeTemporaryAllocation(of: NodeRecord.self, capacity: Page.blockRecordsLimit) { assembled in
-                    var update = BlockUpdate(
-                        read: records, sums: sums, pages: pages, assembled: assembled.baseAddress!, counting: counting)
+            plans.withUnsafeBufferPointer { plans in
+                withSums(naming: records) { ledger, sums, pages in
+                    var update = BlockUpdate(read: records, sums: sums, pages: pages, counting: counting)
                     for position in blocks.indices {
                         let entryAhead = position &+ Self.entryLookahead
                         let recordsAhead = position &+ Self.recordLookahead
@@ -195,7 +201,12 @@ public struct OwnerLedger: Sendable {
     private mutating func withSums(
         naming records: UnsafeBufferPointer<NodeRecord>, _ body: (inout OwnerLedger, SumBuffers, Storage) -> Void
     ) {
-        for record in records where record.kind == NodeRecord.counted { _ = ownerSlot(of: record.pid) }
+        // A writer's allocations sit together: an owner is looked for only where the pid changes.
+        var lastPID: Int32 = 0
+        for record in records where record.kind == NodeRecord.counted && record.pid != lastPID {
+            lastPID = record.pid
+            _ = ownerSlot(of: lastPID)
+        }
         // Taken out of the ledger, so that they are changed in place while the ledger changes.
         var ownerSums: [OwnerSums] = []
         var orderSums: [Int] = []
@@ -228,18 +239,16 @@ public struct OwnerLedger: Sendable {
         let sums: SumBuffers
         /// The ledger's pages, its own.
         let pages: Storage
-        /// Room for one block's records.
-        let assembled: UnsafeMutablePointer<NodeRecord>
         let counting: Bool
     }
 
     /// Brings block `block` up to `plan`, its nodes to read taken from `update`'s records.
     ///
-    /// Each node of the old or new nodes is visited once, ascending, which is the records' order:
-    /// one held settled at both readings keeps its record; one no longer held or read again is
-    /// taken out of the sums, one read is added (a node read again to the same record goes out
-    /// and back in, and the sums do not change). The sums follow, and the block's new records go
-    /// to its run (a longer one when they outgrow it).
+    /// Only the nodes that disappeared or are read change the block's records: one that
+    /// disappeared is taken out of the sums and its record's slot filled with the last record;
+    /// one read again (held in flight) replaces its record, and one that appeared is appended
+    /// (the run moved to a longer one when full). The nodes held settled at both readings keep
+    /// their records where they are, untouched.
     @inline(__always)
     private mutating func replace(block: Int, plan: BlockPlan, with update: inout BlockUpdate) {
         let (page, index) = update.pages.page(of: block)
@@ -247,48 +256,71 @@ public struct OwnerLedger: Sendable {
             guard plan.nodes != 0 else { return }
             page.pointee.open()
         }
-        let entry = page.pointee.entries![index]
+        var entry = page.pointee.entries![index]
         let (oldNodes, newNodes) = (entry.nodes, plan.nodes)
-        let kept = newNodes & entry.settled
-        // Read only where a node is held at the old reading, and then the page has records.
-        let oldRecords = page.pointee.records(of: entry)
-        let assembled = update.assembled
+        let wasUnsettled = entry.settled != oldNodes
+        var run = page.pointee.run(of: entry)
+        var count = Int(entry.count)
+        var disappeared = oldNodes & ~newNodes
+        while disappeared != 0 {
+            let slot = Self.slot(ofNode: disappeared.trailingZeroBitCount, in: run, count: count)
+            disappeared &= disappeared &- 1
+            add(run[slot], sign: -1, counting: update.counting, to: update.sums)
+            count &-= 1
+            run[slot] = run[count]
+        }
         var settled = newNodes
-        var count = 0
-        var oldSlot = 0
-        var nodes = oldNodes | newNodes
-        while nodes != 0 {
-            let bit = nodes & (0 &- nodes)
-            nodes &= nodes &- 1
-            if kept & bit != 0 {
-                assembled[count] = oldRecords.unsafelyUnwrapped[oldSlot]
-                count &+= 1
-                oldSlot &+= 1
-                continue
-            }
+        var toRead = plan.nodesToRead
+        while toRead != 0 {
+            let node = toRead.trailingZeroBitCount
+            let bit = toRead & (0 &- toRead)
+            toRead &= toRead &- 1
+            // `read` is an unchecked buffer, of one record for each node read.
+            precondition(update.next < update.read.count, "fewer records read than the blocks' nodes to read")
+            let record = update.read[update.next].placed(at: node)
+            update.next &+= 1
+            if record.isUnsettled { settled &= ~bit }
             if oldNodes & bit != 0 {
-                let counting = update.counting && newNodes & bit == 0
-                add(oldRecords.unsafelyUnwrapped[oldSlot], sign: -1, counting: counting, to: update.sums)
-                oldSlot &+= 1
-            }
-            if newNodes & bit != 0 {
-                // `read` is an unchecked buffer, of one record for each node read.
-                precondition(update.next < update.read.count, "fewer records read than the blocks' nodes to read")
-                let record = update.read[update.next]
-                update.next &+= 1
-                add(record, sign: 1, counting: update.counting && oldNodes & bit == 0, to: update.sums)
-                assembled[count] = record
+                // Read again: neither an allocation nor a free.
+                let slot = Self.slot(ofNode: node, in: run, count: count)
+                add(run[slot], sign: -1, counting: false, to: update.sums)
+                add(record, sign: 1, counting: false, to: update.sums)
+                run[slot] = record
+            } else {
+                add(record, sign: 1, counting: update.counting, to: update.sums)
+                if count == Int(entry.capacity) {
+                    // Room for every node still to be added, so that the run moves once.
+                    entry.count = UInt16(truncatingIfNeeded: count)
+                    run = page.pointee.grow(&entry, toHold: count &+ 1 &+ (toRead & ~oldNodes).nonzeroBitCount)
+                }
+                run[count] = record
                 count &+= 1
-                if record.isUnsettled { settled &= ~bit }
             }
         }
-        page.pointee.store(assembled, count: count, at: index, nodes: newNodes, settled: settled)
+        assert(count == newNodes.nonzeroBitCount, "a plan made from another entry")
+        entry.nodes = newNodes
+        entry.settled = settled
+        entry.count = UInt16(truncatingIfNeeded: count)
+        if count == 0, entry.capacity != 0 { page.pointee.release(&entry) }
+        page.pointee.entries![index] = entry
         // The set is asked only when the block enters or leaves it: most changed blocks do neither.
         if settled != newNodes {
             unsettledBlocks.insert(block)
-        } else if entry.settled != oldNodes {
+        } else if wasUnsettled {
             unsettledBlocks.remove(block)
         }
+    }
+
+    /// The slot of node `node`'s record among the `count` records at `run`, which hold one.
+    @inline(__always)
+    private static func slot(ofNode node: Int, in run: UnsafeMutablePointer<NodeRecord>, count: Int) -> Int {
+        var slot = 0
+        // Checked: a record missing would be a ledger out of step with its entries.
+        while run[slot].node != node {
+            slot &+= 1
+            precondition(slot < count, "a node held without its record")
+        }
+        return slot
     }
 
     /// Adds (`sign` 1) or takes away (-1) `record` to `sums`, which hold its owner's; with

@@ -111,6 +111,63 @@ struct OwnerLedgerTests {
         #expect(ledger.allocationCount == held.reduce(0) { $0 + $1.count })
     }
 
+    @Test(
+        "a block's records follow their nodes through holes filled from the run's end, reads again, runs grown by several lengths at once and emptied"
+    )
+    func recordsInPlace() {
+        let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
+        let tree = geometry.tree
+        var ledger = OwnerLedger(geometry: geometry)
+        var random = SplitMix64(seed: 0x1A_9ACE)
+        // Block 7's leaf allocations: leaf → its record (in flight until read again).
+        var model: [Int: OwnerLedger.NodeRecord] = [:]
+        func record(_ leaf: Int) -> OwnerLedger.NodeRecord {
+            guard Int.random(in: 0..<5, using: &random) > 0 else { return .init(.inFlight) }
+            let size = Int.random(in: 1...24, using: &random)
+            return .init(.counted(AllocationHeader(ownerPID: Int32(1 + leaf % 3), requestedSize: size, order: 0)))
+        }
+        for round in 0..<300 {
+            // Now and then emptied, or filled from few records to many in one update.
+            switch round % 50 {
+            case 0: model = [:]
+            case 1:
+                for leaf in 0..<tree.leafCount where model[leaf] == nil && Bool.random(using: &random) {
+                    model[leaf] = record(leaf)
+                }
+            default:
+                // Distinct leaves: one freed and allocated again between two readings is not seen.
+                let count = Int.random(in: 1...3, using: &random)
+                for leaf in (0..<tree.leafCount).shuffled(using: &random).prefix(count) {
+                    model[leaf] = model[leaf] == nil ? record(leaf) : nil
+                }
+            }
+            let word = model.keys.reduce(UInt64(0)) { $0 | tree.setMask(ofNode: tree.node(order: 0, firstLeaf: $1)) }
+            let toRead = ledger.plan(block: 7, word: word).nodesToRead
+            var read: [OwnerLedger.NodeRecord] = []
+            for leaf in model.keys.sorted() where toRead & (1 << UInt64(tree.node(order: 0, firstLeaf: leaf))) != 0 {
+                if model[leaf]!.isUnsettled { model[leaf] = record(leaf) }
+                read.append(model[leaf]!)
+            }
+            ledger.replace(block: 7, word: word, read: read[...], counting: true)
+            let (page, index) = ledger.storage.page(of: 7)
+            let held =
+                page.pointee.isEmpty
+                ? [:]
+                : page.pointee.withRecords(of: index) { records in
+                    Dictionary(uniqueKeysWithValues: records.map { ($0.node, $0) })
+                }
+            let expected = Dictionary(
+                uniqueKeysWithValues: model.map {
+                    let node = tree.node(order: 0, firstLeaf: $0.key)
+                    return (node, $0.value.placed(at: node))
+                })
+            #expect(held == expected, "round \(round)")
+            let census = ledger.census(state: { _ in .alive })
+            #expect(census.inFlightHeaders == model.values.count { $0.isUnsettled }, "round \(round)")
+            #expect(census.requestedBytes == model.values.reduce(0) { $0 + ($1.isUnsettled ? 0 : $1.requestedSize) })
+        }
+    }
+
     @Test("a node read in flight is read again at the next update and then counted, once")
     func inFlightNodeSettles() {
         let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
@@ -197,7 +254,7 @@ struct OwnerLedgerTests {
                     records.append(model[block][node]!)
                 }
             }
-            ledger.replace(blocks: blocks, plans: plans, records: records[...], counting: counting)
+            ledger.replace(blocks: blocks, plans: plans[...], records: records[...], counting: counting)
         }
         /// A ledger that read every allocation of the model once.
         func freshLedger() -> OwnerLedger {
