@@ -327,19 +327,20 @@ public struct OwnerLedger: Sendable {
     /// `counting`, as an allocation or a free of its owner.
     @inline(__always)
     private mutating func add(_ record: NodeRecord, sign: Int, counting: Bool, to sums: SumBuffers) {
-        switch record.kind {
-        case NodeRecord.inFlight: inFlight &+= sign
-        case NodeRecord.unreadable: unreadable &+= sign
-        default:
-            // Wrapping, as ``OwnerSums/add(bytes:requested:sign:counting:)``.
-            sums.requestedBytesByOrder[record.order] &+= sign &* record.requestedSize
-            let pid = record.pid
-            // Every counted record's owner has sums (see `withSums`), and a writer's allocations
-            // sit together: the last owner's, or found by hash.
-            if lastOwner >= sums.owners.count || sums.owners[lastOwner].pid != pid { lastOwner = ownerIndex[pid]! }
-            let bytes = geometry.nodeSize(ofOrder: record.order)
-            sums.owners[lastOwner].add(bytes: bytes, requested: record.requestedSize, sign: sign, counting: counting)
+        // Most records are counted: their kind is tested first.
+        guard record.kind == NodeRecord.counted else {
+            if record.isUnsettled { inFlight &+= sign } else { unreadable &+= sign }
+            return
         }
+        // Wrapping, as ``OwnerSums/add(bytes:requested:sign:counting:)``.
+        let (order, requested) = (record.order, record.requestedSize)
+        sums.requestedBytesByOrder[order] &+= sign &* requested
+        let pid = record.pid
+        // Every counted record's owner has sums (see `withSums`), and a writer's allocations sit
+        // together: the last owner's, or found by hash.
+        if lastOwner >= sums.owners.count || sums.owners[lastOwner].pid != pid { lastOwner = ownerIndex[pid]! }
+        let owner = sums.owners.baseAddress.unsafelyUnwrapped + lastOwner
+        owner.pointee.add(bytes: geometry.minSize &<< order, requested: requested, sign: sign, counting: counting)
     }
 
     /// Where `pid`'s sums are in `owners` (made when `pid` has none).
