@@ -4,7 +4,7 @@
 // A full header scan of a cache with a million allocations reads a million headers spread over
 // the whole data region; between two refreshes of a busy cache a few per cent of its blocks
 // change. The ledger keeps, for every block that holds allocations, what each of its allocation
-// nodes counted for (owner, requested size, or in flight / damaged) and the word it was read at.
+// nodes counted for (owner, requested size, or in flight / damaged) and the nodes it was read at.
 // In a changed block, the nodes that disappeared are subtracted and the headers of those that
 // appeared are read; the nodes that held at both readings keep their records (most of a changed
 // block's allocations did not change, and reading them again was most of a busy refresh). Nodes
