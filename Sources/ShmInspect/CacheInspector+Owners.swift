@@ -71,7 +71,7 @@ extension CacheInspector {
         var builder = AllocationCensus.Builder(geometry: geometry)
         let tree = geometry.tree
         try forEachNode(
-            of: Self.allocatedBlocks(words, from: layout.nullBlockCount), words: words, inPlace: false,
+            of: Self.allocatedBlocks(words, from: layout.nullBlockCount), words: words,
             nodes: { block, _ in tree.allocations(words[block]) }, claimer: owners.claimer,
             visit: { builder.add($2, order: tree.order(ofNode: $1)) })
         return builder.census(state: owners.state(of:), command: ProcessState.commandName(ofProcess:))
@@ -98,8 +98,8 @@ extension CacheInspector {
         try? readWords(count: 1, at: layout.wordsOffset + block * 8)[0]
     }
 
-    /// Reads the headers of the allocation nodes of `blocks` (ascending) at their words in
-    /// `words`, and replaces each block's contribution to `ledger` with what they say.
+    /// Reads the headers of the allocation nodes of `blocks` (ascending, each once) at their words
+    /// in `words`, and replaces each block's contribution to `ledger` with what they say.
     ///
     /// The blocks lie scattered over the ledger and the data region, so each costs cache misses
     /// to its entry, its records and its new headers; waited for one after another they were most
@@ -112,71 +112,148 @@ extension CacheInspector {
         // One that cannot be read names no claimer: its node counts as in flight, and the
         // file's check after the read reports why.
         var owners: OwnerRegistry?
-        // All records first, in order of blocks and nodes: a read of the mapping that met a
-        // truncation is thrown away before the ledger changes.
-        // Buffers of the ledger's, reused: a busy refresh's tens of thousands of records would
-        // otherwise be a new allocation, faulted in afresh, at every refresh.
-        var scratch = OwnerLedger.Scratch()
-        swap(&scratch, &ledger.scratch)
-        defer { swap(&scratch, &ledger.scratch) }
-        scratch.records.removeAll(keepingCapacity: true)
-        scratch.nodes.removeAll(keepingCapacity: true)
         let claimer = { (block: Int, node: Int) -> Int32? in
             if owners == nil { owners = (try? self.readOwners()) ?? OwnerRegistry() }
             return owners!.claimer(block: block, node: node)
         }
-        // Chunk by chunk, so that a chunk's entries and headers are still cached when read again:
-        // the nodes whose records the ledger cannot keep, then their headers.
-        var chunkStart = 0
-        while chunkStart < blocks.count {
-            let chunk = blocks[chunkStart..<min(blocks.count, chunkStart + Self.headerChunkBlocks)]
-            var chunkRecords = 0
-            for position in chunk.indices {
-                let ahead = position + OwnerLedger.entryLookahead
-                if ahead < blocks.count { ledger.prefetchEntry(of: blocks[ahead]) }
-                let nodes = ledger.nodesToRead(block: blocks[position], word: words[blocks[position]])
-                scratch.nodes.append(nodes)
-                chunkRecords += nodes.nonzeroBitCount
-            }
-            // The chunk's records are made room for at once and written in place: an append per
-            // record checked the array unique each time.
-            var next = scratch.records.count
-            scratch.records.append(contentsOf: repeatElement(OwnerLedger.NodeRecord(rawValue: 0), count: chunkRecords))
-            try scratch.records.withUnsafeMutableBufferPointer { records throws(InspectError) in
-                try forEachNode(
-                    of: chunk, words: words, inPlace: true, nodes: { scratch.nodes[chunkStart + $1] },
-                    claimer: claimer,
-                    visit: {
-                        precondition(next < records.count, "more nodes visited than chosen")
-                        records[next] = OwnerLedger.NodeRecord($2)
-                        next += 1
-                    })
-            }
-            chunkStart = chunk.endIndex
+        // All records first, in order of blocks and nodes: a read of the mapping that met a
+        // truncation is thrown away before the ledger changes.
+        // Buffers of the ledger's, reused: a busy refresh's tens of thousands of records would
+        // otherwise be a new allocation, faulted in afresh, at every refresh. Both only grow (the
+        // first `blocks.count` plans and `recordCount` records are this update's).
+        var plans: [OwnerLedger.BlockPlan] = []
+        var records: [OwnerLedger.NodeRecord] = []
+        swap(&plans, &ledger.scratch.plans)
+        swap(&records, &ledger.scratch.records)
+        defer {
+            swap(&plans, &ledger.scratch.plans)
+            swap(&records, &ledger.scratch.records)
         }
-        ledger.replace(blocks: blocks, words: words, nodes: scratch.nodes, records: scratch.records, counting: counting)
+        if plans.count < blocks.count {
+            plans.append(contentsOf: repeatElement(OwnerLedger.BlockPlan(), count: blocks.count - plans.count))
+        }
+        var recordCount = 0
+        if let dataMapping, dataMapping.readsInPlace {
+            let whole: Void? = dataMapping.read(descriptor) { mapped in
+                readInPlace(
+                    blocks, words: words, from: mapped, ledger: ledger, plans: &plans, records: &records,
+                    recordCount: &recordCount, claimer: claimer)
+            }
+            guard whole != nil else {
+                try checkFile()
+                throw .truncated(path: path, size: dataMapping.faultedFileOffset ?? 0, expected: layout.fileSize)
+            }
+        } else {
+            // Copied from the file instead (one `pread` per run of consecutive blocks): all plans
+            // first, then room for their nodes' records.
+            for (position, block) in blocks.enumerated() {
+                plans[position] = ledger.plan(block: block, word: words[block])
+            }
+            let nodes = plans.prefix(blocks.count).reduce(0) { $0 + $1.nodesToRead.nonzeroBitCount }
+            if records.count < nodes {
+                records.append(
+                    contentsOf: repeatElement(OwnerLedger.NodeRecord(rawValue: 0), count: nodes - records.count))
+            }
+            try forEachNode(
+                of: blocks, words: words, nodes: { plans[$1].nodesToRead }, claimer: claimer,
+                visit: {
+                    records[recordCount] = OwnerLedger.NodeRecord($2)
+                    recordCount += 1
+                })
+        }
+        ledger.replace(
+            blocks: blocks, plans: plans[..<blocks.count], records: records[..<recordCount], counting: counting)
     }
 
     /// Blocks whose headers are asked for together, then read: enough that their cache misses
     /// overlap, few enough that their entries and headers stay cached meanwhile.
     static let headerChunkBlocks = 256
 
+    /// The plans of `blocks` (ascending) at their words in `words` into `plans`, and the records
+    /// of their nodes to read from the headers in `mapped` (the data region) into `records` from
+    /// `recordCount` on (both grown as needed), in order of blocks and nodes; `claimer(block,
+    /// node)` is asked for a node whose header names no owner. If the mapping faults, some
+    /// records are read as zeros (the caller throws them away).
+    ///
+    /// Chunk by chunk, so that a chunk's entries and headers are still cached when read again:
+    /// each block's plan, its new headers asked for as they are found, then the headers read.
+    /// A header's place waits in its record's slot meanwhile (its word's index in the data region,
+    /// its order and node), so that the reading is one flat loop.
+    private func readInPlace(
+        _ blocks: [Int], words: [UInt64], from mapped: MappedWords, ledger: OwnerLedger,
+        plans: inout [OwnerLedger.BlockPlan], records: inout [OwnerLedger.NodeRecord], recordCount: inout Int,
+        claimer: (Int, Int) -> Int32?
+    ) {
+        let geometry = geometry
+        let tree = geometry.tree
+        let blockWordsShift = geometry.blockSize.trailingZeroBitCount &- 3
+        // Each node's place in its block (in words) and order, as a header's place holds them.
+        var placeOfNode = InlineArray<64, UInt64>(repeating: 0)
+        for node in 1..<min(64, tree.nodeCount &+ 1) {
+            let word = tree.byteOffset(ofNode: node, minSize: geometry.minSize) &>> 3
+            placeOfNode[node] = UInt64(word) &<< 10 | UInt64(tree.order(ofNode: node)) &<< 6 | UInt64(node)
+        }
+        plans.withUnsafeMutableBufferPointer { plans in
+            var chunkStart = 0
+            while chunkStart < blocks.count {
+                let chunkEnd = min(blocks.count, chunkStart &+ Self.headerChunkBlocks)
+                // Room for the most records the chunk can have, so that they are written in place
+                // without counting them first: the records array grows to its busiest update once.
+                let most = recordCount &+ (chunkEnd &- chunkStart) &* OwnerLedger.Page.blockRecordsLimit
+                if records.count < most {
+                    records.append(
+                        contentsOf: repeatElement(OwnerLedger.NodeRecord(rawValue: 0), count: most &- records.count))
+                }
+                records.withUnsafeMutableBufferPointer { records in
+                    let chunkRecords = recordCount
+                    for position in chunkStart..<chunkEnd {
+                        let ahead = position &+ OwnerLedger.entryLookahead
+                        if ahead < blocks.count { ledger.prefetchEntry(of: blocks[ahead]) }
+                        let block = blocks[position]
+                        let plan = ledger.plan(block: block, word: words[block])
+                        plans[position] = plan
+                        // Wrapping: a block's words lie within the data region's.
+                        let base = UInt64(truncatingIfNeeded: block &<< blockWordsShift) &<< 10
+                        var nodes = plan.nodesToRead
+                        while nodes != 0 {
+                            let place = base &+ placeOfNode[nodes.trailingZeroBitCount]
+                            nodes &= nodes &- 1
+                            mapped.prefetch(wordAt: Int(truncatingIfNeeded: place &>> 10))
+                            records[recordCount] = OwnerLedger.NodeRecord(rawValue: place)
+                            recordCount &+= 1
+                        }
+                    }
+                    for slot in chunkRecords..<recordCount {
+                        let place = records[slot].rawValue
+                        let wordIndex = Int(truncatingIfNeeded: place &>> 10)
+                        let block = wordIndex &>> blockWordsShift
+                        let node = Int(truncatingIfNeeded: place & 0x3F)
+                        let reading = AllocationCensus.reading(
+                            rawHeader: mapped.word(at: wordIndex), order: Int(truncatingIfNeeded: (place &>> 6) & 0xF),
+                            geometry: geometry, claimer: claimer(block, node),
+                            blockChanged: currentWord(ofBlock: block) != words[block])
+                        records[slot] = OwnerLedger.NodeRecord(reading)
+                    }
+                }
+                chunkStart = chunkEnd
+            }
+        }
+    }
+
     /// Calls `visit(block, node, reading)` for the allocation nodes `nodes(block, position)` (a
     /// subset of the word's allocations; `position` counts the blocks from 0) of each of `blocks`
     /// (ascending) at its word in `words`, in order of blocks and nodes; `claimer(block, node)` is
-    /// asked for a node whose header names no owner. With `inPlace`, the headers are loaded from
-    /// the data mapping where it reads in place (a few thousand scattered nodes, where a `pread`
-    /// each would cost a system call), all asked for before the first is loaded; otherwise from
-    /// runs of consecutive blocks, one `pread` each.
+    /// asked for a node whose header names no owner. The headers are read from runs of
+    /// consecutive blocks, one `pread` each.
     ///
-    /// A throw may come after some visits; with `inPlace`, those may have read zeros.
+    /// A throw may come after some visits.
     ///
     /// Inlined into its two callers, so that `nodes` and `visit` are too: called through a
     /// closure context for every node, they cost a busy refresh more than the headers' reading.
     @inline(__always)
     private func forEachNode(
-        of blocks: some Collection<Int>, words: [UInt64], inPlace: Bool,
-        nodes: (_ block: Int, _ position: Int) -> UInt64, claimer: (Int, Int) -> Int32?,
+        of blocks: some Collection<Int>, words: [UInt64], nodes: (_ block: Int, _ position: Int) -> UInt64,
+        claimer: (Int, Int) -> Int32?,
         visit: (_ block: Int, _ node: Int, _ reading: AllocationCensus.NodeReading) -> Void
     ) throws(InspectError) {
         let geometry = geometry
@@ -197,29 +274,6 @@ extension CacheInspector {
                         rawHeader: header(offset), order: tree.order(ofNode: node), geometry: geometry,
                         claimer: claimer(block, node), blockChanged: currentWord(ofBlock: block) != word))
             }
-        }
-        if inPlace, let dataMapping, dataMapping.readsInPlace {
-            let whole: Void? = dataMapping.read(descriptor) { mapped in
-                for (position, block) in blocks.enumerated() {
-                    var chosen = nodes(block, position)
-                    while chosen != 0 {
-                        let node = chosen.trailingZeroBitCount
-                        let offset = tree.byteOffset(ofNode: node, minSize: geometry.minSize)
-                        mapped.prefetch(wordAt: (block &* geometry.blockSize &+ offset) &>> 3)
-                        chosen &= chosen &- 1
-                    }
-                }
-                for (position, block) in blocks.enumerated() {
-                    // Wrapping: a block's bytes lie within the data region's (words: 8 bytes).
-                    let base = block &* geometry.blockSize
-                    visitBlock(block, position: position) { mapped.word(at: (base &+ $0) &>> 3) }
-                }
-            }
-            guard whole != nil else {
-                try checkFile()
-                throw .truncated(path: path, size: dataMapping.faultedFileOffset ?? 0, expected: layout.fileSize)
-            }
-            return
         }
         let blocksPerChunk = max(1, Self.scanChunkBytes / geometry.blockSize)
         let buffer = UnsafeMutableRawBufferPointer.allocate(

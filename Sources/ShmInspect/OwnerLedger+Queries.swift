@@ -28,9 +28,8 @@ extension OwnerLedger {
     /// Whether block `block` holds an allocation of `pid`.
     public func owns(block: Int, pid: Int32) -> Bool {
         let (page, index) = storage.page(of: block)
-        guard let entries = page.pointee.entries else { return false }
-        let count = geometry.tree.allocations(entries[index].word).nonzeroBitCount
-        return page.pointee.withRecords(of: index) { $0.prefix(count).contains { $0.isCounted(for: pid) } }
+        guard !page.pointee.isEmpty else { return false }
+        return page.pointee.withRecords(of: index) { $0.contains { $0.isCounted(for: pid) } }
     }
 
     /// The census the ledger's figures make, with each owner's process state as `state` gives

@@ -4,7 +4,7 @@
 // A full header scan of a cache with a million allocations reads a million headers spread over
 // the whole data region; between two refreshes of a busy cache a few per cent of its blocks
 // change. The ledger keeps, for every block that holds allocations, what each of its allocation
-// nodes counted for (owner, requested size, or in flight / damaged) and the word it was read at.
+// nodes counted for (owner, requested size, or in flight / damaged) and the nodes it was read at.
 // In a changed block, the nodes that disappeared are subtracted and the headers of those that
 // appeared are read; the nodes that held at both readings keep their records (most of a changed
 // block's allocations did not change, and reading them again was most of a busy refresh). Nodes
@@ -21,7 +21,8 @@ import ShmFormat
 /// ``AllocationCensus`` a snapshot reports.
 public struct OwnerLedger: Sendable {
     /// What one allocation node counted for, packed in one word: the header's body (pid in bits
-    /// 0–31, requested size in 32–51, order in 52–55) and its kind in bits 62–63.
+    /// 0–31, requested size in 32–51, order in 52–55), the node in bits 56–61 (set where the
+    /// ledger stores it) and its kind in bits 62–63.
     struct NodeRecord: Hashable {
         let rawValue: UInt64
 
@@ -41,6 +42,12 @@ public struct OwnerLedger: Sendable {
         }
 
         var kind: UInt64 { rawValue &>> 62 }
+        /// The node it is the record of, in its block.
+        var node: Int { Int(truncatingIfNeeded: (rawValue &>> 56) & 0x3F) }
+        /// The record, as that of node `node`.
+        func placed(at node: Int) -> NodeRecord {
+            NodeRecord(rawValue: rawValue & ~(0x3F &<< 56) | UInt64(truncatingIfNeeded: node) &<< 56)
+        }
         var pid: Int32 { Int32(bitPattern: UInt32(truncatingIfNeeded: rawValue)) }
         var requestedSize: Int { Int((rawValue &>> 32) & 0xF_FFFF) }
         var order: Int { Int((rawValue &>> 52) & 0xF) }
@@ -80,12 +87,15 @@ public struct OwnerLedger: Sendable {
     /// of its blocks first holds allocations. A refresh visits the changed blocks in ascending
     /// order, so neighbours share a page.
     private(set) var storage: Storage
-    static let pageBlocks = 1024
+    static let pageBlocks = 1 << pageShift
+    /// log2(``pageBlocks``): a block's page is found by a shift.
+    static let pageShift = 10
     /// Buffers an update reads headers into, kept from one update to the next.
     struct Scratch {
-        /// The nodes to read of each block updated.
-        var nodes: [UInt64] = []
-        /// What they were read as, in order of blocks and nodes.
+        /// The plan of each block updated.
+        var plans: [BlockPlan] = []
+        /// What the nodes to read were read as, in order of blocks and nodes (the first ones: the
+        /// array only grows, so that an update writes in place without counting its nodes first).
         var records: [NodeRecord] = []
     }
     var scratch = Scratch()
@@ -112,33 +122,32 @@ public struct OwnerLedger: Sendable {
     /// Allocation nodes the ledger holds.
     public var allocationCount: Int { owners.reduce(0) { $0 + $1.allocations } + inFlight + unreadable }
 
-    /// The allocation nodes of `word` whose headers must be read to bring block `block` up to
-    /// it: those its last reading did not hold as allocations, or held in flight. A node that
-    /// held a settled allocation at both readings keeps its record unread, as a block whose word
-    /// did not change does: a node freed and allocated again between two readings is not seen
-    /// (as for the rates), and most of a changed block's allocations have not changed.
-    func nodesToRead(block: Int, word: UInt64) -> UInt64 {
+    /// What an update does with one block: the allocation nodes of its new word, and those of
+    /// them whose headers are read (the others keep their records).
+    struct BlockPlan {
+        var nodes: UInt64 = 0
+        var nodesToRead: UInt64 = 0
+    }
+
+    /// The plan that brings block `block` up to `word`: the nodes to read are the allocations of
+    /// `word` its last reading did not hold as allocations, or held in flight. A node that held a
+    /// settled allocation at both readings keeps its record unread, as a block whose word did not
+    /// change does: a node freed and allocated again between two readings is not seen (as for
+    /// the rates), and most of a changed block's allocations have not changed.
+    @inline(__always)
+    func plan(block: Int, word: UInt64) -> BlockPlan {
         let nodes = geometry.tree.allocations(word)
         let (page, index) = storage.page(of: block)
-        guard let entries = page.pointee.entries else { return nodes }
-        return nodes & ~entries[index].settled
+        guard let entries = page.pointee.entries else { return BlockPlan(nodes: nodes, nodesToRead: nodes) }
+        return BlockPlan(nodes: nodes, nodesToRead: nodes & ~entries[index].settled)
     }
 
-    /// Asks for block `block`'s entry ahead of ``nodesToRead(block:word:)`` or
-    /// ``replace(block:word:read:counting:)`` (a hint). A refresh's changed blocks lie scattered
-    /// over the ledger's megabytes: a cache miss each, waited for one after another, was most of
-    /// a busy refresh, where asked for a few blocks ahead they overlap.
-    func prefetchEntry(of block: Int) {
-        let (page, index) = storage.page(of: block)
-        page.pointee.prefetchEntry(index)
-    }
-
-    /// Asks for block `block`'s records ahead of ``replace(block:word:read:counting:)`` (a hint,
-    /// which loads the block's entry: best asked once that is cached, after ``prefetchEntry(of:)``).
-    func prefetchRecords(of block: Int) {
-        let (page, index) = storage.page(of: block)
-        page.pointee.prefetchRecords(index)
-    }
+    /// Asks for block `block`'s entry ahead of ``plan(block:word:)`` or
+    /// ``replace(blocks:plans:records:counting:)`` (a hint). A refresh's changed blocks lie
+    /// scattered over the ledger's megabytes: a cache miss each, waited for one after another, was
+    /// most of a busy refresh, where asked for a few blocks ahead they overlap.
+    @inline(__always)
+    func prefetchEntry(of block: Int) { storage.prefetchEntry(of: block) }
 
     /// How many blocks ahead a block's entry is asked for: its misses take about as long as
     /// updating this many blocks.
@@ -152,41 +161,35 @@ public struct OwnerLedger: Sendable {
         return storage
     }
 
-    /// Brings block `block`'s contribution up to `word`, whose nodes ``nodesToRead(block:word:)``
-    /// were read as `read` (ascending nodes); the other nodes keep their records. With `counting`,
-    /// an allocation node that appeared counts as an allocation of its new owner and one that
-    /// disappeared as a free of its old one (the same lower bound as ``SnapshotRates``).
-    ///
-    /// One block at a time (a refresh updates its blocks with
-    /// ``replace(blocks:words:nodes:records:counting:)``).
+    /// Brings block `block`'s contribution up to `word`, whose nodes to read (as
+    /// ``plan(block:word:)`` gives them) were read as `read` (ascending nodes); the other nodes
+    /// keep their records. With `counting`, an allocation node that appeared counts as an
+    /// allocation of its new owner and one that disappeared as a free of its old one (the same
+    /// lower bound as ``SnapshotRates``).
     mutating func replace(block: Int, word: UInt64, read: ArraySlice<NodeRecord>, counting: Bool) {
-        Array(read).withUnsafeBufferPointer { read in
-            withSums(naming: read) { ledger, sums, pages in
-                ledger.replace(block: block, word: word, read: read, counting: counting, sums: sums, pages: pages)
-            }
-        }
+        replace(blocks: [block], plans: [plan(block: block, word: word)][...], records: read, counting: counting)
     }
 
-    /// ``replace(block:word:read:counting:)`` for each of `blocks` (ascending) at its word in
-    /// `words`, its nodes to read `nodes` (one per block, as ``nodesToRead(block:word:)`` gave
-    /// them) read as `records` (in order of blocks and nodes). Each block's entry and records are
-    /// asked for a few blocks ahead of their use.
+    /// Brings each of `blocks` (ascending, each once) up to its plan in `plans` (one per block,
+    /// as ``plan(block:word:)`` gave it), the nodes to read read as `records` (in order of blocks
+    /// and nodes), as ``replace(block:word:read:counting:)`` does one block. Each block's entry
+    /// and records are asked for a few blocks ahead of their use.
     mutating func replace(
-        blocks: [Int], words: [UInt64], nodes: [UInt64], records: [NodeRecord], counting: Bool
+        blocks: [Int], plans: ArraySlice<BlockPlan>, records: ArraySlice<NodeRecord>, counting: Bool
     ) {
+        precondition(blocks.count == plans.count, "one plan per block")
         records.withUnsafeBufferPointer { records in
-            withSums(naming: records) { ledger, sums, pages in
-                var next = 0
-                for (position, block) in blocks.enumerated() {
-                    let entryAhead = position &+ Self.entryLookahead
-                    let recordsAhead = position &+ Self.recordLookahead
-                    if entryAhead < blocks.count { ledger.prefetchEntry(of: blocks[entryAhead]) }
-                    if recordsAhead < blocks.count { ledger.prefetchRecords(of: blocks[recordsAhead]) }
-                    let count = nodes[position].nonzeroBitCount
-                    let read = UnsafeBufferPointer(rebasing: records[next..<(next &+ count)])
-                    ledger.replace(
-                        block: block, word: words[block], read: read, counting: counting, sums: sums, pages: pages)
-                    next &+= count
+            plans.withUnsafeBufferPointer { plans in
+                withSums(naming: records) { ledger, sums, pages in
+                    var update = BlockUpdate(read: records, sums: sums, pages: pages, counting: counting)
+                    for position in blocks.indices {
+                        let entryAhead = position &+ Self.entryLookahead
+                        let recordsAhead = position &+ Self.recordLookahead
+                        if entryAhead < blocks.count { pages.prefetchEntry(of: blocks[entryAhead]) }
+                        if recordsAhead < blocks.count { pages.prefetchRecords(of: blocks[recordsAhead]) }
+                        ledger.replace(block: blocks[position], plan: plans[position], with: &update)
+                    }
+                    precondition(update.next == records.count, "more records read than the blocks' nodes to read")
                 }
             }
         }
@@ -198,7 +201,12 @@ public struct OwnerLedger: Sendable {
     private mutating func withSums(
         naming records: UnsafeBufferPointer<NodeRecord>, _ body: (inout OwnerLedger, SumBuffers, Storage) -> Void
     ) {
-        for record in records where record.kind == NodeRecord.counted { _ = ownerSlot(of: record.pid) }
+        // A writer's allocations sit together: an owner is looked for only where the pid changes.
+        var lastPID: Int32 = 0
+        for record in records where record.kind == NodeRecord.counted && record.pid != lastPID {
+            lastPID = record.pid
+            _ = ownerSlot(of: lastPID)
+        }
         // Taken out of the ledger, so that they are changed in place while the ledger changes.
         var ownerSums: [OwnerSums] = []
         var orderSums: [Int] = []
@@ -216,117 +224,123 @@ public struct OwnerLedger: Sendable {
         }
     }
 
-    /// ``replace(block:word:read:counting:)`` with the sums as buffers, which hold every owner
-    /// `read` names, and `pages`, the ledger's own.
-    private mutating func replace(
-        block: Int, word: UInt64, read: UnsafeBufferPointer<NodeRecord>, counting: Bool, sums: SumBuffers,
-        pages: Storage
-    ) {
-        let tree = geometry.tree
-        let newNodes = tree.allocations(word)
-        let (page, index) = pages.page(of: block)
-        if page.pointee.isEmpty {
-            guard newNodes != 0 else { return }
-            page.pointee.open()
-        }
-        let entry = page.pointee.entries![index]
-        let oldNodes = tree.allocations(entry.word)
-        let kept = newNodes & entry.settled
-        let wasUnsettled = entry.settled != oldNodes
-        let settled = walk(
-            page: &page.pointee, index: index, word: word, nodes: (oldNodes, newNodes), kept: kept, read: read,
-            counting: counting, sums: sums)
-        // The set is asked only when the block enters or leaves it: most changed blocks do neither.
-        if settled != newNodes { unsettledBlocks.insert(block) } else if wasUnsettled { unsettledBlocks.remove(block) }
-    }
-
-    /// The owners' sums and the requested bytes by order, taken out of the ledger while a block's
+    /// The owners' sums and the requested bytes by order, taken out of the ledger while blocks'
     /// records are replaced.
     private struct SumBuffers {
         let owners: UnsafeMutableBufferPointer<OwnerSums>
         let requestedBytesByOrder: UnsafeMutableBufferPointer<Int>
     }
 
-    /// Replaces the records of block `index` of `page` (read at a word of allocation nodes
-    /// `nodes.old`) with those of `word` (allocation nodes `nodes.new`): `kept` nodes keep theirs,
-    /// the others of `word` are `read`; the sums follow. Returns the nodes settled at `word`.
-    private mutating func walk(
-        page: inout Page, index: Int, word: UInt64, nodes: (old: UInt64, new: UInt64), kept: UInt64,
-        read: UnsafeBufferPointer<NodeRecord>, counting: Bool, sums: SumBuffers
-    ) -> UInt64 {
-        let (oldNodes, newNodes) = nodes
-        // The new records are assembled on the stack (so that no slice shares the page's buffer
-        // when `store` writes it, which would copy the whole buffer), straight from the old ones.
-        return withUnsafeTemporaryAllocation(of: NodeRecord.self, capacity: Page.blockRecordsLimit) { assembled in
-            // Only the nodes that are not kept are visited, ascending, which is the records' order:
-            // one no longer held or read again is taken out of the sums, one read is added (a node
-            // read again to the same record goes out and back in, and the sums do not change).
-            // Every node between two of them is kept in both readings, so the kept records between
-            // them are one run in the old records and in the new, copied whole: most of a changed
-            // block's allocations are kept.
-            let (count, settled) = page.withRecords(of: index) { oldRecords in
-                var count = 0
-                var settled = kept
-                var oldSlot = 0
-                var readIndex = read.startIndex
-                var keptLeft = kept
-                /// Copies the records of `run`, the next kept nodes, to their new places.
-                func copyKept(_ run: UInt64) {
-                    let length = run.nonzeroBitCount
-                    for offset in 0..<length { assembled[count &+ offset] = oldRecords[oldSlot &+ offset] }
-                    count &+= length
-                    oldSlot &+= length
-                }
-                var touched = (oldNodes | newNodes) & ~kept
-                while touched != 0 {
-                    let bit = touched & (0 &- touched)
-                    touched &= touched &- 1
-                    let keptBelow = keptLeft & (bit &- 1)
-                    if keptBelow != 0 {
-                        copyKept(keptBelow)
-                        keptLeft &= ~keptBelow
-                    }
-                    if oldNodes & bit != 0 {
-                        add(oldRecords[oldSlot], sign: -1, counting: counting && newNodes & bit == 0, to: sums)
-                        oldSlot &+= 1
-                    }
-                    if newNodes & bit != 0 {
-                        // `read` is an unchecked buffer, of one record for each node not kept.
-                        precondition(readIndex < read.endIndex, "fewer records read than the block's new nodes")
-                        let record = read[readIndex]
-                        readIndex &+= 1
-                        add(record, sign: 1, counting: counting && oldNodes & bit == 0, to: sums)
-                        assembled[count] = record
-                        count &+= 1
-                        if !record.isUnsettled { settled |= bit }
-                    }
-                }
-                if keptLeft != 0 { copyKept(keptLeft) }
-                precondition(readIndex == read.endIndex, "more records read than the block's new nodes")
-                return (count, settled)
-            }
-            let records = UnsafeBufferPointer(rebasing: assembled[..<count])
-            page.store(records, at: index, word: newNodes == 0 ? 0 : word, settled: settled)
-            return settled
+    /// What a batch's blocks share while each is brought up to its plan.
+    private struct BlockUpdate {
+        /// The records read, and the next one to take.
+        let read: UnsafeBufferPointer<NodeRecord>
+        var next = 0
+        let sums: SumBuffers
+        /// The ledger's pages, its own.
+        let pages: Storage
+        let counting: Bool
+    }
+
+    /// Brings block `block` up to `plan`, its nodes to read taken from `update`'s records.
+    ///
+    /// Only the nodes that disappeared or are read change the block's records: one that
+    /// disappeared is taken out of the sums and its record's slot filled with the last record;
+    /// one read again (held in flight) replaces its record, and one that appeared is appended
+    /// (the run moved to a longer one when full). The nodes held settled at both readings keep
+    /// their records where they are, untouched.
+    @inline(__always)
+    private mutating func replace(block: Int, plan: BlockPlan, with update: inout BlockUpdate) {
+        let (page, index) = update.pages.page(of: block)
+        if page.pointee.isEmpty {
+            guard plan.nodes != 0 else { return }
+            page.pointee.open()
         }
+        var entry = page.pointee.entries![index]
+        let (oldNodes, newNodes) = (entry.nodes, plan.nodes)
+        let wasUnsettled = entry.settled != oldNodes
+        var run = page.pointee.run(of: entry)
+        var count = Int(entry.count)
+        var disappeared = oldNodes & ~newNodes
+        while disappeared != 0 {
+            let slot = Self.slot(ofNode: disappeared.trailingZeroBitCount, in: run, count: count)
+            disappeared &= disappeared &- 1
+            add(run[slot], sign: -1, counting: update.counting, to: update.sums)
+            count &-= 1
+            run[slot] = run[count]
+        }
+        var settled = newNodes
+        var toRead = plan.nodesToRead
+        while toRead != 0 {
+            let node = toRead.trailingZeroBitCount
+            let bit = toRead & (0 &- toRead)
+            toRead &= toRead &- 1
+            // `read` is an unchecked buffer, of one record for each node read.
+            precondition(update.next < update.read.count, "fewer records read than the blocks' nodes to read")
+            let record = update.read[update.next].placed(at: node)
+            update.next &+= 1
+            if record.isUnsettled { settled &= ~bit }
+            if oldNodes & bit != 0 {
+                // Read again: neither an allocation nor a free.
+                let slot = Self.slot(ofNode: node, in: run, count: count)
+                add(run[slot], sign: -1, counting: false, to: update.sums)
+                add(record, sign: 1, counting: false, to: update.sums)
+                run[slot] = record
+            } else {
+                add(record, sign: 1, counting: update.counting, to: update.sums)
+                if count == Int(entry.capacity) {
+                    // Room for every node still to be added, so that the run moves once.
+                    entry.count = UInt16(truncatingIfNeeded: count)
+                    run = page.pointee.grow(&entry, toHold: count &+ 1 &+ (toRead & ~oldNodes).nonzeroBitCount)
+                }
+                run[count] = record
+                count &+= 1
+            }
+        }
+        assert(count == newNodes.nonzeroBitCount, "a plan made from another entry")
+        entry.nodes = newNodes
+        entry.settled = settled
+        entry.count = UInt16(truncatingIfNeeded: count)
+        if count == 0, entry.capacity != 0 { page.pointee.release(&entry) }
+        page.pointee.entries![index] = entry
+        // The set is asked only when the block enters or leaves it: most changed blocks do neither.
+        if settled != newNodes {
+            unsettledBlocks.insert(block)
+        } else if wasUnsettled {
+            unsettledBlocks.remove(block)
+        }
+    }
+
+    /// The slot of node `node`'s record among the `count` records at `run`, which hold one.
+    @inline(__always)
+    private static func slot(ofNode node: Int, in run: UnsafeMutablePointer<NodeRecord>, count: Int) -> Int {
+        var slot = 0
+        // Checked: a record missing would be a ledger out of step with its entries.
+        while run[slot].node != node {
+            slot &+= 1
+            precondition(slot < count, "a node held without its record")
+        }
+        return slot
     }
 
     /// Adds (`sign` 1) or takes away (-1) `record` to `sums`, which hold its owner's; with
     /// `counting`, as an allocation or a free of its owner.
+    @inline(__always)
     private mutating func add(_ record: NodeRecord, sign: Int, counting: Bool, to sums: SumBuffers) {
-        switch record.kind {
-        case NodeRecord.inFlight: inFlight &+= sign
-        case NodeRecord.unreadable: unreadable &+= sign
-        default:
-            // Wrapping, as ``OwnerSums/add(bytes:requested:sign:counting:)``.
-            sums.requestedBytesByOrder[record.order] &+= sign &* record.requestedSize
-            let pid = record.pid
-            // Every counted record's owner has sums (see `replace`), and a writer's allocations
-            // sit together: the last owner's, or found by hash.
-            if lastOwner >= sums.owners.count || sums.owners[lastOwner].pid != pid { lastOwner = ownerIndex[pid]! }
-            let bytes = geometry.nodeSize(ofOrder: record.order)
-            sums.owners[lastOwner].add(bytes: bytes, requested: record.requestedSize, sign: sign, counting: counting)
+        // Most records are counted: their kind is tested first.
+        guard record.kind == NodeRecord.counted else {
+            if record.isUnsettled { inFlight &+= sign } else { unreadable &+= sign }
+            return
         }
+        // Wrapping, as ``OwnerSums/add(bytes:requested:sign:counting:)``.
+        let (order, requested) = (record.order, record.requestedSize)
+        sums.requestedBytesByOrder[order] &+= sign &* requested
+        let pid = record.pid
+        // Every counted record's owner has sums (see `withSums`), and a writer's allocations sit
+        // together: the last owner's, or found by hash.
+        if lastOwner >= sums.owners.count || sums.owners[lastOwner].pid != pid { lastOwner = ownerIndex[pid]! }
+        let owner = sums.owners.baseAddress.unsafelyUnwrapped + lastOwner
+        owner.pointee.add(bytes: geometry.minSize &<< order, requested: requested, sign: sign, counting: counting)
     }
 
     /// Where `pid`'s sums are in `owners` (made when `pid` has none).

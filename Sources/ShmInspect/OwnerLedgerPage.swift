@@ -3,11 +3,14 @@
 //
 // One Swift array per block cost a cache miss to the array's header, another to its elements and
 // a third and fourth to the block's word and settled nodes, kept in arrays of their own: most of
-// a busy refresh. Here a block's word, settled nodes and the place of its records sit together in
+// a busy refresh. Here a block's nodes, settled nodes and the place of its records sit together in
 // one entry, and its records in a run of slots of one buffer shared by the page's blocks. Pages of
 // Swift arrays then checked an array unique at every write, a dozen times per changed block (a
 // twentieth of a busy refresh, more with the calls around them): the buffers are the ledger's own
 // memory now, copied on write once per update (``OwnerLedger/Storage``), not once per access.
+// A block's records are in no order (each names its node): a changed block gains or loses one or
+// two allocations of ten, and a record is appended, replaced or moved into a hole, where records
+// kept in node order were all moved to make room.
 
 import CShmSystem
 import ShmFormat
@@ -15,26 +18,30 @@ import ShmFormat
 extension OwnerLedger {
     /// Where one block stands, in 24 bytes: one cache line (two for a quarter of the blocks).
     struct Entry {
-        /// The word the block's nodes were read at (0 for none).
-        var word: UInt64 = 0
+        /// The allocation nodes of the word the block was last read at, one record each: kept as
+        /// nodes, not as the word, so that an update need not find them in the word again.
+        var nodes: UInt64 = 0
         /// The nodes whose records are settled (not in flight): kept, unread, while they hold.
         var settled: UInt64 = 0
-        /// The block's run of slots in ``Page/records``.
+        /// The block's run of slots in ``Page/records``: where it starts, the records in it (one
+        /// per node of `nodes`, first) and its slots (0, or a power of two).
         var start: UInt32 = 0
-        var capacity: UInt32 = 0
+        var count: UInt16 = 0
+        var capacity: UInt16 = 0
     }
 
     /// The contributions of ``pageBlocks`` consecutive blocks: for each, its ``Entry``, and one
-    /// record per allocation node of its word (ascending node numbers).
+    /// record per allocation node of its word, in no order (each names its node).
     ///
     /// A block's records lie in a run of slots of `records` whose length is a power of two; a
-    /// block that outgrows its run moves to a longer one, and one emptied gives its run up, for
-    /// the next block that needs a run of that length. Plain memory, owned by the ``Storage``
-    /// that holds the page.
+    /// block that outgrows its run moves to one twice as long, and one emptied gives its run up,
+    /// for the next block that needs a run of that length. Plain memory, owned by the
+    /// ``Storage`` that holds the page.
     struct Page {
         /// One entry per block; `nil` until one of the page's blocks first holds allocations, so
         /// an unused page costs a few words.
         private(set) var entries: UnsafeMutablePointer<Entry>?
+        /// The runs; made with the entries.
         private var records: UnsafeMutablePointer<NodeRecord>?
         /// Slots allocated in `records`, and slots handed out as runs (from the start).
         private var recordCapacity = 0
@@ -51,13 +58,15 @@ extension OwnerLedger {
         /// Whether no block of the page ever held allocations.
         var isEmpty: Bool { entries == nil }
 
-        /// Makes the page's entries, none holding anything.
+        /// Makes the page's entries, none holding anything, and room for a block's records.
         mutating func open() {
             // A block has at most `blockRecordsLimit` records: runs of 2⁰ … 2⁵ slots.
             assert(Self.runClass(for: Self.blockRecordsLimit) < freeRuns.count)
             let made = UnsafeMutablePointer<Entry>.allocate(capacity: pageBlocks)
             made.initialize(repeating: Entry(), count: pageBlocks)
             entries = made
+            records = .allocate(capacity: Self.blockRecordsLimit)
+            recordCapacity = Self.blockRecordsLimit
         }
 
         /// Frees the page's memory.
@@ -80,27 +89,33 @@ extension OwnerLedger {
             return copy
         }
 
-        /// Calls `body` with block `index`'s run of records (its records first, as many as its
-        /// entry's word has allocation nodes). The page must be open.
+        /// Calls `body` with block `index`'s records (one per node of its entry's `nodes`, in no
+        /// order). The page must be open.
         func withRecords<Result>(of index: Int, _ body: (UnsafeBufferPointer<NodeRecord>) -> Result) -> Result {
             let entry = entries![index]
-            return body(UnsafeBufferPointer(start: records.map { $0 + Int(entry.start) }, count: Int(entry.capacity)))
+            return body(UnsafeBufferPointer(start: run(of: entry), count: Int(entry.count)))
+        }
+
+        /// The first slot of `entry`'s run. The page must be open.
+        @inline(__always)
+        func run(of entry: Entry) -> UnsafeMutablePointer<NodeRecord> {
+            records.unsafelyUnwrapped + Int(entry.start)
         }
 
         /// Asks for the cache line of block `index`'s entry ahead of its use (a hint).
+        @inline(__always)
         func prefetchEntry(_ index: Int) {
             if let entries { shm_prefetch(entries + index) }
         }
 
-        /// Asks for the cache lines of block `index`'s run of records ahead of their use (a hint;
-        /// the entry, which says where the run lies, is loaded for it).
+        /// Asks for the cache lines of block `index`'s records ahead of their use (a hint; the
+        /// entry, which says where they lie, is loaded for it).
+        @inline(__always)
         func prefetchRecords(_ index: Int) {
-            guard let entries, let records else { return }
+            guard let entries else { return }
             let entry = entries[index]
-            let end = Int(entry.start) + Int(entry.capacity)
-            for slot in stride(from: Int(entry.start), to: end, by: Self.recordsPerLine) {
-                shm_prefetch(records + slot)
-            }
+            let run = run(of: entry)
+            for slot in stride(from: 0, to: Int(entry.count), by: Self.recordsPerLine) { shm_prefetch(run + slot) }
         }
 
         /// Records in a 64-byte cache line.
@@ -110,24 +125,31 @@ extension OwnerLedger {
         /// most 2^``Geometry/largestDepth`` leaves.
         static let blockRecordsLimit = 1 << Geometry.largestDepth
 
-        /// Makes `new` the records of block `index`, read at `word` with `settled` nodes settled.
-        /// The page must be open.
-        mutating func store(_ new: UnsafeBufferPointer<NodeRecord>, at index: Int, word: UInt64, settled: UInt64) {
-            let count = new.count
-            var entry = entries![index]
-            entry.word = word
-            entry.settled = settled
-            let capacity = Int(entry.capacity)
-            // A block emptied gives its run back too: a cache that empties and fills again would
-            // otherwise keep every block's longest run.
-            if count > capacity || (count == 0 && capacity > 0) {
-                if capacity > 0 { giveUp(run: entry.start, runClass: Self.runClass(for: capacity)) }
-                let runClass = Self.runClass(for: count)
-                entry.start = count == 0 ? 0 : takeRun(runClass)
-                entry.capacity = count == 0 ? 0 : 1 << UInt32(runClass)
+        /// Moves `entry`'s records (its `count`) to a run of at least `count` slots, gives its run
+        /// up, and returns the new run's first slot. The page must be open.
+        mutating func grow(_ entry: inout Entry, toHold count: Int) -> UnsafeMutablePointer<NodeRecord> {
+            let runClass = Self.runClass(for: count)
+            // Taken first: it may move `records`, and the old run is read at its new place.
+            let start = takeRun(runClass)
+            let run = records.unsafelyUnwrapped + Int(start)
+            if entry.capacity > 0 {
+                let old = self.run(of: entry)
+                // A few records: a loop, where `memmove` cost more in its call than in its copy.
+                for slot in 0..<Int(entry.count) { run[slot] = old[slot] }
+                giveUp(run: entry.start, runClass: Self.runClass(for: Int(entry.capacity)))
             }
-            entries![index] = entry
-            if count > 0 { (records! + Int(entry.start)).update(from: new.baseAddress!, count: count) }
+            entry.start = start
+            entry.capacity = UInt16(1 << runClass)
+            return run
+        }
+
+        /// Gives `entry`'s run up: its block holds no allocations now, and a cache that empties and
+        /// fills again would otherwise keep every block's longest run.
+        mutating func release(_ entry: inout Entry) {
+            precondition(entry.count == 0, "a run given up with records in it")
+            giveUp(run: entry.start, runClass: Self.runClass(for: Int(entry.capacity)))
+            entry.start = 0
+            entry.capacity = 0
         }
 
         /// Puts the run of 2^`runClass` slots at `start` on its class's list.
@@ -146,12 +168,10 @@ extension OwnerLedger {
             let length = 1 << runClass
             if recordsUsed + length > recordCapacity {
                 // Doubled, so that a page filling up moves its records a few times only.
-                let grown = max(2 * recordCapacity, recordsUsed + length, Self.blockRecordsLimit)
+                let grown = max(2 * recordCapacity, recordsUsed + length)
                 let moved = UnsafeMutablePointer<NodeRecord>.allocate(capacity: grown)
-                if let records {
-                    moved.moveInitialize(from: records, count: recordsUsed)
-                    records.deallocate()
-                }
+                moved.moveInitialize(from: records!, count: recordsUsed)
+                records!.deallocate()
                 records = moved
                 recordCapacity = grown
             }
@@ -200,10 +220,26 @@ extension OwnerLedger {
         func copy() -> Storage { Storage(copying: self) }
 
         /// The page of block `block`, and the block's index in it.
+        @inline(__always)
         func page(of block: Int) -> (page: UnsafeMutablePointer<Page>, index: Int) {
-            let (number, index) = block.quotientAndRemainder(dividingBy: pageBlocks)
-            precondition(number >= 0 && number < pageCount, "block \(block) outside the ledger")
-            return (pages + number, index)
+            // One unsigned comparison: a negative block is a huge unsigned one.
+            precondition(UInt(bitPattern: block) < UInt(pageCount &* pageBlocks), "block \(block) outside the ledger")
+            return (pages + (block &>> pageShift), block & (pageBlocks &- 1))
+        }
+
+        /// Asks for the cache line of block `block`'s entry ahead of its use (a hint).
+        @inline(__always)
+        func prefetchEntry(of block: Int) {
+            let (page, index) = page(of: block)
+            page.pointee.prefetchEntry(index)
+        }
+
+        /// Asks for block `block`'s records ahead of their use (a hint, which loads the block's
+        /// entry: best asked once that is cached, after ``prefetchEntry(of:)``).
+        @inline(__always)
+        func prefetchRecords(of block: Int) {
+            let (page, index) = page(of: block)
+            page.pointee.prefetchRecords(index)
         }
     }
 }

@@ -28,7 +28,7 @@ struct OwnerLedgerTests {
                 Int.random(in: 0..<4, using: &random) == 0 ? 0 : Int.random(in: 1...tree.leafCount, using: &random)
             let nodes = (0..<count).map { tree.node(order: 0, firstLeaf: $0) }
             let word = nodes.reduce(UInt64(0)) { $0 | tree.setMask(ofNode: $1) }
-            let toRead = ledger.nodesToRead(block: block, word: word)
+            let toRead = ledger.plan(block: block, word: word).nodesToRead
             var owners: [Int32] = []
             var read: [OwnerLedger.NodeRecord] = []
             for (leaf, node) in nodes.enumerated() {
@@ -78,7 +78,7 @@ struct OwnerLedgerTests {
         var held = [Set<Int>](repeating: [], count: blocks.count)
         func bringUp(_ which: Int, to leaves: Set<Int>) {
             let word = leaves.reduce(UInt64(0)) { $0 | tree.setMask(ofNode: tree.node(order: 0, firstLeaf: $1)) }
-            let toRead = ledger.nodesToRead(block: blocks[which], word: word)
+            let toRead = ledger.plan(block: blocks[which], word: word).nodesToRead
             let read = leaves.sorted().filter { toRead & (1 << UInt64(tree.node(order: 0, firstLeaf: $0))) != 0 }
             #expect(read.count == leaves.subtracting(held[which]).count, "only the new nodes are read")
             ledger.replace(block: blocks[which], word: word, read: read.map(record(ofLeaf:))[...], counting: false)
@@ -111,6 +111,63 @@ struct OwnerLedgerTests {
         #expect(ledger.allocationCount == held.reduce(0) { $0 + $1.count })
     }
 
+    @Test(
+        "a block's records follow their nodes through holes filled from the run's end, reads again, runs grown by several lengths at once and emptied"
+    )
+    func recordsInPlace() {
+        let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
+        let tree = geometry.tree
+        var ledger = OwnerLedger(geometry: geometry)
+        var random = SplitMix64(seed: 0x1A_9ACE)
+        // Block 7's leaf allocations: leaf → its record (in flight until read again).
+        var model: [Int: OwnerLedger.NodeRecord] = [:]
+        func record(_ leaf: Int) -> OwnerLedger.NodeRecord {
+            guard Int.random(in: 0..<5, using: &random) > 0 else { return .init(.inFlight) }
+            let size = Int.random(in: 1...24, using: &random)
+            return .init(.counted(AllocationHeader(ownerPID: Int32(1 + leaf % 3), requestedSize: size, order: 0)))
+        }
+        for round in 0..<300 {
+            // Now and then emptied, or filled from few records to many in one update.
+            switch round % 50 {
+            case 0: model = [:]
+            case 1:
+                for leaf in 0..<tree.leafCount where model[leaf] == nil && Bool.random(using: &random) {
+                    model[leaf] = record(leaf)
+                }
+            default:
+                // Distinct leaves: one freed and allocated again between two readings is not seen.
+                let count = Int.random(in: 1...3, using: &random)
+                for leaf in (0..<tree.leafCount).shuffled(using: &random).prefix(count) {
+                    model[leaf] = model[leaf] == nil ? record(leaf) : nil
+                }
+            }
+            let word = model.keys.reduce(UInt64(0)) { $0 | tree.setMask(ofNode: tree.node(order: 0, firstLeaf: $1)) }
+            let toRead = ledger.plan(block: 7, word: word).nodesToRead
+            var read: [OwnerLedger.NodeRecord] = []
+            for leaf in model.keys.sorted() where toRead & (1 << UInt64(tree.node(order: 0, firstLeaf: leaf))) != 0 {
+                if model[leaf]!.isUnsettled { model[leaf] = record(leaf) }
+                read.append(model[leaf]!)
+            }
+            ledger.replace(block: 7, word: word, read: read[...], counting: true)
+            let (page, index) = ledger.storage.page(of: 7)
+            let held =
+                page.pointee.isEmpty
+                ? [:]
+                : page.pointee.withRecords(of: index) { records in
+                    Dictionary(uniqueKeysWithValues: records.map { ($0.node, $0) })
+                }
+            let expected = Dictionary(
+                uniqueKeysWithValues: model.map {
+                    let node = tree.node(order: 0, firstLeaf: $0.key)
+                    return (node, $0.value.placed(at: node))
+                })
+            #expect(held == expected, "round \(round)")
+            let census = ledger.census(state: { _ in .alive })
+            #expect(census.inFlightHeaders == model.values.count { $0.isUnsettled }, "round \(round)")
+            #expect(census.requestedBytes == model.values.reduce(0) { $0 + ($1.isUnsettled ? 0 : $1.requestedSize) })
+        }
+    }
+
     @Test("a node read in flight is read again at the next update and then counted, once")
     func inFlightNodeSettles() {
         let geometry = try! Geometry(minSize: 32, maxSize: 1024, capacity: 2 << 20)
@@ -122,16 +179,16 @@ struct OwnerLedgerTests {
         let settledBit = UInt64(1) << UInt64(settledNode)
         let claimedBit = UInt64(1) << UInt64(claimedNode)
         let counted = OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: 7, requestedSize: 100, order: 2)))
-        #expect(ledger.nodesToRead(block: 5, word: word) == settledBit | claimedBit)
+        #expect(ledger.plan(block: 5, word: word).nodesToRead == settledBit | claimedBit)
         ledger.replace(block: 5, word: word, read: [counted, OwnerLedger.NodeRecord(.inFlight)][...], counting: true)
         #expect(ledger.unsettledBlocks == [5])
         #expect(ledger.census(state: { _ in .alive }).inFlightHeaders == 1)
         // The word holds still: only the node in flight is read again, the settled one is kept.
-        #expect(ledger.nodesToRead(block: 5, word: word) == claimedBit)
+        #expect(ledger.plan(block: 5, word: word).nodesToRead == claimedBit)
         let written = OwnerLedger.NodeRecord(.counted(AllocationHeader(ownerPID: 7, requestedSize: 20, order: 0)))
         ledger.replace(block: 5, word: word, read: [written][...], counting: true)
         #expect(ledger.unsettledBlocks.isEmpty)
-        #expect(ledger.nodesToRead(block: 5, word: word) == 0)
+        #expect(ledger.plan(block: 5, word: word).nodesToRead == 0)
         let census = ledger.census(state: { _ in .alive })
         #expect(census.inFlightHeaders == 0)
         #expect(census.owners.map(\.pid) == [7])
@@ -187,19 +244,17 @@ struct OwnerLedgerTests {
         /// The batch the inspector hands the ledger: each block's nodes to read and their records,
         /// a node in flight read again (and then found written).
         func update(_ ledger: inout OwnerLedger, blocks: [Int], counting: Bool) {
-            var words = [UInt64](repeating: 0, count: geometry.blockCount)
-            var nodes: [UInt64] = []
+            var plans: [OwnerLedger.BlockPlan] = []
             var records: [OwnerLedger.NodeRecord] = []
             for block in blocks {
-                words[block] = word(of: block)
-                let toRead = ledger.nodesToRead(block: block, word: words[block])
-                nodes.append(toRead)
-                for node in model[block].keys.sorted() where toRead & (1 << UInt64(node)) != 0 {
+                let plan = ledger.plan(block: block, word: word(of: block))
+                plans.append(plan)
+                for node in model[block].keys.sorted() where plan.nodesToRead & (1 << UInt64(node)) != 0 {
                     if model[block][node]!.isUnsettled, counting { model[block][node] = freshRecord(node) }
                     records.append(model[block][node]!)
                 }
             }
-            ledger.replace(blocks: blocks, words: words, nodes: nodes, records: records, counting: counting)
+            ledger.replace(blocks: blocks, plans: plans[...], records: records[...], counting: counting)
         }
         /// A ledger that read every allocation of the model once.
         func freshLedger() -> OwnerLedger {
