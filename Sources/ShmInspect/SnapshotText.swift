@@ -26,11 +26,14 @@ public struct SnapshotText: Sendable {
 
         /// The glyph of a fill fraction: the first for exactly empty, the last for exactly full,
         /// the ones between in equal steps.
-        public func glyph(forFill fill: Double) -> Character {
-            if fill <= 0 { return ramp[0] }
-            if fill >= 1 { return ramp[ramp.count - 1] }
+        public func glyph(forFill fill: Double) -> Character { ramp[rampIndex(forFill: fill)] }
+
+        /// The index in ``ramp`` of ``glyph(forFill:)``'s glyph (inlined: the live view asks per cell).
+        @inlinable public func rampIndex(forFill fill: Double) -> Int {
+            if fill <= 0 { return 0 }
+            if fill >= 1 { return ramp.count - 1 }
             let steps = ramp.count - 2
-            return ramp[1 + min(steps - 1, Int(fill * Double(steps)))]
+            return 1 + min(steps - 1, Int(fill * Double(steps)))
         }
 
         /// The glyph of a node state.

@@ -13,24 +13,72 @@ enum ColorRole: Hashable, Sendable {
     case owner(Int)
 }
 
-/// How a cell is drawn: a colour role and text attributes.
+/// How a cell is drawn: a colour role and text attributes, packed in one integer so that a cell
+/// compares as two integers (the terminal compares each frame's cells with the last frame's).
 struct CellStyle: Hashable, Sendable {
-    var role: ColorRole
-    var bold: Bool
-    var reverse: Bool
-    var underline: Bool
+    /// The role's ``ColorRole/code`` in the low 16 bits, the attributes above.
+    private var code: UInt32
+
+    private static let roleMask: UInt32 = 0xFFFF
+    private static let boldBit: UInt32 = 1 << 16, reverseBit: UInt32 = 1 << 17, underlineBit: UInt32 = 1 << 18
 
     init(_ role: ColorRole = .plain, bold: Bool = false, reverse: Bool = false, underline: Bool = false) {
-        self.role = role
-        self.bold = bold
-        self.reverse = reverse
-        self.underline = underline
+        code =
+            role.code | (bold ? Self.boldBit : 0) | (reverse ? Self.reverseBit : 0)
+            | (underline ? Self.underlineBit : 0)
     }
+
+    /// The colour role, as the palette draws it (see ``ColorRole/code``).
+    var role: ColorRole {
+        get { ColorRole(code: code & Self.roleMask) }
+        set { code = code & ~Self.roleMask | newValue.code }
+    }
+    var bold: Bool {
+        get { code & Self.boldBit != 0 }
+        set { set(Self.boldBit, newValue) }
+    }
+    var reverse: Bool {
+        get { code & Self.reverseBit != 0 }
+        set { set(Self.reverseBit, newValue) }
+    }
+    var underline: Bool {
+        get { code & Self.underlineBit != 0 }
+        set { set(Self.underlineBit, newValue) }
+    }
+
+    private mutating func set(_ bit: UInt32, _ isSet: Bool) { code = isSet ? code | bit : code & ~bit }
 
     static let plain = CellStyle()
     static let muted = CellStyle(.muted)
     static let accent = CellStyle(.accent, bold: true)
     static let heading = CellStyle(.accent, bold: true, underline: false)
+}
+
+extension ColorRole {
+    /// The role as a number: its colour pair's number less one, in ``Palette/roles``'s order. A
+    /// heat level is clamped to the palette's levels and an owner index reduced modulo its
+    /// colours, as the palette draws them: roles drawn alike have one code.
+    var code: UInt32 {
+        switch self {
+        case .plain: 0
+        case .muted: 1
+        case .accent: 2
+        case .title: 3
+        case .titleLive: 4
+        case .titlePaused: 5
+        case .banner: 6
+        case .selection: 7
+        case .good: 8
+        case .warning: 9
+        case .bad: 10
+        case .heat(let level): UInt32(11 + min(max(level, 0), Palette.heatLevels - 1))
+        case .owner(let index):
+            UInt32(11 + Palette.heatLevels + (index % Palette.ownerColors + Palette.ownerColors) % Palette.ownerColors)
+        }
+    }
+
+    /// The role whose ``code`` is `code`.
+    init(code: UInt32) { self = Palette.roles[Int(code)] }
 }
 
 /// One screen cell.
@@ -62,6 +110,19 @@ struct Canvas: Sendable {
     mutating func put(_ character: Unicode.Scalar, row: Int, column: Int, style: CellStyle = .plain) {
         guard (0..<height).contains(row), (0..<width).contains(column) else { return }
         cells[row * width + column] = Cell(character: character, style: style)
+    }
+
+    /// Writes the `count` cells of `row` from `column` that `cell` makes from their offsets
+    /// (0 ..< `count`); cells outside the canvas are not made. One bounds check for the run
+    /// instead of one per cell: the heatmap writes thousands of cells a frame.
+    mutating func put(row: Int, column: Int, count: Int, _ cell: (Int) -> Cell) {
+        let first = max(0, -column)
+        let end = min(count, width - column)
+        guard (0..<height).contains(row), first < end else { return }
+        let start = row * width + column
+        cells.withUnsafeMutableBufferPointer { cells in
+            for offset in first..<end { cells[start + offset] = cell(offset) }
+        }
     }
 
     /// Writes `text` from `column`, clipped to `maxWidth` cells and to the canvas; a clipped text
@@ -114,6 +175,49 @@ struct Canvas: Sendable {
             var line = self.line(row)
             while line.last == " " { line.removeLast() }
             return line
+        }
+    }
+}
+
+extension Canvas {
+    /// Cells of one style in one row, to be painted together.
+    struct Run: Hashable, Sendable {
+        let row: Int
+        let columns: Range<Int>
+        let style: CellStyle
+    }
+
+    /// Calls `paint` with what must be painted for the screen to show this canvas when it shows
+    /// `previous`: each run of cells of one style that differs from `previous`, narrowed to its
+    /// first through last differing cell; every run when `previous` is `nil` or of another size.
+    ///
+    /// A row equal to the previous one is skipped after one comparison of integers (a cell is two):
+    /// a live view's frames differ in a few rates and heatmap cells.
+    func forEachChangedRun(since previous: Canvas?, _ paint: (Run) -> Void) {
+        let previousCells = previous.flatMap { $0.width == width && $0.height == height ? $0.cells : nil }
+        let compares = previousCells != nil
+        cells.withUnsafeBufferPointer { cells in
+            (previousCells ?? []).withUnsafeBufferPointer { before in
+                for row in 0..<height {
+                    let rowStart = row * width
+                    if compares, (rowStart..<(rowStart + width)).allSatisfy({ before[$0] == cells[$0] }) { continue }
+                    var column = rowStart
+                    let rowEnd = rowStart + width
+                    while column < rowEnd {
+                        let style = cells[column].style
+                        var first = column
+                        while column < rowEnd, cells[column].style == style { column += 1 }
+                        var last = column
+                        if compares {
+                            while first < last, before[first] == cells[first] { first += 1 }
+                            while last > first, before[last - 1] == cells[last - 1] { last -= 1 }
+                        }
+                        if first < last {
+                            paint(Run(row: row, columns: (first - rowStart)..<(last - rowStart), style: style))
+                        }
+                    }
+                }
+            }
         }
     }
 }

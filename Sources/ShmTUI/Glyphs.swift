@@ -45,9 +45,30 @@ struct GlyphSet: Hashable, Sendable {
         liveMark: "*", pointer: ">", dot: " | ", times: "x", sortDescending: "v", sortAscending: "^")
 
     /// The glyph of a heatmap cell of mean fill `fill`.
-    func heatGlyph(fill: Double, isNull: Bool) -> Unicode.Scalar {
+    func heatGlyph(fill: Double, isNull: Bool) -> Unicode.Scalar { heatGlyphs.glyph(fill: fill, isNull: isNull) }
+
+    /// The heatmap's glyphs as scalars, for drawing many cells (the snapshot's ramp holds
+    /// characters, which take a string's work to turn into a scalar).
+    var heatGlyphs: HeatGlyphs {
+        HeatGlyphs(
+            snapshot: snapshot, ramp: snapshot.ramp.map { $0.unicodeScalars.first ?? "?" }, emptyCell: emptyCell,
+            nullCell: nullCell)
+    }
+}
+
+/// A heatmap cell's glyph by its fill, as ``GlyphSet/heatGlyph(fill:isNull:)`` picks it.
+struct HeatGlyphs {
+    let snapshot: SnapshotText.Glyphs
+    /// The snapshot's ramp, one scalar per glyph.
+    let ramp: [Unicode.Scalar]
+    let emptyCell: Unicode.Scalar
+    let nullCell: Unicode.Scalar
+
+    /// The glyph of a heatmap cell of mean fill `fill`: the null region's, the empty cell's, or
+    /// the snapshot text's glyph of that fill.
+    func glyph(fill: Double, isNull: Bool) -> Unicode.Scalar {
         if isNull { return nullCell }
         if fill <= 0 { return emptyCell }
-        return snapshot.glyph(forFill: fill).unicodeScalars.first ?? "?"
+        return ramp[snapshot.rampIndex(forFill: fill)]
     }
 }

@@ -40,31 +40,36 @@ struct HeatmapCells {
         takenLeaves = taken
         leafCapacity = capacity
         self.isNull = isNull
-        changed = []
-        markChanges(frame)
+        changed = [Bool](repeating: false, count: visible)
+        apply(frame, addingDeltas: false)
     }
 
-    /// These cells moved on to `frame` when it directly follows them; `nil` when they cannot be
-    /// (a frame was skipped, or the grid changed) and must be counted afresh.
-    func advanced(to frame: LiveFrame, grid: HeatmapGrid) -> HeatmapCells? {
-        guard grid == self.grid, frame.sequence == sequence + 1 else { return nil }
-        var next = self
-        next.sequence = frame.sequence
-        let firstCell = grid.firstRow * grid.columns
-        for (block, delta) in zip(frame.changedBlocks, frame.takenLeafDeltas) {
-            let index = grid.cell(ofBlock: block) - firstCell
-            if next.takenLeaves.indices.contains(index) { next.takenLeaves[index] += delta }
-        }
-        next.markChanges(frame)
-        return next
+    /// Moves these cells on to `frame` when it directly follows them; false when they cannot be
+    /// (a frame was skipped, or the grid changed) and must be counted afresh. Changes the cells
+    /// in place: a frame costs what changed, not a copy of every cell.
+    mutating func advance(to frame: LiveFrame, grid: HeatmapGrid) -> Bool {
+        guard grid == self.grid, frame.sequence == sequence + 1 else { return false }
+        sequence = frame.sequence
+        apply(frame, addingDeltas: true)
+        return true
     }
 
-    private mutating func markChanges(_ frame: LiveFrame) {
-        changed = [Bool](repeating: false, count: takenLeaves.count)
+    /// Marks the visible cells holding `frame`'s changed blocks, and adds the blocks' taken-leaf
+    /// deltas to them when `addingDeltas`.
+    private mutating func apply(_ frame: LiveFrame, addingDeltas: Bool) {
+        let grid = grid
         let firstCell = grid.firstRow * grid.columns
-        for block in frame.changedBlocks {
-            let index = grid.cell(ofBlock: block) - firstCell
-            if changed.indices.contains(index) { changed[index] = true }
+        let deltas = frame.takenLeafDeltas
+        changed.withUnsafeMutableBufferPointer { changed in
+            changed.update(repeating: false)
+            takenLeaves.withUnsafeMutableBufferPointer { takenLeaves in
+                for (position, block) in frame.changedBlocks.enumerated() {
+                    let index = grid.cell(ofBlock: block) - firstCell
+                    guard index >= 0, index < changed.count else { continue }
+                    changed[index] = true
+                    if addingDeltas { takenLeaves[index] += deltas[position] }
+                }
+            }
         }
     }
 

@@ -132,21 +132,25 @@ struct MainView {
                 style: CellStyle(.accent, bold: true),
                 maxWidth: max(0, layout.dividerColumn - after))
         }
+        let heatGlyphs = glyphs.heatGlyphs
+        let marksChanges = state.markChanges
+        let underlinesChanges = state.colorMode == .monochrome
         for row in 0..<grid.visibleRows {
-            for column in 0..<grid.columns {
-                let index = row * grid.columns + column
-                guard let fill = cells.fill(index) else { continue }
-                let cell = (grid.firstRow + row) * grid.columns + column
-                var style =
-                    cells.isNull[index] || owned.map({ !$0[index] }) == true ? CellStyle.muted : heatStyle(fill: fill)
-                if state.markChanges, cells.changed[index] {
+            let rowStart = row * grid.columns
+            let firstCellOfRow = (grid.firstRow + row) * grid.columns
+            // Past the last block, no cell is drawn.
+            let drawn = min(grid.columns, max(0, grid.cellCount - firstCellOfRow))
+            canvas.put(row: region.top + row, column: region.left, count: drawn) { column in
+                let index = rowStart + column
+                let fill = cells.fill(index) ?? 0
+                let isNull = cells.isNull[index]
+                var style = isNull || owned?[index] == false ? CellStyle.muted : heatStyle(fill: fill)
+                if marksChanges, cells.changed[index] {
                     style.bold = true
-                    style.underline = state.colorMode == .monochrome
+                    style.underline = underlinesChanges
                 }
-                if cell == selectedCell { style = CellStyle(.selection, bold: true) }
-                canvas.put(
-                    glyphs.heatGlyph(fill: fill, isNull: cells.isNull[index]), row: region.top + row,
-                    column: region.left + column, style: style)
+                if firstCellOfRow + column == selectedCell { style = CellStyle(.selection, bold: true) }
+                return Cell(character: heatGlyphs.glyph(fill: fill, isNull: isNull), style: style)
             }
         }
     }

@@ -45,13 +45,7 @@ struct Palette: Hashable, Sendable {
         + (0..<heatLevels).map(ColorRole.heat) + (0..<ownerColors).map(ColorRole.owner)
 
     /// The colour pair number of a role (1-based; 0 is the terminal default).
-    static func pairNumber(_ role: ColorRole) -> Int16 {
-        switch role {
-        case .heat(let level): Int16(11 + min(max(level, 0), heatLevels - 1) + 1)
-        case .owner(let index): Int16(11 + heatLevels + (index % ownerColors) + 1)
-        default: Int16((roles.firstIndex(of: role) ?? 0) + 1)
-        }
-    }
+    static func pairNumber(_ role: ColorRole) -> Int16 { Int16(role.code + 1) }
 
     // ANSI colour numbers.
     private static let black: Int16 = 0, red: Int16 = 1, green: Int16 = 2, yellow: Int16 = 3

@@ -157,40 +157,24 @@ final class Terminal {
 
     /// Draws `canvas` (sized to the terminal) and shows it.
     ///
-    /// Runs of cells equal to the last painted canvas's are skipped: ncurses keeps them on its
-    /// screen, and handing it a run (widths, attributes) costs more than comparing it; a live
-    /// view's frames differ in a few rates and heatmap cells. A different size or palette paints
+    /// Only the cells that differ from the last painted canvas go to ncurses (see
+    /// `Canvas.forEachChangedRun`): it keeps the others on its screen, and handing it a cell
+    /// (widths, attributes) costs more than comparing it. A different size or palette paints
     /// everything. Runs go to ncurses as wide characters, which it stores as they are.
     func paint(_ canvas: Canvas, palette: Palette) {
         apply(palette)
-        let previous = painted.flatMap { last in
-            last.canvas.width == canvas.width && last.canvas.height == canvas.height && last.palette == palette
-                ? last.canvas : nil
-        }
+        let previous = painted.flatMap { $0.palette == palette ? $0.canvas : nil }
         painted = (canvas, palette)
-        for row in 0..<canvas.height {
-            let rowStart = row * canvas.width
-            if let previous,
-                previous.cells[rowStart..<(rowStart + canvas.width)]
-                    == canvas.cells[rowStart..<(rowStart + canvas.width)]
-            {
-                continue
+        canvas.forEachChangedRun(since: previous) { run in
+            wideText.removeAll(keepingCapacity: true)
+            for column in run.columns {
+                wideText.append(wchar_t(bitPattern: canvas[run.row, column].character.value))
             }
-            var column = 0
-            while column < canvas.width {
-                let style = canvas[row, column].style
-                let start = column
-                while column < canvas.width, canvas[row, column].style == style { column += 1 }
-                let run = (rowStart + start)..<(rowStart + column)
-                if let previous, previous.cells[run] == canvas.cells[run] { continue }
-                wideText.removeAll(keepingCapacity: true)
-                for cell in canvas.cells[run] { wideText.append(wchar_t(bitPattern: cell.character.value)) }
-                setAttributes(style, palette: palette)
-                // The bottom-right cell makes addnwstr report an error (the cursor cannot advance);
-                // the character is drawn all the same.
-                _ = wideText.withUnsafeBufferPointer {
-                    mvaddnwstr(Int32(row), Int32(start), $0.baseAddress, Int32($0.count))
-                }
+            setAttributes(run.style, palette: palette)
+            // The bottom-right cell makes addnwstr report an error (the cursor cannot advance);
+            // the character is drawn all the same.
+            _ = wideText.withUnsafeBufferPointer {
+                mvaddnwstr(Int32(run.row), Int32(run.columns.lowerBound), $0.baseAddress, Int32($0.count))
             }
         }
         shm_set_attributes(shm_attr_normal(), 0)

@@ -152,13 +152,7 @@ final class WatchApp {
                 zoom: state.zoom, selectedBlock: state.selectedBlock, scrollRow: state.scrollRow)
             state.scrollRow = grid.firstRow
             lastGrid = grid
-            let cells =
-                heatmapCells.flatMap { cells in
-                    cells.grid == grid && cells.sequence == frame.sequence
-                        ? cells : cells.advanced(to: frame, grid: grid)
-                } ?? HeatmapCells(frame: frame, grid: grid)
-            heatmapCells = cells
-            view.draw(into: &canvas, cells: cells)
+            view.draw(into: &canvas, cells: heatmapCells(of: frame, grid: grid))
         case .owners:
             OwnerTableView(frame: frame, state: state, layout: layout, now: now).draw(
                 into: &canvas, detachment: detachment)
@@ -174,5 +168,20 @@ final class WatchApp {
                 into: &canvas, layout: layout)
         }
         if state.showHelp { HelpOverlay.draw(into: &canvas, layout: layout, state: state) }
+    }
+
+    /// The heatmap cells of `frame` at `grid`: the kept ones, advanced when `frame` follows them,
+    /// or counted afresh.
+    private func heatmapCells(of frame: LiveFrame, grid: HeatmapGrid) -> HeatmapCells {
+        // Taken out of the property while advanced, so that their arrays change in place.
+        if var cells = heatmapCells.take(),
+            (cells.grid == grid && cells.sequence == frame.sequence) || cells.advance(to: frame, grid: grid)
+        {
+            heatmapCells = cells
+            return cells
+        }
+        let cells = HeatmapCells(frame: frame, grid: grid)
+        heatmapCells = cells
+        return cells
     }
 }

@@ -366,31 +366,6 @@ struct FrameRenderingTests {
         }
     }
 
-    @Test("heatmap cells advanced by a frame's deltas equal cells counted afresh")
-    func incrementalHeatmap() throws {
-        let first = try Self.frame()
-        var words = first.snapshot.words
-        let tree = first.snapshot.tree
-        words[6] = tree.fullWord
-        words[4] = tree.setMask(ofNode: 2)
-        let snapshot = CacheSnapshot(
-            path: first.snapshot.path, header: first.snapshot.header, words: words, allocations: nil, takenAt: .now,
-            wallClockNanoseconds: 0)
-        let second = LiveFrame(
-            snapshot: snapshot, statistics: CacheStatistics(snapshot), rates: RateSummary(),
-            changedBlocks: [4, 6], takenLeafDeltas: [-4, 32], utilisationHistory: [], sequence: 2)
-        for columns in [3, 64] {
-            let grid = HeatmapGrid(blockCount: 64, columns: columns, rows: 4, zoom: nil, selectedBlock: 0, scrollRow: 0)
-            let advanced = try #require(HeatmapCells(frame: first, grid: grid).advanced(to: second, grid: grid))
-            let fresh = HeatmapCells(frame: second, grid: grid)
-            let visible = grid.columns * grid.visibleRows
-            #expect((0..<visible).map(advanced.fill) == (0..<visible).map(fresh.fill))
-            #expect(advanced.changed == fresh.changed)
-        }
-        let grid = HeatmapGrid(blockCount: 64, columns: 3, rows: 4, zoom: nil, selectedBlock: 0, scrollRow: 0)
-        #expect(HeatmapCells(frame: second, grid: grid).advanced(to: first, grid: grid) == nil, "not the next frame")
-    }
-
     @Test("snapshot files are timestamped and never overwrite each other")
     func snapshotPaths() throws {
         let directory = NSTemporaryDirectory() + "shmtop-paths-\(UInt32.random(in: 0...UInt32.max))"
