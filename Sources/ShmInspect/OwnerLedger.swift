@@ -291,11 +291,7 @@ public struct OwnerLedger: Sendable {
             update.next &+= 1
             if record.isUnsettled { settled &= ~bit }
             if oldNodes & bit != 0 {
-                // Read again: neither an allocation nor a free.
-                let slot = Self.slot(ofNode: node, in: run, count: count)
-                subtract(run[slot], counting: false, from: update.sums)
-                if update.counting { uncountAllocation(of: record, in: update.sums) }
-                run[slot] = record
+                replaceReadAgain(record, in: run, count: count, with: update)
             } else {
                 if count == Int(entry.capacity) {
                     // Room for every node still to be added, so that the run moves once.
@@ -318,6 +314,19 @@ public struct OwnerLedger: Sendable {
         } else if wasUnsettled {
             unsettledBlocks.remove(block)
         }
+    }
+
+    /// Replaces the record of `record`'s node, read again, among the `count` records at `run`:
+    /// neither an allocation nor a free. Rare (only nodes held in flight are read again), and
+    /// kept out of the loop over a block's nodes, whose registers its sums would take.
+    @inline(never)
+    private mutating func replaceReadAgain(
+        _ record: NodeRecord, in run: UnsafeMutablePointer<NodeRecord>, count: Int, with update: BlockUpdate
+    ) {
+        let slot = Self.slot(ofNode: record.node, in: run, count: count)
+        subtract(run[slot], counting: false, from: update.sums)
+        if update.counting { uncountAllocation(of: record, in: update.sums) }
+        run[slot] = record
     }
 
     /// The slot of node `node`'s record among the `count` records at `run`, which hold one.
