@@ -65,41 +65,39 @@ extension OwnerLedger {
         defer { (lastOwner, inFlight, unreadable) = (owner, inFlight &+ inFlightAdded, unreadable &+ unreadableAdded) }
         return ownerSums.withUnsafeMutableBufferPointer { ownerSums in
             orderSums.withUnsafeMutableBufferPointer { orderSums in
-                // The current owner's pid (none at first: outside Int32's range) and its allocations,
-                // bytes and requested bytes added since it became current, kept in registers: a
-                // writer's allocations sit together.
+                // The current owner's pid (none at first: outside Int32's range).
                 var pid = Int64.min
-                var (allocations, bytes, requestedBytes) = (0, 0, 0)
-                func flush() {
-                    guard allocations != 0 else { return }
-                    ownerSums[owner].allocations &+= allocations
-                    ownerSums[owner].bytes &+= bytes
-                    ownerSums[owner].requestedBytes &+= requestedBytes
-                    if counting { ownerSums[owner].allocated &+= allocations }
-                    (allocations, bytes, requestedBytes) = (0, 0, 0)
-                }
-                defer { flush() }
-                while position < records.count {
-                    let record = records[position]
-                    if record.kind == NodeRecord.counted {
-                        if Int64(record.pid) != pid {
-                            flush()
-                            guard let found = index[record.pid] else { return record.pid }
-                            (owner, pid) = (found, Int64(record.pid))
+                while true {
+                    // The current owner's records (a writer's allocations sit together), summed in
+                    // registers by a loop that leaves at the first record of another owner.
+                    var (allocations, bytes, requestedBytes) = (0, 0, 0)
+                    while position < records.count {
+                        let record = records[position]
+                        if record.kind == NodeRecord.counted {
+                            guard Int64(record.pid) == pid else { break }
+                            let (order, requested) = (record.order, record.requestedSize)
+                            orderSums[order] &+= requested
+                            allocations &+= 1
+                            bytes &+= minSize &<< order
+                            requestedBytes &+= requested
+                        } else if record.isUnsettled {
+                            inFlightAdded &+= 1
+                        } else {
+                            unreadableAdded &+= 1
                         }
-                        let (order, requested) = (record.order, record.requestedSize)
-                        orderSums[order] &+= requested
-                        allocations &+= 1
-                        bytes &+= minSize &<< order
-                        requestedBytes &+= requested
-                    } else if record.isUnsettled {
-                        inFlightAdded &+= 1
-                    } else {
-                        unreadableAdded &+= 1
+                        position &+= 1
                     }
-                    position &+= 1
+                    if allocations != 0 {
+                        ownerSums[owner].allocations &+= allocations
+                        ownerSums[owner].bytes &+= bytes
+                        ownerSums[owner].requestedBytes &+= requestedBytes
+                        if counting { ownerSums[owner].allocated &+= allocations }
+                    }
+                    guard position < records.count else { return nil }
+                    let next = records[position].pid
+                    guard let found = index[next] else { return next }
+                    (owner, pid) = (found, Int64(next))
                 }
-                return nil
             }
         }
     }
