@@ -192,18 +192,21 @@ public struct OwnerLedger: Sendable {
         blocks: [Int], plans: ArraySlice<BlockPlan>, records: ArraySlice<NodeRecord>, counting: Bool
     ) {
         precondition(blocks.count == plans.count, "one plan per block")
-        records.withUnsafeBufferPointer { records in
-            plans.withUnsafeBufferPointer { plans in
-                withSums(adding: records, counting: counting) { ledger, sums, pages in
-                    var update = BlockUpdate(read: records, sums: sums, pages: pages, counting: counting)
-                    for position in blocks.indices {
-                        let entryAhead = position &+ Self.entryLookahead
-                        let recordsAhead = position &+ Self.recordLookahead
-                        if entryAhead < blocks.count { pages.prefetchEntry(of: blocks[entryAhead]) }
-                        if recordsAhead < blocks.count { pages.prefetchRecords(of: blocks[recordsAhead]) }
-                        ledger.replace(block: blocks[position], plan: plans[position], with: &update)
+        // Buffers, unchecked: each block is checked once, as its page is found.
+        blocks.withUnsafeBufferPointer { blocks in
+            records.withUnsafeBufferPointer { records in
+                plans.withUnsafeBufferPointer { plans in
+                    withSums(adding: records, counting: counting) { ledger, sums, pages in
+                        var update = BlockUpdate(read: records, sums: sums, pages: pages, counting: counting)
+                        for position in blocks.indices {
+                            let entryAhead = position &+ Self.entryLookahead
+                            let recordsAhead = position &+ Self.recordLookahead
+                            if entryAhead < blocks.count { pages.prefetchEntry(of: blocks[entryAhead]) }
+                            if recordsAhead < blocks.count { pages.prefetchRecords(of: blocks[recordsAhead]) }
+                            ledger.replace(block: blocks[position], plan: plans[position], with: &update)
+                        }
+                        precondition(update.next == records.count, "more records read than the blocks' nodes to read")
                     }
-                    precondition(update.next == records.count, "more records read than the blocks' nodes to read")
                 }
             }
         }
