@@ -226,11 +226,18 @@ extension CacheInspector {
                     for slot in chunkRecords..<recordCount {
                         let place = records[slot].rawValue
                         let wordIndex = Int(truncatingIfNeeded: place &>> 10)
+                        let order = Int(truncatingIfNeeded: (place &>> 6) & 0xF)
+                        let rawHeader = mapped.word(at: wordIndex)
+                        if let record = OwnerLedger.NodeRecord.counted(
+                            rawHeader: rawHeader, order: order, geometry: geometry)
+                        {
+                            records[slot] = record
+                            continue
+                        }
                         let block = wordIndex &>> blockWordsShift
                         let node = Int(truncatingIfNeeded: place & 0x3F)
                         let reading = AllocationCensus.reading(
-                            rawHeader: mapped.word(at: wordIndex), order: Int(truncatingIfNeeded: (place &>> 6) & 0xF),
-                            geometry: geometry, claimer: claimer(block, node),
+                            rawHeader: rawHeader, order: order, geometry: geometry, claimer: claimer(block, node),
                             blockChanged: currentWord(ofBlock: block) != words[block])
                         records[slot] = OwnerLedger.NodeRecord(reading)
                     }

@@ -41,6 +41,19 @@ public struct OwnerLedger: Sendable {
             }
         }
 
+        /// The record of `rawHeader`, found at a node of `order`, when it is a plausible
+        /// allocation's header (the usual one): the header's body as it is, which is the record's
+        /// layout; `nil` for any other (``AllocationCensus/reading(rawHeader:order:geometry:claimer:blockChanged:)``
+        /// tells what it counts for). Spares the usual header the way through a ``AllocationCensus/NodeReading``.
+        @inline(__always)
+        static func counted(rawHeader: UInt64, order: Int, geometry: Geometry) -> NodeRecord? {
+            guard let header = AllocationHeader(rawValue: rawHeader), geometry.isPlausible(header, atOrder: order)
+            else {
+                return nil
+            }
+            return NodeRecord(rawValue: rawHeader & 0x00FF_FFFF_FFFF_FFFF)
+        }
+
         var kind: UInt64 { rawValue &>> 62 }
         /// The node it is the record of, in its block.
         var node: Int { Int(truncatingIfNeeded: (rawValue &>> 56) & 0x3F) }
@@ -100,15 +113,16 @@ public struct OwnerLedger: Sendable {
     }
     var scratch = Scratch()
     /// The owners, each with its sums (an owner that holds nothing and did nothing since the last
-    /// ``takeActivity()`` is dropped then), and where each pid's sums are.
-    private(set) var owners: [OwnerSums] = []
-    private var ownerIndex: [Int32: Int] = [:]
+    /// ``takeActivity()`` is dropped then), and where each pid's sums are. Internal, not private,
+    /// for the sums' extension (OwnerLedger+Sums.swift); written only by the ledger's own methods.
+    var owners: [OwnerSums] = []
+    var ownerIndex: [Int32: Int] = [:]
     /// The owner whose sums changed last: a writer's allocations sit together, and this spares
     /// a hash for most records.
-    private var lastOwner = 0
-    private(set) var requestedBytesByOrder: [Int]
-    private(set) var inFlight = 0
-    private(set) var unreadable = 0
+    var lastOwner = 0
+    var requestedBytesByOrder: [Int]
+    var inFlight = 0
+    var unreadable = 0
     /// Blocks with a record in flight: read again at the next update.
     private(set) var unsettledBlocks: Set<Int> = []
 
@@ -178,35 +192,34 @@ public struct OwnerLedger: Sendable {
         blocks: [Int], plans: ArraySlice<BlockPlan>, records: ArraySlice<NodeRecord>, counting: Bool
     ) {
         precondition(blocks.count == plans.count, "one plan per block")
-        records.withUnsafeBufferPointer { records in
-            plans.withUnsafeBufferPointer { plans in
-                withSums(naming: records) { ledger, sums, pages in
-                    var update = BlockUpdate(read: records, sums: sums, pages: pages, counting: counting)
-                    for position in blocks.indices {
-                        let entryAhead = position &+ Self.entryLookahead
-                        let recordsAhead = position &+ Self.recordLookahead
-                        if entryAhead < blocks.count { pages.prefetchEntry(of: blocks[entryAhead]) }
-                        if recordsAhead < blocks.count { pages.prefetchRecords(of: blocks[recordsAhead]) }
-                        ledger.replace(block: blocks[position], plan: plans[position], with: &update)
+        // Buffers, unchecked: each block is checked once, as its page is found.
+        blocks.withUnsafeBufferPointer { blocks in
+            records.withUnsafeBufferPointer { records in
+                plans.withUnsafeBufferPointer { plans in
+                    withSums(adding: records, counting: counting) { ledger, sums, pages in
+                        var update = BlockUpdate(read: records, sums: sums, pages: pages, counting: counting)
+                        for position in blocks.indices {
+                            let entryAhead = position &+ Self.entryLookahead
+                            let recordsAhead = position &+ Self.recordLookahead
+                            if entryAhead < blocks.count { pages.prefetchEntry(of: blocks[entryAhead]) }
+                            if recordsAhead < blocks.count { pages.prefetchRecords(of: blocks[recordsAhead]) }
+                            ledger.replace(block: blocks[position], plan: plans[position], with: &update)
+                        }
+                        precondition(update.next == records.count, "more records read than the blocks' nodes to read")
                     }
-                    precondition(update.next == records.count, "more records read than the blocks' nodes to read")
                 }
             }
         }
     }
 
-    /// Calls `body` with this ledger, its sums as buffers (every owner that `records` name given
-    /// sums first) and its pages made its own: both then change in place, where each write to an
-    /// array checks that it is unique.
+    /// Adds `records` to the sums as nodes that appeared (``addAppeared(_:counting:)``), then calls
+    /// `body` with this ledger, its sums as buffers and its pages made its own: both then change
+    /// in place, where each write to an array checks that it is unique.
     private mutating func withSums(
-        naming records: UnsafeBufferPointer<NodeRecord>, _ body: (inout OwnerLedger, SumBuffers, Storage) -> Void
+        adding records: UnsafeBufferPointer<NodeRecord>, counting: Bool,
+        _ body: (inout OwnerLedger, SumBuffers, Storage) -> Void
     ) {
-        // A writer's allocations sit together: an owner is looked for only where the pid changes.
-        var lastPID: Int32 = 0
-        for record in records where record.kind == NodeRecord.counted && record.pid != lastPID {
-            lastPID = record.pid
-            _ = ownerSlot(of: lastPID)
-        }
+        addAppeared(records, counting: counting)
         // Taken out of the ledger, so that they are changed in place while the ledger changes.
         var ownerSums: [OwnerSums] = []
         var orderSums: [Int] = []
@@ -226,7 +239,7 @@ public struct OwnerLedger: Sendable {
 
     /// The owners' sums and the requested bytes by order, taken out of the ledger while blocks'
     /// records are replaced.
-    private struct SumBuffers {
+    struct SumBuffers {
         let owners: UnsafeMutableBufferPointer<OwnerSums>
         let requestedBytesByOrder: UnsafeMutableBufferPointer<Int>
     }
@@ -265,7 +278,7 @@ public struct OwnerLedger: Sendable {
         while disappeared != 0 {
             let slot = Self.slot(ofNode: disappeared.trailingZeroBitCount, in: run, count: count)
             disappeared &= disappeared &- 1
-            add(run[slot], sign: -1, counting: update.counting, to: update.sums)
+            subtract(run[slot], counting: update.counting, from: update.sums)
             count &-= 1
             run[slot] = run[count]
         }
@@ -281,13 +294,8 @@ public struct OwnerLedger: Sendable {
             update.next &+= 1
             if record.isUnsettled { settled &= ~bit }
             if oldNodes & bit != 0 {
-                // Read again: neither an allocation nor a free.
-                let slot = Self.slot(ofNode: node, in: run, count: count)
-                add(run[slot], sign: -1, counting: false, to: update.sums)
-                add(record, sign: 1, counting: false, to: update.sums)
-                run[slot] = record
+                replaceReadAgain(record, in: run, count: count, with: update)
             } else {
-                add(record, sign: 1, counting: update.counting, to: update.sums)
                 if count == Int(entry.capacity) {
                     // Room for every node still to be added, so that the run moves once.
                     entry.count = UInt16(truncatingIfNeeded: count)
@@ -311,6 +319,19 @@ public struct OwnerLedger: Sendable {
         }
     }
 
+    /// Replaces the record of `record`'s node, read again, among the `count` records at `run`:
+    /// neither an allocation nor a free. Rare (only nodes held in flight are read again), and
+    /// kept out of the loop over a block's nodes, whose registers its sums would take.
+    @inline(never)
+    private mutating func replaceReadAgain(
+        _ record: NodeRecord, in run: UnsafeMutablePointer<NodeRecord>, count: Int, with update: BlockUpdate
+    ) {
+        let slot = Self.slot(ofNode: record.node, in: run, count: count)
+        subtract(run[slot], counting: false, from: update.sums)
+        if update.counting { uncountAllocation(of: record, in: update.sums) }
+        run[slot] = record
+    }
+
     /// The slot of node `node`'s record among the `count` records at `run`, which hold one.
     @inline(__always)
     private static func slot(ofNode node: Int, in run: UnsafeMutablePointer<NodeRecord>, count: Int) -> Int {
@@ -321,56 +342,5 @@ public struct OwnerLedger: Sendable {
             precondition(slot < count, "a node held without its record")
         }
         return slot
-    }
-
-    /// Adds (`sign` 1) or takes away (-1) `record` to `sums`, which hold its owner's; with
-    /// `counting`, as an allocation or a free of its owner.
-    @inline(__always)
-    private mutating func add(_ record: NodeRecord, sign: Int, counting: Bool, to sums: SumBuffers) {
-        // Most records are counted: their kind is tested first.
-        guard record.kind == NodeRecord.counted else {
-            if record.isUnsettled { inFlight &+= sign } else { unreadable &+= sign }
-            return
-        }
-        // Wrapping, as ``OwnerSums/add(bytes:requested:sign:counting:)``.
-        let (order, requested) = (record.order, record.requestedSize)
-        sums.requestedBytesByOrder[order] &+= sign &* requested
-        let pid = record.pid
-        // Every counted record's owner has sums (see `withSums`), and a writer's allocations sit
-        // together: the last owner's, or found by hash.
-        if lastOwner >= sums.owners.count || sums.owners[lastOwner].pid != pid { lastOwner = ownerIndex[pid]! }
-        let owner = sums.owners.baseAddress.unsafelyUnwrapped + lastOwner
-        owner.pointee.add(bytes: geometry.minSize &<< order, requested: requested, sign: sign, counting: counting)
-    }
-
-    /// Where `pid`'s sums are in `owners` (made when `pid` has none).
-    private mutating func ownerSlot(of pid: Int32) -> Int {
-        if lastOwner < owners.count, owners[lastOwner].pid == pid { return lastOwner }
-        if let found = ownerIndex[pid] {
-            lastOwner = found
-        } else {
-            lastOwner = owners.count
-            ownerIndex[pid] = lastOwner
-            owners.append(OwnerSums(pid: pid))
-        }
-        return lastOwner
-    }
-
-    /// What the owners allocated and freed since the last call, and starts counting afresh.
-    mutating func takeActivity() -> OwnerActivity {
-        var counts: [Int32: (allocations: Int, frees: Int)] = [:]
-        for owner in owners where owner.allocated != 0 || owner.freed != 0 {
-            counts[owner.pid] = (owner.allocated, owner.freed)
-        }
-        for index in owners.indices {
-            owners[index].allocated = 0
-            owners[index].freed = 0
-        }
-        // Owners that hold nothing leave; the index is rebuilt only when one did.
-        if owners.contains(where: { $0.allocations == 0 }) {
-            owners.removeAll { $0.allocations == 0 }
-            ownerIndex = Dictionary(uniqueKeysWithValues: owners.enumerated().map { ($1.pid, $0) })
-        }
-        return OwnerActivity(counts: counts)
     }
 }

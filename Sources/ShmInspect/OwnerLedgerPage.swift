@@ -13,6 +13,7 @@
 // kept in node order were all moved to make room.
 
 import CShmSystem
+import Glibc
 import ShmFormat
 
 extension OwnerLedger {
@@ -41,7 +42,9 @@ extension OwnerLedger {
         /// One entry per block; `nil` until one of the page's blocks first holds allocations, so
         /// an unused page costs a few words.
         private(set) var entries: UnsafeMutablePointer<Entry>?
-        /// The runs; made with the entries.
+        /// The runs; made with the entries. `malloc`'s memory, grown by `realloc`: a large buffer
+        /// is then remapped, where a copy to a new one was a tenth of a busy cache's updates. Slots
+        /// not in a run are never read (records are plain words), so runs are not initialized.
         private var records: UnsafeMutablePointer<NodeRecord>?
         /// Slots allocated in `records`, and slots handed out as runs (from the start).
         private var recordCapacity = 0
@@ -65,14 +68,14 @@ extension OwnerLedger {
             let made = UnsafeMutablePointer<Entry>.allocate(capacity: pageBlocks)
             made.initialize(repeating: Entry(), count: pageBlocks)
             entries = made
-            records = .allocate(capacity: Self.blockRecordsLimit)
+            records = Self.reallocate(nil, capacity: Self.blockRecordsLimit)
             recordCapacity = Self.blockRecordsLimit
         }
 
         /// Frees the page's memory.
         func deallocate() {
             entries?.deallocate()
-            records?.deallocate()
+            free(records)
         }
 
         /// A copy of the page in memory of its own.
@@ -83,7 +86,7 @@ extension OwnerLedger {
                 copy.entries!.initialize(from: entries, count: pageBlocks)
             }
             if let records {
-                copy.records = .allocate(capacity: recordCapacity)
+                copy.records = Self.reallocate(nil, capacity: recordCapacity)
                 copy.records!.initialize(from: records, count: recordsUsed)
             }
             return copy
@@ -169,15 +172,22 @@ extension OwnerLedger {
             if recordsUsed + length > recordCapacity {
                 // Doubled, so that a page filling up moves its records a few times only.
                 let grown = max(2 * recordCapacity, recordsUsed + length)
-                let moved = UnsafeMutablePointer<NodeRecord>.allocate(capacity: grown)
-                moved.moveInitialize(from: records!, count: recordsUsed)
-                records!.deallocate()
-                records = moved
+                records = Self.reallocate(records, capacity: grown)
                 recordCapacity = grown
             }
-            (records! + recordsUsed).initialize(repeating: NodeRecord(rawValue: 0), count: length)
             recordsUsed += length
             return UInt32(recordsUsed - length)
+        }
+
+        /// `records` (or none) moved to room for `capacity` records; stops the process when there
+        /// is no memory, as Swift's own allocations do.
+        private static func reallocate(
+            _ records: UnsafeMutablePointer<NodeRecord>?, capacity: Int
+        ) -> UnsafeMutablePointer<NodeRecord> {
+            guard let moved = realloc(records, capacity * MemoryLayout<NodeRecord>.stride) else {
+                fatalError("out of memory for \(capacity) owner records")
+            }
+            return moved.bindMemory(to: NodeRecord.self, capacity: capacity)
         }
 
         /// The length class of a run for `count` records: runs are 2ⁿ slots, so that a block
