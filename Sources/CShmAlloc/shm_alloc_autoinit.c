@@ -6,7 +6,7 @@
 #include "shm_alloc.h"
 
 /// Installs the fork handlers and makes the mapping of `path` (NULL: none) pending
-/// (Exports.swift). Not in shm_alloc.h: only this initialiser calls it.
+/// (ProcessCache.swift). Not in shm_alloc.h: only this initialiser calls it.
 void shm_prepare_at_load(const char *path);
 
 __attribute__((constructor)) static void shm_alloc_autoinit(void) {
