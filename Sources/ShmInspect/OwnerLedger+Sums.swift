@@ -51,7 +51,50 @@ extension OwnerLedger {
     private mutating func addAppeared(
         _ records: UnsafeBufferPointer<NodeRecord>, from position: inout Int, counting: Bool
     ) -> Int32? {
-        // Taken out of the ledger (as in `withSums`), so that both change in place.
+        let (index, minSize) = (ownerIndex, geometry.minSize)
+        var (owner, inFlightAdded, unreadableAdded) = (lastOwner, 0, 0)
+        defer { (lastOwner, inFlight, unreadable) = (owner, inFlight &+ inFlightAdded, unreadable &+ unreadableAdded) }
+        return withSumBuffers { _, sums in
+            let (ownerSums, orderSums) = (sums.owners, sums.requestedBytesByOrder)
+            // The current owner's pid (none at first: outside Int32's range).
+            var pid = Int64.min
+            while true {
+                // The current owner's records (a writer's allocations sit together), summed in
+                // registers by a loop that leaves at the first record of another owner.
+                var (allocations, bytes, requestedBytes) = (0, 0, 0)
+                while position < records.count {
+                    let record = records[position]
+                    if record.kind == NodeRecord.counted {
+                        guard Int64(record.pid) == pid else { break }
+                        let (order, requested) = (record.order, record.requestedSize)
+                        orderSums[order] &+= requested
+                        allocations &+= 1
+                        bytes &+= minSize &<< order
+                        requestedBytes &+= requested
+                    } else if record.isUnsettled {
+                        inFlightAdded &+= 1
+                    } else {
+                        unreadableAdded &+= 1
+                    }
+                    position &+= 1
+                }
+                if allocations != 0 {
+                    ownerSums[owner].allocations &+= allocations
+                    ownerSums[owner].bytes &+= bytes
+                    ownerSums[owner].requestedBytes &+= requestedBytes
+                    if counting { ownerSums[owner].allocated &+= allocations }
+                }
+                guard position < records.count else { return nil }
+                let next = records[position].pid
+                guard let found = index[next] else { return next }
+                (owner, pid) = (found, Int64(next))
+            }
+        }
+    }
+
+    /// Calls `body` with this ledger and its sums as buffers, taken out of the ledger meanwhile so
+    /// that both change in place (each write to an array would check that it is unique).
+    mutating func withSumBuffers<Result>(_ body: (inout OwnerLedger, SumBuffers) -> Result) -> Result {
         var ownerSums: [OwnerSums] = []
         var orderSums: [Int] = []
         swap(&ownerSums, &owners)
@@ -60,44 +103,9 @@ extension OwnerLedger {
             swap(&ownerSums, &owners)
             swap(&orderSums, &requestedBytesByOrder)
         }
-        let (index, minSize) = (ownerIndex, geometry.minSize)
-        var (owner, inFlightAdded, unreadableAdded) = (lastOwner, 0, 0)
-        defer { (lastOwner, inFlight, unreadable) = (owner, inFlight &+ inFlightAdded, unreadable &+ unreadableAdded) }
         return ownerSums.withUnsafeMutableBufferPointer { ownerSums in
             orderSums.withUnsafeMutableBufferPointer { orderSums in
-                // The current owner's pid (none at first: outside Int32's range).
-                var pid = Int64.min
-                while true {
-                    // The current owner's records (a writer's allocations sit together), summed in
-                    // registers by a loop that leaves at the first record of another owner.
-                    var (allocations, bytes, requestedBytes) = (0, 0, 0)
-                    while position < records.count {
-                        let record = records[position]
-                        if record.kind == NodeRecord.counted {
-                            guard Int64(record.pid) == pid else { break }
-                            let (order, requested) = (record.order, record.requestedSize)
-                            orderSums[order] &+= requested
-                            allocations &+= 1
-                            bytes &+= minSize &<< order
-                            requestedBytes &+= requested
-                        } else if record.isUnsettled {
-                            inFlightAdded &+= 1
-                        } else {
-                            unreadableAdded &+= 1
-                        }
-                        position &+= 1
-                    }
-                    if allocations != 0 {
-                        ownerSums[owner].allocations &+= allocations
-                        ownerSums[owner].bytes &+= bytes
-                        ownerSums[owner].requestedBytes &+= requestedBytes
-                        if counting { ownerSums[owner].allocated &+= allocations }
-                    }
-                    guard position < records.count else { return nil }
-                    let next = records[position].pid
-                    guard let found = index[next] else { return next }
-                    (owner, pid) = (found, Int64(next))
-                }
+                body(&self, SumBuffers(owners: ownerSums, requestedBytesByOrder: orderSums))
             }
         }
     }

@@ -220,21 +220,8 @@ public struct OwnerLedger: Sendable {
         _ body: (inout OwnerLedger, SumBuffers, Storage) -> Void
     ) {
         addAppeared(records, counting: counting)
-        // Taken out of the ledger, so that they are changed in place while the ledger changes.
-        var ownerSums: [OwnerSums] = []
-        var orderSums: [Int] = []
-        swap(&ownerSums, &owners)
-        swap(&orderSums, &requestedBytesByOrder)
-        defer {
-            swap(&ownerSums, &owners)
-            swap(&orderSums, &requestedBytesByOrder)
-        }
         let pages = uniquePages()
-        ownerSums.withUnsafeMutableBufferPointer { ownerSums in
-            orderSums.withUnsafeMutableBufferPointer { orderSums in
-                body(&self, SumBuffers(owners: ownerSums, requestedBytesByOrder: orderSums), pages)
-            }
-        }
+        withSumBuffers { ledger, sums in body(&ledger, sums, pages) }
     }
 
     /// The owners' sums and the requested bytes by order, taken out of the ledger while blocks'
