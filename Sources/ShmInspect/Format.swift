@@ -20,11 +20,11 @@ public enum Format {
         let sign = value < 0 ? "-" : ""
         switch magnitude {
         case ..<10:
-            return sign + (magnitude == magnitude.rounded() ? "\(Int(magnitude))" : decimal(magnitude, digits: 1))
+            return sign + (magnitude == magnitude.rounded() ? "\(Int(magnitude))" : fixed(magnitude, digits: 1))
         case ..<10_000: return sign + "\(Int(magnitude.rounded()))"
-        case ..<1_000_000: return sign + decimal(magnitude / 1e3, digits: 1) + "k"
-        case ..<1_000_000_000: return sign + decimal(magnitude / 1e6, digits: 1) + "M"
-        default: return sign + decimal(magnitude / 1e9, digits: 1) + "G"
+        case ..<1_000_000: return sign + fixed(magnitude / 1e3, digits: 1) + "k"
+        case ..<1_000_000_000: return sign + fixed(magnitude / 1e6, digits: 1) + "M"
+        default: return sign + fixed(magnitude / 1e9, digits: 1) + "G"
         }
     }
 
@@ -36,16 +36,14 @@ public enum Format {
     }
 
     /// A fraction as a percentage with one decimal: `53.1%`.
-    public static func percent(_ fraction: Double) -> String { decimal(fraction * 100, digits: 1) + "%" }
-
-    /// A number with `digits` decimals: the kernel's indices (−1, or 0...1) are printed this way.
-    public static func fixed(_ value: Double, digits: Int) -> String { decimal(value, digits: digits) }
+    public static func percent(_ fraction: Double) -> String { fixed(fraction * 100, digits: 1) + "%" }
 
     /// `value` with `digits` decimals, exactly as C's `%.*f` prints it (rounded to the nearest,
     /// a tie in the binary value to the even digit; `-0.0` for a negative value that rounds to
     /// zero), without Foundation's `String(format:)`, which builds a C format string and runs
     /// vfprintf for each number: the live view prints about thirty such numbers a frame.
-    public static func decimal(_ value: Double, digits: Int) -> String {
+    /// (The kernel's indices, −1 or 0...1, are printed this way.)
+    public static func fixed(_ value: Double, digits: Int) -> String {
         let scale = Double(tenToThe[min(max(digits, 0), tenToThe.count - 1)])
         let magnitude = value.magnitude
         let product = magnitude * scale
@@ -68,7 +66,7 @@ public enum Format {
             + String(repeating: "0", count: digits - decimals.count) + decimals
     }
 
-    /// Powers of ten for ``decimal(_:digits:)``: exact as doubles, and their products below 2^52
+    /// Powers of ten for ``fixed(_:digits:)``: exact as doubles, and their products below 2^52
     /// fit the integer that holds the rounded digits.
     private static let tenToThe: [UInt64] = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000]
 
@@ -109,7 +107,7 @@ public enum Format {
     public static func hertz(interval: Duration) -> String {
         let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         let hertz = 1 / seconds
-        return hertz == hertz.rounded() ? "\(Int(hertz)) Hz" : decimal(hertz, digits: 1) + " Hz"
+        return hertz == hertz.rounded() ? "\(Int(hertz)) Hz" : fixed(hertz, digits: 1) + " Hz"
     }
 
     /// A period in seconds with the decimals it needs, down to milliseconds: `0.05 s`, `0.5 s`,
@@ -131,7 +129,7 @@ public enum Format {
     /// A duration in seconds for "n s ago" texts: `0.4 s`, `12 s`, `3 min`.
     public static func age(_ duration: Duration) -> String {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        if seconds < 10 { return decimal(seconds, digits: 1) + " s" }
+        if seconds < 10 { return fixed(seconds, digits: 1) + " s" }
         if seconds < 120 { return "\(Int(seconds)) s" }
         return "\(Int(seconds / 60)) min"
     }

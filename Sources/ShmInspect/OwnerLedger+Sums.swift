@@ -11,11 +11,11 @@ extension OwnerLedger {
             if record.isUnsettled { inFlight &-= 1 } else { unreadable &-= 1 }
             return
         }
-        // Wrapping, as ``OwnerSums/add(bytes:requested:sign:counting:)``.
+        // Wrapping, as ``OwnerSums/remove(bytes:requested:counting:)``.
         let (order, requested) = (record.order, record.requestedSize)
         sums.requestedBytesByOrder[order] &-= requested
-        ownerSums(of: record.pid, in: sums).pointee.add(
-            bytes: geometry.minSize &<< order, requested: requested, sign: -1, counting: counting)
+        ownerSums(of: record.pid, in: sums).pointee.remove(
+            bytes: geometry.nodeSize(ofOrder: order), requested: requested, counting: counting)
     }
 
     /// Takes back the allocation ``addAppeared(_:counting:)`` counted for `record`: its node was
@@ -51,7 +51,7 @@ extension OwnerLedger {
     private mutating func addAppeared(
         _ records: UnsafeBufferPointer<NodeRecord>, from position: inout Int, counting: Bool
     ) -> Int32? {
-        let (index, minSize) = (ownerIndex, geometry.minSize)
+        let (index, geometry) = (ownerIndex, geometry)
         var (owner, inFlightAdded, unreadableAdded) = (lastOwner, 0, 0)
         defer { (lastOwner, inFlight, unreadable) = (owner, inFlight &+ inFlightAdded, unreadable &+ unreadableAdded) }
         return withSumBuffers { _, sums in
@@ -69,7 +69,7 @@ extension OwnerLedger {
                         let (order, requested) = (record.order, record.requestedSize)
                         orderSums[order] &+= requested
                         allocations &+= 1
-                        bytes &+= minSize &<< order
+                        bytes &+= geometry.nodeSize(ofOrder: order)
                         requestedBytes &+= requested
                     } else if record.isUnsettled {
                         inFlightAdded &+= 1

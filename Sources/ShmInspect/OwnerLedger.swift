@@ -82,16 +82,15 @@ public struct OwnerLedger: Sendable {
 
         init(pid: Int32) { self.pid = pid }
 
-        /// Adds (`sign` 1) or takes away (-1) one allocation of `bytes` node bytes and `requested`
-        /// bytes; with `counting`, as an allocation or a free. Wrapping arithmetic: the sums are
-        /// bounded by the cache's bytes, and the overflow checks were a tenth of a record's update.
-        mutating func add(bytes: Int, requested: Int, sign: Int, counting: Bool) {
-            allocations &+= sign
-            self.bytes &+= sign &* bytes
-            requestedBytes &+= sign &* requested
-            if counting {
-                if sign > 0 { allocated &+= 1 } else { freed &+= 1 }
-            }
+        /// Takes away one allocation of `bytes` node bytes and `requested` bytes; with `counting`,
+        /// as a free (allocations are added in runs, by ``OwnerLedger/addAppeared(_:counting:)``).
+        /// Wrapping arithmetic: the sums are bounded by the cache's bytes, and the overflow checks
+        /// were a tenth of a record's update.
+        mutating func remove(bytes: Int, requested: Int, counting: Bool) {
+            allocations &-= 1
+            self.bytes &-= bytes
+            requestedBytes &-= requested
+            if counting { freed &+= 1 }
         }
     }
 

@@ -26,15 +26,6 @@ public struct SnapshotRates: Hashable, Sendable {
         self = SnapshotChanges(from: earlier, to: later).rates
     }
 
-    /// Rates from the changed blocks' words, `earlier` and `later` (the same blocks, in the same
-    /// order), `seconds` apart.
-    init(seconds: Double, earlierWords: [UInt64], laterWords: [UInt64], geometry: Geometry) {
-        self.init(
-            seconds: seconds,
-            figures: ChangedBlockFigures(earlierWords: earlierWords, laterWords: laterWords, tree: geometry.tree),
-            geometry: geometry)
-    }
-
     /// Rates from the figures of the changed blocks, `seconds` apart, in a cache of `geometry`.
     init(seconds: Double, figures: ChangedBlockFigures, geometry: Geometry) {
         self.seconds = seconds

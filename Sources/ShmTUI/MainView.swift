@@ -103,11 +103,12 @@ struct MainView {
         let after = canvas.text(
             info, row: layout.heatmapLegendRow, column: legendStart, style: .muted,
             maxWidth: layout.dividerColumn - legendStart)
+        let heatGlyphs = glyphs.heatGlyphs
         // The fill ramp, coloured as the cells are, when there is room.
         let ramp: [(Unicode.Scalar, Double)] = [
-            (glyphs.emptyCell, 0), (glyphs.heatGlyph(fill: 0.2, isNull: false), 0.2),
-            (glyphs.heatGlyph(fill: 0.45, isNull: false), 0.45), (glyphs.heatGlyph(fill: 0.7, isNull: false), 0.7),
-            (glyphs.heatGlyph(fill: 1, isNull: false), 1),
+            (glyphs.emptyCell, 0), (heatGlyphs.glyph(fill: 0.2, isNull: false), 0.2),
+            (heatGlyphs.glyph(fill: 0.45, isNull: false), 0.45), (heatGlyphs.glyph(fill: 0.7, isNull: false), 0.7),
+            (heatGlyphs.glyph(fill: 1, isNull: false), 1),
         ]
         let rampText = "  0%" + String(repeating: " ", count: ramp.count) + "100%"
         if after + rampText.count < layout.dividerColumn {
@@ -132,7 +133,6 @@ struct MainView {
                 style: CellStyle(.accent, bold: true),
                 maxWidth: max(0, layout.dividerColumn - after))
         }
-        let heatGlyphs = glyphs.heatGlyphs
         let marksChanges = state.markChanges
         let underlinesChanges = state.colorMode == .monochrome
         for row in 0..<grid.visibleRows {

@@ -88,7 +88,7 @@ struct ChangedBlockFiguresTests {
         #expect(figures.freedLeaves * geometry.minSize == expected.freedBytes)
         #expect(figures.takenLeafDeltas == expected.takenLeafDeltas)
         // What SnapshotChanges hands on is the same pass.
-        let rates = SnapshotRates(seconds: 2, earlierWords: earlier, laterWords: later, geometry: geometry)
+        let rates = SnapshotRates(seconds: 2, figures: figures, geometry: geometry)
         #expect(rates.allocations == expected.allocations && rates.frees == expected.frees)
         #expect(rates.allocatedBytes == expected.allocatedBytes && rates.freedBytes == expected.freedBytes)
         #expect(rates.blocksChanged == later.count)

@@ -328,7 +328,9 @@ struct OwnerLedgerTests {
                 freedBytes += geometry.nodeSize(ofOrder: found.order)
             }
         }
-        let rates = SnapshotRates(seconds: 1, earlierWords: earlier, laterWords: later, geometry: geometry)
+        let rates = SnapshotRates(
+            seconds: 1, figures: ChangedBlockFigures(earlierWords: earlier, laterWords: later, tree: tree),
+            geometry: geometry)
         #expect(allocations > 0 && frees > 0)
         #expect(rates.allocations == allocations)
         #expect(rates.frees == frees)

@@ -144,7 +144,7 @@ struct CanvasDiffTests {
         for digits in 0...3 {
             for value in values {
                 let expected = String(format: "%.\(digits)f", value)
-                #expect(Format.decimal(value, digits: digits) == expected, "\(value) with \(digits) digits")
+                #expect(Format.fixed(value, digits: digits) == expected, "\(value) with \(digits) digits")
             }
         }
     }
