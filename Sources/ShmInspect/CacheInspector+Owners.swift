@@ -7,8 +7,13 @@ extension CacheInspector {
     /// The owner ledger of `snapshot`: reads the header of every allocation in its words.
     public func ownerLedger(of snapshot: CacheSnapshot) throws(InspectError) -> OwnerLedger {
         var ledger = OwnerLedger(geometry: geometry)
-        let blocks = Array(Self.allocatedBlocks(snapshot.words, from: layout.nullBlockCount))
-        try read(blocks, words: snapshot.words, into: &ledger, counting: false)
+        let words = snapshot.words
+        let blocks = Array(Self.allocatedBlocks(words, from: layout.nullBlockCount))
+        try read(blocks, words: words, into: &ledger, counting: false) { ledger, plans in
+            for (position, block) in blocks.enumerated() {
+                plans[position] = ledger.plan(heldNodes: 0, word: words[block])
+            }
+        }
         return ledger
     }
 
@@ -20,8 +25,26 @@ extension CacheInspector {
     public func update(
         _ ledger: inout OwnerLedger, to snapshot: CacheSnapshot, changes: SnapshotChanges
     ) throws(InspectError) -> (activity: OwnerActivity, blocks: [Int]) {
-        let blocks = Self.merging(changes.blocks, ledger.unsettledBlocks.sorted())
-        try read(blocks, words: snapshot.words, into: &ledger, counting: true)
+        let unsettled = ledger.unsettledBlocks.sorted()
+        let blocks = Self.merging(changes.blocks, unsettled)
+        let (words, earlierWords, tree) = (snapshot.words, changes.earlierWords, geometry.tree)
+        try read(blocks, words: words, into: &ledger, counting: true) { ledger, plans in
+            // A block with nodes in flight is planned from the ledger's records; any other (a
+            // changed one) from its earlier word, whose allocations are the nodes the ledger holds
+            // for it: its records are not touched before they are changed.
+            var (changed, pending) = (0, 0)
+            for (position, block) in blocks.enumerated() {
+                let isChanged = changed < changes.blocks.count && changes.blocks[changed] == block
+                let earlier = isChanged ? earlierWords[changed] : 0
+                if isChanged { changed += 1 }
+                if pending < unsettled.count, unsettled[pending] == block {
+                    pending += 1
+                    plans[position] = ledger.plan(block: block, word: words[block])
+                } else {
+                    plans[position] = ledger.plan(heldNodes: tree.allocations(earlier), word: words[block])
+                }
+            }
+        }
         return (ledger.takeActivity(), blocks)
     }
 
@@ -99,14 +122,16 @@ extension CacheInspector {
     }
 
     /// Reads the headers of the allocation nodes of `blocks` (ascending, each once) at their words
-    /// in `words`, and replaces each block's contribution to `ledger` with what they say.
+    /// in `words`, as the plans `planning` makes (one per block, into the buffer it is given) say,
+    /// and replaces each block's contribution to `ledger` with what they say.
     ///
     /// The blocks lie scattered over the ledger and the data region, so each costs cache misses
-    /// to its entry, its records and its new headers; waited for one after another they were most
-    /// of a busy refresh. So each is asked for ahead of its use (``OwnerLedger/prefetchEntry(of:)``),
-    /// and the headers of a chunk of blocks are asked for together before they are read.
+    /// to its records and its new headers; waited for one after another they were most of a busy
+    /// refresh. So the headers of a chunk of blocks are asked for together before they are read,
+    /// and each block's records a few blocks ahead of their change.
     private func read(
-        _ blocks: [Int], words: [UInt64], into ledger: inout OwnerLedger, counting: Bool
+        _ blocks: [Int], words: [UInt64], into ledger: inout OwnerLedger, counting: Bool,
+        planning: (OwnerLedger, UnsafeMutableBufferPointer<OwnerLedger.BlockPlan>) -> Void
     ) throws(InspectError) {
         // The owner table is read only when a header names no owner (a claim or free in flight).
         // One that cannot be read names no claimer: its node counts as in flight, and the
@@ -132,23 +157,21 @@ extension CacheInspector {
         if plans.count < blocks.count {
             plans.append(contentsOf: repeatElement(OwnerLedger.BlockPlan(), count: blocks.count - plans.count))
         }
+        plans.withUnsafeMutableBufferPointer { planning(ledger, $0) }
         var recordCount = 0
         if let dataMapping, dataMapping.readsInPlace {
             let whole: Void? = dataMapping.read(descriptor) { mapped in
                 readInPlace(
-                    blocks, words: words, from: mapped, ledger: ledger, plans: &plans, records: &records,
-                    recordCount: &recordCount, claimer: claimer)
+                    blocks, from: mapped, plans: plans, records: &records, recordCount: &recordCount,
+                    claimer: claimer, words: words)
             }
             guard whole != nil else {
                 try checkFile()
                 throw .truncated(path: path, size: dataMapping.faultedFileOffset ?? 0, expected: layout.fileSize)
             }
         } else {
-            // Copied from the file instead (one `pread` per run of consecutive blocks): all plans
-            // first, then room for their nodes' records.
-            for (position, block) in blocks.enumerated() {
-                plans[position] = ledger.plan(block: block, word: words[block])
-            }
+            // Copied from the file instead (one `pread` per run of consecutive blocks): room for
+            // the nodes' records first.
             let nodes = plans.prefix(blocks.count).reduce(0) { $0 + $1.nodesToRead.nonzeroBitCount }
             if records.count < nodes {
                 records.append(
@@ -166,23 +189,23 @@ extension CacheInspector {
     }
 
     /// Blocks whose headers are asked for together, then read: enough that their cache misses
-    /// overlap, few enough that their entries and headers stay cached meanwhile.
+    /// overlap, few enough that their headers stay cached meanwhile.
     static let headerChunkBlocks = 256
 
-    /// The plans of `blocks` (ascending) at their words in `words` into `plans`, and the records
-    /// of their nodes to read from the headers in `mapped` (the data region) into `records` from
-    /// `recordCount` on (both grown as needed), in order of blocks and nodes; `claimer(block,
-    /// node)` is asked for a node whose header names no owner. If the mapping faults, some
-    /// records are read as zeros (the caller throws them away).
+    /// The records of the nodes to read of `blocks` (ascending), as `plans` give them, read from
+    /// the headers in `mapped` (the data region) into `records` from `recordCount` on (grown as
+    /// needed), in order of blocks and nodes; `claimer(block, node)` is asked for a node whose
+    /// header names no owner (and `words`, the blocks' words, tell whether its block changed
+    /// since). If the mapping faults, some records are read as zeros (the caller throws them away).
     ///
-    /// Chunk by chunk, so that a chunk's entries and headers are still cached when read again:
-    /// each block's plan, its new headers asked for as they are found, then the headers read.
-    /// A header's place waits in its record's slot meanwhile (its word's index in the data region,
-    /// its order and node), so that the reading is one flat loop.
+    /// Chunk by chunk, so that a chunk's headers are still cached when read: the headers asked
+    /// for, then read. A header's place waits in its record's slot meanwhile (its word's index in
+    /// the data region, its order and node), so that the reading is one flat loop. The ledger is
+    /// not touched: the plans were made without it.
     private func readInPlace(
-        _ blocks: [Int], words: [UInt64], from mapped: MappedWords, ledger: OwnerLedger,
-        plans: inout [OwnerLedger.BlockPlan], records: inout [OwnerLedger.NodeRecord], recordCount: inout Int,
-        claimer: (Int, Int) -> Int32?
+        _ blocks: [Int], from mapped: MappedWords, plans: [OwnerLedger.BlockPlan],
+        records: inout [OwnerLedger.NodeRecord], recordCount: inout Int, claimer: (Int, Int) -> Int32?,
+        words: [UInt64]
     ) {
         let geometry = geometry
         let tree = geometry.tree
@@ -193,7 +216,7 @@ extension CacheInspector {
             let word = tree.byteOffset(ofNode: node, minSize: geometry.minSize) &>> 3
             placeOfNode[node] = UInt64(word) &<< 10 | UInt64(tree.order(ofNode: node)) &<< 6 | UInt64(node)
         }
-        plans.withUnsafeMutableBufferPointer { plans in
+        plans.withUnsafeBufferPointer { plans in
             var chunkStart = 0
             while chunkStart < blocks.count {
                 let chunkEnd = min(blocks.count, chunkStart &+ Self.headerChunkBlocks)
@@ -207,14 +230,9 @@ extension CacheInspector {
                 records.withUnsafeMutableBufferPointer { records in
                     let chunkRecords = recordCount
                     for position in chunkStart..<chunkEnd {
-                        let ahead = position &+ OwnerLedger.entryLookahead
-                        if ahead < blocks.count { ledger.prefetchEntry(of: blocks[ahead]) }
-                        let block = blocks[position]
-                        let plan = ledger.plan(block: block, word: words[block])
-                        plans[position] = plan
                         // Wrapping: a block's words lie within the data region's.
-                        let base = UInt64(truncatingIfNeeded: block &<< blockWordsShift) &<< 10
-                        var nodes = plan.nodesToRead
+                        let base = UInt64(truncatingIfNeeded: blocks[position] &<< blockWordsShift) &<< 10
+                        var nodes = plans[position].nodesToRead
                         while nodes != 0 {
                             let place = base &+ placeOfNode[nodes.trailingZeroBitCount]
                             nodes &= nodes &- 1

@@ -4,10 +4,12 @@
 // A full header scan of a cache with a million allocations reads a million headers spread over
 // the whole data region; between two refreshes of a busy cache a few per cent of its blocks
 // change. The ledger keeps, for every block that holds allocations, what each of its allocation
-// nodes counted for (owner, requested size, or in flight / damaged) and the nodes it was read at.
+// nodes counted for (owner, requested size, or in flight / damaged), each record naming its node.
 // In a changed block, the nodes that disappeared are subtracted and the headers of those that
 // appeared are read; the nodes that held at both readings keep their records (most of a changed
-// block's allocations did not change, and reading them again was most of a busy refresh). Nodes
+// block's allocations did not change, and reading them again was most of a busy refresh). Which
+// nodes a block held is its earlier word's allocations, which the refresh has at hand: a changed
+// block is planned without touching the ledger, whose records it then changes in one visit. Nodes
 // whose headers were in flight (claimed but not written yet) are read again at the next update
 // even if their word holds still, so the figures settle within one refresh.
 
@@ -135,37 +137,51 @@ public struct OwnerLedger: Sendable {
     /// Allocation nodes the ledger holds.
     public var allocationCount: Int { owners.reduce(0) { $0 + $1.allocations } + inFlight + unreadable }
 
-    /// What an update does with one block: the allocation nodes of its new word, and those of
-    /// them whose headers are read (the others keep their records).
+    /// What an update does with one block: the allocation nodes its last reading held and those
+    /// of them held in flight, the allocation nodes of its new word, and those of them whose
+    /// headers are read (the others keep their records).
     struct BlockPlan {
+        var heldNodes: UInt64 = 0
+        var heldInFlight: UInt64 = 0
         var nodes: UInt64 = 0
         var nodesToRead: UInt64 = 0
     }
 
-    /// The plan that brings block `block` up to `word`: the nodes to read are the allocations of
-    /// `word` its last reading did not hold as allocations, or held in flight. A node that held a
-    /// settled allocation at both readings keeps its record unread, as a block whose word did not
-    /// change does: a node freed and allocated again between two readings is not seen (as for
-    /// the rates), and most of a changed block's allocations have not changed.
+    /// The plan that brings a block whose last reading held `heldNodes` (`heldInFlight` of them
+    /// in flight) up to `word`: the nodes to read are the allocations of `word` not held as
+    /// settled allocations. A node that held a settled allocation at both readings keeps its
+    /// record unread, as a block whose word did not change does: a node freed and allocated again
+    /// between two readings is not seen (as for the rates), and most of a changed block's
+    /// allocations have not changed.
     @inline(__always)
-    func plan(block: Int, word: UInt64) -> BlockPlan {
+    func plan(heldNodes: UInt64, heldInFlight: UInt64 = 0, word: UInt64) -> BlockPlan {
         let nodes = geometry.tree.allocations(word)
-        let (page, index) = storage.page(of: block)
-        guard let entries = page.pointee.entries else { return BlockPlan(nodes: nodes, nodesToRead: nodes) }
-        return BlockPlan(nodes: nodes, nodesToRead: nodes & ~entries[index].settled)
+        return BlockPlan(
+            heldNodes: heldNodes, heldInFlight: heldInFlight, nodes: nodes,
+            nodesToRead: nodes & ~(heldNodes & ~heldInFlight))
     }
 
-    /// Asks for block `block`'s entry ahead of ``plan(block:word:)`` or
-    /// ``replace(blocks:plans:records:counting:)`` (a hint). A refresh's changed blocks lie
-    /// scattered over the ledger's megabytes: a cache miss each, waited for one after another, was
-    /// most of a busy refresh, where asked for a few blocks ahead they overlap.
-    @inline(__always)
-    func prefetchEntry(of block: Int) { storage.prefetchEntry(of: block) }
+    /// The plan that brings block `block` up to `word`, from the ledger's own records: for a
+    /// block with nodes in flight, and where the block's earlier word is not at hand. (A refresh
+    /// plans its other changed blocks from their earlier words, which are the nodes the ledger
+    /// holds, without touching the ledger.)
+    func plan(block: Int, word: UInt64) -> BlockPlan {
+        let (page, index) = storage.page(of: block)
+        guard !page.pointee.isEmpty else { return plan(heldNodes: 0, word: word) }
+        let (held, inFlight) = page.pointee.withRecords(of: index) { records in
+            records.reduce(into: (UInt64(0), UInt64(0))) { nodes, record in
+                let bit = UInt64(1) &<< UInt64(record.node)
+                nodes.0 |= bit
+                if record.isUnsettled { nodes.1 |= bit }
+            }
+        }
+        return plan(heldNodes: held, heldInFlight: inFlight, word: word)
+    }
 
-    /// How many blocks ahead a block's entry is asked for: its misses take about as long as
+    /// How many blocks ahead a block's place is asked for: its misses take about as long as
     /// updating this many blocks.
-    static let entryLookahead = 16
-    /// How many blocks ahead a block's records are asked for: after its entry has come.
+    static let placeLookahead = 16
+    /// How many blocks ahead a block's records are asked for: after its place has come.
     static let recordLookahead = 8
 
     /// The pages, made this ledger's own (copied when another ledger shares them), to be changed.
@@ -185,7 +201,7 @@ public struct OwnerLedger: Sendable {
 
     /// Brings each of `blocks` (ascending, each once) up to its plan in `plans` (one per block,
     /// as ``plan(block:word:)`` gave it), the nodes to read read as `records` (in order of blocks
-    /// and nodes), as ``replace(block:word:read:counting:)`` does one block. Each block's entry
+    /// and nodes), as ``replace(block:word:read:counting:)`` does one block. Each block's place
     /// and records are asked for a few blocks ahead of their use.
     mutating func replace(
         blocks: [Int], plans: ArraySlice<BlockPlan>, records: ArraySlice<NodeRecord>, counting: Bool
@@ -198,9 +214,9 @@ public struct OwnerLedger: Sendable {
                     withSums(adding: records, counting: counting) { ledger, sums, pages in
                         var update = BlockUpdate(read: records, sums: sums, pages: pages, counting: counting)
                         for position in blocks.indices {
-                            let entryAhead = position &+ Self.entryLookahead
+                            let placeAhead = position &+ Self.placeLookahead
                             let recordsAhead = position &+ Self.recordLookahead
-                            if entryAhead < blocks.count { pages.prefetchEntry(of: blocks[entryAhead]) }
+                            if placeAhead < blocks.count { pages.prefetchPlace(of: blocks[placeAhead]) }
                             if recordsAhead < blocks.count { pages.prefetchRecords(of: blocks[recordsAhead]) }
                             ledger.replace(block: blocks[position], plan: plans[position], with: &update)
                         }
@@ -255,11 +271,12 @@ public struct OwnerLedger: Sendable {
             guard plan.nodes != 0 else { return }
             page.pointee.open()
         }
-        var entry = page.pointee.entries![index]
-        let (oldNodes, newNodes) = (entry.nodes, plan.nodes)
-        let wasUnsettled = entry.settled != oldNodes
-        var run = page.pointee.run(of: entry)
-        var count = Int(entry.count)
+        var place = page.pointee.places![index]
+        let (oldNodes, newNodes) = (plan.heldNodes, plan.nodes)
+        // Checked: a plan from another reading than the ledger's would count records twice.
+        precondition(place.count == oldNodes.nonzeroBitCount, "a plan made from another reading of block \(block)")
+        var run = page.pointee.run(at: place)
+        var count = place.count
         var disappeared = oldNodes & ~newNodes
         while disappeared != 0 {
             let slot = Self.slot(ofNode: disappeared.trailingZeroBitCount, in: run, count: count)
@@ -282,25 +299,23 @@ public struct OwnerLedger: Sendable {
             if oldNodes & bit != 0 {
                 replaceReadAgain(record, in: run, count: count, with: update)
             } else {
-                if count == Int(entry.capacity) {
+                if count == place.capacity {
                     // Room for every node still to be added, so that the run moves once.
-                    entry.count = UInt16(truncatingIfNeeded: count)
-                    run = page.pointee.grow(&entry, toHold: count &+ 1 &+ (toRead & ~oldNodes).nonzeroBitCount)
+                    place.count = count
+                    run = page.pointee.grow(&place, toHold: count &+ 1 &+ (toRead & ~oldNodes).nonzeroBitCount)
                 }
                 run[count] = record
                 count &+= 1
             }
         }
-        assert(count == newNodes.nonzeroBitCount, "a plan made from another entry")
-        entry.nodes = newNodes
-        entry.settled = settled
-        entry.count = UInt16(truncatingIfNeeded: count)
-        if count == 0, entry.capacity != 0 { page.pointee.release(&entry) }
-        page.pointee.entries![index] = entry
+        assert(count == newNodes.nonzeroBitCount, "a plan made from another reading")
+        place.count = count
+        if count == 0, place.hasRun { page.pointee.release(&place) }
+        page.pointee.places![index] = place
         // The set is asked only when the block enters or leaves it: most changed blocks do neither.
         if settled != newNodes {
             unsettledBlocks.insert(block)
-        } else if wasUnsettled {
+        } else if plan.heldInFlight != 0 {
             unsettledBlocks.remove(block)
         }
     }

@@ -1,52 +1,67 @@
 // The ledger's records of 1024 consecutive blocks, laid out so that updating a changed block
-// touches two or three cache lines, allocates nothing and checks nothing but what it must.
+// touches one small index word and the block's records, allocates nothing and checks nothing but
+// what it must.
 //
-// One Swift array per block cost a cache miss to the array's header, another to its elements and
-// a third and fourth to the block's word and settled nodes, kept in arrays of their own: most of
-// a busy refresh. Here a block's nodes, settled nodes and the place of its records sit together in
-// one entry, and its records in a run of slots of one buffer shared by the page's blocks. Pages of
-// Swift arrays then checked an array unique at every write, a dozen times per changed block (a
-// twentieth of a busy refresh, more with the calls around them): the buffers are the ledger's own
-// memory now, copied on write once per update (``OwnerLedger/Storage``), not once per access.
-// A block's records are in no order (each names its node): a changed block gains or loses one or
-// two allocations of ten, and a record is appended, replaced or moved into a hole, where records
-// kept in node order were all moved to make room.
+// A busy refresh's changed blocks lie scattered over the ledger, and each cache line a block's
+// update touches is a miss, waited for or at best overlapped with others: the cost of an update is
+// its misses. So a block keeps no entry of its own: the nodes it held are its earlier word's
+// allocations, which the refresh hands over with the plan (``OwnerLedger/BlockPlan``), and what is
+// left, where its records lie and how many they are, is packed in 32 bits of a page-wide index
+// (4 KiB a page, 2 MiB for a 512 MiB cache: mostly cached). A block's records are one run of slots
+// of a buffer shared by the page's blocks, a run never straddling more cache lines than it must.
+// Records are in no order (each names its node): a changed block gains or loses one or two
+// allocations of ten, and a record is appended, replaced or moved into a hole, where records kept
+// in node order were all moved to make room. The buffers are the ledger's own memory, copied on
+// write once per update (``OwnerLedger/Storage``), not checked unique at every access.
 
 import CShmSystem
 import Glibc
 import ShmFormat
 
 extension OwnerLedger {
-    /// Where one block stands, in 24 bytes: one cache line (two for a quarter of the blocks).
-    struct Entry {
-        /// The allocation nodes of the word the block was last read at, one record each: kept as
-        /// nodes, not as the word, so that an update need not find them in the word again.
-        var nodes: UInt64 = 0
-        /// The nodes whose records are settled (not in flight): kept, unread, while they hold.
-        var settled: UInt64 = 0
-        /// The block's run of slots in ``Page/records``: where it starts, the records in it (one
-        /// per node of `nodes`, first) and its slots (0, or a power of two).
-        var start: UInt32 = 0
-        var count: UInt16 = 0
-        var capacity: UInt16 = 0
+    /// Where one block's records lie in its page, in 32 bits: its run's first slot (bits 9–31),
+    /// its run's length class plus one (bits 6–8; 0: no run) and its records (bits 0–5).
+    struct RunPlace: Equatable {
+        var rawValue: UInt32 = 0
+
+        /// A run of 2^`runClass` slots from slot `start`, holding `count` records.
+        init(start: Int, runClass: Int, count: Int) {
+            rawValue = UInt32(truncatingIfNeeded: start &<< 9 | (runClass &+ 1) &<< 6 | count)
+        }
+
+        /// No run: a block that holds no allocations.
+        init() {}
+
+        var start: Int { Int(truncatingIfNeeded: rawValue &>> 9) }
+        /// Whether the block has a run (it may hold no records while a batch updates it).
+        var hasRun: Bool { rawValue & 0x1C0 != 0 }
+        var runClass: Int { Int(truncatingIfNeeded: (rawValue &>> 6) & 7) &- 1 }
+        /// Slots in the run; 0 without one.
+        var capacity: Int { hasRun ? 1 &<< runClass : 0 }
+        var count: Int {
+            get { Int(truncatingIfNeeded: rawValue & 0x3F) }
+            set { rawValue = rawValue & ~0x3F | UInt32(truncatingIfNeeded: newValue) }
+        }
     }
 
-    /// The contributions of ``pageBlocks`` consecutive blocks: for each, its ``Entry``, and one
-    /// record per allocation node of its word, in no order (each names its node).
+    /// The contributions of ``pageBlocks`` consecutive blocks: for each, one record per
+    /// allocation node of its word, in no order (each names its node), and where they lie.
     ///
     /// A block's records lie in a run of slots of `records` whose length is a power of two; a
     /// block that outgrows its run moves to one twice as long, and one emptied gives its run up,
     /// for the next block that needs a run of that length. Plain memory, owned by the
     /// ``Storage`` that holds the page.
     struct Page {
-        /// One entry per block; `nil` until one of the page's blocks first holds allocations, so
-        /// an unused page costs a few words.
-        private(set) var entries: UnsafeMutablePointer<Entry>?
-        /// The runs; made with the entries. `malloc`'s memory, grown by `realloc`: a large buffer
-        /// is then remapped, where a copy to a new one was a tenth of a busy cache's updates. Slots
-        /// not in a run are never read (records are plain words), so runs are not initialized.
+        /// Each block's ``RunPlace``; `nil` until one of the page's blocks first holds
+        /// allocations, so an unused page costs a few words.
+        private(set) var places: UnsafeMutablePointer<RunPlace>?
+        /// The runs; made with the places, from a cache line's start in `buffer`. Slots not in a
+        /// run are never read (records are plain words), so runs are not initialized.
         private var records: UnsafeMutablePointer<NodeRecord>?
-        /// Slots allocated in `records`, and slots handed out as runs (from the start).
+        /// `malloc`'s memory that holds `records`, grown by `realloc`: a large buffer is then
+        /// remapped, where a copy to a new one was a tenth of a busy cache's updates.
+        private var buffer: UnsafeMutableRawPointer?
+        /// Slots allocated in `records`, and slots handed out as runs or skipped to align one.
         private var recordCapacity = 0
         private var recordsUsed = 0
         /// The start of the first run given up of each length class (index n: runs of 2ⁿ slots;
@@ -59,66 +74,68 @@ extension OwnerLedger {
         private static let noRun = UInt32.max
 
         /// Whether no block of the page ever held allocations.
-        var isEmpty: Bool { entries == nil }
+        var isEmpty: Bool { places == nil }
 
-        /// Makes the page's entries, none holding anything, and room for a block's records.
+        /// Makes the page's places, no block holding anything, and room for a block's records.
         mutating func open() {
             // A block has at most `blockRecordsLimit` records: runs of 2⁰ … 2⁵ slots.
             assert(Self.runClass(for: Self.blockRecordsLimit) < freeRuns.count)
-            let made = UnsafeMutablePointer<Entry>.allocate(capacity: pageBlocks)
-            made.initialize(repeating: Entry(), count: pageBlocks)
-            entries = made
-            records = Self.reallocate(nil, capacity: Self.blockRecordsLimit)
-            recordCapacity = Self.blockRecordsLimit
+            let made = UnsafeMutablePointer<RunPlace>.allocate(capacity: pageBlocks)
+            made.initialize(repeating: RunPlace(), count: pageBlocks)
+            places = made
+            resize(toHold: Self.blockRecordsLimit)
         }
 
         /// Frees the page's memory.
         func deallocate() {
-            entries?.deallocate()
-            free(records)
+            places?.deallocate()
+            free(buffer)
         }
 
         /// A copy of the page in memory of its own.
         func copy() -> Page {
             var copy = self
-            if let entries {
-                copy.entries = .allocate(capacity: pageBlocks)
-                copy.entries!.initialize(from: entries, count: pageBlocks)
+            if let places {
+                copy.places = .allocate(capacity: pageBlocks)
+                copy.places!.initialize(from: places, count: pageBlocks)
             }
             if let records {
-                copy.records = Self.reallocate(nil, capacity: recordCapacity)
+                (copy.buffer, copy.records, copy.recordCapacity, copy.recordsUsed) = (nil, nil, 0, 0)
+                copy.resize(toHold: recordCapacity)
                 copy.records!.initialize(from: records, count: recordsUsed)
+                copy.recordsUsed = recordsUsed
             }
             return copy
         }
 
-        /// Calls `body` with block `index`'s records (one per node of its entry's `nodes`, in no
+        /// Calls `body` with block `index`'s records (one per allocation node it holds, in no
         /// order). The page must be open.
         func withRecords<Result>(of index: Int, _ body: (UnsafeBufferPointer<NodeRecord>) -> Result) -> Result {
-            let entry = entries![index]
-            return body(UnsafeBufferPointer(start: run(of: entry), count: Int(entry.count)))
+            let place = places![index]
+            return body(UnsafeBufferPointer(start: run(at: place), count: place.count))
         }
 
-        /// The first slot of `entry`'s run. The page must be open.
+        /// The first slot of the run at `place` (of no run: the buffer's first slot, where none
+        /// of its `count`, 0, is read). The page must be open.
         @inline(__always)
-        func run(of entry: Entry) -> UnsafeMutablePointer<NodeRecord> {
-            records.unsafelyUnwrapped + Int(entry.start)
+        func run(at place: RunPlace) -> UnsafeMutablePointer<NodeRecord> {
+            records.unsafelyUnwrapped + place.start
         }
 
-        /// Asks for the cache line of block `index`'s entry ahead of its use (a hint).
+        /// Asks for the cache line of block `index`'s place ahead of its use (a hint).
         @inline(__always)
-        func prefetchEntry(_ index: Int) {
-            if let entries { shm_prefetch(entries + index) }
+        func prefetchPlace(_ index: Int) {
+            if let places { shm_prefetch(places + index) }
         }
 
         /// Asks for the cache lines of block `index`'s records ahead of their use (a hint; the
-        /// entry, which says where they lie, is loaded for it).
+        /// place, which says where they lie, is loaded for it).
         @inline(__always)
         func prefetchRecords(_ index: Int) {
-            guard let entries else { return }
-            let entry = entries[index]
-            let run = run(of: entry)
-            for slot in stride(from: 0, to: Int(entry.count), by: Self.recordsPerLine) { shm_prefetch(run + slot) }
+            guard let places else { return }
+            let place = places[index]
+            let run = run(at: place)
+            for slot in stride(from: 0, to: place.count, by: Self.recordsPerLine) { shm_prefetch(run + slot) }
         }
 
         /// Records in a 64-byte cache line.
@@ -128,66 +145,74 @@ extension OwnerLedger {
         /// most 2^``Geometry/largestDepth`` leaves.
         static let blockRecordsLimit = 1 << Geometry.largestDepth
 
-        /// Moves `entry`'s records (its `count`) to a run of at least `count` slots, gives its run
-        /// up, and returns the new run's first slot. The page must be open.
-        mutating func grow(_ entry: inout Entry, toHold count: Int) -> UnsafeMutablePointer<NodeRecord> {
+        /// Moves the records at `place` (its `count`) to a run of at least `count` slots, gives
+        /// its run up, and returns the new run's first slot. The page must be open.
+        mutating func grow(_ place: inout RunPlace, toHold count: Int) -> UnsafeMutablePointer<NodeRecord> {
             let runClass = Self.runClass(for: count)
             // Taken first: it may move `records`, and the old run is read at its new place.
             let start = takeRun(runClass)
-            let run = records.unsafelyUnwrapped + Int(start)
-            if entry.capacity > 0 {
-                let old = self.run(of: entry)
+            let run = records.unsafelyUnwrapped + start
+            if place.hasRun {
+                let old = self.run(at: place)
                 // A few records: a loop, where `memmove` cost more in its call than in its copy.
-                for slot in 0..<Int(entry.count) { run[slot] = old[slot] }
-                giveUp(run: entry.start, runClass: Self.runClass(for: Int(entry.capacity)))
+                for slot in 0..<place.count { run[slot] = old[slot] }
+                giveUp(run: place.start, runClass: place.runClass)
             }
-            entry.start = start
-            entry.capacity = UInt16(1 << runClass)
+            place = RunPlace(start: start, runClass: runClass, count: place.count)
             return run
         }
 
-        /// Gives `entry`'s run up: its block holds no allocations now, and a cache that empties and
-        /// fills again would otherwise keep every block's longest run.
-        mutating func release(_ entry: inout Entry) {
-            precondition(entry.count == 0, "a run given up with records in it")
-            giveUp(run: entry.start, runClass: Self.runClass(for: Int(entry.capacity)))
-            entry.start = 0
-            entry.capacity = 0
+        /// Gives the run at `place` up: its block holds no allocations now, and a cache that
+        /// empties and fills again would otherwise keep every block's longest run.
+        mutating func release(_ place: inout RunPlace) {
+            precondition(place.count == 0, "a run given up with records in it")
+            giveUp(run: place.start, runClass: place.runClass)
+            place = RunPlace()
         }
 
         /// Puts the run of 2^`runClass` slots at `start` on its class's list.
-        private mutating func giveUp(run start: UInt32, runClass: Int) {
-            records![Int(start)] = NodeRecord(rawValue: UInt64(freeRuns[runClass]))
-            freeRuns[runClass] = start
+        private mutating func giveUp(run start: Int, runClass: Int) {
+            records![start] = NodeRecord(rawValue: UInt64(freeRuns[runClass]))
+            freeRuns[runClass] = UInt32(truncatingIfNeeded: start)
         }
 
-        /// The start of a free run of 2^`runClass` slots: one given up before, or a new one.
-        private mutating func takeRun(_ runClass: Int) -> UInt32 {
+        /// The start of a free run of 2^`runClass` slots: one given up before, or a new one,
+        /// aligned to its length up to a cache line's records (so that a run of a line or less
+        /// lies in one line, and a longer one in as few as its length needs).
+        private mutating func takeRun(_ runClass: Int) -> Int {
             let first = freeRuns[runClass]
             if first != Self.noRun {
                 freeRuns[runClass] = UInt32(truncatingIfNeeded: records![Int(first)].rawValue)
-                return first
+                return Int(first)
             }
             let length = 1 << runClass
-            if recordsUsed + length > recordCapacity {
+            let alignment = min(length, Self.recordsPerLine)
+            let start = (recordsUsed + alignment - 1) & -alignment
+            if start + length > recordCapacity {
                 // Doubled, so that a page filling up moves its records a few times only.
-                let grown = max(2 * recordCapacity, recordsUsed + length)
-                records = Self.reallocate(records, capacity: grown)
-                recordCapacity = grown
+                resize(toHold: max(2 * recordCapacity, start + length))
             }
-            recordsUsed += length
-            return UInt32(recordsUsed - length)
+            recordsUsed = start + length
+            return start
         }
 
-        /// `records` (or none) moved to room for `capacity` records; stops the process when there
-        /// is no memory, as Swift's own allocations do.
-        private static func reallocate(
-            _ records: UnsafeMutablePointer<NodeRecord>?, capacity: Int
-        ) -> UnsafeMutablePointer<NodeRecord> {
-            guard let moved = realloc(records, capacity * MemoryLayout<NodeRecord>.stride) else {
+        /// Grows `records` (or makes it) to `capacity` slots from a cache line's start, its used
+        /// slots kept; stops the process when there is no memory, as Swift's own allocations do.
+        private mutating func resize(toHold capacity: Int) {
+            let lineBytes = Self.recordsPerLine * MemoryLayout<NodeRecord>.stride
+            let skew = buffer.map { UnsafeMutableRawPointer(records!) - $0 } ?? 0
+            guard let grown = realloc(buffer, capacity * MemoryLayout<NodeRecord>.stride + lineBytes) else {
                 fatalError("out of memory for \(capacity) owner records")
             }
-            return moved.bindMemory(to: NodeRecord.self, capacity: capacity)
+            let aligned = grown.alignedUp(toMultipleOf: lineBytes)
+            // `realloc` kept the bytes from the buffer's start: the records move when the new
+            // buffer's line boundary lies elsewhere (rarely: a remapped one keeps its offset).
+            if aligned != grown + skew, recordsUsed > 0 {
+                memmove(aligned, grown + skew, recordsUsed * MemoryLayout<NodeRecord>.stride)
+            }
+            buffer = grown
+            records = aligned.bindMemory(to: NodeRecord.self, capacity: capacity)
+            recordCapacity = capacity
         }
 
         /// The length class of a run for `count` records: runs are 2ⁿ slots, so that a block
@@ -237,15 +262,15 @@ extension OwnerLedger {
             return (pages + (block &>> pageShift), block & (pageBlocks &- 1))
         }
 
-        /// Asks for the cache line of block `block`'s entry ahead of its use (a hint).
+        /// Asks for the cache line of block `block`'s place ahead of its use (a hint).
         @inline(__always)
-        func prefetchEntry(of block: Int) {
+        func prefetchPlace(of block: Int) {
             let (page, index) = page(of: block)
-            page.pointee.prefetchEntry(index)
+            page.pointee.prefetchPlace(index)
         }
 
         /// Asks for block `block`'s records ahead of their use (a hint, which loads the block's
-        /// entry: best asked once that is cached, after ``prefetchEntry(of:)``).
+        /// place: best asked once that is cached, after ``prefetchPlace(of:)``).
         @inline(__always)
         func prefetchRecords(of block: Int) {
             let (page, index) = page(of: block)
