@@ -3,10 +3,11 @@
 
 import ShmAlloc
 import ShmFormat
-import ShmInspect
 import ShmTestSupport
 import ShmWorkloads
 import Testing
+
+@testable import ShmInspect
 
 #if canImport(Glibc)
     import Glibc
@@ -81,5 +82,78 @@ struct SnapshotSeriesTests {
             )
             previous = snapshot
         }
+    }
+
+    @Test(
+        "a header in flight is read again at the next refresh, its block changed meanwhile or not; then the ledger says what a scan says"
+    )
+    func headersInFlightSettle() throws {
+        let file = TemporaryFile("in-flight")
+        defer { file.remove() }
+        let geometry = try Geometry(minSize: 32, maxSize: 1024, capacity: 1 << 20)
+        _ = try file.createCache(geometry)
+        let inspector = try CacheInspector(path: file.path)
+        let (layout, tree) = (inspector.layout, geometry.tree)
+        let descriptor = open(file.path, O_RDWR)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        // The file written behind the inspector's back, as writers do: words and headers.
+        func write(_ value: UInt64, at offset: Int) {
+            var bytes = value.littleEndian
+            #expect(pwrite(descriptor, &bytes, 8, off_t(offset)) == 8)
+        }
+        func setWord(_ block: Int, _ nodes: [Int]) {
+            write(nodes.reduce(0) { $0 | tree.setMask(ofNode: $1) }, at: layout.wordsOffset + block * 8)
+        }
+        func setHeader(_ block: Int, _ node: Int, owner: Int32?) {
+            let header = owner.map { AllocationHeader(ownerPID: $0, requestedSize: 20, order: 0).rawValue } ?? 0
+            write(
+                header, at: layout.dataOffset + block * geometry.blockSize + tree.byteOffset(ofNode: node, minSize: 32))
+        }
+        var snapshot = try inspector.snapshot(readingAllocations: false)
+        var ledger = try inspector.ownerLedger(of: snapshot)
+        var series = SnapshotSeries()
+        /// A refresh's words read, then `meanwhile` done, then its headers read.
+        func refresh(meanwhile: () -> Void = {}) throws -> AllocationCensus {
+            let changes = try inspector.advance(&snapshot, series: &series)
+            meanwhile()
+            _ = try inspector.update(&ledger, to: snapshot, changes: changes)
+            return try inspector.census(of: ledger)
+        }
+        func scan() throws -> AllocationCensus? { try inspector.snapshot(readingAllocations: true).allocations }
+        func owners(_ census: AllocationCensus) -> [[Int]] {
+            census.owners.map { [Int($0.pid), $0.allocations] }.sorted { $0[0] < $1[0] }
+        }
+        let (first, second) = (layout.nullBlockCount, layout.nullBlockCount + 1)
+        let (a, b) = (tree.node(order: 0, firstLeaf: 0), tree.node(order: 0, firstLeaf: 1))
+        // Both blocks gain node a, whose header is not written yet when it is read: each block
+        // changes again (node b) between its word's reading and its header's.
+        for block in [first, second] {
+            setWord(block, [a])
+            setHeader(block, a, owner: nil)
+        }
+        let inFlight = try refresh {
+            for block in [first, second] {
+                setWord(block, [a, b])
+                setHeader(block, b, owner: 7)
+            }
+        }
+        #expect(inFlight.inFlightHeaders == 2 && inFlight.unreadableHeaders == 0 && inFlight.owners.isEmpty)
+        #expect(ledger.unsettledBlocks == [first, second])
+        // The headers written. The first block's word is back to what the last refresh read (b
+        // freed): unchanged, its node a is read again all the same; the second block changed.
+        setWord(first, [a])
+        setHeader(first, a, owner: 41)
+        setHeader(second, a, owner: 42)
+        let settled = try refresh()
+        #expect(settled.inFlightHeaders == 0 && ledger.unsettledBlocks.isEmpty)
+        // The second block's node b is 7's, read when it appeared; the first's was freed.
+        #expect(owners(settled) == [[7, 1], [41, 1], [42, 1]])
+        #expect(settled == (try scan()))
+        // A settled block that changes is planned from its earlier word: node a freed, b kept.
+        setWord(second, [b])
+        let freed = try refresh()
+        #expect(owners(freed) == [[7, 1], [41, 1]])
+        #expect(freed == (try scan()))
     }
 }
