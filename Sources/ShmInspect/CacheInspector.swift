@@ -173,7 +173,7 @@ public final class CacheInspector: Sendable {
             for (block, word) in zip(changed.blocks, changed.laterWords) { words[block] = word }
         }
         let changes = SnapshotChanges(
-            changed, seconds: SnapshotChanges.seconds(from: snapshot.takenAt, to: started), geometry: geometry)
+            changed, seconds: (started - snapshot.takenAt).inSeconds, geometry: geometry)
         snapshot = CacheSnapshot(
             path: path, header: current, words: words, allocations: nil, takenAt: started,
             wallClockNanoseconds: wallClock)

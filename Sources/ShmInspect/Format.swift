@@ -4,6 +4,7 @@
 
 import Foundation
 import ShmFormat
+import ShmSystem
 
 /// Number formatting for the live view and the command line.
 public enum Format {
@@ -105,7 +106,7 @@ public enum Format {
 
     /// A refresh rate: `10 Hz`, `2 Hz`, `0.5 Hz`.
     public static func hertz(interval: Duration) -> String {
-        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        let seconds = interval.inSeconds
         let hertz = 1 / seconds
         return hertz == hertz.rounded() ? "\(Int(hertz)) Hz" : fixed(hertz, digits: 1) + " Hz"
     }
@@ -128,7 +129,7 @@ public enum Format {
 
     /// A duration in seconds for "n s ago" texts: `0.4 s`, `12 s`, `3 min`.
     public static func age(_ duration: Duration) -> String {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        let seconds = duration.inSeconds
         if seconds < 10 { return fixed(seconds, digits: 1) + " s" }
         if seconds < 120 { return "\(Int(seconds)) s" }
         return "\(Int(seconds / 60)) min"

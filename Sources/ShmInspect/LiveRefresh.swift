@@ -73,7 +73,7 @@ public struct LiveRefresh {
         let started = ContinuousClock.now
         let changes = try inspector.advance(&snapshot, series: &series, comparing: pass)
         series.adapt(
-            words: pass.count, seconds: Self.seconds(.now - started), budget: Self.passShare * Self.seconds(interval),
+            words: pass.count, seconds: (.now - started).inSeconds, budget: Self.passShare * interval.inSeconds,
             usable: usable.count)
         census.apply(changes)
         let (activity, reread) = try inspector.update(&ledger, to: snapshot, changes: changes)
@@ -97,6 +97,4 @@ public struct LiveRefresh {
         guard let attribution = paths?.attribution else { return statistics }
         return statistics.attributing(attribution)
     }
-
-    private static func seconds(_ duration: Duration) -> Double { Double(duration / .nanoseconds(1)) / 1e9 }
 }

@@ -9,6 +9,7 @@
 // figures are presented; the owner ledger itself keeps counting headers as they are.
 
 import ShmFormat
+import ShmSystem
 
 /// The allocations of one owner that hold path cache nodes, or of the whole cache.
 public struct PathCacheHolding: Hashable, Sendable, Codable {
@@ -321,6 +322,6 @@ public struct PathCacheReport: Codable, Hashable, Sendable {
         hitsPerSecond = rates?.hitsPerSecond
         insertsPerSecond = rates?.insertsPerSecond
         windowHitRate = rates?.hitRate
-        figuresAgeSeconds = Double(figuresAge / .microseconds(1)) / 1e6
+        figuresAgeSeconds = figuresAge.inSeconds
     }
 }

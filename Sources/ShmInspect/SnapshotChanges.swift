@@ -1,6 +1,7 @@
 // What changed between two snapshots: the changed blocks with both their words, and the rates.
 
 import ShmFormat
+import ShmSystem
 
 /// What changed between two snapshots of the same cache, found in one pass over their words (see
 /// ``ChangedWords``): the blocks whose word changed with both words, and from them the rates, the
@@ -31,7 +32,7 @@ public struct SnapshotChanges: Sendable {
                     firstBlock: usable.lowerBound)
             }
         }
-        self.init(changed, seconds: Self.seconds(from: earlier.takenAt, to: later.takenAt), geometry: later.geometry)
+        self.init(changed, seconds: (later.takenAt - earlier.takenAt).inSeconds, geometry: later.geometry)
     }
 
     /// The changes `changed` recorded, `seconds` apart, in a cache of `geometry`.
@@ -43,10 +44,6 @@ public struct SnapshotChanges: Sendable {
         let figures = ChangedBlockFigures(earlierWords: earlierWords, laterWords: laterWords, tree: geometry.tree)
         takenLeafDeltas = figures.takenLeafDeltas
         rates = SnapshotRates(seconds: seconds, figures: figures, geometry: geometry)
-    }
-
-    static func seconds(from earlier: ContinuousClock.Instant, to later: ContinuousClock.Instant) -> Double {
-        Double((later - earlier) / .nanoseconds(1)) / 1e9
     }
 
     /// The census of the later snapshot's usable blocks, from `census` of the earlier snapshot's:

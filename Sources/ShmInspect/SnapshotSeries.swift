@@ -7,6 +7,8 @@
 // old as the part read longest ago, which the series reports (``figuresAge``), as it reports how
 // often the whole cache is read (``sweepSeconds``).
 
+import ShmSystem
+
 /// The state a series of ``CacheInspector/advance(_:series:comparing:)`` calls keeps: which
 /// groups of words were all zero, where the next pass starts, and how long the passes took.
 public struct SnapshotSeries: Sendable {
@@ -47,7 +49,7 @@ public struct SnapshotSeries: Sendable {
 
     /// Seconds one sweep of the whole cache takes at one pass per `interval`.
     public func sweepSeconds(interval: Duration) -> Double {
-        Double(passesPerSweep) * Double(interval / .microseconds(1)) / 1e6
+        Double(passesPerSweep) * interval.inSeconds
     }
 
     /// The fewest words a pass compares: 4 MiB of words, a 512 MiB cache of 1 KiB blocks. A

@@ -1,6 +1,7 @@
 // The load writers' workload: what `shmtop load` and `demo` run in each writer process.
 
 import ShmAlloc
+import ShmSystem
 
 #if canImport(Glibc)
     import Glibc
@@ -133,7 +134,7 @@ public struct Workload {
         let batch = rate > 0 ? max(1, rate / 100) : 1000
         var operations = 0
         while !StopSignals.requested {
-            let elapsed = Double((ContinuousClock.now - start) / .microseconds(1)) / 1e6
+            let elapsed = (ContinuousClock.now - start).inSeconds
             if seconds > 0, elapsed >= seconds { break }
             step(operations: batch, elapsed: elapsed)
             operations += batch
@@ -141,7 +142,7 @@ public struct Workload {
                 // Pace to `rate` operations per second.
                 let due = start + .microseconds(Int(Double(operations) / Double(rate) * 1e6))
                 let now = ContinuousClock.now
-                if due > now { StopSignals.sleep(seconds: Double((due - now) / .microseconds(1)) / 1e6) }
+                if due > now { StopSignals.sleep(seconds: (due - now).inSeconds) }
             }
         }
         while !held.isEmpty { removeRandom() }

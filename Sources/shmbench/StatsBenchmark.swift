@@ -6,6 +6,7 @@ import Foundation
 import ShmAlloc
 import ShmFormat
 import ShmInspect
+import ShmSystem
 import ShmWorkloads
 
 /// The `stats` group: the pass per block against the copy, with the ratio and the target, and one
@@ -141,7 +142,7 @@ struct StatisticsMeasurement {
         let times = (0..<max(1, runs)).map { _ in
             let start = ContinuousClock.now
             body()
-            return Double((ContinuousClock.now - start) / .nanoseconds(1)) / 1e9
+            return (ContinuousClock.now - start).inSeconds
         }.sorted()
         return times[times.count / 2]
     }

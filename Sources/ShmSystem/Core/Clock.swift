@@ -43,6 +43,9 @@ public enum SystemClock {
 }
 
 extension Duration {
+    /// The duration in seconds, fractions included: what rates and ages are reckoned in.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+
     /// The duration in whole nanoseconds, 0 for a negative one: what a deadline on
     /// ``SystemClock/monotonicNanoseconds()`` adds.
     public var wholeNanoseconds: UInt64 {
