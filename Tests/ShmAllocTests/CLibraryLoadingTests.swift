@@ -308,10 +308,11 @@ struct CLibraryLoadingTests {
         #expect(cache.invalidBlocks == [])
     }
 
-    /// `shm_init` and `shm_deinit` over and over while a timer's handler on the same thread
-    /// allocates and frees every 50 µs (it lands inside their hold of the cache word, where it
-    /// must fail, not wait for ever) and a second thread forks children that map and allocate (a fork inside that hold
-    /// must not leave the child a word held by a thread it does not have). Exits 0 when all ends.
+    /// `shm_init` and `shm_deinit` over and over while a timer's handler on the same thread allocates and
+    /// frees every 50 µs (it lands inside their hold of the cache word, where it must fail, not wait for
+    /// ever) and a second thread forks children that map and allocate (a fork inside that hold must not
+    /// leave the child a word held by a thread it does not have). Exits 0 when all ends; 6 when the
+    /// handler ran on the forker, where it would race `shm_deinit` (see `main`).
     static let holdProgram = #"""
         #include "shm_alloc.h"
         #include <pthread.h>
@@ -322,21 +323,21 @@ struct CLibraryLoadingTests {
 
         static const char *path;
         static volatile sig_atomic_t cycling = 1;
+        static _Thread_local int on_main_thread;
+        static volatile sig_atomic_t handled_elsewhere;
 
         static void on_alarm(int signal) {
             (void)signal;
+            if (!on_main_thread) {
+                handled_elsewhere = 1;
+                return;
+            }
             shm_offt offset = shm_malloc(16);
             if (offset != SHM_NULL) shm_free(offset);
         }
 
         static void *forker(void *unused) {
             (void)unused;
-            /* The handler runs on the main thread alone: on this one it would use a cache that
-               shm_deinit unmaps under it, which shm_alloc.h forbids. */
-            sigset_t alarm;
-            sigemptyset(&alarm);
-            sigaddset(&alarm, SIGALRM);
-            pthread_sigmask(SIG_BLOCK, &alarm, NULL);
             while (cycling) {
                 pid_t child = fork();
                 if (child == 0) _exit(shm_init(NULL, path) && shm_malloc(8) != SHM_NULL ? 0 : 3);
@@ -349,14 +350,25 @@ struct CLibraryLoadingTests {
         int main(int argc, char **argv) {
             if (argc != 2) return 2;
             path = argv[1];
+            on_main_thread = 1;
             struct sigaction action = {0};
             action.sa_handler = on_alarm;
             action.sa_flags = SA_RESTART;
             sigaction(SIGALRM, &action, NULL);
             struct itimerval timer = {{0, 50}, {0, 50}};
             setitimer(ITIMER_REAL, &timer, NULL);
+            /* The handler must run on the main thread alone: on the forker it would use a cache that
+               shm_deinit unmaps under it, which shm_alloc.h forbids. The timer's signal goes to any
+               thread that does not block it when the main thread already has one pending, so the
+               forker is created with SIGALRM blocked (it inherits the mask): blocking it in the forker
+               itself left its first instructions open to the handler. */
+            sigset_t alarm;
+            sigemptyset(&alarm);
+            sigaddset(&alarm, SIGALRM);
+            pthread_sigmask(SIG_BLOCK, &alarm, NULL);
             pthread_t thread;
             pthread_create(&thread, NULL, forker, NULL);
+            pthread_sigmask(SIG_UNBLOCK, &alarm, NULL);
             for (int round = 0; round < 1000; round++) {
                 if (!shm_init(NULL, path)) return 4;
                 shm_deinit();
@@ -364,7 +376,7 @@ struct CLibraryLoadingTests {
             cycling = 0;
             void *failed;
             pthread_join(thread, &failed);
-            return failed == NULL ? 0 : 5;
+            return failed != NULL ? 5 : handled_elsewhere ? 6 : 0;
         }
         """#
 
@@ -376,7 +388,9 @@ struct CLibraryLoadingTests {
         _ = try SharedCache(path: cachePath, policy: .createIfNeeded(.default))
         let run = try runToEnd(
             "/usr/bin/env", ["-u", "SHM_FILE", program, cachePath], in: scratch, timeout: .seconds(120))
-        #expect(run.termination == .exited(0), "4: shm_init failed, 5: a child failed; \(run.outputTail)")
+        #expect(
+            run.termination == .exited(0),
+            "4: shm_init failed, 5: a child failed, 6: the handler ran off the main thread; \(run.outputTail)")
     }
 
     @Test(
