@@ -35,13 +35,14 @@ extension CacheInspector {
             var (changed, pending) = (0, 0)
             for (position, block) in blocks.enumerated() {
                 let isChanged = changed < changes.blocks.count && changes.blocks[changed] == block
-                let earlier = isChanged ? earlierWords[changed] : 0
-                if isChanged { changed += 1 }
+                defer { if isChanged { changed += 1 } }
                 if pending < unsettled.count, unsettled[pending] == block {
                     pending += 1
                     plans[position] = ledger.plan(block: block, word: words[block])
                 } else {
-                    plans[position] = ledger.plan(heldNodes: tree.allocations(earlier), word: words[block])
+                    // Not in flight, so in the changes: a merged block comes from one or the other.
+                    let held = tree.allocations(earlierWords[changed])
+                    plans[position] = ledger.plan(heldNodes: held, word: words[block])
                 }
             }
         }

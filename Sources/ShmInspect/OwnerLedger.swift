@@ -337,7 +337,7 @@ public struct OwnerLedger: Sendable {
     @inline(__always)
     private static func slot(ofNode node: Int, in run: UnsafeMutablePointer<NodeRecord>, count: Int) -> Int {
         var slot = 0
-        // Checked: a record missing would be a ledger out of step with its entries.
+        // Checked: a record missing would be a ledger out of step with its plans.
         while run[slot].node != node {
             slot &+= 1
             precondition(slot < count, "a node held without its record")
